@@ -1,0 +1,204 @@
+"""The article store: one row per canonical URL, updated in place, queried by author and week.
+
+When two sources describe the same article they rarely agree byte for byte: a feed has a
+summary where the page has the full body. Each row remembers the richest kind of source that
+wrote it (page > text > feed); a poorer source only fills fields that are still empty. So
+collecting the feed after the page neither loses the body nor reports a change every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from newsletter.collect.article import ArticleData
+from newsletter.collect.authors import author_key
+from newsletter.dates import Period
+from newsletter.models import Article, ArticleAuthor
+from newsletter.sanitize import html_to_text
+from newsletter.urls import canonical_url
+
+Outcome = Literal["new", "updated", "unchanged"]
+_RANK = {"feed": 1, "text": 2, "page": 3}
+
+
+@dataclass(frozen=True)
+class StoredFields:
+    title: str
+    authors: tuple[str, ...]
+    published: datetime
+    summary_html: str
+    body_html: str
+    image: str | None
+    tags: tuple[str, ...]
+    reading_minutes: int
+    guid: str | None
+
+    def digest(self) -> str:
+        payload = json.dumps(
+            [
+                self.title, self.authors, self.published.astimezone(UTC).isoformat(),
+                self.summary_html, self.body_html, self.image, self.tags,
+                self.reading_minutes, self.guid,
+            ],
+            ensure_ascii=False,
+        )  # fmt: skip
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _fields_of(row: Article) -> StoredFields:
+    return StoredFields(
+        title=row.title,
+        authors=tuple(row.author_names),
+        published=row.published,
+        summary_html=row.summary_html,
+        body_html=row.body_html,
+        image=row.image,
+        tags=tuple(row.tags),
+        reading_minutes=row.reading_minutes,
+        guid=row.guid,
+    )
+
+
+def _fields_from(data: ArticleData) -> StoredFields:
+    return StoredFields(
+        title=data.title,
+        authors=tuple(data.authors),
+        published=data.published,
+        summary_html=data.summary_html,
+        body_html=data.body_html,
+        image=data.image,
+        tags=tuple(data.tags),
+        reading_minutes=data.reading_minutes,
+        guid=data.guid,
+    )
+
+
+def merge(old: StoredFields, old_kind: str, new: StoredFields, new_kind: str) -> StoredFields:
+    """What the row holds after `new` arrives: see the module docstring."""
+    if _RANK.get(new_kind, 0) >= _RANK.get(old_kind, 0):
+        return StoredFields(
+            title=new.title or old.title,
+            authors=new.authors or old.authors,
+            published=new.published,
+            summary_html=new.summary_html or old.summary_html,
+            body_html=new.body_html or old.body_html,
+            image=new.image or old.image,
+            tags=new.tags or old.tags,
+            reading_minutes=new.reading_minutes if new.body_html else old.reading_minutes,
+            guid=new.guid or old.guid,
+        )
+    return StoredFields(
+        title=old.title or new.title,
+        authors=old.authors or new.authors,
+        published=old.published,
+        summary_html=old.summary_html or new.summary_html,
+        body_html=old.body_html or new.body_html,
+        image=old.image or new.image,
+        tags=old.tags or new.tags,
+        reading_minutes=old.reading_minutes if old.body_html else new.reading_minutes,
+        guid=old.guid or new.guid,
+    )
+
+
+def _apply(row: Article, fields: StoredFields, kind: str) -> None:
+    row.title = fields.title
+    row.published = fields.published
+    row.summary_html = fields.summary_html
+    row.body_html = fields.body_html
+    row.image = fields.image
+    row.tags = list(fields.tags)
+    row.reading_minutes = fields.reading_minutes
+    row.guid = fields.guid
+    row.source_kind = kind
+    row.content_hash = fields.digest()
+    if tuple(row.author_names) != fields.authors:
+        row.authors.clear()
+        row.authors.extend(
+            ArticleAuthor(position=i, name=name, key=author_key(name))
+            for i, name in enumerate(fields.authors)
+        )
+
+
+def store(session: Session, data: ArticleData) -> Outcome:
+    """Insert or update one article; the caller's transaction decides when it counts."""
+    row = session.exec(select(Article).where(Article.url == data.url)).first()
+    incoming = _fields_from(data)
+    if row is None:
+        row = Article(
+            url=data.url,
+            title=data.title,
+            published=data.published,
+            source_kind=data.kind,
+            content_hash="",
+        )
+        _apply(row, incoming, data.kind)
+        session.add(row)
+        session.flush()
+        return "new"
+    kind = (
+        data.kind if _RANK.get(data.kind, 0) >= _RANK.get(row.source_kind, 0) else row.source_kind
+    )
+    merged = merge(_fields_of(row), row.source_kind, incoming, data.kind)
+    if merged.digest() == row.content_hash:
+        return "unchanged"
+    _apply(row, merged, kind)
+    row.updated_at = datetime.now(UTC)
+    session.flush()
+    return "updated"
+
+
+def find(session: Session, url: str) -> Article | None:
+    return session.exec(select(Article).where(Article.url == canonical_url(url))).first()
+
+
+def query(
+    session: Session, *, author: str | None = None, period: Period | None = None
+) -> Sequence[Article]:
+    statement = select(Article)
+    if author:
+        key = author_key(author)
+        statement = statement.where(
+            sa.exists().where(
+                col(ArticleAuthor.article_id) == col(Article.id), col(ArticleAuthor.key) == key
+            )
+        )
+    if period:
+        statement = statement.where(
+            Article.published >= period.start, Article.published < period.end
+        )
+    statement = statement.order_by(Article.published, Article.id)  # type: ignore[arg-type]
+    return session.exec(statement).all()
+
+
+def to_dict(article: Article, zone: tzinfo) -> dict[str, Any]:
+    """The JSON shape of `articles list --json`: times in the newsletter's zone, with offset."""
+    return {
+        "url": article.url,
+        "title": article.title,
+        "authors": article.author_names,
+        "published": article.published.astimezone(zone).isoformat(),
+        "summary": html_to_text(article.summary_html),
+        "summary_html": article.summary_html,
+        "image": article.image,
+        "reading_minutes": article.reading_minutes,
+        "tags": list(article.tags),
+        "guid": article.guid,
+    }
+
+
+def to_detail(article: Article, zone: tzinfo) -> dict[str, Any]:
+    """`articles show --json`: the list shape plus the body and bookkeeping."""
+    return to_dict(article, zone) | {
+        "body_html": article.body_html,
+        "source_kind": article.source_kind,
+        "first_seen": article.first_seen.astimezone(zone).isoformat(),
+        "updated_at": article.updated_at.astimezone(zone).isoformat(),
+    }

@@ -1,0 +1,86 @@
+"""The `newsletter` command. Each command parses, calls one library function and prints;
+`NewsletterError` becomes one line on stderr and its exit code, here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import typer.core
+
+from newsletter import __version__
+from newsletter.cli import articles as articles_cli
+from newsletter.cli import collect as collect_cli
+from newsletter.cli import setup as setup_cli
+from newsletter.cli.state import State
+from newsletter.config import config_path
+from newsletter.errors import NewsletterError
+
+
+class _Group(typer.core.TyperGroup):
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NewsletterError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(error.exit_code) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Turn a reporter's week of articles into a weekly email digest.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"newsletter {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="NEWSLETTER_CONFIG",
+            help="The configuration file [default: ./newsletter.toml].",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    ctx.obj = State(config_path(config))
+
+
+setup_cli.register(app)
+collect_cli.register(app)
+app.add_typer(articles_cli.app, name="articles")
+app.add_typer(setup_cli.db_app, name="db")
+
+
+def main() -> None:
+    """Console entry point: the last guard against a traceback reaching a user."""
+    try:
+        app()
+    except Exception as error:  # pragma: no cover - only reached through a bug
+        if os.environ.get("NEWSLETTER_DEBUG"):
+            raise
+        print(
+            f"error: unexpected {type(error).__name__}: {error} "
+            "(set NEWSLETTER_DEBUG=1 for details and report it)",
+            file=sys.stderr,
+        )
+        sys.exit(70)

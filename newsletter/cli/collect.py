@@ -1,0 +1,143 @@
+"""`newsletter collect`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from newsletter.cli.output import err, out, print_json
+from newsletter.cli.state import state
+from newsletter.collect.run import SourceReport, adhoc_source, collect
+from newsletter.config import Config, Source
+from newsletter.dates import parse_datetime
+from newsletter.errors import UsageError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("collect")(collect_command)
+
+
+def collect_command(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[SOURCE_NAME]...", help="Configured sources to read [default: all]."
+        ),
+    ] = None,
+    *,
+    feed: Annotated[
+        list[str] | None, typer.Option("--feed", help="An RSS/Atom feed: URL, path or glob.")
+    ] = None,
+    page: Annotated[
+        list[str] | None, typer.Option("--page", help="An article page: URL, path or glob.")
+    ] = None,
+    text: Annotated[
+        list[str] | None, typer.Option("--text", help="A saved article text (needs --url).")
+    ] = None,
+    url: Annotated[
+        list[str] | None, typer.Option("--url", help="The web address of the n-th --text.")
+    ] = None,
+    published: Annotated[
+        list[str] | None,
+        typer.Option("--published", help="Publication time (ISO 8601) of the n-th --text."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
+) -> None:
+    """Read feeds, pages and saved texts and store their articles, each once.
+
+    Exit status: 0 when every source was read, 1 when some failed (the rest are stored),
+    2 for usage errors.
+
+    Example: newsletter collect --feed https://example.org/rss/ --page saved/*.html
+    """
+    st = state(ctx)
+    config = st.config()
+    sources = choose_sources(config, names or [], feed or [], page or [], text or [], url or [],
+                             published or [])  # fmt: skip
+    engine = st.engine()
+    if as_json or not err.is_terminal:
+        reports = collect(config, engine, sources)
+    else:
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+            console=err, transient=True,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("collecting", total=len(sources))
+            reports = collect(
+                config,
+                engine,
+                sources,
+                on_start=lambda s: progress.update(task, description=f"reading {s.name}"),
+                on_done=lambda _: progress.advance(task),
+            )
+    ok = all(report.ok for report in reports)
+    if as_json:
+        print_json({"ok": ok, "sources": [report.as_dict() for report in reports]})
+    else:
+        _print_reports(reports)
+    raise typer.Exit(0 if ok else 1)
+
+
+def choose_sources(
+    config: Config,
+    names: list[str],
+    feeds: list[str],
+    pages: list[str],
+    texts: list[str],
+    urls: list[str],
+    published: list[str],
+) -> list[Source]:
+    """Named sources, then the ones given as options; all configured ones when none is."""
+    if len(urls) != len(texts):
+        raise UsageError(
+            f"{len(texts)} --text but {len(urls)} --url: give each --text its --url, in order"
+        )
+    if published and len(published) != len(texts):
+        raise UsageError(
+            f"{len(texts)} --text but {len(published)} --published: give each --text its time"
+        )
+    chosen = [config.source(name) for name in names]
+    chosen += [adhoc_source("feed", location) for location in feeds]
+    chosen += [adhoc_source("page", location) for location in pages]
+    for index, (location, address) in enumerate(zip(texts, urls, strict=True)):
+        moment = None
+        if published:
+            moment = parse_datetime(published[index], config.timezone)
+            if moment is None:
+                raise UsageError(
+                    f"bad --published {published[index]!r}: use ISO 8601, "
+                    "e.g. 2022-12-25T18:00:00+02:00"
+                )
+        chosen.append(adhoc_source("text", location, url=address, published=moment))
+    if not chosen:
+        if not config.sources:
+            raise UsageError(
+                f"no sources: add [[sources]] to {config.path} or pass --feed, --page or --text"
+            )
+        chosen = list(config.sources)
+    return chosen
+
+
+def _print_reports(reports: list[SourceReport]) -> None:
+    table = Table(title=None, show_edge=False, pad_edge=False)
+    table.add_column("source", overflow="fold")
+    table.add_column("kind")
+    for column in ("new", "updated", "unchanged", "errors"):
+        table.add_column(column, justify="right")
+    for report in reports:
+        unchanged = str(report.unchanged) + (
+            f" (+{report.not_modified} not modified)" if report.not_modified else ""
+        )
+        errors = f"[red]{len(report.errors)}[/red]" if report.errors else "0"
+        table.add_row(report.name, report.kind, str(report.new), str(report.updated),
+                      unchanged, errors)  # fmt: skip
+    out.print(table)
+    for report in reports:
+        for warning in report.warnings:
+            err.print(f"warning: {warning}", markup=False)
+        for error in report.errors:
+            err.print(f"error: {error}", markup=False)

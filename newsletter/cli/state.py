@@ -1,0 +1,35 @@
+"""What every command may need, opened only when it asks: `init` has no config yet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import typer
+from sqlalchemy.engine import Engine
+
+from newsletter.config import Config, load_config
+from newsletter.db import open_database
+
+
+@dataclass
+class State:
+    config_file: Path
+    _config: Config | None = field(default=None, repr=False)
+    _engine: Engine | None = field(default=None, repr=False)
+
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_file)
+        return self._config
+
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = open_database(self.config().database_url)
+        return self._engine
+
+
+def state(ctx: typer.Context) -> State:
+    found = ctx.find_object(State)
+    assert found is not None, "the root callback sets the state"
+    return found

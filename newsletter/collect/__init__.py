@@ -1,0 +1,1 @@
+"""Collectors, one module per source kind, all returning `ArticleData`; `run` stores them."""

@@ -1,0 +1,170 @@
+"""Collect sources into the article store, one document at a time.
+
+A document's articles are stored in one transaction after the whole document has parsed, so
+a broken document changes nothing, and one broken source never stops the others: its error
+goes into its report and the run goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from newsletter import articles
+from newsletter.collect.article import ArticleData
+from newsletter.collect.feeds import parse_feed
+from newsletter.collect.fetch import Document, Validators, expand, fetch_url, make_client, read_file
+from newsletter.collect.pages import parse_page
+from newsletter.collect.texts import parse_text
+from newsletter.config import Config, Source, SourceKind
+from newsletter.db import session_scope
+from newsletter.errors import SourceError
+from newsletter.models import FetchState
+from newsletter.urls import is_web_url
+
+
+@dataclass
+class SourceReport:
+    name: str
+    kind: str
+    location: str
+    documents: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    not_modified: int = 0
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "location": self.location,
+            "ok": self.ok,
+            "documents": self.documents,
+            "new": self.new,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "not_modified": self.not_modified,
+            "warnings": self.warnings,
+            "errors": self.errors,
+        }
+
+
+def adhoc_source(
+    kind: SourceKind, location: str, *, url: str | None = None, published: datetime | None = None
+) -> Source:
+    """A source given on the command line: relative paths are relative to where the user is."""
+    if not is_web_url(location) and not location.startswith("file:"):
+        location = str(Path.cwd() / Path(location).expanduser())
+    return Source(name=location, kind=kind, location=location, url=url, published=published)
+
+
+def collect(
+    config: Config,
+    engine: Engine,
+    sources: Iterable[Source],
+    *,
+    on_start: Callable[[Source], None] | None = None,
+    on_done: Callable[[SourceReport], None] | None = None,
+    client: httpx.Client | None = None,
+) -> list[SourceReport]:
+    reports: list[SourceReport] = []
+    own_client = client is None
+    http = client or make_client(config.collect)
+    try:
+        for source in sources:
+            if on_start:
+                on_start(source)
+            report = SourceReport(source.name, source.kind, source.location)
+            try:
+                _collect_source(config, engine, http, source, report)
+            except SourceError as error:
+                report.errors.append(str(error))
+            reports.append(report)
+            if on_done:
+                on_done(report)
+    finally:
+        if own_client:
+            http.close()
+    return reports
+
+
+def _collect_source(
+    config: Config, engine: Engine, http: httpx.Client, source: Source, report: SourceReport
+) -> None:
+    targets = expand(source.location, config.root)
+    if source.kind == "text" and len(targets) > 1:
+        raise SourceError(
+            f"{source.location}: matches {len(targets)} files, but a saved text source names one "
+            "file (its URL and date are per article)"
+        )
+    for target in targets:
+        report.documents += 1
+        try:
+            _collect_document(config, engine, http, source, target, report)
+        except SourceError as error:
+            report.errors.append(str(error))
+        except Exception as error:  # a parser bug must not stop the other sources
+            report.errors.append(f"{target}: unexpected {type(error).__name__}: {error}")
+
+
+def _collect_document(
+    config: Config,
+    engine: Engine,
+    http: httpx.Client,
+    source: Source,
+    target: str,
+    report: SourceReport,
+) -> None:
+    remote = is_web_url(target)
+    if remote:
+        with Session(engine) as session:
+            state = session.get(FetchState, target)
+            previous = Validators(state.etag, state.last_modified) if state else None
+        document = fetch_url(http, target, config.collect, previous)
+    else:
+        document = read_file(target, config.collect.max_bytes)
+    if document.not_modified:
+        report.not_modified += 1
+        return
+    found, warnings = _parse(config, source, document)
+    report.warnings += warnings
+    with session_scope(engine) as session:
+        for article in found:
+            outcome = articles.store(session, article)
+            setattr(report, outcome, getattr(report, outcome) + 1)
+        if remote:
+            _remember(session, target, document.validators)
+
+
+def _parse(
+    config: Config, source: Source, document: Document
+) -> tuple[list[ArticleData], list[str]]:
+    """The document's articles, and warnings about entries it had to skip."""
+    zone = config.timezone
+    if source.kind == "feed":
+        return parse_feed(document, zone)
+    if source.kind == "page":
+        return [parse_page(document, zone)], []
+    return [parse_text(document, source.url, source.published, zone)], []
+
+
+def _remember(session: Session, location: str, validators: Validators) -> None:
+    state = session.get(FetchState, location) or FetchState(location=location)
+    state.etag = validators.etag
+    state.last_modified = validators.last_modified
+    state.checked_at = datetime.now(UTC)
+    session.add(state)

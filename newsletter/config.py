@@ -1,0 +1,321 @@
+"""`newsletter.toml` plus `NEWSLETTER_*` overrides, validated once into a `Config`.
+
+Every message names the file and the key, because the person reading it is about to open the
+file in an editor. Unknown keys are errors: a misspelt `timezone` silently falling back to UTC
+would move articles into the wrong week.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+
+from newsletter.dates import parse_datetime
+from newsletter.errors import ConfigError
+
+CONFIG_FILE = "newsletter.toml"
+DEFAULT_DATABASE = "sqlite:///newsletter.db"
+SourceKind = Literal["feed", "page", "text"]
+SOURCE_KINDS: tuple[SourceKind, ...] = ("feed", "page", "text")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A place articles come from. `url` and `published` only matter for saved texts,
+    which carry neither."""
+
+    name: str
+    kind: SourceKind
+    location: str
+    url: str | None = None
+    published: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CollectSettings:
+    user_agent: str = "newsletter/0.1 (+https://github.com/newsletter)"
+    timeout: float = 20.0
+    max_bytes: int = 10_000_000
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    name: str
+    timezone: ZoneInfo
+    sender: str
+    base_url: str
+    language: str
+    database_url: str
+    collect: CollectSettings = field(default_factory=CollectSettings)
+    sources: tuple[Source, ...] = ()
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def source(self, name: str) -> Source:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        known = ", ".join(s.name for s in self.sources) or "none configured"
+        raise ConfigError(f"unknown source {name!r} (known: {known}); add it to {self.path}")
+
+
+def config_path(explicit: str | Path | None = None) -> Path:
+    """The config file: `--config`, else `NEWSLETTER_CONFIG`, else ./newsletter.toml."""
+    chosen = explicit or os.environ.get("NEWSLETTER_CONFIG") or CONFIG_FILE
+    return Path(chosen).expanduser()
+
+
+def check_timezone(value: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"unknown time zone {value!r}: use an IANA name such as Europe/Kyiv or UTC"
+        ) from None
+
+
+def check_base_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"bad base URL {value!r}: give the public http(s) address, e.g. https://example.org/news"
+        )
+    return value.rstrip("/")
+
+
+def check_sender(value: str) -> str:
+    _, address = parseaddr(value)
+    if not address or "\r" in value or "\n" in value:
+        raise ConfigError(f"bad From address {value!r}: use 'Name <user@example.org>'")
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise ConfigError(f"bad From address {value!r}: {error}") from None
+    return value
+
+
+def resolve_database_url(url: str, root: Path) -> str:
+    """Relative SQLite paths are relative to the config file, not to the working directory,
+    so cron (which starts in $HOME) and the editor's shell open the same database."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
+        rest = url[len(prefix) :]
+        if rest and not rest.startswith(":memory:"):
+            return prefix + str((root / rest).resolve())
+    return url
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if environ is None else environ
+    if not path.is_file():
+        raise ConfigError(
+            f"no configuration at {path}: run 'newsletter init' or pass --config PATH"
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: invalid TOML: {error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8") from None
+    return parse_config(data, path.resolve(), env)
+
+
+def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
+    _known(data, {"newsletter", "database", "collect", "sources"}, path, "the top level")
+    news = _table(data, "newsletter", path)
+    _known(news, {"name", "timezone", "from", "base_url", "language"}, path, "[newsletter]")
+    name = _required(news, "name", path, "[newsletter]")
+    timezone = _wrap(path, "[newsletter] timezone", check_timezone, news.get("timezone", "UTC"))
+    sender = _wrap(
+        path,
+        "[newsletter] from",
+        check_sender,
+        _required(news, "from", path, "[newsletter]"),
+    )
+    base_url = _wrap(
+        path,
+        "[newsletter] base_url",
+        check_base_url,
+        _required(news, "base_url", path, "[newsletter]"),
+    )
+    language = _string(news, "language", path, "[newsletter]") or "en"
+
+    database = _table(data, "database", path)
+    _known(database, {"url"}, path, "[database]")
+    db_url = env.get("NEWSLETTER_DATABASE_URL") or _string(database, "url", path, "[database]")
+    db_url = resolve_database_url(db_url or DEFAULT_DATABASE, path.parent)
+
+    collect_table = _table(data, "collect", path)
+    _known(collect_table, {"user_agent", "timeout", "max_bytes"}, path, "[collect]")
+    defaults = CollectSettings()
+    collect = CollectSettings(
+        user_agent=_string(collect_table, "user_agent", path, "[collect]") or defaults.user_agent,
+        timeout=_positive(collect_table, "timeout", defaults.timeout, path),
+        max_bytes=int(_positive(collect_table, "max_bytes", defaults.max_bytes, path)),
+    )
+
+    raw_sources = data.get("sources", [])
+    if not isinstance(raw_sources, list):
+        raise ConfigError(f"{path}: 'sources' must be an array of tables: write [[sources]]")
+    sources = tuple(
+        _source(item, index, path, timezone) for index, item in enumerate(raw_sources, 1)
+    )
+    names = [s.name for s in sources]
+    for source_name in names:
+        if names.count(source_name) > 1:
+            raise ConfigError(f"{path}: two [[sources]] are named {source_name!r}; rename one")
+    return Config(
+        path=path,
+        name=name,
+        timezone=timezone,
+        sender=sender,
+        base_url=base_url,
+        language=language,
+        database_url=db_url,
+        collect=collect,
+        sources=sources,
+    )
+
+
+def _source(item: Any, index: int, path: Path, timezone: ZoneInfo) -> Source:
+    where = f"[[sources]] #{index}"
+    if not isinstance(item, dict):
+        raise ConfigError(f"{path}: {where} must be a table")
+    _known(item, {"name", "kind", "location", "url", "published"}, path, where)
+    kind = _required(item, "kind", path, where)
+    if kind not in SOURCE_KINDS:
+        raise ConfigError(f"{path}: {where} kind {kind!r} must be one of feed, page, text")
+    location = _required(item, "location", path, where)
+    name = _string(item, "name", path, where) or location
+    url = _string(item, "url", path, where)
+    published_raw = item.get("published")
+    published = None
+    if isinstance(published_raw, datetime):
+        published = (
+            published_raw if published_raw.tzinfo else published_raw.replace(tzinfo=timezone)
+        )
+    elif published_raw is not None:
+        published = parse_datetime(str(published_raw), timezone)
+        if published is None:
+            raise ConfigError(
+                f"{path}: {where} published {published_raw!r} is not an ISO 8601 date"
+            )
+    if kind == "text" and (url is None or published is None):
+        raise ConfigError(
+            f"{path}: {where} ({name}) is a saved text: "
+            'give it url = "..." and published = "YYYY-MM-DD"'
+        )
+    return Source(name=name, kind=kind, location=location, url=url, published=published)
+
+
+def _wrap(path: Path, key: str, check: Any, value: Any) -> Any:
+    try:
+        return check(value)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {key}: {error}") from None
+
+
+def _known(table: dict[str, Any], keys: set[str], path: Path, where: str) -> None:
+    unknown = sorted(set(table) - keys)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key {unknown[0]!r} in {where} "
+            f"(expected one of {', '.join(sorted(keys))})"
+        )
+
+
+def _table(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: [{key}] must be a table")
+    return value
+
+
+def _required(table: dict[str, Any], key: str, path: Path, where: str) -> str:
+    value = _string(table, key, path, where)
+    if value is None:
+        raise ConfigError(f'{path}: {where} needs {key} = "..."')
+    return value
+
+
+def _string(table: dict[str, Any], key: str, path: Path, where: str) -> str | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{path}: {where} {key} must be a non-empty string")
+    return value.strip()
+
+
+def _positive(table: dict[str, Any], key: str, default: float, path: Path) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{path}: [collect] {key} must be a positive number")
+    return float(value)
+
+
+def starter_config(*, name: str, timezone: str, sender: str, base_url: str) -> str:
+    """The commented file `newsletter init` writes: every default says what it means."""
+
+    def q(value: str) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    return f"""\
+# newsletter configuration. Every NEWSLETTER_* environment variable named below overrides
+# the value here; secrets (SMTP password, signing key) never go in this file.
+
+[newsletter]
+# Shown in the masthead and the List-Id header.
+name = {q(name)}
+# IANA time zone: "week 2022-W51" means Monday 00:00 to Sunday 24:00 in this zone.
+timezone = {q(timezone)}
+# The From header of every issue.
+from = {q(sender)}
+# Public address of the web endpoints (unsubscribe, archive).
+base_url = {q(base_url)}
+# The lang attribute of the rendered email.
+language = "en"
+
+[database]
+# SQLite file next to this config by default; PostgreSQL works too:
+#   url = "postgresql+psycopg://user@host/dbname"
+# NEWSLETTER_DATABASE_URL overrides this.
+url = "{DEFAULT_DATABASE}"
+
+[collect]
+# Sent with every HTTP request.
+user_agent = "newsletter/0.1 (+{base_url})"
+# Seconds to wait for a server before giving up on a source.
+timeout = 20
+# Largest document fetched, in bytes.
+max_bytes = 10000000
+
+# Sources: kind is feed (RSS or Atom), page (an article's web page) or text (a saved article
+# text). location is an http(s) URL, a file:// URL, a path or a glob, relative to this file.
+#
+# [[sources]]
+# name = "kyiv-independent"
+# kind = "feed"
+# location = "https://example.org/rss/"
+#
+# [[sources]]
+# name = "saved"
+# kind = "text"
+# location = "saved/putin-negotiations.txt"
+# url = "https://example.org/news/putin-negotiations/"
+# published = "2022-12-25T18:00:00+02:00"
+"""

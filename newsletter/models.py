@@ -1,0 +1,110 @@
+"""SQLModel tables. The Alembic revisions in `migrations/versions` create exactly these;
+`tests/test_db.py` checks that the two agree on SQLite and PostgreSQL."""
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, Relationship, SQLModel
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend.
+
+    SQLite has no time zone type and would hand back naive values; storing UTC and re-attaching
+    it on read keeps comparisons and week boundaries right on both databases.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Article(SQLModel, table=True):
+    __tablename__ = "articles"
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(sa_column=sa.Column(sa.String(2048), nullable=False, unique=True))
+    guid: str | None = Field(default=None, sa_column=sa.Column(sa.String(2048)))
+    title: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    summary_html: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
+    body_html: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
+    image: str | None = Field(default=None, sa_column=sa.Column(sa.String(2048)))
+    published: datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False, index=True))
+    reading_minutes: int = Field(default=1)
+    tags: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
+    # Which kind of source last wrote the fields: a richer kind is not overwritten by a poorer
+    # one (see articles.merge), so collecting a feed after the page does not flip-flop.
+    source_kind: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
+    content_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    first_seen: datetime = Field(
+        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+    )
+
+    # No `from __future__ import annotations` here: SQLModel reads these annotations at import.
+    authors: list["ArticleAuthor"] = Relationship(
+        back_populates="article",
+        sa_relationship_kwargs={
+            "order_by": "ArticleAuthor.position",
+            "cascade": "all, delete-orphan",
+            "lazy": "selectin",
+        },
+    )
+
+    @property
+    def author_names(self) -> list[str]:
+        return [author.name for author in self.authors]
+
+
+class ArticleAuthor(SQLModel, table=True):
+    """One byline name. `key` is the name folded for matching (case, runs of spaces)."""
+
+    __tablename__ = "article_authors"
+
+    article_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
+        ),
+    )
+    position: int = Field(sa_column=sa.Column(sa.Integer, primary_key=True))
+    name: str = Field(sa_column=sa.Column(sa.String(300), nullable=False))
+    key: str = Field(sa_column=sa.Column(sa.String(300), nullable=False, index=True))
+
+    article: Article | None = Relationship(back_populates="authors")
+
+
+class FetchState(SQLModel, table=True):
+    """Validators from the last successful fetch of a URL, for conditional requests."""
+
+    __tablename__ = "fetch_state"
+
+    location: str = Field(sa_column=sa.Column(sa.String(2048), primary_key=True))
+    etag: str | None = Field(default=None, sa_column=sa.Column(sa.String(1024)))
+    last_modified: str | None = Field(default=None, sa_column=sa.Column(sa.String(128)))
+    checked_at: datetime = Field(
+        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+    )
+
+
+def table_names() -> list[str]:
+    return sorted(SQLModel.metadata.tables)

@@ -1,0 +1,49 @@
+"""Creating a newsletter project: the starter config and its database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from newsletter.config import (
+    check_base_url,
+    check_sender,
+    check_timezone,
+    load_config,
+    starter_config,
+)
+from newsletter.db import display_url, open_database
+from newsletter.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Created:
+    config: Path
+    database_url: str
+
+
+def init_project(
+    config_file: Path,
+    *,
+    name: str,
+    timezone: str,
+    sender: str,
+    base_url: str,
+    force: bool = False,
+) -> Created:
+    """Validate everything first, then write: a bad --timezone leaves no half-made project."""
+    check_timezone(timezone)
+    check_sender(sender)
+    check_base_url(base_url)
+    if not name.strip():
+        raise UsageError("--name is empty: give the newsletter's name, e.g. --name 'War Notes'")
+    if config_file.exists() and not force:
+        raise UsageError(f"{config_file} already exists: edit it, or pass --force to replace it")
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    text = starter_config(name=name.strip(), timezone=timezone, sender=sender, base_url=base_url)
+    temporary = config_file.with_name(config_file.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(config_file)
+    config = load_config(config_file)
+    open_database(config.database_url)
+    return Created(config=config_file, database_url=display_url(config.database_url))
