@@ -1,9 +1,10 @@
 """The article store: one row per canonical URL, updated in place, queried by author and week.
 
 When two sources describe the same article they rarely agree byte for byte: a feed has a
-summary where the page has the full body. Each row remembers the richest kind of source that
-wrote it (page > text > feed); a poorer source only fills fields that are still empty. So
-collecting the feed after the page neither loses the body nor reports a change every run.
+summary where the page has the full body, two feeds carry different GUIDs. Each row is owned
+by one source. The owner updates it freely; a source of a richer kind (page > text > feed)
+takes ownership; any other source only fills fields that are still empty. So collecting the
+feed after the page neither loses the body nor reports a change on every run.
 """
 
 from __future__ import annotations
@@ -81,9 +82,13 @@ def _fields_from(data: ArticleData) -> StoredFields:
     )
 
 
-def merge(old: StoredFields, old_kind: str, new: StoredFields, new_kind: str) -> StoredFields:
+def takes_over(row: Article, kind: str, source: str) -> bool:
+    return row.source == source or _RANK.get(kind, 0) > _RANK.get(row.source_kind, 0)
+
+
+def merge(old: StoredFields, new: StoredFields, *, new_wins: bool) -> StoredFields:
     """What the row holds after `new` arrives: see the module docstring."""
-    if _RANK.get(new_kind, 0) >= _RANK.get(old_kind, 0):
+    if new_wins:
         return StoredFields(
             title=new.title or old.title,
             authors=new.authors or old.authors,
@@ -108,7 +113,7 @@ def merge(old: StoredFields, old_kind: str, new: StoredFields, new_kind: str) ->
     )
 
 
-def _apply(row: Article, fields: StoredFields, kind: str) -> None:
+def _apply(row: Article, fields: StoredFields) -> None:
     row.title = fields.title
     row.published = fields.published
     row.summary_html = fields.summary_html
@@ -117,7 +122,6 @@ def _apply(row: Article, fields: StoredFields, kind: str) -> None:
     row.tags = list(fields.tags)
     row.reading_minutes = fields.reading_minutes
     row.guid = fields.guid
-    row.source_kind = kind
     row.content_hash = fields.digest()
     if tuple(row.author_names) != fields.authors:
         row.authors.clear()
@@ -127,8 +131,9 @@ def _apply(row: Article, fields: StoredFields, kind: str) -> None:
         )
 
 
-def store(session: Session, data: ArticleData) -> Outcome:
-    """Insert or update one article; the caller's transaction decides when it counts."""
+def store(session: Session, data: ArticleData, source: str) -> Outcome:
+    """Insert or update one article from `source`; the caller's transaction decides when
+    it counts."""
     row = session.exec(select(Article).where(Article.url == data.url)).first()
     incoming = _fields_from(data)
     if row is None:
@@ -136,20 +141,21 @@ def store(session: Session, data: ArticleData) -> Outcome:
             url=data.url,
             title=data.title,
             published=data.published,
+            source=source,
             source_kind=data.kind,
             content_hash="",
         )
-        _apply(row, incoming, data.kind)
+        _apply(row, incoming)
         session.add(row)
         session.flush()
         return "new"
-    kind = (
-        data.kind if _RANK.get(data.kind, 0) >= _RANK.get(row.source_kind, 0) else row.source_kind
-    )
-    merged = merge(_fields_of(row), row.source_kind, incoming, data.kind)
+    owner = takes_over(row, data.kind, source)
+    merged = merge(_fields_of(row), incoming, new_wins=owner)
+    if owner:
+        row.source, row.source_kind = source, data.kind
     if merged.digest() == row.content_hash:
         return "unchanged"
-    _apply(row, merged, kind)
+    _apply(row, merged)
     row.updated_at = datetime.now(UTC)
     session.flush()
     return "updated"
@@ -198,6 +204,7 @@ def to_detail(article: Article, zone: tzinfo) -> dict[str, Any]:
     """`articles show --json`: the list shape plus the body and bookkeeping."""
     return to_dict(article, zone) | {
         "body_html": article.body_html,
+        "source": article.source,
         "source_kind": article.source_kind,
         "first_seen": article.first_seen.astimezone(zone).isoformat(),
         "updated_at": article.updated_at.astimezone(zone).isoformat(),

@@ -49,8 +49,8 @@ class Article(SQLModel, table=True):
     published: datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False, index=True))
     reading_minutes: int = Field(default=1)
     tags: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
-    # Which kind of source last wrote the fields: a richer kind is not overwritten by a poorer
-    # one (see articles.merge), so collecting a feed after the page does not flip-flop.
+    # The source that owns the row and its kind: see the articles module on merging.
+    source: str = Field(sa_column=sa.Column(sa.String(2048), nullable=False))
     source_kind: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
     content_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     first_seen: datetime = Field(

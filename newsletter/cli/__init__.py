@@ -63,6 +63,7 @@ def root(
     ] = False,
 ) -> None:
     ctx.obj = State(config_path(config))
+    ctx.call_on_close(ctx.obj.close)
 
 
 setup_cli.register(app)

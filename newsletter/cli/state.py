@@ -28,6 +28,11 @@ class State:
             self._engine = open_database(self.config().database_url)
         return self._engine
 
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
 
 def state(ctx: typer.Context) -> State:
     found = ctx.find_object(State)

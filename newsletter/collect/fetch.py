@@ -179,6 +179,8 @@ def decode(document: Document) -> str:
     stored as mojibake and mailed to every subscriber.
     """
     charset = declared_charset(document) or "utf-8"
+    if b"\x00" in document.content and not charset.lower().startswith("utf-16"):
+        raise SourceError(f"{document.location}: binary data, not a text document")
     try:
         text = document.content.decode(charset)
     except LookupError:
@@ -188,6 +190,4 @@ def decode(document: Document) -> str:
             f"{document.location}: not valid {charset} text (byte {error.start}); "
             "save it as UTF-8 or declare its encoding"
         ) from None
-    if "\x00" in text:
-        raise SourceError(f"{document.location}: binary data, not a text document")
     return text.lstrip("\ufeff")

@@ -144,7 +144,7 @@ def _collect_document(
     report.warnings += warnings
     with session_scope(engine) as session:
         for article in found:
-            outcome = articles.store(session, article)
+            outcome = articles.store(session, article, source.name)
             setattr(report, outcome, getattr(report, outcome) + 1)
         if remote:
             _remember(session, target, document.validators)

@@ -13,7 +13,7 @@ import re
 from datetime import datetime, tzinfo
 
 from newsletter.collect.article import ArticleData
-from newsletter.collect.authors import author_key, split_byline
+from newsletter.collect.authors import author_key, split_byline, unique_names
 from newsletter.collect.fetch import Document
 from newsletter.errors import SourceError
 from newsletter.sanitize import paragraphs_to_html, reading_minutes, summarize
@@ -51,12 +51,12 @@ def parse_text(
 
     lines = [" ".join(line.split()) for line in text.splitlines()]
     title, minutes, start = _headline(lines, document.location)
-    author_at, authors = _author_card(lines, start)
+    author_at, card_names = _author_card(lines, start)
     body_lines = lines[start:author_at]
     byline = next((ln for ln in body_lines[:3] if ln.lower().startswith("by ")), None)
     if byline:
-        authors = authors or split_byline(byline)
         body_lines.remove(byline)
+    authors = unique_names([byline or "", *card_names])
     date_line, found_date = _date_line(body_lines[:4], zone)
     if date_line is not None:
         body_lines.remove(date_line)

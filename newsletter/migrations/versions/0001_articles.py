@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("published", UTCDateTime, nullable=False),
         sa.Column("reading_minutes", sa.Integer, nullable=False),
         sa.Column("tags", sa.JSON, nullable=False),
+        sa.Column("source", sa.String(2048), nullable=False),
         sa.Column("source_kind", sa.String(16), nullable=False),
         sa.Column("content_hash", sa.String(64), nullable=False),
         sa.Column("first_seen", UTCDateTime, nullable=False),

@@ -1,0 +1,120 @@
+"""`newsletter init` and configuration validation."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from newsletter.cli import app
+from newsletter.config import load_config
+from newsletter.errors import ConfigError
+
+runner = CliRunner()
+INIT = [
+    "init",
+    "news",
+    "--name",
+    "War Notes",
+    "--timezone",
+    "Europe/Kyiv",
+    "--from",
+    "War Notes <notes@example.org>",
+    "--base-url",
+    "https://news.example.org/",
+]
+
+
+def test_init_writes_a_valid_commented_config_and_creates_the_database(tmp_path: Path) -> None:
+    result = runner.invoke(app, INIT)
+    assert result.exit_code == 0, result.output
+    config = load_config(tmp_path / "news" / "newsletter.toml")
+    assert (config.name, str(config.timezone)) == ("War Notes", "Europe/Kyiv")
+    assert config.base_url == "https://news.example.org"
+    assert config.database_url == f"sqlite:///{(tmp_path / 'news' / 'newsletter.db').resolve()}"
+    assert (tmp_path / "news" / "newsletter.db").is_file()
+    assert "# IANA time zone" in (tmp_path / "news" / "newsletter.toml").read_text()
+    again = runner.invoke(app, INIT)
+    assert again.exit_code == 2 and "already exists" in again.stderr
+    assert runner.invoke(app, [*INIT, "--force"]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--timezone", "Europe/Kiev2", "unknown time zone 'Europe/Kiev2'"),
+        ("--base-url", "news.example.org", "bad base URL"),
+        ("--from", "not an address", "bad From address"),
+        ("--name", " ", "--name is empty"),
+    ],
+)
+def test_init_refuses_bad_values_and_writes_nothing(
+    tmp_path: Path, option: str, value: str, message: str
+) -> None:
+    args = list(INIT)
+    args[args.index(option) + 1] = value
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "news").exists()
+
+
+def test_init_without_directory_writes_where_config_points(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere" / "news.toml"
+    result = runner.invoke(app, ["--config", str(target), "init", "--timezone", "UTC"])
+    assert result.exit_code == 0, result.output
+    assert target.is_file() and (tmp_path / "elsewhere" / "newsletter.db").is_file()
+
+
+def write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "newsletter.toml"
+    path.write_text(
+        '[newsletter]\nname = "N"\nfrom = "a@example.org"\nbase_url = "https://e.org"\n' + body
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('timezone = "Mars/Olympus"\n', "unknown time zone"),
+        ("nmae = 'typo'\n", "unknown key 'nmae' in [newsletter]"),
+        ('[[sources]]\nkind = "video"\nlocation = "x"\n', "kind 'video' must be one of"),
+        ('[[sources]]\nkind = "text"\nlocation = "x.txt"\n', "is a saved text: give it url"),
+        (
+            '[[sources]]\nname = "a"\nkind = "feed"\nlocation = "x"\n'
+            '[[sources]]\nname = "a"\nkind = "feed"\nlocation = "y"\n',
+            "two [[sources]] are named 'a'",
+        ),
+        ("[collect]\ntimeout = -1\n", "timeout must be a positive number"),
+        ("= broken toml", "invalid TOML"),
+    ],
+)
+def test_bad_config_files_name_the_file_and_the_key(
+    tmp_path: Path, body: str, message: str
+) -> None:
+    path = write(tmp_path, body)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert message in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_environment_overrides_the_database(tmp_path: Path) -> None:
+    path = write(tmp_path, '[database]\nurl = "sqlite:///relative.db"\n')
+    assert load_config(path, {}).database_url == f"sqlite:///{tmp_path.resolve() / 'relative.db'}"
+    override = {"NEWSLETTER_DATABASE_URL": "postgresql+psycopg://db.example/news"}
+    assert load_config(path, override).database_url == "postgresql+psycopg://db.example/news"
+
+
+def test_missing_config_is_a_usage_error_with_the_fix(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["articles", "list"])
+    assert result.exit_code == 2
+    assert "no configuration at newsletter.toml: run 'newsletter init'" in result.stderr
+
+
+def test_unreachable_database_is_one_line_without_the_password(tmp_path: Path) -> None:
+    write(tmp_path, "")
+    env = {"NEWSLETTER_DATABASE_URL": "postgresql+psycopg://user:s3cret@127.0.0.1:9/none"}
+    result = runner.invoke(app, ["articles", "list"], env=env)
+    assert result.exit_code == 2
+    assert "cannot open database" in result.stderr and "s3cret" not in result.output
+    assert result.stderr.count("\n") == 1
