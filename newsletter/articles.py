@@ -24,7 +24,7 @@ from newsletter.collect.authors import author_key
 from newsletter.dates import Period
 from newsletter.models import Article, ArticleAuthor
 from newsletter.sanitize import html_to_text
-from newsletter.urls import canonical_url
+from newsletter.urls import url_key
 
 Outcome = Literal["new", "updated", "unchanged"]
 _RANK = {"feed": 1, "text": 2, "page": 3}
@@ -134,11 +134,13 @@ def _apply(row: Article, fields: StoredFields) -> None:
 def store(session: Session, data: ArticleData, source: str) -> Outcome:
     """Insert or update one article from `source`; the caller's transaction decides when
     it counts."""
-    row = session.exec(select(Article).where(Article.url == data.url)).first()
+    key = url_key(data.url)
+    row = session.exec(select(Article).where(Article.url_key == key)).first()
     incoming = _fields_from(data)
     if row is None:
         row = Article(
             url=data.url,
+            url_key=key,
             title=data.title,
             published=data.published,
             source=source,
@@ -151,10 +153,12 @@ def store(session: Session, data: ArticleData, source: str) -> Outcome:
         return "new"
     owner = takes_over(row, data.kind, source)
     merged = merge(_fields_of(row), incoming, new_wins=owner)
+    url = data.url if owner else row.url
     if owner:
         row.source, row.source_kind = source, data.kind
-    if merged.digest() == row.content_hash:
+    if merged.digest() == row.content_hash and url == row.url:
         return "unchanged"
+    row.url = url
     _apply(row, merged)
     row.updated_at = datetime.now(UTC)
     session.flush()
@@ -162,7 +166,7 @@ def store(session: Session, data: ArticleData, source: str) -> Outcome:
 
 
 def find(session: Session, url: str) -> Article | None:
-    return session.exec(select(Article).where(Article.url == canonical_url(url))).first()
+    return session.exec(select(Article).where(Article.url_key == url_key(url))).first()
 
 
 def query(

@@ -40,7 +40,10 @@ class Article(SQLModel, table=True):
     __tablename__ = "articles"
 
     id: int | None = Field(default=None, primary_key=True)
-    url: str = Field(sa_column=sa.Column(sa.String(2048), nullable=False, unique=True))
+    # `url` is the canonical link as the owning source gives it; `url_key` (urls.url_key) is
+    # its identity, so /story and /story/ from two sources are one article.
+    url: str = Field(sa_column=sa.Column(sa.String(2048), nullable=False))
+    url_key: str = Field(sa_column=sa.Column(sa.String(2048), nullable=False, unique=True))
     guid: str | None = Field(default=None, sa_column=sa.Column(sa.String(2048)))
     title: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     summary_html: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))

@@ -52,6 +52,16 @@ def canonical_url(url: str, base: str | None = None) -> str:
     return urlunsplit((scheme, netloc, parts.path or "/", urlencode(query), ""))
 
 
+def url_key(url: str) -> str:
+    """The identity of an article behind the forms its URL takes in different sources:
+    http and https, `www.` or not, with or without a trailing slash. Only for matching;
+    links use the canonical URL itself."""
+    parts = urlsplit(canonical_url(url))
+    host = parts.netloc.removeprefix("www.")
+    path = parts.path.rstrip("/") or "/"
+    return f"{host}{path}" + (f"?{parts.query}" if parts.query else "")
+
+
 def is_web_url(text: str) -> bool:
     parts = urlsplit(text.strip())
     return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -195,3 +195,22 @@ def test_unreachable_server_is_a_clear_error(project: Project) -> None:
     assert result.exit_code == 1
     (report,) = json.loads(result.stdout)["sources"]
     assert "cannot connect" in report["errors"][0]
+
+
+def test_trailing_slash_and_scheme_variants_across_sources_are_one_article(
+    project: Project,
+) -> None:
+    write(
+        project,
+        "feed.xml",
+        FEED.replace(
+            "https://kyivindependent.com/shared/?utm_source=rss",
+            "http://www.kyivindependent.com/shared",
+        ),
+    )
+    write(project, "shared.html", PAGE)
+    assert project.run("collect", "--feed", "feed.xml", "--page", "shared.html").exit_code == 0
+    urls = [a.url for a in stored(project)]
+    assert urls == ["https://kyivindependent.com/feed-only/", "https://kyivindependent.com/shared/"]
+    shown = project.run("articles", "show", "http://kyivindependent.com/shared", "--json")
+    assert json.loads(shown.stdout)["url"] == "https://kyivindependent.com/shared/"

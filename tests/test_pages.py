@@ -148,3 +148,25 @@ def test_local_page_without_any_url_asks_for_the_web_address() -> None:
     )
     with pytest.raises(SourceError, match="no canonical URL"):
         parse_page(document, KYIV)
+
+
+def test_json_ld_author_given_by_reference_is_resolved() -> None:
+    graph = {
+        "@context": "https://schema.org",
+        "@graph": [
+            {
+                "@type": "NewsArticle",
+                "headline": "Referenced",
+                "datePublished": "2022-12-20",
+                "author": [
+                    {"@id": "https://e.org/#/person/1"},
+                    {"@id": "https://e.org/#/person/2"},
+                ],
+            },
+            {"@type": "Person", "@id": "https://e.org/#/person/1", "name": "Asami Terajima"},
+            {"@type": "Person", "@id": "https://e.org/#/person/2", "name": "Illia Ponomarenko"},
+        ],
+    }
+    article = parse_page(page(ld(graph)), KYIV)
+    assert article.authors == ["Asami Terajima", "Illia Ponomarenko"]
+    assert article.published == datetime(2022, 12, 20, tzinfo=KYIV)

@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.urls import canonical_url
+from newsletter.urls import canonical_url, url_key
 
 
 def test_tracking_parameters_host_case_port_and_fragment_go() -> None:
@@ -42,3 +42,13 @@ def test_canonical_is_idempotent_and_tracking_free(url: str) -> None:
     assert canonical_url(once) == once
     assert "utm_" not in once and "fbclid" not in once and "ref=" not in once
     assert once.split("/")[2] == once.split("/")[2].lower()
+
+
+def test_url_key_joins_the_forms_one_article_takes() -> None:
+    forms = [
+        "https://kyivindependent.com/story/",
+        "http://www.kyivindependent.com/story?utm_source=x",
+        "https://KyivIndependent.com/story#comments",
+    ]
+    assert {url_key(form) for form in forms} == {"kyivindependent.com/story"}
+    assert url_key("https://e.org/a?id=1") != url_key("https://e.org/a?id=2")

@@ -54,7 +54,7 @@ def parse_page(document: Document, zone: tzinfo) -> ArticleData:
         raise SourceError(f"{document.location}: malformed HTML: {error}") from None
     base = document.base_url or ""
     meta = _meta(root)
-    data = _json_ld_article(root)
+    data, ld_nodes = _json_ld(root)
 
     canonical = _canonical(root)
     url_raw = (
@@ -87,7 +87,7 @@ def parse_page(document: Document, zone: tzinfo) -> ArticleData:
             "article:published_time or <time datetime>)"
         )
 
-    authors = _authors(data, meta, root)
+    authors = _authors(data, ld_nodes, meta, root)
     body_html = _body(data, root, url)
     body_text = html_to_text(body_html)
     description = (
@@ -162,18 +162,20 @@ def _types(node: dict[str, Any]) -> set[str]:
     return {str(kind).lower() for kind in kinds}
 
 
-def _json_ld_article(root: Any) -> dict[str, Any]:
-    """The first JSON-LD node typed as an article; broken JSON-LD blocks are ignored, as a
-    search engine would ignore them."""
+def _json_ld(root: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The first JSON-LD node typed as an article, and every node by its @id (Yoast and
+    others name the author by reference). Broken blocks are ignored, as a search engine
+    would ignore them."""
+    nodes: list[dict[str, Any]] = []
     for script in root.xpath("//script[@type='application/ld+json']"):
         try:
             value = json.loads(script.text_content() or "null", strict=False)
         except json.JSONDecodeError:
             continue
-        for node in _walk_ld(value):
-            if _types(node) & ARTICLE_TYPES:
-                return node
-    return {}
+        nodes.extend(_walk_ld(value))
+    by_id = {str(node["@id"]): node for node in nodes if node.get("@id")}
+    article = next((node for node in nodes if _types(node) & ARTICLE_TYPES), {})
+    return article, by_id
 
 
 def _text(value: Any) -> str | None:
@@ -218,10 +220,14 @@ def _time_element(root: Any, zone: tzinfo) -> datetime | None:
     return None
 
 
-def _authors(data: dict[str, Any], meta: dict[str, str], root: Any) -> list[str]:
+def _authors(
+    data: dict[str, Any], ld_nodes: dict[str, dict[str, Any]], meta: dict[str, str], root: Any
+) -> list[str]:
     bylines: list[str] = []
     value = data.get("author") or data.get("creator")
     for item in value if isinstance(value, list) else [value] if value else []:
+        if isinstance(item, dict) and "name" not in item and str(item.get("@id")) in ld_nodes:
+            item = ld_nodes[str(item["@id"])]
         name = _text(item)
         if name:
             bylines.append(name)

@@ -19,7 +19,8 @@ def upgrade() -> None:
     op.create_table(
         "articles",
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("url", sa.String(2048), nullable=False, unique=True),
+        sa.Column("url", sa.String(2048), nullable=False),
+        sa.Column("url_key", sa.String(2048), nullable=False, unique=True),
         sa.Column("guid", sa.String(2048)),
         sa.Column("title", sa.Text, nullable=False),
         sa.Column("summary_html", sa.Text, nullable=False),
