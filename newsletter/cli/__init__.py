@@ -76,7 +76,7 @@ def main() -> None:
     """Console entry point: the last guard against a traceback reaching a user."""
     try:
         app()
-    except Exception as error:  # pragma: no cover - only reached through a bug
+    except Exception as error:  # only reached through a bug
         if os.environ.get("NEWSLETTER_DEBUG"):
             raise
         print(
