@@ -60,6 +60,18 @@ class Config:
     database_url: str
     collect: CollectSettings = field(default_factory=CollectSettings)
     sources: tuple[Source, ...] = ()
+    postal_address: str | None = None
+    reason: str | None = None
+    name_fallback: str = "reader"
+    theme: Path | None = None
+
+    @property
+    def issues_dir(self) -> Path:
+        return self.root / "issues"
+
+    @property
+    def subscription_reason(self) -> str:
+        return self.reason or f"You are receiving {self.name} because you subscribed to it."
 
     @property
     def root(self) -> Path:
@@ -135,9 +147,15 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
 
 
 def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
-    _known(data, {"newsletter", "database", "collect", "sources"}, path, "the top level")
+    _known(data, {"newsletter", "database", "collect", "render", "sources"}, path, "the top level")
     news = _table(data, "newsletter", path)
-    _known(news, {"name", "timezone", "from", "base_url", "language"}, path, "[newsletter]")
+    _known(
+        news,
+        {"name", "timezone", "from", "base_url", "language", "postal_address", "reason",
+         "name_fallback"},
+        path,
+        "[newsletter]",
+    )  # fmt: skip
     name = _required(news, "name", path, "[newsletter]")
     timezone = _wrap(path, "[newsletter] timezone", check_timezone, news.get("timezone", "UTC"))
     sender = _wrap(
@@ -153,6 +171,12 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
         _required(news, "base_url", path, "[newsletter]"),
     )
     language = _string(news, "language", path, "[newsletter]") or "en"
+    render_table = _table(data, "render", path)
+    _known(render_table, {"templates"}, path, "[render]")
+    theme_dir = _string(render_table, "templates", path, "[render]")
+    theme = (path.parent / theme_dir).resolve() if theme_dir else None
+    if theme is not None and not theme.is_dir():
+        raise ConfigError(f"{path}: [render] templates: folder {theme} does not exist")
 
     database = _table(data, "database", path)
     _known(database, {"url"}, path, "[database]")
@@ -188,6 +212,10 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
         database_url=db_url,
         collect=collect,
         sources=sources,
+        postal_address=_string(news, "postal_address", path, "[newsletter]"),
+        reason=_string(news, "reason", path, "[newsletter]"),
+        name_fallback=_string(news, "name_fallback", path, "[newsletter]") or "reader",
+        theme=theme,
     )
 
 
@@ -289,6 +317,12 @@ from = {q(sender)}
 base_url = {q(base_url)}
 # The lang attribute of the rendered email.
 language = "en"
+# The footer of every issue: where the sender can be reached by post (required by CAN-SPAM
+# and most providers' terms) and why the reader gets the email.
+# postal_address = "Newsroom, 1 Example Street, Kyiv, Ukraine"
+# reason = "You are receiving this because you subscribed to our weekly digest."
+# The greeting's name when a subscriber gave none: "Hello, reader".
+name_fallback = "reader"
 
 [database]
 # SQLite file next to this config by default; PostgreSQL works too:
@@ -303,6 +337,11 @@ user_agent = "newsletter/0.1 (+{base_url})"
 timeout = 20
 # Largest document fetched, in bytes.
 max_bytes = 10000000
+
+[render]
+# A folder with your own email.mjml.j2 / email.txt.j2 (any file you leave out comes from the
+# default theme).
+# templates = "theme"
 
 # Sources: kind is feed (RSS or Atom), page (an article's web page) or text (a saved article
 # text). location is an http(s) URL, a file:// URL, a path or a glob, relative to this file.

@@ -14,6 +14,7 @@ import typer.core
 from newsletter import __version__
 from newsletter.cli import articles as articles_cli
 from newsletter.cli import collect as collect_cli
+from newsletter.cli import issue as issue_cli
 from newsletter.cli import setup as setup_cli
 from newsletter.cli.state import State
 from newsletter.config import config_path
@@ -69,6 +70,7 @@ def root(
 setup_cli.register(app)
 collect_cli.register(app)
 app.add_typer(articles_cli.app, name="articles")
+app.add_typer(issue_cli.app, name="issue")
 app.add_typer(setup_cli.db_app, name="db")
 
 

@@ -1,0 +1,271 @@
+"""`newsletter issue ...`: create, edit, render, check and preview issue files."""
+
+from __future__ import annotations
+
+import webbrowser
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlmodel import Session
+
+from newsletter import compose
+from newsletter.checks import Finding, check_rendered, has_errors
+from newsletter.cli.output import err, out, print_json
+from newsletter.cli.state import state
+from newsletter.compose import IssueFile, issue_path, read_issue, write_issue
+from newsletter.errors import NewsletterError
+from newsletter.preview import screenshot, write_preview
+from newsletter.render import build_folder, render_file, write_rendered
+
+app = typer.Typer(no_args_is_help=True, help="Issue files: create, edit, render, check.")
+
+Slug = Annotated[str, typer.Argument(metavar="SLUG", help="The issue's slug or its file's path.")]
+Url = Annotated[str, typer.Argument(help="An article's URL (any form of it).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@app.command("new")
+def new(
+    ctx: typer.Context,
+    *,
+    week: Annotated[str, typer.Option(help="The ISO week, e.g. 2022-W51.")],
+    author: Annotated[str | None, typer.Option(help="Only this author's articles.")] = None,
+    newsletter: Annotated[
+        str | None, typer.Option(help="The newsletter (must match the config's name).")
+    ] = None,
+    slug: Annotated[str | None, typer.Option(help="The file's name [default: the week].")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing issue file.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Write issues/<week>.md with the week's articles, ready for an introduction.
+
+    Example: newsletter issue new --week 2022-W51 --author "Asami Terajima"
+    """
+    st = state(ctx)
+    with Session(st.engine()) as session:
+        issue = compose.new_issue(
+            st.config(), session, week=week, author=author, newsletter=newsletter, slug=slug,
+            force=force,
+        )  # fmt: skip
+    if as_json:
+        print_json(
+            {
+                "slug": issue.slug,
+                "path": str(issue.path),
+                "articles": [a.url for a in issue.articles],
+            }
+        )
+        return
+    out.print(str(issue.path), markup=False)
+    err.print(
+        f"{len(issue.articles)} articles; write the introduction below the second '---'.",
+        markup=False,
+    )
+
+
+@app.command("list")
+def list_command(ctx: typer.Context, *, as_json: AsJson = False) -> None:
+    """List the issue files, newest first.
+
+    Example: newsletter issue list --json
+    """
+    found = compose.list_issues(state(ctx).config())
+    if as_json:
+        print_json([_summary(item) for item in found])
+        return
+    if not found:
+        err.print("No issue files yet: run 'newsletter issue new --week YYYY-Www'.", markup=False)
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("slug", "week", "articles", "subject", "path"):
+        table.add_column(column, overflow="fold")
+    for item in found:
+        if isinstance(item, IssueFile):
+            table.add_row(item.slug, item.week or "", str(len(item.articles)), item.subject,
+                          str(item.path))  # fmt: skip
+        else:
+            table.add_row("[red]error[/red]", "", "", str(item), "")
+    out.print(table)
+
+
+def _summary(item: IssueFile | NewsletterError) -> dict[str, object]:
+    if isinstance(item, IssueFile):
+        return {
+            "slug": item.slug,
+            "week": item.week,
+            "subject": item.subject,
+            "articles": len(item.articles),
+            "path": str(item.path),
+        }
+    return {"error": str(item)}
+
+
+@app.command("show")
+def show(ctx: typer.Context, slug: Slug, *, as_json: AsJson = False) -> None:
+    """Show an issue: subject, preheader and its articles in order.
+
+    Example: newsletter issue show 2022-W51
+    """
+    st = state(ctx)
+    issue = read_issue(issue_path(st.config(), slug))
+    with Session(st.engine()) as session:
+        rows = compose.issue_articles(issue, session)
+        items = [
+            {"position": n, "url": a.url, "title": a.title, "authors": a.author_names,
+             "note": item.note, "section": item.section}
+            for n, (item, a) in enumerate(zip(issue.articles, rows, strict=True), 1)
+        ]  # fmt: skip
+    if as_json:
+        print_json(_summary(issue) | {"preheader": issue.preheader, "author": issue.author,
+                                      "intro": issue.intro, "items": items})  # fmt: skip
+        return
+    out.print(f"[bold]{issue.subject}[/bold]  ({issue.path})")
+    out.print(issue.preheader, markup=False)
+    for item in items:
+        section = f"[{item['section']}] " if item["section"] else ""
+        out.print(f"{item['position']:>2}. {section}{item['title']}", markup=False)
+        out.print(f"    {item['url']}", markup=False)
+        if item["note"]:
+            out.print(f"    note: {item['note']}", markup=False)
+    if not issue.intro.strip():
+        err.print("The introduction is still empty.", markup=False)
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    slug: Slug,
+    url: Url,
+    *,
+    note: Annotated[str | None, typer.Option(help="The editor's note under the card.")] = None,
+    section: Annotated[str | None, typer.Option(help="A section heading.")] = None,
+    at: Annotated[int | None, typer.Option(help="Position, 1 = first [default: last].")] = None,
+) -> None:
+    """Add a stored article to an issue, keeping the file's hand-written parts.
+
+    Example: newsletter issue add 2022-W51 https://kyivindependent.com/story/ --at 1
+    """
+    st = state(ctx)
+    issue = read_issue(issue_path(st.config(), slug))
+    with Session(st.engine()) as session:
+        article = compose.add_article(issue, session, url, note=note, section=section, position=at)
+    write_issue(issue)
+    out.print(f"Added {article.title} to {issue.path}", markup=False)
+
+
+@app.command("remove")
+def remove(ctx: typer.Context, slug: Slug, url: Url) -> None:
+    """Remove an article from an issue.
+
+    Example: newsletter issue remove 2022-W51 https://kyivindependent.com/story/
+    """
+    issue = read_issue(issue_path(state(ctx).config(), slug))
+    compose.remove_article(issue, url)
+    write_issue(issue)
+    out.print(f"Removed {url} from {issue.path}", markup=False)
+
+
+@app.command("move")
+def move(
+    ctx: typer.Context,
+    slug: Slug,
+    url: Url,
+    *,
+    to: Annotated[int, typer.Option(help="The new position, 1 = first.")],
+) -> None:
+    """Move an article to another position.
+
+    Example: newsletter issue move 2022-W51 https://kyivindependent.com/story/ --to 1
+    """
+    issue = read_issue(issue_path(state(ctx).config(), slug))
+    compose.move_article(issue, url, to)
+    write_issue(issue)
+    out.print(f"Moved {url} to position {to} in {issue.path}", markup=False)
+
+
+@app.command("render")
+def render(
+    ctx: typer.Context,
+    slug: Slug,
+    *,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder [default: build/<slug>/].")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Render email.html, email.txt and web.html, then check them (errors exit 1).
+
+    Example: newsletter issue render 2022-W51 --out /tmp/w51
+    """
+    st = state(ctx)
+    config = st.config()
+    with Session(st.engine()) as session:
+        issue, rendered = render_file(config, session, slug)
+    written = write_rendered(rendered, out_dir or build_folder(config, rendered.slug))
+    findings = check_rendered(config, issue, rendered)
+    if as_json:
+        print_json(
+            {"slug": rendered.slug, "folder": str(written.folder), "files": written.files,
+             "findings": [f.as_dict() for f in findings], "ok": not has_errors(findings)}
+        )  # fmt: skip
+    else:
+        for name, size in written.files.items():
+            out.print(f"{written.folder / name}  {size / 1024:.1f} KB", markup=False)
+        _print_findings(findings)
+    raise typer.Exit(1 if has_errors(findings) else 0)
+
+
+@app.command("check")
+def check(ctx: typer.Context, slug: Slug, *, as_json: AsJson = False) -> None:
+    """Check an issue as subscribers would get it: size, doctype, lang, alt text, links,
+    unsubscribe, scripts, remote CSS, the text part. Errors exit 1; warnings are printed.
+
+    Example: newsletter issue check 2022-W51
+    """
+    st = state(ctx)
+    config = st.config()
+    with Session(st.engine()) as session:
+        issue, rendered = render_file(config, session, slug)
+    findings = check_rendered(config, issue, rendered)
+    if as_json:
+        print_json({"slug": rendered.slug, "ok": not has_errors(findings),
+                    "findings": [f.as_dict() for f in findings]})  # fmt: skip
+    else:
+        _print_findings(findings)
+        if not has_errors(findings):
+            out.print(f"{rendered.slug}: ready to send", markup=False)
+    raise typer.Exit(1 if has_errors(findings) else 0)
+
+
+def _print_findings(findings: list[Finding]) -> None:
+    for finding in findings:
+        err.print(f"{finding.level}: {finding.message}", markup=False)
+
+
+@app.command("preview")
+def preview(
+    ctx: typer.Context,
+    slug: Slug,
+    *,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open it in your browser.")] = False,
+    screenshot_file: Annotated[
+        Path | None, typer.Option("--screenshot", help="Also save a PNG (headless Chromium).")
+    ] = None,
+    width: Annotated[int, typer.Option(help="Screenshot width in pixels.")] = 600,
+) -> None:
+    """Write build/<slug>/preview.html as a sample subscriber sees it; optionally screenshot it.
+
+    Example: newsletter issue preview 2022-W51 --screenshot phone.png --width 375
+    """
+    st = state(ctx)
+    config = st.config()
+    with Session(st.engine()) as session:
+        _, rendered = render_file(config, session, slug)
+    page = write_preview(config, rendered, build_folder(config, rendered.slug))
+    out.print(str(page), markup=False)
+    if screenshot_file is not None:
+        out.print(str(screenshot(page, screenshot_file, width)), markup=False)
+    if open_browser:
+        webbrowser.open(page.resolve().as_uri())

@@ -1,0 +1,345 @@
+"""Issue files: the editor's side of an issue, in `issues/<slug>.md`.
+
+A file is YAML front matter (newsletter, slug, subject, preheader, author, week and the ordered
+articles with optional `note` and `section`) and a Markdown introduction. Editors change it in
+any text editor; the helpers here (add, remove, move) edit it through ruamel.yaml's round-trip
+mode, so the editor's comments, quoting and introduction survive every change.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+from sqlmodel import Session
+
+from newsletter import articles as store
+from newsletter.config import Config
+from newsletter.dates import Period, parse_week
+from newsletter.errors import NewsletterError, NotFoundError, UsageError
+from newsletter.models import Article
+from newsletter.urls import canonical_url, url_key
+
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_FENCE = re.compile(r"^(?:---|\.\.\.)\s*$")
+
+
+class IssueFileError(NewsletterError):
+    """An issue file that cannot be read; the message names the file and line."""
+
+
+@dataclass
+class IssueArticle:
+    url: str
+    note: str | None = None
+    section: str | None = None
+
+
+@dataclass
+class IssueFile:
+    path: Path
+    newsletter: str
+    slug: str
+    subject: str
+    preheader: str
+    author: str | None
+    week: str | None
+    articles: list[IssueArticle]
+    intro: str
+    front: CommentedMap = field(repr=False, default_factory=CommentedMap)
+
+    def index_of(self, url: str) -> int:
+        key = url_key(url)
+        for index, item in enumerate(self.articles):
+            if url_key(item.url) == key:
+                return index
+        raise NotFoundError(f"{url} is not in issue {self.slug} ({self.path})")
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never fold a long subject or URL onto two lines
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+def issue_path(config: Config, slug_or_path: str) -> Path:
+    """SLUG means issues/SLUG.md; anything that looks like a path is taken as one."""
+    if slug_or_path.endswith(".md") or "/" in slug_or_path:
+        path = Path(slug_or_path).expanduser()
+        return path if path.is_absolute() else Path.cwd() / path
+    return config.issues_dir / f"{slug_or_path}.md"
+
+
+def read_issue(path: Path) -> IssueFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFoundError(
+            f"no issue file {path}: create it with 'newsletter issue new --week YYYY-Www'"
+        ) from None
+    except UnicodeDecodeError:
+        raise IssueFileError(f"{path}: not UTF-8 text; save it as UTF-8") from None
+    return parse_issue(text, path)
+
+
+def parse_issue(text: str, path: Path) -> IssueFile:
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].strip() != "---":
+        raise IssueFileError(f"{path}:1: an issue file starts with a '---' line")
+    end = next((i for i in range(1, len(lines)) if _FENCE.match(lines[i])), None)
+    if end is None:
+        raise IssueFileError(f"{path}: the front matter has no closing '---' line")
+    try:
+        front = _yaml().load("".join(lines[1:end]))
+    except MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 2 if mark else 1
+        problem = error.problem or error.context or "invalid YAML"
+        raise IssueFileError(f"{path}:{line}: {problem}") from None
+    if not isinstance(front, CommentedMap):
+        raise IssueFileError(f"{path}:2: the front matter must be a mapping (key: value lines)")
+    intro = "".join(lines[end + 1 :]).strip("\n")
+
+    def line_of(key: str) -> int:
+        position = front.lc.key(key) if key in front else None
+        return position[0] + 2 if position else 2
+
+    def text_field(key: str, *, required: bool) -> str | None:
+        value = front.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                raise IssueFileError(f"{path}:{line_of(key)}: '{key}' is missing or empty")
+            return None
+        if not isinstance(value, str | int | float):
+            raise IssueFileError(f"{path}:{line_of(key)}: '{key}' must be text")
+        return str(value).strip()
+
+    slug = text_field("slug", required=True) or ""
+    if not _SLUG.match(slug):
+        raise IssueFileError(
+            f"{path}:{line_of('slug')}: slug {slug!r} may hold only A-Z a-z 0-9 . _ -"
+        )
+    raw_articles = front.get("articles")
+    if raw_articles is None:
+        raw_articles = CommentedSeq()
+        front["articles"] = raw_articles
+    if not isinstance(raw_articles, list):
+        raise IssueFileError(f"{path}:{line_of('articles')}: 'articles' must be a list")
+    items = [_article(item, index, raw_articles, path) for index, item in enumerate(raw_articles)]
+    return IssueFile(
+        path=path,
+        newsletter=text_field("newsletter", required=False) or "",
+        slug=slug,
+        subject=text_field("subject", required=True) or "",
+        preheader=text_field("preheader", required=False) or "",
+        author=text_field("author", required=False),
+        week=text_field("week", required=False),
+        articles=items,
+        intro=intro,
+        front=front,
+    )
+
+
+def _article(item: Any, index: int, seq: Any, path: Path) -> IssueArticle:
+    line = seq.lc.item(index)[0] + 2 if hasattr(seq, "lc") else 2
+    if isinstance(item, str):
+        return IssueArticle(url=item.strip())
+    if not isinstance(item, dict) or not isinstance(item.get("url"), str):
+        raise IssueFileError(f"{path}:{line}: article {index + 1} needs 'url: https://...'")
+    note, section = item.get("note"), item.get("section")
+    for key, value in (("note", note), ("section", section)):
+        if value is not None and not isinstance(value, str):
+            raise IssueFileError(f"{path}:{line}: article {index + 1}: '{key}' must be text")
+    return IssueArticle(
+        url=item["url"].strip(),
+        note=note.strip() or None if isinstance(note, str) else None,
+        section=section.strip() or None if isinstance(section, str) else None,
+    )
+
+
+def write_issue(issue: IssueFile) -> None:
+    """Write the front matter back (comments kept) and the introduction untouched, through a
+    temporary file so an interrupted write never leaves half a file."""
+    buffer = io.StringIO()
+    _yaml().dump(issue.front, buffer)
+    text = (
+        f"---\n{buffer.getvalue()}---\n{issue.intro}\n"
+        if issue.intro
+        else (f"---\n{buffer.getvalue()}---\n")
+    )
+    temporary = issue.path.with_name(issue.path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(issue.path)
+
+
+def week_dates(period: Period, config: Config) -> str:
+    """'19–25 December 2022', or '26 December 2022 – 1 January 2023' across months."""
+    first = period.start.astimezone(config.timezone)
+    last = (period.end - timedelta(seconds=1)).astimezone(config.timezone)
+    if (first.year, first.month) == (last.year, last.month):
+        return f"{first.day}–{last.day} {last:%B %Y}"
+    if first.year == last.year:
+        return f"{first.day} {first:%B} – {last.day} {last:%B %Y}"
+    return f"{first.day} {first:%B %Y} – {last.day} {last:%B %Y}"
+
+
+def new_issue(
+    config: Config,
+    session: Session,
+    *,
+    week: str,
+    author: str | None = None,
+    newsletter: str | None = None,
+    slug: str | None = None,
+    force: bool = False,
+) -> IssueFile:
+    if newsletter and newsletter != config.name:
+        raise UsageError(
+            f"--newsletter {newsletter!r}: {config.path} configures {config.name!r}; "
+            "use --config for another newsletter"
+        )
+    period = parse_week(week, config.timezone)
+    slug = slug or period.label
+    if not _SLUG.match(slug):
+        raise UsageError(f"bad --slug {slug!r}: use only A-Z a-z 0-9 . _ -")
+    path = config.issues_dir / f"{slug}.md"
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists: edit it, or pass --force to replace it")
+    found = store.query(session, author=author, period=period)
+    if not found:
+        who = f" by {author}" if author else ""
+        raise NotFoundError(
+            f"no articles{who} in {period.label}: run 'newsletter collect' first, "
+            "or check --author and --week"
+        )
+    dates = week_dates(period, config)
+    subject = f"{config.name}: {dates}"
+    more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+    preheader = f"This week: {found[0].title}{more}"
+    text = _starter(config.name, slug, subject, preheader, author, period.label, found)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    issue = parse_issue(text, path)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+    return issue
+
+
+def _starter(
+    name: str, slug: str, subject: str, preheader: str, author: str | None, week: str,
+    found: list[Article] | Any,
+) -> str:  # fmt: skip
+    def q(value: str) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    lines = [
+        "---",
+        f"newsletter: {q(name)}",
+        f"slug: {q(slug)}",
+        f"subject: {q(subject)}",
+        "# The preview text inboxes show after the subject.",
+        f"preheader: {q(preheader)}",
+    ]
+    if author:
+        lines.append(f"author: {q(author)}")
+    lines += [
+        f"week: {q(week)}",
+        "# In the order readers see them. Each may have a 'note' (Markdown, shown under the",
+        "# card) and a 'section' (a heading for it and the articles after it).",
+        "articles:",
+    ]
+    for article in found:
+        title = " ".join(article.title.split()).replace("#", "")
+        lines.append(f"  - url: {q(article.url)}  # {title}")
+    lines += ["---", "", ""]
+    return "\n".join(lines)
+
+
+def add_article(
+    issue: IssueFile,
+    session: Session,
+    url: str,
+    *,
+    note: str | None = None,
+    section: str | None = None,
+    position: int | None = None,
+) -> Article:
+    article = store.find(session, url)
+    if article is None:
+        raise NotFoundError(f"no stored article at {url}: collect it first")
+    if any(url_key(item.url) == url_key(url) for item in issue.articles):
+        raise UsageError(f"{article.url} is already in issue {issue.slug}")
+    entry = CommentedMap(url=article.url)
+    if note:
+        entry["note"] = note
+    if section:
+        entry["section"] = section
+    seq = _seq(issue)
+    index = len(seq) if position is None else _position(position, len(seq) + 1)
+    entry.yaml_add_eol_comment(" ".join(article.title.split()).replace("#", ""), "url")
+    seq.insert(index, entry)
+    issue.articles.insert(index, IssueArticle(canonical_url(article.url), note, section))
+    return article
+
+
+def remove_article(issue: IssueFile, url: str) -> None:
+    index = issue.index_of(url)
+    del _seq(issue)[index]
+    del issue.articles[index]
+
+
+def move_article(issue: IssueFile, url: str, to: int) -> None:
+    index = issue.index_of(url)
+    target = _position(to, len(issue.articles))
+    seq = _seq(issue)
+    seq.insert(target, seq.pop(index))
+    issue.articles.insert(target, issue.articles.pop(index))
+
+
+def _seq(issue: IssueFile) -> CommentedSeq:
+    seq = issue.front.get("articles")
+    if not isinstance(seq, CommentedSeq):
+        seq = CommentedSeq(seq or [])
+        issue.front["articles"] = seq
+    return seq
+
+
+def _position(number: int, count: int) -> int:
+    if not 1 <= number <= max(count, 1):
+        raise UsageError(f"position {number} is out of range: use 1 to {max(count, 1)}")
+    return number - 1
+
+
+def list_issues(config: Config) -> list[IssueFile | IssueFileError]:
+    """Every issue file, newest slug first; a broken file is listed as its error."""
+    found: list[IssueFile | IssueFileError] = []
+    for path in sorted(config.issues_dir.glob("*.md"), reverse=True):
+        try:
+            found.append(read_issue(path))
+        except IssueFileError as error:
+            found.append(error)
+    return found
+
+
+def issue_articles(issue: IssueFile, session: Session) -> list[Article]:
+    """The stored articles of the issue, in its order; a URL not in the store is an error
+    naming the file, because rendering a card without its article would be a silent hole."""
+    rows: list[Article] = []
+    for item in issue.articles:
+        article = store.find(session, item.url)
+        if article is None:
+            raise IssueFileError(
+                f"{issue.path}: {item.url} is not a stored article: collect it or remove it"
+            )
+        rows.append(article)
+    return rows

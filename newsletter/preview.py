@@ -1,0 +1,62 @@
+"""Previews: the email as a sample subscriber sees it, and screenshots in headless Chromium.
+
+Screenshots use Debian's Chromium through Playwright (full-page captures need the DevTools
+protocol; Chromium's own --screenshot only captures the window). Playwright never downloads
+a browser here: it is pointed at the system's executable.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from newsletter.config import Config
+from newsletter.errors import NewsletterError
+from newsletter.render import RenderedIssue, personalize, sample_recipient
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def write_preview(config: Config, rendered: RenderedIssue, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "preview.html"
+    recipient = sample_recipient(config, rendered.slug)
+    path.write_text(
+        personalize(rendered.html, recipient, config.name_fallback, "html"), encoding="utf-8"
+    )
+    return path
+
+
+def chromium_path() -> str:
+    configured = os.environ.get("NEWSLETTER_CHROMIUM")
+    found = configured or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found or not Path(found).exists():
+        raise NewsletterError(
+            "Chromium not found: install Debian's 'chromium' package or set NEWSLETTER_CHROMIUM"
+        )
+    return found
+
+
+def screenshot(page: Path, png: Path, width: int) -> Path:
+    if not 200 <= width <= 3000:
+        raise NewsletterError(f"--width {width} is out of range: use 200 to 3000 pixels")
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    png.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=chromium_path(), args=CHROMIUM_ARGS
+            )
+            try:
+                tab = browser.new_page(viewport={"width": width, "height": 800})
+                tab.goto(page.resolve().as_uri())
+                tab.screenshot(path=str(png), full_page=True)
+            finally:
+                browser.close()
+    except PlaywrightError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "failed"
+        raise NewsletterError(f"Chromium could not take the screenshot: {first}") from None
+    return png

@@ -1,0 +1,332 @@
+"""An issue into what subscribers get: inlined HTML, plain text and the web version.
+
+The pipeline, once per issue: Jinja2 (StrictUndefined, so a misspelt variable is an error and
+not a blank) fills `email.mjml.j2`; mjml-python compiles the MJML; premailer inlines the
+`mj-style inline="inline"` rules. MRML (the Rust MJML behind mjml-python) does not inline
+anything itself and emits those rules as an ordinary <style> block, so we take them out of
+the MJML ourselves and hand them to premailer, while every <style> MJML generated (media
+queries with their `!important`, resets, dark mode) is marked for premailer to leave alone.
+premailer never fetches anything (allow_network=False) and its cssutils logging is silenced.
+
+Per-subscriber values are `%%name%%` placeholders in the output. `Template` splits a rendered
+part once; `personalize` fills it per recipient with values escaped for that part, which costs
+microseconds; nothing is rendered twice.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import sys
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+from mjml import mjml2html
+from premailer import Premailer
+from sqlmodel import Session
+
+from newsletter.compose import IssueFile, issue_articles, issue_path, read_issue, week_dates
+from newsletter.config import Config
+from newsletter.dates import parse_week
+from newsletter.errors import NewsletterError
+from newsletter.models import Article
+from newsletter.sanitize import clean_html, html_to_text
+
+DEFAULT_THEME = Path(__file__).resolve().parent.parent / "templates"
+PLACEHOLDERS = ("first_name", "unsubscribe_url", "view_url")
+_TOKEN = re.compile(r"%%(" + "|".join(PLACEHOLDERS) + r")%%")
+_INLINE_STYLE = re.compile(
+    r"<mj-style\b[^>]*\binline\s*=\s*[\"']inline[\"'][^>]*>(.*?)</mj-style>", re.S | re.I
+)
+_STYLE_TAG = re.compile(r"<style(?![^>]*data-premailer)", re.I)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_markdown = MarkdownIt("commonmark", {"html": False, "typographer": True})
+
+
+class RenderError(NewsletterError):
+    """A template or MJML problem; the message names the template file and line."""
+
+
+@dataclass(frozen=True)
+class Template:
+    """A rendered part split at its placeholders: literal, name, literal, ..., literal."""
+
+    parts: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Template:
+        return cls(tuple(_TOKEN.split(text)))
+
+    @property
+    def source(self) -> str:
+        return "".join(
+            f"%%{part}%%" if index % 2 else part for index, part in enumerate(self.parts)
+        )
+
+    def names(self) -> set[str]:
+        return set(self.parts[1::2])
+
+
+@dataclass(frozen=True)
+class Recipient:
+    first_name: str | None
+    unsubscribe_url: str
+    view_url: str
+
+
+def personalize(
+    template: Template, recipient: Recipient, fallback: str, kind: Literal["html", "text"]
+) -> str:
+    """Fill the placeholders. HTML gets entity-escaped values (they may sit in an attribute);
+    every value loses control characters and line breaks, so a hostile name can neither
+    break out of an attribute nor forge lines in the text part or a header."""
+    name = _CONTROL.sub(" ", recipient.first_name or "").strip() or fallback
+    values = {
+        "first_name": name,
+        "unsubscribe_url": _CONTROL.sub("", recipient.unsubscribe_url),
+        "view_url": _CONTROL.sub("", recipient.view_url),
+    }
+    if kind == "html":
+        values = {key: html.escape(value, quote=True) for key, value in values.items()}
+    parts = template.parts
+    return "".join(parts[i] if i % 2 == 0 else values[parts[i]] for i in range(len(parts)))
+
+
+def sample_recipient(config: Config, slug: str) -> Recipient:
+    """What previews and checks fill in: a real-looking, https, unsubscribe link."""
+    return Recipient(
+        first_name=None,
+        unsubscribe_url=f"{config.base_url}/unsubscribe/preview",
+        view_url=f"{config.base_url}/archive/{slug}/",
+    )
+
+
+@dataclass(frozen=True)
+class Card:
+    title: str
+    url: str
+    image: str | None
+    image_alt: str
+    byline: str
+    date: str
+    reading: str
+    summary_html: Markup
+    summary_text: str
+    note_html: Markup | None
+    note_text: str | None
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str | None
+    cards: list[Card] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    slug: str
+    subject: str
+    preheader: str
+    html: Template
+    text: Template
+    web_html: str
+    articles: list[Article]
+
+
+def markdown_html(text: str) -> Markup:
+    """Editor-written Markdown (raw HTML off) as sanitised HTML."""
+    return Markup(clean_html(_markdown.render(text))) if text.strip() else Markup("")
+
+
+def text_with_links(fragment: str) -> str:
+    """Plain text of an HTML fragment with every link's address after its words, so the
+    text part carries the same links as the HTML part."""
+
+    def expand(match: re.Match[str]) -> str:
+        href, words = html.unescape(match[1]), match[2]
+        label = html_to_text(words)
+        return f"{words} ({href})" if label and label != href else href
+
+    linked = re.sub(r'<a\b[^>]*\bhref="([^"]*)"[^>]*>(.*?)</a>', expand, fragment, flags=re.S)
+    return html_to_text(linked)
+
+
+def byline(names: list[str]) -> str:
+    if len(names) <= 2:
+        return " and ".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def build_sections(issue: IssueFile, articles: list[Article], zone: tzinfo) -> list[Section]:
+    sections: list[Section] = []
+    current: Section | None = None
+    for item, article in zip(issue.articles, articles, strict=True):
+        if current is None or (item.section and item.section != current.title):
+            current = Section(item.section)
+            sections.append(current)
+        note_html = markdown_html(item.note) if item.note else None
+        local = article.published.astimezone(zone)
+        current.cards.append(
+            Card(
+                title=article.title,
+                url=article.url,
+                image=article.image if article.image else None,
+                image_alt=article.title,
+                byline=byline(article.author_names),
+                date=f"{local.day} {local:%B %Y}",
+                reading=f"{article.reading_minutes} min read",
+                summary_html=Markup(article.summary_html),
+                summary_text=text_with_links(article.summary_html),
+                note_html=note_html,
+                note_text=text_with_links(note_html) if note_html else None,
+            )
+        )
+    return sections
+
+
+def environment(config: Config, *, autoescape: bool) -> jinja2.Environment:
+    folders = [str(config.theme)] if config.theme else []
+    folders.append(str(DEFAULT_THEME))
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folders),
+        undefined=jinja2.StrictUndefined,
+        autoescape=autoescape,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateSyntaxError as error:
+        raise RenderError(f"{error.filename or name}:{error.lineno}: {error.message}") from None
+    except jinja2.TemplateNotFound:
+        raise RenderError(f"template {name} not found in {env.loader}") from None
+    except (jinja2.UndefinedError, TypeError, ValueError) as error:
+        frames = [f for f in traceback.extract_tb(sys.exc_info()[2]) if f.filename.endswith(".j2")]
+        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else name
+        raise RenderError(f"{where}: {error}") from None
+
+
+def compile_mjml(mjml: str, template_name: str) -> str:
+    inline_css = "\n".join(_INLINE_STYLE.findall(mjml))
+    source = _INLINE_STYLE.sub("", mjml)
+    try:
+        compiled = mjml2html(source, fonts={}, disable_comments=True)
+    except ValueError as error:
+        raise RenderError(f"{template_name}: the MJML it produced is invalid: {error}") from None
+    marked = _STYLE_TAG.sub('<style data-premailer="ignore"', compiled)
+    inliner = Premailer(
+        marked,
+        css_text=inline_css or None,
+        allow_network=False,
+        strip_important=False,
+        keep_style_tags=True,
+        remove_classes=False,
+        disable_validation=True,
+        exclude_pseudoclasses=True,
+        cssutils_logging_level=logging.CRITICAL,
+    )
+    inlined = inliner.transform().replace(' data-premailer="ignore"', "")
+    # premailer serialises the root element only: the doctype MJML wrote must go back on.
+    return "<!doctype html>\n" + re.sub(r"^\s*<!doctype[^>]*>\s*", "", inlined, flags=re.I)
+
+
+def render_issue(config: Config, issue: IssueFile, articles: list[Article]) -> RenderedIssue:
+    zone = config.timezone
+    dates = issue.week and _dates(issue.week, config)
+    intro_html = markdown_html(issue.intro)
+    context: dict[str, Any] = {
+        "newsletter": {
+            "name": config.name,
+            "base_url": config.base_url,
+            "language": config.language,
+            "postal_address": config.postal_address,
+            "reason": config.subscription_reason,
+        },
+        "issue": {
+            "subject": issue.subject,
+            "preheader": issue.preheader,
+            "slug": issue.slug,
+            "week": issue.week,
+            "dates": dates or "",
+        },
+        "intro_html": intro_html,
+        "intro_text": text_with_links(intro_html),
+        "sections": build_sections(issue, articles, zone),
+        "first_name": "%%first_name%%",
+        "unsubscribe_url": "%%unsubscribe_url%%",
+        "view_url": "%%view_url%%",
+        "subscribe_url": f"{config.base_url}/subscribe",
+        "web": False,
+    }
+    html_env = environment(config, autoescape=True)
+    email_html = compile_mjml(_render_template(html_env, "email.mjml.j2", context), "email.mjml.j2")
+    web_context = context | {"web": True, "first_name": config.name_fallback}
+    web_html = compile_mjml(
+        _render_template(html_env, "email.mjml.j2", web_context), "email.mjml.j2"
+    )
+    text = _render_template(environment(config, autoescape=False), "email.txt.j2", context)
+    return RenderedIssue(
+        slug=issue.slug,
+        subject=issue.subject,
+        preheader=issue.preheader,
+        html=Template.parse(email_html),
+        text=Template.parse(re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"),
+        web_html=web_html,
+        articles=articles,
+    )
+
+
+def _dates(week: str, config: Config) -> str | None:
+    try:
+        return week_dates(parse_week(week, config.timezone), config)
+    except NewsletterError:
+        return None
+
+
+@dataclass(frozen=True)
+class Written:
+    folder: Path
+    files: dict[str, int]
+
+
+def write_rendered(rendered: RenderedIssue, folder: Path) -> Written:
+    """email.html and email.txt keep their placeholders (they are what a send fills);
+    web.html is the view-in-browser page."""
+    folder.mkdir(parents=True, exist_ok=True)
+    outputs = {
+        "email.html": rendered.html.source,
+        "email.txt": rendered.text.source,
+        "web.html": rendered.web_html,
+    }
+    sizes: dict[str, int] = {}
+    for name, content in outputs.items():
+        data = content.encode("utf-8")
+        temporary = folder / f".{name}.tmp"
+        temporary.write_bytes(data)
+        temporary.replace(folder / name)
+        sizes[name] = len(data)
+    return Written(folder, sizes)
+
+
+def render_file(
+    config: Config, session: Session, slug_or_path: str
+) -> tuple[IssueFile, RenderedIssue]:
+    """Read an issue file, look up its articles and render it."""
+    issue = read_issue(issue_path(config, slug_or_path))
+    return issue, render_issue(config, issue, issue_articles(issue, session))
+
+
+def build_folder(config: Config, slug: str) -> Path:
+    return config.root / "build" / slug
