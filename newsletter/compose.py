@@ -102,10 +102,13 @@ def parse_issue(text: str, path: Path) -> IssueFile:
     try:
         front = _yaml().load("".join(lines[1:end]))
     except MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
+        # An unclosed bracket or quote is reported where the file ends; the line where it
+        # was opened (the context) is the one the editor must fix.
+        mark = error.context_mark or error.problem_mark
         line = mark.line + 2 if mark else 1
-        problem = error.problem or error.context or "invalid YAML"
-        raise IssueFileError(f"{path}:{line}: {problem}") from None
+        problem = error.problem or "invalid YAML"
+        context = f" ({error.context})" if error.context and error.context_mark else ""
+        raise IssueFileError(f"{path}:{line}: {problem}{context}") from None
     if not isinstance(front, CommentedMap):
         raise IssueFileError(f"{path}:2: the front matter must be a mapping (key: value lines)")
     intro = "".join(lines[end + 1 :]).strip("\n")

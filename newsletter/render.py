@@ -231,7 +231,7 @@ def compile_mjml(mjml: str, template_name: str) -> str:
         css_text=inline_css or None,
         allow_network=False,
         strip_important=False,
-        keep_style_tags=True,
+        keep_style_tags=False,
         remove_classes=False,
         disable_validation=True,
         exclude_pseudoclasses=True,

@@ -104,4 +104,38 @@ def project(
     sa.create_engine(database_url).dispose()
 
 
-pytest_plugins = ["tests.webserver"]
+pytest_plugins = ["tests.webserver", "tests.browser"]
+
+
+SAMPLE_SOURCES = f"""
+[[sources]]
+name = "kyiv-independent"
+kind = "feed"
+location = "{SAMPLES}/feeds/kyiv-independent.rss"
+
+[[sources]]
+name = "war-notes"
+kind = "feed"
+location = "file://{SAMPLES}/feeds/war-notes.atom"
+
+[[sources]]
+name = "pages"
+kind = "page"
+location = "{SAMPLES}/pages/*.html"
+
+[[sources]]
+name = "saved"
+kind = "text"
+location = "{SAMPLES}/texts/putin-negotiations.txt"
+url = "https://kyivindependent.com/putin-claims-readiness-for-negotiations/"
+published = "2022-12-25T18:52:00+02:00"
+"""
+
+
+@pytest.fixture
+def collected(project: Project) -> Project:
+    """A project holding the bundled sample articles."""
+    project.add_sources(SAMPLE_SOURCES)
+    result = project.run("collect")
+    assert result.exit_code == 0, result.output
+    return project

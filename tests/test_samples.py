@@ -2,34 +2,8 @@
 collection issue, on both databases."""
 
 import json
-from pathlib import Path
 
-from tests.conftest import Project
-
-SAMPLES = Path(__file__).parent.parent / "samples"
-SOURCES = f"""
-[[sources]]
-name = "kyiv-independent"
-kind = "feed"
-location = "{SAMPLES}/feeds/kyiv-independent.rss"
-
-[[sources]]
-name = "war-notes"
-kind = "feed"
-location = "file://{SAMPLES}/feeds/war-notes.atom"
-
-[[sources]]
-name = "pages"
-kind = "page"
-location = "{SAMPLES}/pages/*.html"
-
-[[sources]]
-name = "saved"
-kind = "text"
-location = "{SAMPLES}/texts/putin-negotiations.txt"
-url = "https://kyivindependent.com/putin-claims-readiness-for-negotiations/"
-published = "2022-12-25T18:52:00+02:00"
-"""
+from tests.conftest import SAMPLE_SOURCES, Project
 
 WEEK_51 = [
     "https://kyivindependent.com/bakhmut-front-sunday-night/",  # Sun 23:30 UTC = Mon in Kyiv
@@ -43,7 +17,7 @@ WEEK_51 = [
 
 
 def test_samples_list_exactly_one_reporters_week_each_once(project: Project) -> None:
-    project.add_sources(SOURCES)
+    project.add_sources(SAMPLE_SOURCES)
     result = project.run("collect", "--json")
     assert result.exit_code == 0, result.output
     listed = project.run(

@@ -1,0 +1,127 @@
+"""Issue files: create, list, show, edit (keeping hand-written parts), malformed files."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from newsletter.compose import IssueFileError, parse_issue
+from tests.conftest import Project
+
+BAKHMUT = "https://kyivindependent.com/front-line-diary-bakhmut/"
+PATRIOT = "https://kyivindependent.com/patriot-what-it-changes/"
+OTHER_AUTHOR = "https://kyivindependent.com/kreminna-forest-fighting/"
+
+
+def new_issue(project: Project) -> Path:
+    result = project.run(
+        "issue", "new", "--week", "2022-W51", "--author", "Asami Terajima", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    made = json.loads(result.stdout)
+    assert made["slug"] == "2022-W51" and len(made["articles"]) == 7
+    return Path(made["path"])
+
+
+def test_new_writes_the_week_in_order_and_refuses_to_overwrite(collected: Project) -> None:
+    path = new_issue(collected)
+    assert path == collected.root / "issues" / "2022-W51.md"
+    text = path.read_text()
+    assert 'subject: "War Notes: 19–25 December 2022"' in text
+    assert "# Front-line diary: three days in Bakhmut" in text  # titles as comments
+    again = collected.run("issue", "new", "--week", "2022-W51", "--author", "Asami Terajima")
+    assert again.exit_code == 2 and "already exists" in again.stderr
+    assert path.read_text() == text
+    forced = collected.run("issue", "new", "--week", "2022-W51", "--force", "--slug", "all-w51")
+    assert forced.exit_code == 0 and (collected.root / "issues" / "all-w51.md").is_file()
+
+
+def test_new_without_articles_and_bad_week_change_nothing(collected: Project) -> None:
+    none = collected.run("issue", "new", "--week", "2021-W10")
+    assert none.exit_code == 1 and "no articles in 2021-W10" in none.stderr
+    bad = collected.run("issue", "new", "--week", "2022-W77")
+    assert bad.exit_code == 2 and "has no week 77" in bad.stderr
+    assert not (collected.root / "issues").exists()
+
+
+def test_editing_helpers_keep_comments_intro_and_notes(collected: Project) -> None:
+    path = new_issue(collected)
+    text = (
+        path.read_text().replace("articles:", "# my own comment, keep me\narticles:")
+        + "Dear readers,\n\nThis week **mattered**.\n"
+    )
+    text = text.replace(f'  - url: "{PATRIOT}"', f'  - url: "{PATRIOT}"\n    note: "Read it."')
+    path.write_text(text)
+
+    assert collected.run("issue", "move", "2022-W51", PATRIOT, "--to", "1").exit_code == 0
+    added = collected.run(
+        "issue",
+        "add",
+        str(path),
+        OTHER_AUTHOR + "?utm_source=x",
+        "--section",
+        "Elsewhere",
+        "--note",
+        "Not ours, but read it.",
+    )
+    assert added.exit_code == 0, added.output
+    assert collected.run("issue", "remove", "2022-W51", BAKHMUT).exit_code == 0
+
+    edited = path.read_text()
+    assert "# my own comment, keep me" in edited
+    assert edited.endswith("Dear readers,\n\nThis week **mattered**.\n")
+    issue = parse_issue(edited, path)
+    assert issue.articles[0].url == PATRIOT and issue.articles[0].note == "Read it."
+    assert issue.articles[-1].url == OTHER_AUTHOR and issue.articles[-1].section == "Elsewhere"
+    assert BAKHMUT not in [a.url for a in issue.articles]
+
+    shown = json.loads(collected.run("issue", "show", "2022-W51", "--json").stdout)
+    assert shown["items"][0]["title"].startswith("What a Patriot battery")
+    assert shown["intro"].startswith("Dear readers")
+
+
+def test_helper_errors(collected: Project) -> None:
+    new_issue(collected)
+    cases = [
+        (["issue", "add", "2022-W51", PATRIOT], 2, "already in issue"),
+        (["issue", "add", "2022-W51", "https://nowhere.example/x"], 1, "collect it first"),
+        (["issue", "remove", "2022-W51", OTHER_AUTHOR], 1, "is not in issue 2022-W51"),
+        (["issue", "move", "2022-W51", PATRIOT, "--to", "9"], 2, "use 1 to 7"),
+        (["issue", "show", "2099-W01"], 1, "no issue file"),
+    ]
+    for args, code, message in cases:
+        result = collected.run(*args)
+        assert result.exit_code == code, (args, result.output)
+        assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("no front matter", ":1: an issue file starts with a '---' line"),
+        ("---\nslug: x\nsubject: s\n", "has no closing '---' line"),
+        ("---\nslug: x\nsubject: [unclosed\n---\n", ":3: expected"),
+        ("---\nslug: x\n---\n", ":2: 'subject' is missing"),
+        ("---\nslug: 'bad slug!'\nsubject: s\n---\n", ":2: slug 'bad slug!'"),
+        (
+            "---\nslug: x\nsubject: s\narticles:\n"
+            "  - url: https://e.org/a\n  - note: no url\n---\n",
+            ":6: article 2 needs 'url",
+        ),
+        ("---\nslug: x\nsubject: s\narticles: 3\n---\n", ":4: 'articles' must be a list"),
+    ],
+)
+def test_malformed_files_name_the_line(text: str, message: str) -> None:
+    with pytest.raises(IssueFileError) as caught:
+        parse_issue(text, Path("issues/x.md"))
+    assert str(caught.value).startswith("issues/x.md") and message in str(caught.value)
+
+
+def test_a_broken_file_is_listed_as_its_error(collected: Project) -> None:
+    new_issue(collected)
+    (collected.root / "issues" / "broken.md").write_text("---\nslug: [\n---\n")
+    listed = json.loads(collected.run("issue", "list", "--json").stdout)
+    assert {"error"} == set(listed[0]) and "broken.md:" in listed[0]["error"]
+    assert listed[1]["slug"] == "2022-W51" and listed[1]["articles"] == 7
+    shown = collected.run("issue", "show", "broken")
+    assert shown.exit_code == 1 and "broken.md:3: expected the node content" in shown.stderr

@@ -1,0 +1,156 @@
+"""The render pipeline and personalize(), without a database."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from newsletter.render import (
+    Recipient,
+    RenderError,
+    Template,
+    personalize,
+    render_issue,
+    sample_recipient,
+)
+from tests.issues import make_config, sample_issue
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+
+
+@pytest.fixture
+def rendered(tmp_path: Path):  # type: ignore[no-untyped-def]
+    config = make_config(tmp_path)
+    issue, articles = sample_issue(tmp_path)
+    return config, render_issue(config, issue, articles)
+
+
+def test_premailer_keeps_doctype_media_queries_and_inlines_only_inline_rules(rendered) -> None:  # type: ignore[no-untyped-def]
+    _, result = rendered
+    html = result.html.source
+    assert html.startswith("<!doctype html>")
+    assert re.search(r'<html[^>]* lang="en"', html)
+    assert "@media only screen and (min-width:480px)" in html
+    assert "width:38% !important" in html  # the responsive columns kept their !important
+    assert "prefers-color-scheme: dark" in html and "#121212 !important" in html
+    assert 'name="color-scheme" content="light dark"' in html
+    assert "data-premailer" not in html
+    title_link = re.search(r'<a href="https://kyivindependent.com/bakhmut/"[^>]*>Front-line', html)
+    assert title_link and "text-decoration:none" in title_link[0]  # the mj-style inline rule
+    assert "text-decoration: none; }" not in html  # inline rules are applied, not shipped
+    assert "fonts.googleapis" not in html and "@import" not in html and "<link" not in html
+    assert all(' alt="' in tag for tag in re.findall(r"<img\b[^>]*>", html))
+
+
+def test_parts_carry_the_same_articles_and_links(rendered) -> None:  # type: ignore[no-untyped-def]
+    _, result = rendered
+    text = result.text.source
+    for article in result.articles:
+        assert article.title in text and article.url in text
+        assert f'href="{article.url}"' in result.html.source
+    assert "the front (https://kyivindependent.com/front/)" in text
+    assert "a link (https://e.org/ref)" in text
+    assert "== NOTEBOOK ==" in text and "NOTEBOOK" in result.html.source
+    assert "Editor’s note: Read this first." in text
+    assert "<em>first</em>" in result.html.source
+    assert (
+        result.html.names() == result.text.names() == {"first_name", "unsubscribe_url", "view_url"}
+    )
+
+
+def test_web_version_has_no_personal_links(rendered) -> None:  # type: ignore[no-untyped-def]
+    _, result = rendered
+    assert "%%" not in result.web_html
+    assert "https://news.example.org/subscribe" in result.web_html
+    assert "Unsubscribe" not in result.web_html
+
+
+def test_theme_snapshots(rendered) -> None:  # type: ignore[no-untyped-def]
+    """Golden files guard the theme: a change to them must be a deliberate one
+    (UPDATE_SNAPSHOTS=1 rewrites them; review the diff)."""
+    _, result = rendered
+    for name, content in (
+        ("2022-W51.txt", result.text.source),
+        ("2022-W51.html", result.html.source),
+    ):
+        path = SNAPSHOTS / name
+        if os.environ.get("UPDATE_SNAPSHOTS"):
+            path.write_text(content)
+        assert content == path.read_text(), (
+            f"{name} changed; rerun with UPDATE_SNAPSHOTS=1 if meant"
+        )
+
+
+def test_template_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    theme = tmp_path / "theme"
+    theme.mkdir()
+    config = make_config(tmp_path, '[render]\ntemplates = "theme"\n')
+    issue, articles = sample_issue(tmp_path)
+    (theme / "email.txt.j2").write_text("Hello\n{{ issue.subjekt }}\n")
+    with pytest.raises(RenderError, match=r"theme/email.txt.j2:2: .*subjekt"):
+        render_issue(config, issue, articles)
+    (theme / "email.txt.j2").write_text("Hello\n\n{% for x in %}\n")
+    with pytest.raises(RenderError, match=r"theme/email.txt.j2:3: "):
+        render_issue(config, issue, articles)
+    (theme / "email.txt.j2").unlink()
+    (theme / "email.mjml.j2").write_text("<mjml><mj-body><mj-section><mj-text>x</mj-section>")
+    with pytest.raises(RenderError, match="email.mjml.j2: the MJML it produced is invalid"):
+        render_issue(config, issue, articles)
+
+
+def test_a_theme_overrides_only_the_files_it_has(tmp_path: Path) -> None:
+    theme = tmp_path / "theme"
+    theme.mkdir()
+    (theme / "email.txt.j2").write_text("{{ newsletter.name }} text {{ unsubscribe_url }}\n")
+    config = make_config(tmp_path, '[render]\ntemplates = "theme"\n')
+    result = render_issue(config, *sample_issue(tmp_path))
+    assert result.text.source == "War Notes text %%unsubscribe_url%%\n"
+    assert "Front-line diary" in result.html.source  # default MJML theme still used
+
+
+def test_personalize_fills_every_placeholder(rendered) -> None:  # type: ignore[no-untyped-def]
+    config, result = rendered
+    html = personalize(
+        result.html,
+        Recipient("Olena", "https://n.org/u/TOKEN", "https://n.org/v"),
+        "reader",
+        "html",
+    )
+    assert "%%" not in html and "Hello, Olena," in html
+    assert 'href="https://n.org/u/TOKEN"' in html and 'href="https://n.org/v"' in html
+    text = personalize(result.text, sample_recipient(config, "2022-W51"), "reader", "text")
+    assert (
+        "Hello, reader," in text
+        and "Unsubscribe: https://news.example.org/unsubscribe/preview" in text
+    )
+
+
+hostile = st.text(alphabet=st.sampled_from(list("<>&\"'\r\n\t\x00\u2028 aZé日🙂=;/")), max_size=40)
+
+
+@given(name=hostile, url_tail=hostile)
+def test_hostile_values_cannot_escape_their_context(name: str, url_tail: str) -> None:
+    template = Template.parse(
+        '<p title="%%first_name%%">Hi %%first_name%%</p><a href="%%unsubscribe_url%%">u</a>\n'
+    )
+    text_template = Template.parse("Hello, %%first_name%%,\nUnsubscribe: %%unsubscribe_url%%\n")
+    recipient = Recipient(name, "https://n.org/u/" + url_tail, "https://n.org/v")
+    html = personalize(template, recipient, "reader", "html")
+    assert html.count("<") == 4 and html.count('"') == 4 and html.count("\n") == 1
+    assert "\r" not in html and "\x00" not in html
+    text = personalize(text_template, recipient, "reader", "text")
+    assert text.count("\n") == 2 and "\r" not in text and "\u2028" not in text
+    assert text.startswith("Hello, ") and "\nUnsubscribe: https://n.org/u/" in text
+    if not name.strip(" \r\n\t\x00\u2028"):
+        assert "Hello, reader," in text
+
+
+def test_personalize_costs_microseconds(rendered) -> None:  # type: ignore[no-untyped-def]
+    """Not a benchmark (those live in bench/): a guard that filling never re-renders."""
+    config, result = rendered
+    recipient = sample_recipient(config, "x")
+    assert len(result.html.parts) == 2 * 4 + 1  # four placeholders, split once
+    assert personalize(result.html, recipient, "r", "html").startswith("<!doctype html>")
