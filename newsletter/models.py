@@ -111,3 +111,26 @@ class FetchState(SQLModel, table=True):
 
 def table_names() -> list[str]:
     return sorted(SQLModel.metadata.tables)
+
+
+class ApprovedIssue(SQLModel, table=True):
+    """An issue frozen for sending: exactly what subscribers will get. `source_hash` is the
+    issue file's at approval, so an edit afterwards is noticed and needs a new approval."""
+
+    __tablename__ = "issues"
+
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(sa_column=sa.Column(sa.String(100), nullable=False, unique=True))
+    newsletter: str = Field(sa_column=sa.Column(sa.String(300), nullable=False))
+    week: str | None = Field(default=None, sa_column=sa.Column(sa.String(16)))
+    subject: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    preheader: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    html: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    text: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    web_html: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    content_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    source_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    approved_at: datetime = Field(
+        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+    )
+    send_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))

@@ -205,7 +205,7 @@ def environment(config: Config, *, autoescape: bool) -> jinja2.Environment:
     )
 
 
-def _render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
+def render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
     try:
         return env.get_template(name).render(context)
     except jinja2.TemplateSyntaxError as error:
@@ -271,12 +271,12 @@ def render_issue(config: Config, issue: IssueFile, articles: list[Article]) -> R
         "web": False,
     }
     html_env = environment(config, autoescape=True)
-    email_html = compile_mjml(_render_template(html_env, "email.mjml.j2", context), "email.mjml.j2")
+    email_html = compile_mjml(render_template(html_env, "email.mjml.j2", context), "email.mjml.j2")
     web_context = context | {"web": True, "first_name": config.name_fallback}
     web_html = compile_mjml(
-        _render_template(html_env, "email.mjml.j2", web_context), "email.mjml.j2"
+        render_template(html_env, "email.mjml.j2", web_context), "email.mjml.j2"
     )
-    text = _render_template(environment(config, autoescape=False), "email.txt.j2", context)
+    text = render_template(environment(config, autoescape=False), "email.txt.j2", context)
     return RenderedIssue(
         slug=issue.slug,
         subject=issue.subject,

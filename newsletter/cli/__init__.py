@@ -12,6 +12,7 @@ import typer
 import typer.core
 
 from newsletter import __version__
+from newsletter.cli import archive as archive_cli
 from newsletter.cli import articles as articles_cli
 from newsletter.cli import collect as collect_cli
 from newsletter.cli import issue as issue_cli
@@ -71,6 +72,7 @@ setup_cli.register(app)
 collect_cli.register(app)
 app.add_typer(articles_cli.app, name="articles")
 app.add_typer(issue_cli.app, name="issue")
+app.add_typer(archive_cli.app, name="archive")
 app.add_typer(setup_cli.db_app, name="db")
 
 

@@ -11,11 +11,13 @@ from rich.table import Table
 from sqlmodel import Session
 
 from newsletter import compose
+from newsletter.approval import approve, approved, is_stale
 from newsletter.checks import Finding, check_rendered, has_errors
 from newsletter.cli.output import err, out, print_json
 from newsletter.cli.state import state
 from newsletter.compose import IssueFile, issue_path, read_issue, write_issue
-from newsletter.errors import NewsletterError
+from newsletter.dates import parse_datetime
+from newsletter.errors import NewsletterError, UsageError
 from newsletter.preview import screenshot, write_preview
 from newsletter.render import build_folder, render_file, write_rendered
 
@@ -71,23 +73,34 @@ def list_command(ctx: typer.Context, *, as_json: AsJson = False) -> None:
 
     Example: newsletter issue list --json
     """
-    found = compose.list_issues(state(ctx).config())
+    st = state(ctx)
+    config = st.config()
+    found = compose.list_issues(config)
+    with Session(st.engine()) as session:
+        status = {row.slug: "edited since approval" if is_stale(config, row) else "approved"
+                  for row in approved(session)}  # fmt: skip
     if as_json:
-        print_json([_summary(item) for item in found])
+        print_json([_summary(item) | _status(item, status) for item in found])
         return
     if not found:
         err.print("No issue files yet: run 'newsletter issue new --week YYYY-Www'.", markup=False)
         return
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("slug", "week", "articles", "subject", "path"):
+    for column in ("slug", "week", "articles", "status", "subject", "path"):
         table.add_column(column, overflow="fold")
     for item in found:
         if isinstance(item, IssueFile):
-            table.add_row(item.slug, item.week or "", str(len(item.articles)), item.subject,
-                          str(item.path))  # fmt: skip
+            table.add_row(item.slug, item.week or "", str(len(item.articles)),
+                          status.get(item.slug, "draft"), item.subject, str(item.path))  # fmt: skip
         else:
-            table.add_row("[red]error[/red]", "", "", str(item), "")
+            table.add_row("[red]error[/red]", "", "", "", str(item), "")
     out.print(table)
+
+
+def _status(item: IssueFile | NewsletterError, status: dict[str, str]) -> dict[str, object]:
+    if isinstance(item, IssueFile):
+        return {"status": status.get(item.slug, "draft")}
+    return {}
 
 
 def _summary(item: IssueFile | NewsletterError) -> dict[str, object]:
@@ -269,3 +282,46 @@ def preview(
         out.print(str(screenshot(page, screenshot_file, width)), markup=False)
     if open_browser:
         webbrowser.open(page.resolve().as_uri())
+
+
+@app.command("approve")
+def approve_command(
+    ctx: typer.Context,
+    slug: Slug,
+    *,
+    send_at: Annotated[
+        str | None, typer.Option("--send-at", help="When to send (ISO 8601; zone optional).")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Freeze the rendered issue (subject, HTML, text, hash) for sending and the archive.
+    Refused while a check fails; editing the file afterwards needs a new approval.
+
+    Example: newsletter issue approve 2022-W51 --send-at 2022-12-26T08:00
+    """
+    st = state(ctx)
+    config = st.config()
+    when = None
+    if send_at:
+        when = parse_datetime(send_at, config.timezone)
+        if when is None:
+            raise UsageError(f"bad --send-at {send_at!r}: use ISO 8601, e.g. 2022-12-26T08:00")
+    with Session(st.engine()) as session:
+        result = approve(config, session, slug, send_at=when)
+    row = result.issue
+    if as_json:
+        print_json(
+            {"slug": row.slug, "subject": row.subject, "content_hash": row.content_hash,
+             "approved_at": row.approved_at.isoformat(),
+             "send_at": row.send_at.isoformat() if row.send_at else None,
+             "replaced": result.replaced, "findings": [f.as_dict() for f in result.findings]}
+        )  # fmt: skip
+        return
+    _print_findings(result.findings)
+    again = " again" if result.replaced else ""
+    when_text = (
+        f", to be sent {row.send_at.astimezone(config.timezone):%Y-%m-%d %H:%M %Z}"
+        if row.send_at
+        else ""
+    )
+    out.print(f"Approved {row.slug}{again} ({row.content_hash[:12]}){when_text}", markup=False)

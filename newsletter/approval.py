@@ -1,0 +1,90 @@
+"""Approving an issue: freezing exactly what will be sent.
+
+Approval renders the file, refuses it if a check fails, and stores subject, both parts (with
+their placeholders), the web page and two hashes: of the content, and of the issue file. The
+send works from this row, never from the file, so an editor's later typo fix cannot slip into
+a send half-way; and an edit made after approval is visible (`stale`) and needs approving
+again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlmodel import Session, select
+
+from newsletter.checks import Finding, check_rendered, has_errors
+from newsletter.compose import issue_articles, issue_path, read_issue
+from newsletter.config import Config
+from newsletter.errors import NewsletterError
+from newsletter.models import ApprovedIssue
+from newsletter.render import render_issue
+
+
+class CheckFailed(NewsletterError):
+    """The issue has check errors, so it cannot be approved."""
+
+
+@dataclass(frozen=True)
+class Approval:
+    issue: ApprovedIssue
+    findings: list[Finding]
+    replaced: bool
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def approve(
+    config: Config, session: Session, slug_or_path: str, *, send_at: datetime | None = None
+) -> Approval:
+    path = issue_path(config, slug_or_path)
+    issue = read_issue(path)
+    rendered = render_issue(config, issue, issue_articles(issue, session))
+    findings = check_rendered(config, issue, rendered)
+    if has_errors(findings):
+        first = next(f for f in findings if f.level == "error")
+        count = sum(f.level == "error" for f in findings)
+        raise CheckFailed(
+            f"{issue.slug} has {count} check error(s), e.g. {first.message}; "
+            f"see 'newsletter issue check {issue.slug}'"
+        )
+    content = "\x00".join([issue.subject, rendered.html.source, rendered.text.source])
+    row = session.exec(select(ApprovedIssue).where(ApprovedIssue.slug == issue.slug)).first()
+    replaced = row is not None
+    if row is None:
+        row = ApprovedIssue(
+            slug=issue.slug, newsletter=config.name, subject="", preheader="", html="", text="",
+            web_html="", content_hash="", source_hash="",
+        )  # fmt: skip
+    row.newsletter = config.name
+    row.week = issue.week
+    row.subject = issue.subject
+    row.preheader = issue.preheader
+    row.html = rendered.html.source
+    row.text = rendered.text.source
+    row.web_html = rendered.web_html
+    row.content_hash = hashlib.sha256(content.encode()).hexdigest()
+    row.source_hash = file_hash(path)
+    row.approved_at = datetime.now(UTC)
+    row.send_at = send_at
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    return Approval(row, findings, replaced)
+
+
+def approved(session: Session) -> list[ApprovedIssue]:
+    """Approved issues, newest first (by send time, else approval time)."""
+    rows = list(session.exec(select(ApprovedIssue)).all())
+    return sorted(rows, key=lambda r: r.send_at or r.approved_at, reverse=True)
+
+
+def is_stale(config: Config, row: ApprovedIssue) -> bool:
+    """True when the issue file changed (or vanished) since it was approved."""
+    path = issue_path(config, row.slug)
+    return not path.is_file() or file_hash(path) != row.source_hash
