@@ -40,33 +40,45 @@ def build_archive(config: Config, session: Session, folder: Path) -> BuiltArchiv
     for row in rows:
         (staging / row.slug).mkdir()
         (staging / row.slug / "index.html").write_text(row.web_html, encoding="utf-8")
-    index = render_template(
-        environment(config, autoescape=True),
-        "archive.html.j2",
-        {
-            "newsletter": {"name": config.name, "language": config.language,
-                           "base_url": config.base_url},
-            "issues": [
-                {"slug": r.slug, "subject": r.subject, "preheader": r.preheader,
-                 "date": _when(r, config).strftime("%-d %B %Y")}
-                for r in rows
-            ],
-            "subscribe_url": f"{config.base_url}/subscribe",
-        },
-    )  # fmt: skip
+    index = index_html(config, rows)
     (staging / "index.html").write_text(index, encoding="utf-8")
-    (staging / "feed.xml").write_bytes(_feed(config, rows))
+    (staging / "feed.xml").write_bytes(feed_xml(config, rows))
     if folder.exists():
         shutil.rmtree(folder)
     staging.replace(folder)
     return BuiltArchive(folder, [r.slug for r in rows])
 
 
+def index_html(config: Config, rows: list[ApprovedIssue]) -> str:
+    """The archive's index page; links are relative, so it works at any path."""
+    return render_template(
+        environment(config, autoescape=True),
+        "archive.html.j2",
+        {
+            "newsletter": {
+                "name": config.name,
+                "language": config.language,
+                "base_url": config.base_url,
+            },
+            "issues": [
+                {
+                    "slug": r.slug,
+                    "subject": r.subject,
+                    "preheader": r.preheader,
+                    "date": _when(r, config).strftime("%-d %B %Y"),
+                }
+                for r in rows
+            ],
+            "subscribe_url": f"{config.base_url}/subscribe",
+        },
+    )
+
+
 def _when(row: ApprovedIssue, config: Config) -> datetime:
     return (row.send_at or row.approved_at).astimezone(config.timezone)
 
 
-def _feed(config: Config, rows: list[ApprovedIssue]) -> bytes:
+def feed_xml(config: Config, rows: list[ApprovedIssue]) -> bytes:
     rss = ET.Element("rss", version="2.0")
     channel = ET.SubElement(rss, "channel")
     ET.SubElement(channel, "title").text = config.name

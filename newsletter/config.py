@@ -64,6 +64,12 @@ class Config:
     reason: str | None = None
     name_fallback: str = "reader"
     theme: Path | None = None
+    key_file: Path | None = None
+    transport: str = "file://outbox"
+
+    @property
+    def signing_key_file(self) -> Path:
+        return self.key_file or self.root / "newsletter.key"
 
     @property
     def issues_dir(self) -> Path:
@@ -147,12 +153,17 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
 
 
 def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
-    _known(data, {"newsletter", "database", "collect", "render", "sources"}, path, "the top level")
+    _known(
+        data,
+        {"newsletter", "database", "collect", "render", "delivery", "sources"},
+        path,
+        "the top level",
+    )
     news = _table(data, "newsletter", path)
     _known(
         news,
         {"name", "timezone", "from", "base_url", "language", "postal_address", "reason",
-         "name_fallback"},
+         "name_fallback", "key_file"},
         path,
         "[newsletter]",
     )  # fmt: skip
@@ -171,6 +182,12 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
         _required(news, "base_url", path, "[newsletter]"),
     )
     language = _string(news, "language", path, "[newsletter]") or "en"
+    key_file = _string(news, "key_file", path, "[newsletter]")
+    delivery = _table(data, "delivery", path)
+    _known(delivery, {"transport"}, path, "[delivery]")
+    transport = env.get("NEWSLETTER_TRANSPORT_URL") or _string(
+        delivery, "transport", path, "[delivery]"
+    )
     render_table = _table(data, "render", path)
     _known(render_table, {"templates"}, path, "[render]")
     theme_dir = _string(render_table, "templates", path, "[render]")
@@ -216,6 +233,8 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
         reason=_string(news, "reason", path, "[newsletter]"),
         name_fallback=_string(news, "name_fallback", path, "[newsletter]") or "reader",
         theme=theme,
+        key_file=(path.parent / key_file).resolve() if key_file else None,
+        transport=transport or "file://outbox",
     )
 
 
@@ -337,6 +356,16 @@ user_agent = "newsletter/0.1 (+{base_url})"
 timeout = 20
 # Largest document fetched, in bytes.
 max_bytes = 10000000
+
+# The key that signs confirm and unsubscribe links: `newsletter init` creates it with mode
+# 0600 and lists it in .gitignore. NEWSLETTER_SECRET_KEY overrides it. Never share it.
+# key_file = "newsletter.key"
+
+[delivery]
+# Where mail goes: file://DIR (one .eml per message, relative to this file), console://, or
+# smtp://[user@]host[:port] / smtps://host (password in NEWSLETTER_SMTP_PASSWORD).
+# NEWSLETTER_TRANSPORT_URL overrides it.
+transport = "file://outbox"
 
 [render]
 # A folder with your own email.mjml.j2 / email.txt.j2 (any file you leave out comes from the

@@ -134,3 +134,56 @@ class ApprovedIssue(SQLModel, table=True):
         default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
     )
     send_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+
+
+class Subscriber(SQLModel, table=True):
+    """A person. `email_key` (subscribers.address_key) makes JOHN@X.COM and john@x.com one."""
+
+    __tablename__ = "subscribers"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=sa.Column(sa.String(320), nullable=False))
+    email_key: str = Field(sa_column=sa.Column(sa.String(320), nullable=False, unique=True))
+    name: str | None = Field(default=None, sa_column=sa.Column(sa.String(300)))
+    source: str = Field(sa_column=sa.Column(sa.String(50), nullable=False))
+    attributes: dict[str, str] = Field(
+        default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
+    created_at: datetime = Field(
+        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+    )
+
+
+class Subscription(SQLModel, table=True):
+    """A person's membership of one newsletter, with its own status and history."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (sa.UniqueConstraint("subscriber_id", "newsletter"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    newsletter: str = Field(sa_column=sa.Column(sa.String(300), nullable=False))
+    status: str = Field(sa_column=sa.Column(sa.String(20), nullable=False, index=True))
+    created_at: datetime = Field(
+        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+    )
+    confirmed_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+    unsubscribed_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+
+
+class Suppression(SQLModel, table=True):
+    """An address never to be mailed or re-added, whatever any list says. Keyed by a hash of
+    the normalised address so an erased person's address need not be kept in clear."""
+
+    __tablename__ = "suppressions"
+
+    key_hash: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    email: str | None = Field(default=None, sa_column=sa.Column(sa.String(320)))
+    reason: str = Field(sa_column=sa.Column(sa.String(50), nullable=False))
+    created_at: datetime = Field(
+        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+    )

@@ -14,6 +14,7 @@ from newsletter.config import (
 )
 from newsletter.db import display_url, open_database
 from newsletter.errors import UsageError
+from newsletter.tokens import create_key_file
 
 
 @dataclass(frozen=True)
@@ -46,4 +47,5 @@ def init_project(
     temporary.replace(config_file)
     config = load_config(config_file)
     open_database(config.database_url)
+    create_key_file(config.signing_key_file)
     return Created(config=config_file, database_url=display_url(config.database_url))

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 from newsletter.config import Config, load_config
 from newsletter.db import open_database
+from newsletter.tokens import load_key
 
 
 @dataclass
@@ -27,6 +28,9 @@ class State:
         if self._engine is None:
             self._engine = open_database(self.config().database_url)
         return self._engine
+
+    def key(self) -> bytes:
+        return load_key(self.config().signing_key_file)
 
     def close(self) -> None:
         if self._engine is not None:

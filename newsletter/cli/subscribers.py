@@ -1,0 +1,250 @@
+"""`newsletter subscribers ...`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlmodel import Session
+
+from newsletter import subscribers as people
+from newsletter.cli.output import err, out, print_json
+from newsletter.cli.state import State, state
+from newsletter.db import session_scope
+from newsletter.errors import UsageError
+from newsletter.subscriber_csv import export_csv, import_csv
+from newsletter.tokens import signed_url
+
+app = typer.Typer(no_args_is_help=True, help="Subscribers: add, import, export, list.")
+Email = Annotated[str, typer.Argument(help="The subscriber's email address.")]
+Newsletter = Annotated[str | None, typer.Option(help="The newsletter [default: the config's].")]
+StatusOption = Annotated[
+    str | None, typer.Option("--status", help="pending, active, unsubscribed, bounced, complained")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _newsletter(st: State, name: str | None) -> str:
+    configured = st.config().name
+    if name and name != configured:
+        raise UsageError(
+            f"--newsletter {name!r}: {st.config().path} configures {configured!r}; "
+            "use --config for another newsletter"
+        )
+    return configured
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    email: Email,
+    *,
+    name: Annotated[str | None, typer.Option(help="The subscriber's name.")] = None,
+    newsletter: Newsletter = None,
+) -> None:
+    """Add an active subscriber (you vouch for their consent; the web form double-opts-in).
+
+    Example: newsletter subscribers add olena@example.org --name Olena
+    """
+    st = state(ctx)
+    list_name = _newsletter(st, newsletter)
+    with session_scope(st.engine()) as session:
+        outcome, _ = people.add(session, list_name, email, name=name, source="cli")
+    messages = {
+        "added": f"Added {email}",
+        "updated": f"Updated {email}",
+        "unchanged": f"{email} is already subscribed",
+        "suppressed": f"{email} is suppressed and cannot be added",
+        "closed": f"{email} unsubscribed (or bounced); only they can subscribe again",
+    }
+    out.print(messages[outcome], markup=False)
+    if outcome in ("suppressed", "closed"):
+        raise typer.Exit(1)
+
+
+@app.command("import")
+def import_command(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A CSV file with an 'email' column.")],
+    *,
+    newsletter: Newsletter = None,
+    dry_run: Annotated[bool, typer.Option(help="Check and count, change nothing.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Import subscribers from CSV: every rejected row is reported, the valid ones are
+    imported together. Exit 0 when every row was taken, 1 when some were rejected, 2 when the
+    file cannot be read.
+
+    Example: newsletter subscribers import list.csv --dry-run
+    """
+    st = state(ctx)
+    list_name = _newsletter(st, newsletter)
+    with Session(st.engine()) as session:
+        report = import_csv(session, list_name, file, dry_run=dry_run)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        for rejected in report.rejected:
+            err.print(f"line {rejected.row}: {rejected.value!r}: {rejected.reason}", markup=False)
+        prefix = "Would import" if dry_run else "Imported"
+        out.print(
+            f"{prefix} {report.imported}, updated {report.updated}, unchanged "
+            f"{report.unchanged}, duplicates {report.duplicates}, suppressed "
+            f"{report.suppressed}, rejected {len(report.rejected)}",
+            markup=False,
+        )
+    raise typer.Exit(1 if report.rejected else 0)
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    *,
+    status: StatusOption = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="File [default: stdout].")] = None,
+    newsletter: Newsletter = None,
+) -> None:
+    """Export subscribers as UTF-8 CSV, safe to open in a spreadsheet.
+
+    Example: newsletter subscribers export --status active --out active.csv
+    """
+    st = state(ctx)
+    list_name = _newsletter(st, newsletter)
+    wanted = people.check_status(status)
+    with Session(st.engine()) as session:
+        if out_file is None:
+            count = export_csv(session, list_name, sys.stdout, wanted)
+        else:
+            temporary = out_file.with_name(out_file.name + ".tmp")
+            with temporary.open("w", encoding="utf-8", newline="") as handle:
+                count = export_csv(session, list_name, handle, wanted)
+            temporary.replace(out_file)
+    err.print(f"{count} subscriber(s) exported", markup=False)
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context, *, status: StatusOption = None, newsletter: Newsletter = None,
+    as_json: AsJson = False,
+) -> None:  # fmt: skip
+    """List subscribers.
+
+    Example: newsletter subscribers list --status pending --json
+    """
+    st = state(ctx)
+    list_name = _newsletter(st, newsletter)
+    wanted = people.check_status(status)
+    with Session(st.engine()) as session:
+        rows = [
+            {"email": p.email, "name": p.name, "status": s.status, "source": p.source,
+             "created_at": s.created_at.isoformat()}
+            for p, s in people.listing(session, list_name, wanted)
+        ]  # fmt: skip
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("email", "name", "status", "source", "created_at"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(str(row[c] or "") for c in ("email", "name", "status", "source",
+                                                     "created_at")))  # fmt: skip
+    out.print(table)
+
+
+@app.command("count")
+def count(ctx: typer.Context, *, newsletter: Newsletter = None, as_json: AsJson = False) -> None:
+    """Count subscribers by status.
+
+    Example: newsletter subscribers count
+    """
+    st = state(ctx)
+    list_name = _newsletter(st, newsletter)
+    with Session(st.engine()) as session:
+        found = people.counts(session, list_name)
+    if as_json:
+        print_json(found)
+        return
+    for status, number in found.items():
+        out.print(f"{status:<13}{number:>8}", markup=False)
+
+
+@app.command("show")
+def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
+    """Show one subscriber, with their personal unsubscribe link.
+
+    Example: newsletter subscribers show olena@example.org --json
+    """
+    st = state(ctx)
+    config = st.config()
+    with Session(st.engine()) as session:
+        person = people.require(session, email)
+        subscription = people.subscription_of(session, person, config.name)
+        assert person.id is not None
+        detail = {
+            "email": person.email,
+            "name": person.name,
+            "status": subscription.status if subscription else None,
+            "source": person.source,
+            "attributes": person.attributes,
+            "created_at": person.created_at.isoformat(),
+            "confirmed_at": subscription.confirmed_at.isoformat()
+            if subscription and subscription.confirmed_at else None,
+            "unsubscribed_at": subscription.unsubscribed_at.isoformat()
+            if subscription and subscription.unsubscribed_at else None,
+            "unsubscribe_url": signed_url(config.base_url, st.key(), "unsubscribe", config.name,
+                                          person.id),
+        }  # fmt: skip
+    if as_json:
+        print_json(detail)
+        return
+    for label, value in detail.items():
+        out.print(f"{label}: {value if value is not None else ''}", markup=False)
+
+
+@app.command("unsubscribe")
+def unsubscribe(ctx: typer.Context, email: Email, *, newsletter: Newsletter = None) -> None:
+    """Unsubscribe someone (say, who asked by reply).
+
+    Example: newsletter subscribers unsubscribe olena@example.org
+    """
+    st = state(ctx)
+    list_name = _newsletter(st, newsletter)
+    with session_scope(st.engine()) as session:
+        person = people.require(session, email)
+        assert person.id is not None
+        changed = people.unsubscribe(session, person.id, list_name)
+    out.print(f"Unsubscribed {email}" if changed else f"{email} was not subscribed", markup=False)
+
+
+@app.command("remove")
+def remove(ctx: typer.Context, email: Email) -> None:
+    """Erase a person's data (right to erasure), keeping only a suppression entry (a hash of
+    the address) so no import adds them again.
+
+    Example: newsletter subscribers remove olena@example.org
+    """
+    st = state(ctx)
+    with session_scope(st.engine()) as session:
+        people.erase(session, email)
+    out.print(f"Erased {email}; the address stays suppressed", markup=False)
+
+
+@app.command("suppress")
+def suppress(
+    ctx: typer.Context,
+    email: Email,
+    *,
+    reason: Annotated[str, typer.Option(help="Why: manual, bounced, complained...")] = "manual",
+) -> None:
+    """Add an address to the suppression list: it is never mailed or re-added.
+
+    Example: newsletter subscribers suppress abuse@example.org --reason complained
+    """
+    st = state(ctx)
+    with session_scope(st.engine()) as session:
+        people.suppress(session, email, reason)
+    out.print(f"Suppressed {email}", markup=False)

@@ -1,0 +1,300 @@
+"""Subscribers: who may be mailed, for which newsletter, and who never again.
+
+A subscriber is a person (address as given, a normalised key, name, source, free
+attributes); a subscription is their membership of one newsletter with its own status:
+`pending` (waiting for the double opt-in), `active`, `unsubscribed`, `bounced`,
+`complained`. The suppression list overrides everything: a suppressed address is never
+mailed and never re-added, by a form or an import.
+
+Addresses are checked with email-validator without DNS. The key lower-cases the whole
+address and IDNA-encodes the domain, so `JOHN@Example.COM` and `john@example.com` are one
+person. An address or name carrying a line break, raw or percent-encoded, is refused or
+cleaned here, before it can come near a mail header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+from urllib.parse import unquote
+
+import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
+from sqlmodel import Session, col, select
+
+from newsletter.errors import NewsletterError, NotFoundError, UsageError
+from newsletter.models import Subscriber, Subscription, Suppression
+
+Status = Literal["pending", "active", "unsubscribed", "bounced", "complained"]
+STATUSES: tuple[Status, ...] = ("pending", "active", "unsubscribed", "bounced", "complained")
+# Statuses a person can only leave by their own action, never by an import or an admin add.
+CLOSED: frozenset[str] = frozenset({"unsubscribed", "bounced", "complained"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ENCODED_BREAK = re.compile(r"%0[ad]|\\[rn]|=0[ad]", re.IGNORECASE)
+MAX_NAME = 300
+
+
+class InvalidAddress(NewsletterError):
+    """An address that cannot be a subscriber's; the message is the reason."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Address:
+    email: str
+    key: str
+
+
+def parse_address(raw: str) -> Address:
+    text = raw.strip()
+    if not text:
+        raise InvalidAddress("empty address")
+    if _CONTROL.search(text) or _CONTROL.search(unquote(text)) or _ENCODED_BREAK.search(text):
+        raise InvalidAddress("contains a line break or control character")
+    if len(text) > 254:
+        raise InvalidAddress("longer than 254 characters")
+    try:
+        valid = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise InvalidAddress(str(error)) from None
+    domain = valid.ascii_domain or valid.domain
+    return Address(email=text, key=f"{valid.local_part.lower()}@{domain.lower()}")
+
+
+def clean_name(raw: str | None) -> str | None:
+    """Names go into headers and greetings: control characters, line breaks (raw or
+    percent-encoded) and runs of spaces are reduced to single spaces."""
+    if raw is None:
+        return None
+    text = _ENCODED_BREAK.sub(" ", raw)
+    text = " ".join(_CONTROL.sub(" ", text).split())[:MAX_NAME]
+    return text or None
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def check_status(value: str | None) -> Status | None:
+    if value is None:
+        return None
+    if value not in STATUSES:
+        raise UsageError(f"unknown status {value!r}: use one of {', '.join(STATUSES)}")
+    return value
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def is_suppressed(session: Session, key: str) -> bool:
+    return session.get(Suppression, key_hash(key)) is not None
+
+
+def suppress(session: Session, email: str, reason: str) -> None:
+    address = parse_address(email)
+    row = session.get(Suppression, key_hash(address.key))
+    if row is None:
+        session.add(Suppression(key_hash=key_hash(address.key), email=address.key, reason=reason))
+
+
+def find(session: Session, email: str) -> Subscriber | None:
+    try:
+        key = parse_address(email).key
+    except InvalidAddress:
+        return None
+    return session.exec(select(Subscriber).where(Subscriber.email_key == key)).first()
+
+
+def require(session: Session, email: str) -> Subscriber:
+    found = find(session, email)
+    if found is None:
+        raise NotFoundError(f"no subscriber {email}")
+    return found
+
+
+def subscription_of(
+    session: Session, subscriber: Subscriber, newsletter: str
+) -> Subscription | None:
+    return session.exec(
+        select(Subscription).where(
+            Subscription.subscriber_id == subscriber.id, Subscription.newsletter == newsletter
+        )
+    ).first()
+
+
+def set_status(subscription: Subscription, status: Status) -> None:
+    now = _now()
+    subscription.status = status
+    if status == "active" and subscription.confirmed_at is None:
+        subscription.confirmed_at = now
+    if status in CLOSED:
+        subscription.unsubscribed_at = subscription.unsubscribed_at or now
+
+
+Outcome = Literal["added", "updated", "unchanged", "suppressed", "closed"]
+
+
+def add(
+    session: Session,
+    newsletter: str,
+    email: str,
+    *,
+    name: str | None = None,
+    source: str = "cli",
+    status: Status = "active",
+    attributes: dict[str, str] | None = None,
+) -> tuple[Outcome, Subscriber | None]:
+    """Add or update a person and their subscription. A suppressed address is refused
+    ("suppressed"); a subscription its owner closed (unsubscribed, bounced, complained) is
+    left closed ("closed"): only the person can reopen it, through the double opt-in."""
+    address = parse_address(email)
+    if is_suppressed(session, address.key):
+        return "suppressed", None
+    person = session.exec(select(Subscriber).where(Subscriber.email_key == address.key)).first()
+    cleaned = clean_name(name)
+    if person is None:
+        person = Subscriber(email=address.email, email_key=address.key, name=cleaned,
+                            source=source, attributes=dict(attributes or {}))  # fmt: skip
+        session.add(person)
+        session.flush()
+        created = True
+    else:
+        created = False
+    subscription = subscription_of(session, person, newsletter)
+    if subscription is not None and subscription.status in CLOSED:
+        return "closed", person
+    changed = False
+    if not created:
+        if cleaned and cleaned != person.name:
+            person.name, changed = cleaned, True
+        merged = person.attributes | dict(attributes or {})
+        if merged != person.attributes:
+            person.attributes, changed = merged, True
+    if subscription is None:
+        assert person.id is not None
+        subscription = Subscription(subscriber_id=person.id, newsletter=newsletter, status=status)
+        set_status(subscription, status)
+        session.add(subscription)
+        session.flush()
+        return "added", person
+    if subscription.status == "pending" and status == "active":
+        set_status(subscription, "active")
+        changed = True
+    session.flush()
+    return ("updated" if changed else "unchanged"), person
+
+
+def unsubscribe(session: Session, subscriber_id: int, newsletter: str) -> bool:
+    """Idempotent: True when this call changed something."""
+    subscription = session.exec(
+        select(Subscription).where(
+            Subscription.subscriber_id == subscriber_id, Subscription.newsletter == newsletter
+        )
+    ).first()
+    if subscription is None or subscription.status == "unsubscribed":
+        return False
+    set_status(subscription, "unsubscribed")
+    session.add(subscription)
+    session.flush()
+    return True
+
+
+def confirm(session: Session, subscriber_id: int, newsletter: str) -> bool:
+    """Double opt-in: pending becomes active. An unsubscribed person who signs up again and
+    confirms is active again; a suppressed address stays out."""
+    person = session.get(Subscriber, subscriber_id)
+    subscription = session.exec(
+        select(Subscription).where(
+            Subscription.subscriber_id == subscriber_id, Subscription.newsletter == newsletter
+        )
+    ).first()
+    if person is None or subscription is None or is_suppressed(session, person.email_key):
+        return False
+    if subscription.status == "pending":
+        subscription.status = "active"
+        subscription.confirmed_at = _now()
+        subscription.unsubscribed_at = None
+        session.add(subscription)
+        session.flush()
+    return subscription.status == "active"
+
+
+def erase(session: Session, email: str) -> None:
+    """Delete the person's data (right to erasure) but keep their suppression entry, by
+    hash only, so no import re-adds them."""
+    person = require(session, email)
+    digest = key_hash(person.email_key)
+    existing = session.get(Suppression, digest)
+    if existing is None:
+        session.add(Suppression(key_hash=digest, email=None, reason="erased"))
+    else:
+        existing.email = None
+    session.execute(sa.delete(Subscription).where(col(Subscription.subscriber_id) == person.id))
+    session.delete(person)
+    session.flush()
+
+
+def listing(
+    session: Session, newsletter: str, status: Status | None = None, *, batch: int = 1000
+) -> Iterator[tuple[Subscriber, Subscription]]:
+    """Every (person, subscription), by id, fetched in batches: never the whole list at once."""
+    last = 0
+    while True:
+        statement = (
+            select(Subscriber, Subscription)
+            .join(Subscription, col(Subscription.subscriber_id) == col(Subscriber.id))
+            .where(Subscription.newsletter == newsletter, col(Subscriber.id) > last)
+            .order_by(col(Subscriber.id))
+            .limit(batch)
+        )
+        if status:
+            statement = statement.where(Subscription.status == status)
+        rows = session.exec(statement).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1][0].id or last
+
+
+def counts(session: Session, newsletter: str) -> dict[str, int]:
+    statement = (
+        select(Subscription.status, sa.func.count())
+        .where(Subscription.newsletter == newsletter)
+        .group_by(col(Subscription.status))
+    )
+    found = dict(session.exec(statement).all())
+    return {status: int(found.get(status, 0)) for status in STATUSES}
+
+
+def request_subscription(
+    session: Session, newsletter: str, email: str, name: str | None
+) -> Subscriber | None:
+    """The web form's half of the double opt-in: the person to send a confirmation to, or
+    None when nothing may be sent (suppressed, bounced, complained, or already active). An
+    unsubscribed person may come back, but only by confirming again."""
+    address = parse_address(email)
+    if is_suppressed(session, address.key):
+        return None
+    person = session.exec(select(Subscriber).where(Subscriber.email_key == address.key)).first()
+    if person is None:
+        person = Subscriber(email=address.email, email_key=address.key, name=clean_name(name),
+                            source="web", attributes={})  # fmt: skip
+        session.add(person)
+        session.flush()
+    subscription = subscription_of(session, person, newsletter)
+    if subscription is None:
+        assert person.id is not None
+        session.add(Subscription(subscriber_id=person.id, newsletter=newsletter, status="pending"))
+    elif subscription.status == "unsubscribed":
+        subscription.status = "pending"
+        session.add(subscription)
+    elif subscription.status != "pending":
+        return None
+    session.flush()
+    return person

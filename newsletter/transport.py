@@ -1,0 +1,226 @@
+"""Where messages go, named by one URL: `file://DIR`, `console://`, `smtp://` or `smtps://`.
+
+- `file://DIR`: one `.eml` per message, written atomically; the embedded default.
+- `console://`: the message on standard output.
+- `smtp://[user@]host[:port][?tls=off]`: STARTTLS whenever the server offers it, and required
+  for any host outside loopback unless `?tls=off`; certificates checked with the default SSL
+  context. `smtps://` is implicit TLS (port 465). The password comes only from
+  NEWSLETTER_SMTP_PASSWORD and never appears in a message; smtplib's debug output (which
+  prints AUTH) is never enabled.
+
+This is one connection, opened on first use and reused; the pooled, rate-limited sender
+builds on it. SMTP replies keep their code in `TransportError.code`: smtplib raises the same
+classes for 4xx and 5xx, so callers branch on the code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import smtplib
+import ssl
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from newsletter.errors import ConfigError, NewsletterError
+
+CONNECT_TIMEOUT = 30.0
+# RFC 5321 section 4.5.3.2.6: wait up to 10 minutes for the reply to the final dot. A
+# shorter timeout there is how senders end up delivering a message twice.
+DATA_TIMEOUT = 600.0
+
+
+class TransportError(NewsletterError):
+    """The message was not accepted. `code` is the SMTP reply code when there was one;
+    `permanent` is True for a 5xx."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def permanent(self) -> bool:
+        return self.code is not None and 500 <= self.code < 600
+
+
+class Transport(Protocol):
+    def send(self, sender: str, recipient: str, message: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class FileTransport:
+    folder: Path
+
+    def send(self, sender: str, recipient: str, message: bytes) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(message).hexdigest()[:16]
+        name = f"{time.time_ns()}-{digest}.eml"
+        temporary = self.folder / f".{name}.tmp"
+        temporary.write_bytes(message)
+        temporary.replace(self.folder / name)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class ConsoleTransport:
+    def send(self, sender: str, recipient: str, message: bytes) -> None:
+        out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
+        if out is not None:
+            out.write(message + b"\r\n")
+            out.flush()
+        else:
+            sys.stdout.write(message.decode("utf-8", "replace") + "\n")
+
+    def close(self) -> None:
+        pass
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class SMTPTransport:
+    host: str
+    port: int
+    implicit_tls: bool = False
+    tls: bool = True
+    user: str | None = None
+    password: str | None = None
+    connect_timeout: float = CONNECT_TIMEOUT
+    data_timeout: float = DATA_TIMEOUT
+    _smtp: smtplib.SMTP | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _connect(self) -> smtplib.SMTP:
+        context = ssl.create_default_context()
+        try:
+            if self.implicit_tls:
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=self.connect_timeout, context=context
+                )
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.connect_timeout)
+            smtp.ehlo()
+            if not self.implicit_tls and self.tls and smtp.has_extn("starttls"):
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            elif not self.implicit_tls and self.tls and not is_loopback(self.host):
+                smtp.close()
+                raise ConfigError(
+                    f"SMTP server {self.where} does not offer STARTTLS: refusing to send in "
+                    "clear text (add ?tls=off to the URL only on a trusted network)"
+                )
+            if self.user:
+                smtp.login(self.user, self.password or "")
+        except smtplib.SMTPAuthenticationError as error:
+            raise ConfigError(
+                f"SMTP authentication failed for {self.user} at {self.where} ({error.smtp_code}): "
+                "check the user and NEWSLETTER_SMTP_PASSWORD"
+            ) from None
+        except smtplib.SMTPNotSupportedError:
+            raise ConfigError(f"SMTP server {self.where} does not offer AUTH") from None
+        except ssl.SSLError as error:
+            raise ConfigError(f"TLS with {self.where} failed: {error.reason}") from None
+        except (OSError, smtplib.SMTPException) as error:
+            code = getattr(error, "smtp_code", None)
+            raise TransportError(f"cannot connect to {self.where}: {error}", code) from None
+        if smtp.sock is not None:
+            smtp.sock.settimeout(self.data_timeout)
+        return smtp
+
+    def send(self, sender: str, recipient: str, message: bytes) -> None:
+        if self._smtp is None:
+            self._smtp = self._connect()
+        try:
+            self._smtp.sendmail(sender, [recipient], message)
+        except smtplib.SMTPRecipientsRefused as error:
+            code, reply = error.recipients.get(recipient, (None, b""))
+            raise TransportError(f"{recipient} refused: {code} {_text(reply)}", code) from None
+        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as error:
+            raise TransportError(
+                f"{self.where} refused the message: {error.smtp_code} {_text(error.smtp_error)}",
+                error.smtp_code,
+            ) from None
+        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as error:
+            self._smtp = None
+            raise TransportError(f"connection to {self.where} lost: {error}") from None
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                self._smtp.close()
+            self._smtp = None
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def display_transport(url: str) -> str:
+    """The URL as it may be shown: no password, whatever was put in it."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+
+
+def open_transport(url: str, root: Path, environ: Mapping[str, str] | None = None) -> Transport:
+    env = os.environ if environ is None else environ
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        location = unquote(parts.netloc + parts.path)
+        folder = Path(location).expanduser()
+        return FileTransport(folder if folder.is_absolute() else root / folder)
+    if scheme == "console":
+        return ConsoleTransport()
+    if scheme in ("smtp", "smtps"):
+        if not parts.hostname:
+            raise ConfigError(f"transport {display_transport(url)} has no host")
+        if parts.password is not None:
+            raise ConfigError(
+                "put the SMTP password in NEWSLETTER_SMTP_PASSWORD, not in the transport URL"
+            )
+        options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        unknown = set(options) - {"tls"}
+        if unknown or options.get("tls", "on") not in ("on", "off"):
+            raise ConfigError(f"transport {url}: the only option is ?tls=off")
+        try:
+            port = parts.port or (465 if scheme == "smtps" else 25)
+        except ValueError:
+            raise ConfigError(f"transport {url}: bad port") from None
+        return SMTPTransport(
+            host=parts.hostname,
+            port=port,
+            implicit_tls=scheme == "smtps",
+            tls=options.get("tls", "on") == "on",
+            user=unquote(parts.username) if parts.username else None,
+            password=env.get("NEWSLETTER_SMTP_PASSWORD"),
+        )
+    raise ConfigError(
+        f"unknown transport {display_transport(url)}: use file://DIR, console://, "
+        "smtp://host[:port] or smtps://host"
+    )

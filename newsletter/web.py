@@ -1,0 +1,287 @@
+"""The few web endpoints: subscribe (double opt-in), confirm, unsubscribe, archive.
+
+- `POST /subscribe` answers the same whether the address is new, pending, active or
+  suppressed, so the form cannot be used to learn who subscribes. A hidden honeypot field and
+  per-IP and per-address limits stop bots and list bombing (signing a stranger up again and
+  again); the per-address limit also caps how often one inbox gets a confirmation email.
+- `GET /unsubscribe/{token}` only shows a button: mail scanners open every link in a message,
+  and a GET that unsubscribed would unsubscribe people who never clicked. `POST` unsubscribes,
+  at once, idempotently, with a 200 and no redirect or cookie, as RFC 8058 one-click requires
+  (Gmail and Yahoo post `List-Unsubscribe=One-Click`); the page's button posts the same body.
+- A bad token of any kind gets the same 404 page.
+- Responses forbid framing and sniffing, send no Referer (links carry tokens) and are not
+  cached.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from newsletter import subscribers
+from newsletter.approval import approved
+from newsletter.archive import feed_xml, index_html
+from newsletter.config import Config
+from newsletter.db import session_scope
+from newsletter.errors import NewsletterError
+from newsletter.mail import confirmation_message, sender
+from newsletter.models import ApprovedIssue
+from newsletter.render import environment, render_template
+from newsletter.subscribers import InvalidAddress
+from newsletter.tokens import read_token, signed_url
+from newsletter.transport import Transport, open_transport
+
+log = logging.getLogger("newsletter.web")
+MAX_FORM_BYTES = 16 * 1024
+ONE_CLICK = "One-Click"
+
+
+class RateLimiter:
+    """At most `limit` events per key in `window` seconds, in this process's memory (which
+    is enough for one server; behind several, put the limit in the proxy too)."""
+
+    def __init__(self, limit: int, window: float, max_keys: int = 100_000) -> None:
+        self.limit, self.window, self.max_keys = limit, window, max_keys
+        self._events: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def allow(self, key: str, now: float | None = None) -> bool:
+        moment = time.monotonic() if now is None else now
+        with self._lock:
+            events = self._events.pop(key, deque())
+            while events and events[0] <= moment - self.window:
+                events.popleft()
+            allowed = len(events) < self.limit
+            if allowed:
+                events.append(moment)
+            self._events[key] = events
+            while len(self._events) > self.max_keys:
+                self._events.popitem(last=False)
+            return allowed
+
+
+@dataclass
+class Limits:
+    per_ip: RateLimiter
+    per_address: RateLimiter
+
+
+def create_app(
+    config: Config,
+    engine: Engine,
+    key: bytes,
+    *,
+    transport: Callable[[], Transport] | None = None,
+    limits: Limits | None = None,
+) -> FastAPI:
+    app = FastAPI(title=config.name, docs_url=None, redoc_url=None, openapi_url=None)
+    pages = environment(config, autoescape=True)
+    limits = limits or Limits(RateLimiter(10, 600), RateLimiter(3, 3600))
+    make_transport = transport or (lambda: open_transport(config.transport, config.root))
+    site = {"name": config.name, "language": config.language, "base_url": config.base_url}
+
+    def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        html = render_template(pages, f"web/{template}.html.j2", {"newsletter": site} | context)
+        return HTMLResponse(html, status_code=status)
+
+    def invalid_link() -> HTMLResponse:
+        return page(
+            "message",
+            404,
+            title="This link is not valid",
+            text="It may be mistyped, or it has expired. Nothing was changed.",
+        )
+
+    @app.middleware("http")
+    async def headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+        if not request.url.path.startswith("/archive"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        titles = {404: "Not found", 405: "Method not allowed"}
+        response = page(
+            "message",
+            error.status_code,
+            title=titles.get(error.status_code, "Request refused"),
+            text=str(error.detail) if error.status_code not in titles else "",
+        )
+        if error.headers:
+            response.headers.update(error.headers)
+        return response
+
+    async def form(request: Request) -> dict[str, str] | None:
+        """The urlencoded or multipart body as a dict, or None when it is not a small form."""
+        length = request.headers.get("content-length")
+        if length and (not length.isdigit() or int(length) > MAX_FORM_BYTES):
+            return None
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "application/x-www-form-urlencoded":
+            body = await request.body()
+            if len(body) > MAX_FORM_BYTES:
+                return None
+            try:
+                parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+            except UnicodeDecodeError:
+                return None
+            return {key: values[-1] for key, values in parsed.items()}
+        if kind == "multipart/form-data":
+            try:
+                data = await request.form(max_files=0, max_fields=20)
+            except Exception:  # the multipart parser's errors are not one class
+                return None
+            return {key: value for key, value in data.items() if isinstance(value, str)}
+        return None
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/subscribe", status_code=303)
+
+    @app.get("/subscribe", response_class=HTMLResponse)
+    def subscribe_form() -> HTMLResponse:
+        return page("subscribe", email="", name="", error=None)
+
+    @app.post("/subscribe", response_class=HTMLResponse)
+    async def subscribe(request: Request) -> HTMLResponse:
+        data = await form(request)
+        if data is None or "email" not in data:
+            return page(
+                "subscribe", 400, email="", name="", error="Send the form with an email address."
+            )
+        email, name = data.get("email", "").strip(), data.get("name", "")
+        sent = page(
+            "message",
+            title="Check your inbox",
+            text=f"If {email} can be subscribed to {config.name}, a confirmation email "
+            "is on its way. Click its link to start receiving the newsletter.",
+        )
+        if data.get("website"):  # the honeypot: people never see it, bots fill it in
+            return sent
+        ip = request.client.host if request.client else "unknown"
+        if not limits.per_ip.allow(ip):
+            return page(
+                "message",
+                429,
+                title="Too many requests",
+                text="Please wait a few minutes and try again.",
+            )
+        try:
+            address = subscribers.parse_address(email)
+        except InvalidAddress:
+            return page(
+                "subscribe",
+                400,
+                email=email,
+                name=name,
+                error="That does not look like an email address.",
+            )
+        if not limits.per_address.allow(address.key):
+            return sent
+        try:
+            _request(address.email, name)
+        except NewsletterError as error:
+            log.error("confirmation email not sent: %s", error)
+        return sent
+
+    def _request(email: str, name: str) -> None:
+        with session_scope(engine) as session:
+            person = subscribers.request_subscription(session, config.name, email, name)
+            if person is None or person.id is None:
+                return
+            url = signed_url(config.base_url, key, "confirm", config.name, person.id)
+            message = confirmation_message(config, person, url)
+            to = person.email
+        outbound = make_transport()
+        try:
+            outbound.send(sender(config).addr_spec, to, message)
+        finally:
+            outbound.close()
+
+    @app.get("/confirm/{token}", response_class=HTMLResponse)
+    def confirm(token: str) -> HTMLResponse:
+        subscriber_id = read_token(key, "confirm", config.name, token)
+        if subscriber_id is None:
+            return invalid_link()
+        with session_scope(engine) as session:
+            if not subscribers.confirm(session, subscriber_id, config.name):
+                return invalid_link()
+        return page(
+            "message",
+            title="You are subscribed",
+            text=f"Thank you. {config.name} will arrive in your inbox.",
+        )
+
+    @app.get("/unsubscribe/{token}", response_class=HTMLResponse)
+    def unsubscribe_page(token: str) -> HTMLResponse:
+        if read_token(key, "unsubscribe", config.name, token) is None:
+            return invalid_link()
+        return page("unsubscribe", token=token)
+
+    @app.post("/unsubscribe/{token}", response_class=HTMLResponse)
+    async def unsubscribe(token: str, request: Request) -> HTMLResponse:
+        subscriber_id = read_token(key, "unsubscribe", config.name, token)
+        if subscriber_id is None:
+            return invalid_link()
+        data = await form(request)
+        if data is None or data.get("List-Unsubscribe") != ONE_CLICK:
+            return page(
+                "message",
+                400,
+                title="Request refused",
+                text="An unsubscribe request carries List-Unsubscribe=One-Click.",
+            )
+        with session_scope(engine) as session:
+            subscribers.unsubscribe(session, subscriber_id, config.name)
+        return page(
+            "message",
+            title="You are unsubscribed",
+            text=f"You will get no more emails from {config.name}.",
+        )
+
+    @app.get("/archive/", response_class=HTMLResponse)
+    def archive_index() -> HTMLResponse:
+        with Session(engine) as session:
+            return HTMLResponse(index_html(config, approved(session)))
+
+    @app.get("/archive/feed.xml")
+    def archive_feed() -> Response:
+        with Session(engine) as session:
+            body = feed_xml(config, approved(session))
+        return Response(body, media_type="application/rss+xml")
+
+    @app.get("/archive/{slug}/", response_class=HTMLResponse)
+    def archive_issue(slug: str) -> HTMLResponse:
+        with Session(engine) as session:
+            row = session.exec(select(ApprovedIssue).where(ApprovedIssue.slug == slug)).first()
+            if row is None:
+                raise StarletteHTTPException(404)
+            return HTMLResponse(row.web_html)
+
+    @app.get("/archive/{slug}", include_in_schema=False)
+    def archive_slash(slug: str) -> RedirectResponse:
+        return RedirectResponse(f"/archive/{slug}/", status_code=308)
+
+    return app

@@ -1,0 +1,86 @@
+"""Subscriber rules: normalisation, statuses, suppression, erasure; on both databases."""
+
+import json
+
+import pytest
+from sqlmodel import Session, select
+
+from newsletter import subscribers as people
+from newsletter.models import Subscriber, Suppression
+from newsletter.subscribers import InvalidAddress, clean_name, parse_address
+from tests.conftest import Project
+
+
+def test_addresses_are_one_person_whatever_the_case_and_domain_form() -> None:
+    assert parse_address(" JOHN@Example.COM ").key == "john@example.com"
+    assert parse_address("John@EXAMPLE.com").email == "John@EXAMPLE.com"  # as given
+    assert parse_address("anna@Bücher.de").key == "anna@xn--bcher-kva.de"
+    assert parse_address("anna@xn--bcher-kva.de").key == parse_address("Anna@bücher.DE").key
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "plain", "a@b", "x@@example.org", "a\r\nbcc: x@y.org", "a%0d%0abcc@example.org",
+     "a@exam\nple.org", "a" * 250 + "@example.org"],
+)  # fmt: skip
+def test_invalid_addresses_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidAddress):
+        parse_address(bad)
+
+
+def test_names_lose_line_breaks_raw_or_encoded() -> None:
+    assert clean_name("Ann\r\nBcc: evil@x.org") == "Ann Bcc: evil@x.org"
+    assert clean_name("Ann%0D%0ABcc: evil") == "Ann Bcc: evil"
+    assert clean_name("  Olena \u2028 K. ") == "Olena K."
+    assert clean_name("\r\n") is None
+
+
+def test_add_merge_and_closed_subscriptions(project: Project) -> None:
+    with Session(project.engine()) as session:
+        assert people.add(session, "War Notes", "olena@example.org", name="Olena")[0] == "added"
+        assert people.add(session, "War Notes", "OLENA@example.org")[0] == "unchanged"
+        assert people.add(session, "War Notes", "olena@example.org", name="O. K.")[0] == "updated"
+        assert people.add(session, "Other", "olena@example.org")[0] == "added"  # 2nd newsletter
+        person = people.require(session, "olena@EXAMPLE.org")
+        assert person.id is not None and person.name == "O. K."
+        assert people.unsubscribe(session, person.id, "War Notes") is True
+        assert people.unsubscribe(session, person.id, "War Notes") is False  # idempotent
+        assert people.add(session, "War Notes", "olena@example.org")[0] == "closed"
+        assert people.counts(session, "War Notes")["unsubscribed"] == 1
+        assert people.counts(session, "Other")["active"] == 1
+        session.commit()
+
+
+def test_erasure_keeps_only_a_hash_and_blocks_imports(project: Project) -> None:
+    assert project.run("subscribers", "add", "olena@example.org", "--name", "Olena").exit_code == 0
+    result = project.run("subscribers", "remove", "Olena@Example.org")
+    assert result.exit_code == 0, result.output
+    with Session(project.engine()) as session:
+        assert session.exec(select(Subscriber)).all() == []
+        (entry,) = session.exec(select(Suppression)).all()
+        assert entry.email is None and entry.reason == "erased"
+        assert "olena" not in entry.key_hash
+    again = project.run("subscribers", "add", "olena@example.org")
+    assert again.exit_code == 1 and "is suppressed" in again.stdout
+    (project.root / "list.csv").write_text("email\nOLENA@example.org\n")
+    imported = json.loads(project.run("subscribers", "import", "list.csv", "--json").stdout)
+    assert imported["suppressed"] == 1 and imported["imported"] == 0
+
+
+def test_cli_list_count_show_unsubscribe(project: Project) -> None:
+    for email in ("a@example.org", "b@example.org"):
+        assert project.run("subscribers", "add", email).exit_code == 0
+    assert project.run("subscribers", "unsubscribe", "b@example.org").exit_code == 0
+    active = json.loads(project.run("subscribers", "list", "--status", "active", "--json").stdout)
+    assert [row["email"] for row in active] == ["a@example.org"]
+    assert json.loads(project.run("subscribers", "count", "--json").stdout) == {
+        "pending": 0, "active": 1, "unsubscribed": 1, "bounced": 0, "complained": 0,
+    }  # fmt: skip
+    shown = json.loads(project.run("subscribers", "show", "A@example.org", "--json").stdout)
+    assert shown["status"] == "active"
+    assert shown["unsubscribe_url"].startswith("https://news.example.org/unsubscribe/")
+    assert "a@example.org" not in shown["unsubscribe_url"]
+    bad = project.run("subscribers", "list", "--status", "gone")
+    assert bad.exit_code == 2 and "unknown status 'gone'" in bad.stderr
+    missing = project.run("subscribers", "show", "nobody@example.org")
+    assert missing.exit_code == 1 and "no subscriber nobody@example.org" in missing.stderr

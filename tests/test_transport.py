@@ -1,0 +1,95 @@
+"""Transports over real sockets (aiosmtpd) and the file outbox."""
+
+from email.headerregistry import Address
+from pathlib import Path
+
+import pytest
+
+from newsletter.errors import ConfigError
+from newsletter.mail import build_message, to_bytes
+from newsletter.transport import (
+    FileTransport,
+    SMTPTransport,
+    TransportError,
+    display_transport,
+    open_transport,
+)
+from tests.issues import make_config
+from tests.smtpserver import SMTPServer
+
+
+def message(tmp_path: Path, to: str = "olena@example.org") -> bytes:
+    config = make_config(tmp_path)
+    built = build_message(
+        config, to=Address("Olena", *to.split("@")), subject="Привіт", text="Hello\n",
+        html="<p>Hello</p>", message_id_parts=("t", to),
+    )  # fmt: skip
+    return to_bytes(built)
+
+
+def test_messages_have_crlf_line_ends_and_the_basic_headers(tmp_path: Path) -> None:
+    data = message(tmp_path)
+    assert b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")
+    head = data.split(b"\r\n\r\n", 1)[0].decode()
+    for header in ("From: War Notes <notes@example.org>", "To: Olena <olena@example.org>",
+                   "Subject: =?utf-8?", "Date: ", "Message-ID: <", "@example.org>",
+                   "MIME-Version: 1.0", "multipart/alternative"):  # fmt: skip
+        assert header in head, header
+    assert data.index(b"text/plain") < data.index(b"text/html")
+
+
+def test_smtp_delivers_and_reports_codes(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    transport = open_transport(smtp_server.url, tmp_path)
+    assert isinstance(transport, SMTPTransport)
+    transport.send("notes@example.org", "olena@example.org", message(tmp_path))
+    smtp_server.handler.refuse["gone@example.org"] = "550 5.1.1 No such user"
+    with pytest.raises(TransportError) as refused:
+        transport.send(
+            "notes@example.org", "gone@example.org", message(tmp_path, "gone@example.org")
+        )
+    assert refused.value.code == 550 and refused.value.permanent
+    smtp_server.handler.refuse["later@example.org"] = "451 4.3.0 Try later"
+    with pytest.raises(TransportError) as deferred:
+        transport.send(
+            "notes@example.org", "later@example.org", message(tmp_path, "later@example.org")
+        )
+    assert deferred.value.code == 451 and not deferred.value.permanent
+    transport.close()
+    (received,) = smtp_server.received
+    assert received.recipients == ["olena@example.org"]
+    assert received.message["Subject"] == "Привіт"
+
+
+def test_a_server_that_is_down_is_a_transport_error(tmp_path: Path) -> None:
+    transport = open_transport("smtp://127.0.0.1:9", tmp_path)
+    with pytest.raises(TransportError, match="cannot connect to 127.0.0.1:9"):
+        transport.send("a@example.org", "b@example.org", b"x")
+
+
+def test_file_outbox_writes_whole_files(tmp_path: Path) -> None:
+    transport = open_transport("file://outbox", tmp_path)
+    assert isinstance(transport, FileTransport)
+    transport.send("a@example.org", "b@example.org", message(tmp_path))
+    (written,) = (tmp_path / "outbox").iterdir()
+    assert written.suffix == ".eml" and written.read_bytes().startswith(b"From: War Notes")
+    assert not list((tmp_path / "outbox").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("url", "text"),
+    [
+        ("smtp://user:secret@mail.example.org", "NEWSLETTER_SMTP_PASSWORD"),
+        ("smtp://mail.example.org?tls=maybe", "the only option is ?tls=off"),
+        ("pigeon://coop", "unknown transport"),
+        ("smtp://", "has no host"),
+    ],
+)
+def test_bad_transport_urls(tmp_path: Path, url: str, text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        open_transport(url, tmp_path)
+    assert text in str(caught.value) and "secret" not in str(caught.value)
+
+
+def test_passwords_are_masked_for_display() -> None:
+    assert display_transport("smtp://u:pw@h:25") == "smtp://u:***@h:25"
+    assert display_transport("smtp://u@h") == "smtp://u@h"
