@@ -55,6 +55,11 @@ def approve(
         )
     content = "\x00".join([issue.subject, rendered.html.source, rendered.text.source])
     row = session.exec(select(ApprovedIssue).where(ApprovedIssue.slug == issue.slug)).first()
+    if row is not None and row.enqueued_at is not None:
+        raise CheckFailed(
+            f"{issue.slug} is already being sent (or was sent): its approved copy cannot change; "
+            "make a new issue with another --slug"
+        )
     replaced = row is not None
     if row is None:
         row = ApprovedIssue(

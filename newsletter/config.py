@@ -66,6 +66,9 @@ class Config:
     theme: Path | None = None
     key_file: Path | None = None
     transport: str = "file://outbox"
+    dkim_selector: str | None = None
+    dkim_key_file: Path | None = None
+    feedback_id: str | None = None
 
     @property
     def signing_key_file(self) -> Path:
@@ -184,7 +187,14 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
     language = _string(news, "language", path, "[newsletter]") or "en"
     key_file = _string(news, "key_file", path, "[newsletter]")
     delivery = _table(data, "delivery", path)
-    _known(delivery, {"transport"}, path, "[delivery]")
+    _known(
+        delivery, {"transport", "dkim_selector", "dkim_key_file", "feedback_id"}, path,
+        "[delivery]",
+    )  # fmt: skip
+    dkim_selector = _string(delivery, "dkim_selector", path, "[delivery]")
+    dkim_key = _string(delivery, "dkim_key_file", path, "[delivery]")
+    if bool(dkim_selector) != bool(dkim_key):
+        raise ConfigError(f"{path}: [delivery] DKIM needs both dkim_selector and dkim_key_file")
     transport = env.get("NEWSLETTER_TRANSPORT_URL") or _string(
         delivery, "transport", path, "[delivery]"
     )
@@ -235,6 +245,9 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
         theme=theme,
         key_file=(path.parent / key_file).resolve() if key_file else None,
         transport=transport or "file://outbox",
+        dkim_selector=dkim_selector,
+        dkim_key_file=(path.parent / dkim_key).resolve() if dkim_key else None,
+        feedback_id=_string(delivery, "feedback_id", path, "[delivery]"),
     )
 
 
@@ -366,6 +379,12 @@ max_bytes = 10000000
 # smtp://[user@]host[:port] / smtps://host (password in NEWSLETTER_SMTP_PASSWORD).
 # NEWSLETTER_TRANSPORT_URL overrides it.
 transport = "file://outbox"
+# DKIM signing of every issue (the signature covers both List-Unsubscribe headers): the
+# selector published in DNS and the PEM private key (keep it outside the repository).
+# dkim_selector = "news2022"
+# dkim_key_file = "/etc/newsletter/dkim.pem"
+# Gmail's Feedback-ID header, to see complaint rates per campaign in Postmaster Tools.
+# feedback_id = "war-notes:newsletter:example"
 
 [render]
 # A folder with your own email.mjml.j2 / email.txt.j2 (any file you leave out comes from the

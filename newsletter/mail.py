@@ -10,16 +10,22 @@ hostile name or address that slipped past validation still cannot add a header.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import re
+import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
 
 from newsletter.config import Config
+from newsletter.errors import ConfigError
 from newsletter.models import Subscriber
-from newsletter.render import environment, render_template
+from newsletter.render import Recipient, Template, environment, personalize, render_template
 
 
 def sender(config: Config) -> Address:
@@ -87,3 +93,168 @@ def confirmation_message(config: Config, person: Subscriber, confirm_url: str) -
         headers={"Auto-Submitted": "auto-generated"},
     )
     return to_bytes(message)
+
+
+@dataclass(frozen=True)
+class IssueTemplate:
+    """An issue's message, built once: the headers shared by every recipient (already
+    folded and encoded by the email package), and the two parts with their placeholders.
+    `render` makes one recipient's bytes without an EmailMessage, which would cost about
+    3.5 ms a message."""
+
+    head: bytes
+    boundary: str
+    text: Template
+    html: Template
+    slug: str
+    domain: str
+    fallback: str
+    dkim: DKIMSigner | None = None
+
+    def message_id(self, email_key: str) -> str:
+        digest = hashlib.sha256(f"{self.slug}\x00{email_key}".encode()).hexdigest()[:32]
+        return f"<{digest}@{self.domain}>"
+
+    def render(
+        self,
+        *,
+        email: str,
+        email_key: str,
+        name: str | None,
+        unsubscribe_url: str,
+        view_url: str,
+    ) -> bytes:
+        person = Recipient(first_name=name, unsubscribe_url=unsubscribe_url, view_url=view_url)
+        text = personalize(self.text, person, self.fallback, "text")
+        html = personalize(self.html, person, self.fallback, "html")
+        head = (
+            self.head
+            + b"To: " + _to_header(email, name) + b"\r\n"
+            + b"Message-ID: " + self.message_id(email_key).encode() + b"\r\n"
+            + b"List-Unsubscribe: <" + _header_safe(unsubscribe_url) + b">\r\n"
+        )  # fmt: skip
+        boundary = self.boundary.encode()
+        data = b"".join(
+            [
+                head,
+                b'Content-Type: multipart/alternative; boundary="', boundary, b'"\r\n\r\n',
+                b"--", boundary, b"\r\n",
+                b'Content-Type: text/plain; charset="utf-8"\r\n',
+                b"Content-Transfer-Encoding: base64\r\n\r\n",
+                _base64(text),
+                b"--", boundary, b"\r\n",
+                b'Content-Type: text/html; charset="utf-8"\r\n',
+                b"Content-Transfer-Encoding: base64\r\n\r\n",
+                _base64(html),
+                b"--", boundary, b"--\r\n",
+            ]
+        )  # fmt: skip
+        return self.dkim.sign(data) if self.dkim else data
+
+
+def _base64(text: str) -> bytes:
+    """A text part in canonical form (CRLF line breaks, RFC 2045) as base64 lines."""
+    canonical = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+    return base64.encodebytes(canonical).replace(b"\n", b"\r\n")
+
+
+def _header_safe(value: str) -> bytes:
+    cleaned = "".join(ch for ch in value if " " < ch < "\x7f")
+    return cleaned.encode("ascii")
+
+
+def _to_header(email: str, name: str | None) -> bytes:
+    """An address header value, ASCII only: the domain IDNA-encoded, a non-ASCII name as an
+    RFC 2047 encoded word, an ASCII name quoted. CR and LF cannot get through."""
+    local, _, domain = email.rpartition("@")
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        pass
+    address = f"{local}@{domain}"
+    clean = " ".join("".join(ch for ch in (name or "") if ch.isprintable()).split())
+    if not clean:
+        return address.encode("utf-8")
+    if clean.isascii():
+        quoted = clean.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{quoted}" <{address}>'.encode()
+    encoded = Header(clean, "utf-8").encode(linesep="\r\n")
+    return f"{encoded} <{address}>".encode()
+
+
+def dkim_signer(config: Config) -> DKIMSigner | None:
+    if not config.dkim_selector or not config.dkim_key_file:
+        return None
+    try:
+        key = config.dkim_key_file.read_bytes()
+    except OSError as error:
+        raise ConfigError(
+            f"cannot read the DKIM key {config.dkim_key_file}: {error.strerror}"
+        ) from None
+    return DKIMSigner(config.dkim_selector, sender(config).domain, key)
+
+
+def list_id(config: Config) -> str:
+    label = re.sub(r"[^a-z0-9-]+", "-", config.name.lower()).strip("-") or "newsletter"
+    return f"{config.name} <{label}.{sender(config).domain}>"
+
+
+def issue_template(
+    config: Config,
+    *,
+    slug: str,
+    subject: str,
+    html: str,
+    text: str,
+    date: datetime,
+    dkim: DKIMSigner | None = None,
+    feedback_id: str | None = None,
+) -> IssueTemplate:
+    head = EmailMessage(policy=SMTP)
+    head["From"] = sender(config)
+    head["Subject"] = subject
+    head["Date"] = format_datetime(date)
+    head["MIME-Version"] = "1.0"
+    head["List-Id"] = list_id(config)
+    head["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if feedback_id:
+        head["Feedback-ID"] = feedback_id
+    raw = head.as_bytes(policy=SMTP)
+    headers = raw.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    return IssueTemplate(
+        head=headers,
+        boundary=f"=_newsletter_{secrets.token_hex(12)}",
+        text=Template.parse(text),
+        html=Template.parse(html),
+        slug=slug,
+        domain=sender(config).domain,
+        fallback=config.name_fallback,
+        dkim=dkim,
+    )
+
+
+@dataclass(frozen=True)
+class DKIMSigner:
+    """DKIM (RFC 6376) with relaxed canonicalisation; the signature covers From, To,
+    Subject, Date, Message-ID, List-Id and both List-Unsubscribe headers, as Gmail's
+    one-click unsubscribe requires."""
+
+    selector: str
+    domain: str
+    private_key: bytes
+
+    HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"list-id",
+               b"list-unsubscribe", b"list-unsubscribe-post", b"mime-version")  # fmt: skip
+
+    def sign(self, message: bytes) -> bytes:
+        import dkim
+
+        signature = dkim.sign(
+            message,
+            self.selector.encode(),
+            self.domain.encode(),
+            self.private_key,
+            include_headers=list(self.HEADERS),
+            canonicalize=(b"relaxed", b"relaxed"),
+        )
+        return bytes(signature).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + message

@@ -134,6 +134,10 @@ class ApprovedIssue(SQLModel, table=True):
         default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
     )
     send_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+    # Set when the audience was written to the ledger (once: people who subscribe later are
+    # not added to a send in progress), and when no row is left to send.
+    enqueued_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+    finished_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
 
 
 class Subscriber(SQLModel, table=True):
@@ -187,3 +191,50 @@ class Suppression(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
     )
+
+
+class Delivery(SQLModel, table=True):
+    """One recipient of one issue: the ledger row. See delivery.py for the states."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("issue_id", "email_key"),
+        sa.Index("ix_deliveries_issue_state", "issue_id", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("issues.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    subscriber_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("subscribers.id", ondelete="SET NULL")),
+    )
+    email: str = Field(sa_column=sa.Column(sa.String(320), nullable=False))
+    email_key: str = Field(sa_column=sa.Column(sa.String(320), nullable=False))
+    name: str | None = Field(default=None, sa_column=sa.Column(sa.String(300)))
+    state: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
+    attempts: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
+    next_attempt_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+    last_code: int | None = Field(default=None, sa_column=sa.Column(sa.Integer))
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    created_at: datetime = Field(
+        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+    )
+    sent_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+
+
+class RunLock(SQLModel, table=True):
+    """Who is sending an issue right now, where no advisory locks exist (SQLite)."""
+
+    __tablename__ = "run_locks"
+
+    name: str = Field(sa_column=sa.Column(sa.String(200), primary_key=True))
+    host: str = Field(sa_column=sa.Column(sa.String(255), nullable=False))
+    pid: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    heartbeat_at: datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))

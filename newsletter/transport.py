@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import re
 import smtplib
 import ssl
 import sys
@@ -25,24 +26,32 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from newsletter.errors import ConfigError, NewsletterError
 
+_DOT = re.compile(rb"(?m)^\.")
 CONNECT_TIMEOUT = 30.0
 # RFC 5321 section 4.5.3.2.6: wait up to 10 minutes for the reply to the final dot. A
 # shorter timeout there is how senders end up delivering a message twice.
 DATA_TIMEOUT = 600.0
 
 
+Stage = Literal["connect", "envelope", "before-dot", "after-dot", "reply"]
+
+
 class TransportError(NewsletterError):
     """The message was not accepted. `code` is the SMTP reply code when there was one;
-    `permanent` is True for a 5xx."""
+    `stage` says how far it got: `before-dot` means the server cannot have taken it,
+    `after-dot` means it may have (the reply never came)."""
 
-    def __init__(self, message: str, code: int | None = None) -> None:
+    def __init__(self, message: str, code: int | None = None, stage: Stage = "reply") -> None:
         super().__init__(message)
         self.code = code
+        self.stage = stage
+        # For a command: a refusal is a failure (1); anything else may pass (EX_TEMPFAIL).
+        self.exit_code = 1 if self.permanent else 75
 
     @property
     def permanent(self) -> bool:
@@ -142,27 +151,77 @@ class SMTPTransport:
             raise ConfigError(f"TLS with {self.where} failed: {error.reason}") from None
         except (OSError, smtplib.SMTPException) as error:
             code = getattr(error, "smtp_code", None)
-            raise TransportError(f"cannot connect to {self.where}: {error}", code) from None
+            raise TransportError(
+                f"cannot connect to {self.where}: {error}", code, "connect"
+            ) from None
         if smtp.sock is not None:
             smtp.sock.settimeout(self.data_timeout)
         return smtp
 
     def send(self, sender: str, recipient: str, message: bytes) -> None:
+        """MAIL, RCPT and DATA by hand rather than smtplib.sendmail, to know whether a lost
+        connection happened before the final dot (the server cannot have the message) or
+        after it (it may have)."""
         if self._smtp is None:
             self._smtp = self._connect()
+        smtp = self._smtp
+        options = ["SMTPUTF8"] if not (sender + recipient).isascii() else []
         try:
-            self._smtp.sendmail(sender, [recipient], message)
-        except smtplib.SMTPRecipientsRefused as error:
-            code, reply = error.recipients.get(recipient, (None, b""))
-            raise TransportError(f"{recipient} refused: {code} {_text(reply)}", code) from None
-        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as error:
+            code, reply = smtp.mail(sender, options)
+            if code != 250:
+                self._abandon(code)
+                raise TransportError(f"{self.where} refused the sender: {code} {_text(reply)}",
+                                     code, "envelope")  # fmt: skip
+            code, reply = smtp.rcpt(recipient)
+            if code not in (250, 251):
+                self._abandon(code)
+                raise TransportError(f"{recipient} refused: {code} {_text(reply)}", code, "reply")
+            code, reply = smtp.docmd("DATA")
+            if code != 354:
+                self._abandon(code)
+                raise TransportError(
+                    f"{self.where} refused DATA: {code} {_text(reply)}", code, "reply"
+                )
+            payload = _DOT.sub(b"..", message)
+            if not payload.endswith(b"\r\n"):
+                payload += b"\r\n"
+            smtp.send(payload + b".\r\n")
+        except (smtplib.SMTPServerDisconnected, OSError) as error:
+            self._drop()
             raise TransportError(
-                f"{self.where} refused the message: {error.smtp_code} {_text(error.smtp_error)}",
-                error.smtp_code,
+                f"connection to {self.where} lost: {error}", None, "before-dot"
             ) from None
-        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as error:
-            self._smtp = None
-            raise TransportError(f"connection to {self.where} lost: {error}") from None
+        try:
+            code, reply = smtp.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as error:
+            self._drop()
+            raise TransportError(
+                f"no reply from {self.where} after the message was sent: {error}", None, "after-dot"
+            ) from None
+        if code != 250:
+            self._abandon(code)
+            raise TransportError(
+                f"{self.where} refused the message: {code} {_text(reply)}", code, "reply"
+            )
+
+    def _abandon(self, code: int) -> None:
+        """After a refusal: reset the transaction, or drop a connection the server is closing
+        (421) or cannot use (454)."""
+        if code in (421, 454) or self._smtp is None:
+            self._drop()
+            return
+        try:
+            self._smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.close()
+            except OSError:
+                pass
+        self._smtp = None
 
     def close(self) -> None:
         if self._smtp is not None:

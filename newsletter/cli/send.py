@@ -1,0 +1,243 @@
+"""`newsletter send` and `newsletter deliveries`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from sqlmodel import Session
+
+from newsletter import delivery
+from newsletter.cli.output import err, out, print_json
+from newsletter.cli.state import State, state
+from newsletter.errors import UsageError
+from newsletter.send import (
+    SendOptions,
+    SendReport,
+    audience_preview,
+    due_issues,
+    find_approved,
+    send_issue,
+    send_tests,
+)
+from newsletter.transport import Transport, display_transport, open_transport
+
+
+def register(app: typer.Typer) -> None:
+    app.command("send")(send)
+    app.command("deliveries")(deliveries)
+
+
+def _rate(value: str | None) -> float | None:
+    if value is None:
+        return None
+    number = value.removesuffix("/s").strip()
+    try:
+        rate = float(number)
+    except ValueError:
+        raise UsageError(f"bad --rate {value!r}: give messages a second, e.g. 50/s") from None
+    if rate <= 0:
+        raise UsageError(f"bad --rate {value!r}: it must be above 0")
+    return rate
+
+
+def _transport(st: State, url: str | None) -> Callable[[], Transport]:
+    config = st.config()
+    chosen = url or config.transport
+    open_transport(chosen, config.root)  # a bad URL is a usage error now, not per connection
+    return lambda: open_transport(chosen, config.root)
+
+
+def send(
+    ctx: typer.Context,
+    slug: Annotated[
+        str | None, typer.Argument(metavar="[SLUG]", help="The approved issue.")
+    ] = None,
+    *,
+    due: Annotated[
+        bool, typer.Option("--due", help="Send or resume every approved issue that is due.")
+    ] = False,
+    test_to: Annotated[
+        list[str] | None,
+        typer.Option("--test-to", help="Send the issue file as it is to this address only."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the audience; send nothing.")] = False,
+    connections: Annotated[int, typer.Option(help="SMTP connections in parallel.")] = 4,
+    rate: Annotated[
+        str | None, typer.Option(help="At most N messages a second, e.g. 50/s.")
+    ] = None,
+    transport: Annotated[str | None, typer.Option(help="Transport URL [default: config].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Send an approved issue to every active subscriber once, or resume it.
+
+    Exit status: 0 done or nothing due; 75 work remains for a later run (server unreachable,
+    deferred rows); 1 some recipients failed permanently or are in doubt; 2 usage or
+    configuration error.
+
+    Example: newsletter send 2022-W51 --connections 8 --rate 100/s
+    """
+    st = state(ctx)
+    config = st.config()
+    if not 1 <= connections <= 256:
+        raise UsageError(f"--connections {connections}: use 1 to 256")
+    if due == bool(slug):
+        raise UsageError("give an issue SLUG, or --due (not both)")
+    options = SendOptions(connections=connections, rate=_rate(rate))
+    if test_to:
+        if slug is None:
+            raise UsageError("--test-to needs the issue's SLUG")
+        with Session(st.engine()) as session:
+            count = send_tests(config, session, slug, test_to, _transport(st, transport))
+        out.print(f"Sent {count} test message(s) of {slug}", markup=False)
+        return
+    engine = st.engine()
+    if dry_run:
+        with Session(engine) as session:
+            issues = due_issues(session) if due else [find_approved(session, config, slug or "")]
+            audience = {issue.slug: audience_preview(session, issue) for issue in issues}
+        if as_json:
+            print_json({name: {"count": len(people), "recipients": people}
+                        for name, people in audience.items()})  # fmt: skip
+        else:
+            for name, people in audience.items():
+                for email in people:
+                    out.print(email, markup=False)
+                err.print(f"{name}: {len(people)} recipient(s); nothing sent", markup=False)
+        return
+    make = _transport(st, transport)
+    key = st.key()
+    with Session(engine) as session:
+        slugs = [issue.slug for issue in due_issues(session)] if due else [slug or ""]
+    reports = [_send_one(st, name, make, key, options, as_json) for name in slugs]
+    if as_json:
+        print_json(
+            {"issues": [r.as_dict() for r in reports], "transport": display_transport(
+                transport or config.transport)}
+            if due else reports[0].as_dict()
+        )  # fmt: skip
+    elif due and not reports:
+        out.print("Nothing due.", markup=False)
+    codes = [r.exit_code for r in reports]
+    raise typer.Exit(75 if 75 in codes else 1 if 1 in codes else 0)
+
+
+def _send_one(
+    st: State, slug: str, make: Callable[[], Transport], key: bytes, options: SendOptions,
+    as_json: bool,
+) -> SendReport:  # fmt: skip
+    config, engine = st.config(), st.engine()
+    if as_json or not err.is_terminal:
+        report = send_issue(config, engine, key, slug, make, options)
+    else:
+        with Progress(
+            TextColumn(f"{slug}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(), console=err, transient=True,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("send", total=None, rate="")
+
+            def update(done: int, total: int) -> None:
+                speed = progress.tasks[0].speed or 0
+                progress.update(task, completed=done, total=total, rate=f"{speed:.0f}/s")
+
+            report = send_issue(config, engine, key, slug, make, options, on_progress=update)
+    if not as_json:
+        _print_report(report)
+    return report
+
+
+def _print_report(report: SendReport) -> None:
+    if report.locked:
+        out.print(f"{report.slug}: another process is sending it; nothing to do here",
+                  markup=False)  # fmt: skip
+        return
+    speed = report.sent / report.elapsed if report.elapsed else 0.0
+    out.print(
+        f"{report.slug}: sent {report.sent}, deferred {report.deferred}, failed "
+        f"{report.failed}, unknown {report.unknown}, skipped {report.skipped} in "
+        f"{report.elapsed:.1f} s ({speed:.0f}/s)",
+        markup=False,
+    )
+    if report.recovered:
+        err.print(f"{report.recovered} row(s) left in 'sending' by a stopped run are now "
+                  "'unknown': see 'newsletter deliveries resolve'", markup=False)  # fmt: skip
+    if report.paused:
+        err.print(f"{report.slug}: {report.paused}; run again later", markup=False)
+    ledger = ", ".join(f"{state} {n}" for state, n in report.ledger.items() if n)
+    out.print(f"{report.slug} ledger: {ledger or 'empty'}"
+              + (" (finished)" if report.finished else ""), markup=False)  # fmt: skip
+
+
+def deliveries(
+    ctx: typer.Context,
+    words: Annotated[
+        list[str], typer.Argument(metavar="[resolve] SLUG", help="SLUG or 'resolve SLUG'.")
+    ],
+    *,
+    state_filter: Annotated[
+        str | None, typer.Option("--state", help="Only rows in this state.")
+    ] = None,
+    resend: Annotated[
+        bool, typer.Option("--resend", help="resolve: send unknown rows again.")
+    ] = False,
+    mark_sent: Annotated[
+        bool, typer.Option("--mark-sent", help="resolve: count unknown rows as sent.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show an issue's ledger (counts and rows per state), or settle the rows in 'unknown'
+    with 'deliveries resolve SLUG --resend|--mark-sent'.
+
+    Example: newsletter deliveries 2022-W51 --state failed
+    """
+    st = state(ctx)
+    config = st.config()
+    if words[:1] == ["resolve"]:
+        if len(words) != 2 or resend == mark_sent:
+            raise UsageError("use: newsletter deliveries resolve SLUG --resend|--mark-sent")
+        with Session(st.engine()) as session:
+            issue = find_approved(session, config, words[1])
+            assert issue.id is not None
+            changed = delivery.resolve(session, issue.id, resend=resend)
+        verb = "queued again" if resend else "marked sent"
+        out.print(f"{issue.slug}: {changed} unknown row(s) {verb}", markup=False)
+        return
+    if len(words) != 1 or resend or mark_sent:
+        raise UsageError("use: newsletter deliveries SLUG [--state S], or deliveries resolve SLUG")
+    if state_filter and state_filter not in delivery.STATES:
+        raise UsageError(f"unknown state {state_filter!r}: use one of {', '.join(delivery.STATES)}")
+    with Session(st.engine()) as session:
+        issue = find_approved(session, config, words[0])
+        assert issue.id is not None
+        tally = delivery.counts(session, issue.id)
+        rows = delivery.rows(session, issue.id, state_filter) if state_filter else []
+        listed = [
+            {"email": r.email, "state": r.state, "attempts": r.attempts, "code": r.last_code,
+             "error": r.last_error, "updated_at": r.updated_at.isoformat(),
+             "sent_at": r.sent_at.isoformat() if r.sent_at else None}
+            for r in rows
+        ]  # fmt: skip
+        finished = issue.finished_at is not None
+    if as_json:
+        print_json({"slug": issue.slug, "finished": finished, "counts": tally, "rows": listed})
+        return
+    out.print(f"{issue.slug}: " + ", ".join(f"{s} {n}" for s, n in tally.items())
+              + (" (finished)" if finished else ""), markup=False)  # fmt: skip
+    if listed:
+        table = Table(show_edge=False, pad_edge=False)
+        for column in ("email", "state", "attempts", "code", "error"):
+            table.add_column(column, overflow="fold")
+        for row in listed:
+            table.add_row(*(str(row[c] if row[c] is not None else "") for c in
+                            ("email", "state", "attempts", "code", "error")))  # fmt: skip
+        out.print(table)

@@ -1,0 +1,324 @@
+"""The delivery ledger: one row per (issue, recipient), and the only truth about a send.
+
+States:
+
+    queued ──claim──▶ sending ──250──▶ sent
+                         │
+                         ├─ 4xx, or connection lost before the final dot ──▶ deferred
+                         │      (retried with exponential backoff and jitter; failed once
+                         │       the row is older than the retry window)
+                         ├─ 5xx ──▶ failed   (5.1.x, "no such user", also suppresses)
+                         ├─ lost after the final dot, or no reply ──▶ unknown
+                         └─ the connection, not the recipient, failed (421, 454, refused
+                            connection) ──▶ queued again, nobody blamed
+
+    skipped: unsubscribed, erased or suppressed after the send began: nothing more is sent.
+
+A batch is committed as `sending` before any of it goes out, and each outcome right after
+the server's reply. So after a crash exactly the rows left in `sending` are in doubt: the
+next run (which takes the issue's run lock, so the crashed one is certainly gone) turns them
+into `unknown`, and `newsletter deliveries resolve` settles them by resending or marking
+them sent. Nothing else is ever sent twice, and nothing is skipped: an issue is finished only
+when no row is queued, sending or deferred.
+
+The audience is written once, when the send starts (`issues.enqueued_at`): active
+subscriptions of the newsletter, minus suppressed addresses, one row per normalised address.
+Later subscribers wait for the next issue.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from newsletter.models import ApprovedIssue, Delivery, Subscriber, Subscription, Suppression
+from newsletter.subscribers import key_hash, set_status
+
+States = Literal["queued", "sending", "sent", "deferred", "failed", "unknown", "skipped"]
+STATES: tuple[States, ...] = (
+    "queued", "sending", "sent", "deferred", "failed", "unknown", "skipped",
+)  # fmt: skip
+OPEN: tuple[States, ...] = ("queued", "sending", "deferred")
+_NO_SUCH_USER = re.compile(r"\b5\.1\.\d{1,3}\b")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    first: timedelta = timedelta(minutes=5)
+    cap: timedelta = timedelta(hours=6)
+    give_up_after: timedelta = timedelta(days=3)
+
+    def next_attempt(self, attempts: int, now: datetime) -> datetime:
+        delay = min(self.first * (1 << min(max(attempts - 1, 0), 20)), self.cap)
+        return now + delay * random.uniform(0.8, 1.2)  # jitter spreads the retries out
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What the sender needs of a row, detached from the session."""
+
+    id: int
+    subscriber_id: int
+    email: str
+    email_key: str
+    name: str | None
+
+
+Kind = Literal["sent", "deferred", "failed", "unknown", "requeue"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery_id: int
+    kind: Kind
+    code: int | None = None
+    error: str | None = None
+
+    @property
+    def no_such_user(self) -> bool:
+        return self.kind == "failed" and bool(_NO_SUCH_USER.search(self.error or ""))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def audience(session: Session, newsletter: str, batch: int = 1000) -> Iterator[Subscriber]:
+    """Active subscribers of the newsletter minus suppressed addresses, streamed by id."""
+    last = 0
+    while True:
+        people = session.exec(
+            select(Subscriber)
+            .join(Subscription, col(Subscription.subscriber_id) == col(Subscriber.id))
+            .where(Subscription.newsletter == newsletter, Subscription.status == "active")
+            .where(col(Subscriber.id) > last)
+            .order_by(col(Subscriber.id))
+            .limit(batch)
+        ).all()
+        if not people:
+            return
+        hashes = {key_hash(p.email_key): p for p in people}
+        blocked = set(
+            session.exec(
+                select(Suppression.key_hash).where(col(Suppression.key_hash).in_(list(hashes)))
+            ).all()
+        )
+        for digest, person in hashes.items():
+            if digest not in blocked:
+                yield person
+        last = people[-1].id or last
+
+
+def enqueue(session: Session, issue: ApprovedIssue) -> int:
+    """Write the audience to the ledger, once, in one transaction."""
+    if issue.enqueued_at is not None:
+        return 0
+    now = _now()
+    count = 0
+    rows: list[dict[str, object]] = []
+    for person in audience(session, issue.newsletter):
+        rows.append({
+            "issue_id": issue.id, "subscriber_id": person.id, "email": person.email,
+            "email_key": person.email_key, "name": person.name, "state": "queued",
+            "attempts": 0, "created_at": now, "updated_at": now,
+        })  # fmt: skip
+        if len(rows) >= 1000:
+            session.execute(sa.insert(Delivery), rows)
+            count += len(rows)
+            rows = []
+    if rows:
+        session.execute(sa.insert(Delivery), rows)
+        count += len(rows)
+    issue.enqueued_at = now
+    session.add(issue)
+    session.commit()
+    return count
+
+
+def recover(session: Session, issue_id: int) -> int:
+    """Rows a previous run left in `sending` become `unknown`. Call only while holding the
+    issue's run lock: then no other process can still be sending them."""
+    result = session.execute(
+        sa.update(Delivery)
+        .where(col(Delivery.issue_id) == issue_id, col(Delivery.state) == "sending")
+        .values(state="unknown", updated_at=_now(), last_error="the sending process stopped")
+    )
+    session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def claim(session: Session, issue_id: int, limit: int) -> tuple[list[Claimed], int]:
+    """Take up to `limit` due rows and commit them as `sending` before anything is sent.
+    Rows of people who unsubscribed, were erased or suppressed since are `skipped`.
+    On PostgreSQL, FOR UPDATE SKIP LOCKED lets several senders claim side by side."""
+    now = _now()
+    due = sa.or_(
+        col(Delivery.state) == "queued",
+        sa.and_(col(Delivery.state) == "deferred", col(Delivery.next_attempt_at) <= now),
+    )
+    rows = list(
+        session.exec(
+            select(Delivery)
+            .where(col(Delivery.issue_id) == issue_id, due)
+            .order_by(col(Delivery.id))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+    )
+    if not rows:
+        session.commit()
+        return [], 0
+    issue = session.get(ApprovedIssue, issue_id)
+    newsletter = issue.newsletter if issue else ""
+    ids = [r.subscriber_id for r in rows if r.subscriber_id is not None]
+    active = set(
+        session.exec(
+            select(Subscription.subscriber_id).where(
+                col(Subscription.subscriber_id).in_(ids),
+                Subscription.newsletter == newsletter,
+                Subscription.status == "active",
+            )
+        ).all()
+    )
+    hashes = {key_hash(r.email_key): r for r in rows}
+    blocked = set(
+        session.exec(
+            select(Suppression.key_hash).where(col(Suppression.key_hash).in_(list(hashes)))
+        ).all()
+    )
+    claimed: list[Claimed] = []
+    skipped = 0
+    for digest, row in hashes.items():
+        row.updated_at = now
+        if row.subscriber_id not in active or digest in blocked:
+            row.state = "skipped"
+            skipped += 1
+        else:
+            row.state = "sending"
+            assert row.id is not None and row.subscriber_id is not None
+            claimed.append(Claimed(row.id, row.subscriber_id, row.email, row.email_key, row.name))
+        session.add(row)
+    session.commit()
+    return claimed, skipped
+
+
+def record(session: Session, outcomes: Iterable[Outcome], policy: RetryPolicy) -> None:
+    """Write outcomes as they come back; one commit for the lot."""
+    now = _now()
+    for outcome in outcomes:
+        row = session.get(Delivery, outcome.delivery_id)
+        if row is None:
+            continue
+        row.updated_at = now
+        row.last_code = outcome.code
+        row.last_error = (outcome.error or "")[:1000] or None
+        if outcome.kind == "requeue":
+            row.state = "queued"
+        elif outcome.kind == "sent":
+            row.state, row.sent_at, row.last_error = "sent", now, None
+            row.attempts += 1
+        elif outcome.kind == "deferred":
+            row.attempts += 1
+            if now - row.created_at > policy.give_up_after:
+                row.state = "failed"
+            else:
+                row.state = "deferred"
+                row.next_attempt_at = policy.next_attempt(row.attempts, now)
+        elif outcome.kind == "failed":
+            row.attempts += 1
+            row.state = "failed"
+            if outcome.no_such_user:
+                _bounce(session, row)
+        else:
+            row.attempts += 1
+            row.state = "unknown"
+        session.add(row)
+    session.commit()
+
+
+def _bounce(session: Session, row: Delivery) -> None:
+    digest = key_hash(row.email_key)
+    if session.get(Suppression, digest) is None:
+        session.add(Suppression(key_hash=digest, email=row.email_key, reason="bounced"))
+    if row.subscriber_id is not None:
+        for subscription in session.exec(
+            select(Subscription).where(Subscription.subscriber_id == row.subscriber_id)
+        ).all():
+            if subscription.status in ("active", "pending"):
+                set_status(subscription, "bounced")
+                session.add(subscription)
+
+
+def requeue(session: Session, ids: Iterable[int]) -> None:
+    """Rows claimed but never handed to the server go back, unblamed."""
+    wanted = list(ids)
+    if wanted:
+        session.execute(
+            sa.update(Delivery)
+            .where(col(Delivery.id).in_(wanted), col(Delivery.state) == "sending")
+            .values(state="queued", updated_at=_now())
+        )
+        session.commit()
+
+
+def counts(session: Session, issue_id: int) -> dict[str, int]:
+    found = dict(
+        session.exec(
+            select(Delivery.state, sa.func.count())
+            .where(col(Delivery.issue_id) == issue_id)
+            .group_by(col(Delivery.state))
+        ).all()
+    )
+    return {state: int(found.get(state, 0)) for state in STATES}
+
+
+def rows(session: Session, issue_id: int, state: str | None = None) -> list[Delivery]:
+    statement = select(Delivery).where(col(Delivery.issue_id) == issue_id)
+    if state:
+        statement = statement.where(col(Delivery.state) == state)
+    return list(session.exec(statement.order_by(col(Delivery.id))).all())
+
+
+def resolve(session: Session, issue_id: int, *, resend: bool) -> int:
+    """Settle `unknown` rows: send them again (the recipient may get two) or mark them sent
+    (they may have got none)."""
+    values: dict[str, object] = {"updated_at": _now()}
+    values |= {"state": "queued"} if resend else {"state": "sent", "sent_at": _now()}
+    result = session.execute(
+        sa.update(Delivery)
+        .where(col(Delivery.issue_id) == issue_id, col(Delivery.state) == "unknown")
+        .values(**values)
+    )
+    issue = session.get(ApprovedIssue, issue_id)
+    if issue is not None and resend:
+        issue.finished_at = None
+        session.add(issue)
+    session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def finish_if_done(session: Session, issue: ApprovedIssue) -> bool:
+    assert issue.id is not None
+    tally = counts(session, issue.id)
+    if issue.enqueued_at is not None and not any(tally[state] for state in OPEN):
+        if issue.finished_at is None:
+            issue.finished_at = _now()
+            session.add(issue)
+            session.commit()
+        return True
+    return False
+
+
+def next_due(session: Session, issue_id: int) -> datetime | None:
+    return session.exec(
+        select(sa.func.min(Delivery.next_attempt_at)).where(
+            col(Delivery.issue_id) == issue_id, col(Delivery.state) == "deferred"
+        )
+    ).first()

@@ -1,0 +1,350 @@
+"""Sending an approved issue through the ledger (see delivery.py for its states).
+
+One run: take the issue's run lock (or leave: another process is sending it), turn rows a
+crashed run left in `sending` into `unknown`, write the audience once, then repeat: claim a
+batch (committed as `sending`), let a pool of N connections send it at the allowed rate,
+record each outcome. The message for each recipient is the issue's template with their
+placeholders filled (mail.IssueTemplate), never a re-render.
+
+Errors that are not about a recipient (refused connection, 421, 454, a sender refusal, a
+lost connection) make that connection back off before it reconnects, blame nobody, and after
+`pause_after` of them in a row pause the whole send, leaving the remaining rows queued for a
+later run (exit 75). A configuration error (bad credentials, no TLS where TLS is required)
+stops the send at once (exit 2).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from newsletter import delivery
+from newsletter.approval import is_stale
+from newsletter.compose import issue_articles, issue_path, read_issue
+from newsletter.config import Config
+from newsletter.delivery import Claimed, Outcome, RetryPolicy
+from newsletter.errors import ConfigError, NewsletterError, NotFoundError, UsageError
+from newsletter.locks import run_lock
+from newsletter.mail import IssueTemplate, dkim_signer, issue_template, sender
+from newsletter.models import ApprovedIssue
+from newsletter.render import render_issue
+from newsletter.subscribers import parse_address
+from newsletter.tokens import signed_url
+from newsletter.transport import Transport, TransportError
+
+EX_TEMPFAIL = 75
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    connections: int = 4
+    rate: float | None = None
+    pause_after: int = 10
+    backoff: float = 0.5
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass
+class SendReport:
+    slug: str
+    enqueued: int = 0
+    recovered: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    unknown: int = 0
+    skipped: int = 0
+    locked: bool = False
+    paused: str | None = None
+    finished: bool = False
+    ledger: dict[str, int] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        if self.locked:
+            return 0
+        if self.paused or any(self.ledger.get(state, 0) for state in delivery.OPEN):
+            return EX_TEMPFAIL
+        if self.ledger.get("failed", 0) or self.ledger.get("unknown", 0):
+            return 1
+        return 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"exit_code": self.exit_code}
+
+
+class RateLimiter:
+    """At most `rate` sends a second across every connection, evenly spaced."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self.next = time.monotonic()
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self.lock:
+            now = time.monotonic()
+            slot = max(self.next, now)
+            self.next = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+def classify(error: TransportError, delivery_id: int) -> tuple[Outcome, bool]:
+    """(the row's outcome, whether the fault is the connection's rather than the recipient's).
+    smtplib raises one class for 4xx and 5xx: the code decides."""
+    code, text = error.code, str(error)
+    if error.stage in ("connect", "envelope") or code in (421, 454):
+        return Outcome(delivery_id, "requeue", code, text), True
+    if error.stage == "after-dot":
+        return Outcome(delivery_id, "unknown", code, text), True
+    if error.stage == "before-dot":
+        return Outcome(delivery_id, "deferred", code, text), True
+    if code is not None and 500 <= code < 600:
+        return Outcome(delivery_id, "failed", code, text), False
+    return Outcome(delivery_id, "deferred", code, text), code is None
+
+
+class Pool:
+    """N threads, each with its own connection, fed claimed rows through a queue."""
+
+    def __init__(
+        self,
+        make_transport: Callable[[], Transport],
+        build: Callable[[Claimed], bytes],
+        envelope_from: str,
+        options: SendOptions,
+    ) -> None:
+        self.jobs: queue.Queue[Claimed | None] = queue.Queue()
+        self.results: queue.Queue[Outcome] = queue.Queue()
+        self.build, self.envelope_from, self.options = build, envelope_from, options
+        self.make_transport = make_transport
+        self.rate = RateLimiter(options.rate) if options.rate else None
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.errors_in_a_row = 0
+        self.paused: str | None = None
+        self.fatal: NewsletterError | None = None
+        self.threads = [
+            threading.Thread(target=self._work, name=f"smtp-{n}", daemon=True)
+            for n in range(max(1, options.connections))
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _work(self) -> None:
+        transport: Transport | None = None
+        failures = 0
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                break
+            if self.stop.is_set():
+                self.results.put(Outcome(job.id, "requeue"))
+                continue
+            if self.rate:
+                self.rate.wait()
+            try:
+                transport = transport or self.make_transport()
+                transport.send(self.envelope_from, job.email, self.build(job))
+                outcome, connection_fault = Outcome(job.id, "sent", 250), False
+            except ConfigError as error:
+                self.fatal = error
+                self.stop.set()
+                outcome, connection_fault = Outcome(job.id, "requeue"), False
+            except TransportError as error:
+                outcome, connection_fault = classify(error, job.id)
+            self._count(connection_fault, outcome)
+            self.results.put(outcome)
+            if connection_fault:
+                failures += 1
+                time.sleep(min(self.options.backoff * 2 ** min(failures - 1, 6), 30.0))
+            else:
+                failures = 0
+        if transport is not None:
+            transport.close()
+
+    def _count(self, connection_fault: bool, outcome: Outcome) -> None:
+        with self.lock:
+            self.errors_in_a_row = self.errors_in_a_row + 1 if connection_fault else 0
+            if self.errors_in_a_row >= self.options.pause_after and not self.paused:
+                self.paused = (
+                    f"paused after {self.errors_in_a_row} errors in a row: {outcome.error}"
+                )
+                self.stop.set()
+
+    def close(self) -> None:
+        for _ in self.threads:
+            self.jobs.put(None)
+        for thread in self.threads:
+            thread.join()
+
+
+def find_approved(session: Session, config: Config, slug_or_path: str) -> ApprovedIssue:
+    slug = slug_or_path
+    if slug.endswith(".md") or "/" in slug:
+        slug = read_issue(issue_path(config, slug_or_path)).slug
+    row = session.exec(select(ApprovedIssue).where(ApprovedIssue.slug == slug)).first()
+    if row is None:
+        raise NotFoundError(f"issue {slug} is not approved: run 'newsletter issue approve {slug}'")
+    return row
+
+
+def send_issue(
+    config: Config,
+    engine: Engine,
+    key: bytes,
+    slug_or_path: str,
+    make_transport: Callable[[], Transport],
+    options: SendOptions | None = None,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> SendReport:
+    """Send (or resume) one approved issue. `on_progress(done, total)` after each outcome."""
+    options = options or SendOptions()
+    started = time.monotonic()
+    with Session(engine, expire_on_commit=False) as session:
+        issue = find_approved(session, config, slug_or_path)
+        report = SendReport(slug=issue.slug)
+        if issue.enqueued_at is None and is_stale(config, issue):
+            raise UsageError(
+                f"{issue.slug} was edited after approval: run 'newsletter issue approve "
+                f"{issue.slug}' again before sending"
+            )
+    with run_lock(engine, f"send:{report.slug}") as mine:
+        if not mine:
+            report.locked = True
+            return report
+        with Session(engine, expire_on_commit=False) as session:
+            issue = find_approved(session, config, report.slug)
+            assert issue.id is not None
+            report.recovered = delivery.recover(session, issue.id)
+            report.enqueued = delivery.enqueue(session, issue)
+            template = _template(config, issue)
+            total = sum(delivery.counts(session, issue.id)[s] for s in ("queued", "deferred"))
+            _run(config, key, session, issue, template, make_transport, options, report,
+                 total, on_progress)  # fmt: skip
+            report.finished = delivery.finish_if_done(session, issue)
+            report.ledger = delivery.counts(session, issue.id)
+    report.elapsed = round(time.monotonic() - started, 3)
+    return report
+
+
+def _template(config: Config, issue: ApprovedIssue) -> IssueTemplate:
+    return issue_template(
+        config, slug=issue.slug, subject=issue.subject, html=issue.html, text=issue.text,
+        date=datetime.now(UTC), dkim=dkim_signer(config), feedback_id=config.feedback_id,
+    )  # fmt: skip
+
+
+def _run(
+    config: Config,
+    key: bytes,
+    session: Session,
+    issue: ApprovedIssue,
+    template: IssueTemplate,
+    make_transport: Callable[[], Transport],
+    options: SendOptions,
+    report: SendReport,
+    total: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> None:
+    assert issue.id is not None
+    view_url = f"{config.base_url}/archive/{issue.slug}/"
+
+    def build(row: Claimed) -> bytes:
+        unsubscribe = signed_url(config.base_url, key, "unsubscribe", issue.newsletter,
+                                 row.subscriber_id)  # fmt: skip
+        return template.render(email=row.email, email_key=row.email_key, name=row.name,
+                               unsubscribe_url=unsubscribe, view_url=view_url)  # fmt: skip
+
+    pool = Pool(make_transport, build, sender(config).addr_spec, options)
+    batch = max(10, 8 * options.connections)
+    done = 0
+    try:
+        while not pool.stop.is_set():
+            claimed, skipped = delivery.claim(session, issue.id, batch)
+            report.skipped += skipped
+            if not claimed:
+                if skipped:
+                    continue
+                break
+            for row in claimed:
+                pool.jobs.put(row)
+            pending: list[Outcome] = []
+            for _ in claimed:
+                outcome = pool.results.get()
+                pending.append(outcome)
+                _tally(report, outcome)
+                done += 1
+                if on_progress:
+                    on_progress(done, total)
+                if len(pending) >= 20:
+                    delivery.record(session, pending, options.retry)
+                    pending = []
+            delivery.record(session, pending, options.retry)
+    finally:
+        pool.close()
+    report.paused = pool.paused
+    if pool.fatal is not None:
+        raise pool.fatal
+
+
+def _tally(report: SendReport, outcome: Outcome) -> None:
+    if outcome.kind in ("sent", "deferred", "failed", "unknown"):
+        setattr(report, outcome.kind, getattr(report, outcome.kind) + 1)
+
+
+def due_issues(session: Session, now: datetime | None = None) -> list[ApprovedIssue]:
+    """Approved issues whose time has come, and sends left unfinished, oldest first."""
+    moment = now or datetime.now(UTC)
+    rows = session.exec(select(ApprovedIssue).where(col(ApprovedIssue.finished_at).is_(None))).all()
+    due = [
+        row for row in rows
+        if row.enqueued_at is not None or (row.send_at is not None and row.send_at <= moment)
+    ]  # fmt: skip
+    return sorted(due, key=lambda row: row.send_at or row.approved_at)
+
+
+def audience_preview(session: Session, issue: ApprovedIssue) -> list[str]:
+    return [person.email for person in delivery.audience(session, issue.newsletter)]
+
+
+def send_tests(
+    config: Config,
+    session: Session,
+    slug_or_path: str,
+    addresses: list[str],
+    make_transport: Callable[[], Transport],
+) -> int:
+    """Test sends of the issue as its file is now (before or after approval), marked
+    [Test] in the subject; the ledger is not touched."""
+    issue = read_issue(issue_path(config, slug_or_path))
+    rendered = render_issue(config, issue, issue_articles(issue, session))
+    template = issue_template(
+        config, slug=f"test-{issue.slug}-{time.time_ns()}", subject=f"[Test] {issue.subject}",
+        html=rendered.html.source, text=rendered.text.source, date=datetime.now(UTC),
+        dkim=dkim_signer(config), feedback_id=config.feedback_id,
+    )  # fmt: skip
+    transport = make_transport()
+    try:
+        for raw in addresses:
+            address = parse_address(raw)
+            data = template.render(
+                email=address.email, email_key=address.key, name=None,
+                unsubscribe_url=f"{config.base_url}/unsubscribe/test",
+                view_url=f"{config.base_url}/archive/{issue.slug}/",
+            )  # fmt: skip
+            transport.send(sender(config).addr_spec, address.email, data)
+    finally:
+        transport.close()
+    return len(addresses)
