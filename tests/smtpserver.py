@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import socket
 from collections.abc import Iterator
@@ -27,23 +28,50 @@ class Received:
 
 @dataclass
 class Handler:
-    received: list[Received] = field(default_factory=list)
-    # address -> reply, e.g. "550 5.1.1 No such user"
-    refuse: dict[str, str] = field(default_factory=dict)
+    """Accepts everything unless told otherwise: `refuse` maps an address to the reply its
+    RCPT gets; `mail_replies` are the replies to the next MAIL commands (e.g. 421);
+    `drop_on_rcpt` closes the connection at that address's RCPT (before the final dot);
+    `drop_after_data` keeps the message but closes without replying (after the final dot)."""
 
-    async def handle_RCPT(
+    received: list[Received] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)
+    mail_replies: list[str] = field(default_factory=list)
+    drop_on_rcpt: set[str] = field(default_factory=set)
+    drop_after_data: set[str] = field(default_factory=set)
+    delay: float = 0.0
+
+    async def handle_MAIL(  # noqa: N802
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
-    ) -> str:  # noqa: N802
+    ) -> str:
+        if self.mail_replies:
+            return self.mail_replies.pop(0)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address in self.drop_on_rcpt:
+            server.transport.close()
+            return "421 closing"
         if address in self.refuse:
             return self.refuse[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.received.append(
             Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content))
         )
+        if set(envelope.rcpt_tos) & self.drop_after_data:
+            server.transport.close()
         return "250 Message accepted"
+
+    def addresses(self) -> list[str]:
+        return [address for item in self.received for address in item.recipients]
 
 
 @dataclass

@@ -208,9 +208,10 @@ def deliveries(
         with Session(st.engine()) as session:
             issue = find_approved(session, config, words[1])
             assert issue.id is not None
+            slug = issue.slug
             changed = delivery.resolve(session, issue.id, resend=resend)
         verb = "queued again" if resend else "marked sent"
-        out.print(f"{issue.slug}: {changed} unknown row(s) {verb}", markup=False)
+        out.print(f"{slug}: {changed} unknown row(s) {verb}", markup=False)
         return
     if len(words) != 1 or resend or mark_sent:
         raise UsageError("use: newsletter deliveries SLUG [--state S], or deliveries resolve SLUG")

@@ -1,0 +1,225 @@
+"""Sending through the ledger against a real SMTP server, with faults injected; on SQLite
+and PostgreSQL."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from newsletter import subscribers as people
+from newsletter.models import Delivery
+from newsletter.tokens import load_key, read_token
+from tests.conftest import Project
+from tests.smtpserver import SMTPServer
+
+AUDIENCE = [f"reader{n:02d}@example.org" for n in range(20)]
+
+
+@pytest.fixture
+def ready(collected: Project, smtp_server: SMTPServer) -> Project:
+    """An approved sample issue, 20 active subscribers and a few who must get nothing."""
+    text = collected.config_file.read_text()
+    collected.config_file.write_text(
+        text.replace('transport = "file://outbox"', f'transport = "{smtp_server.url}"')
+    )
+    made = collected.run("issue", "new", "--week", "2022-W51", "--author", "Asami Terajima")
+    assert made.exit_code == 0, made.output
+    path = collected.root / "issues" / "2022-W51.md"
+    path.write_text(path.read_text() + "Dear readers.\n")
+    assert collected.run("issue", "approve", "2022-W51").exit_code == 0
+    with Session(collected.engine()) as session:
+        for n, email in enumerate(AUDIENCE):
+            people.add(session, "War Notes", email, name=f"Reader {n}" if n % 2 else None)
+        people.add(session, "War Notes", "left@example.org")
+        person = people.require(session, "left@example.org")
+        assert person.id is not None
+        people.unsubscribe(session, person.id, "War Notes")
+        people.add(session, "War Notes", "blocked@example.org")
+        people.suppress(session, "blocked@example.org", "manual")
+        people.request_subscription(session, "War Notes", "pending@example.org", None)
+        session.commit()
+    return collected
+
+
+def send(project: Project, *args: str) -> tuple[int, dict[str, object]]:
+    result = project.run("send", "2022-W51", "--json", "--connections", "3", *args)
+    assert result.exit_code in (0, 1, 75), result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def ledger(project: Project) -> dict[str, int]:
+    report = json.loads(project.run("deliveries", "2022-W51", "--json").stdout)
+    return {state: n for state, n in report["counts"].items() if n}
+
+
+def test_every_active_subscriber_gets_it_once_with_the_right_headers(
+    ready: Project, smtp_server: SMTPServer
+) -> None:
+    code, report = send(ready)
+    assert code == 0 and report["sent"] == 20 and report["finished"] is True
+    assert sorted(smtp_server.handler.addresses()) == AUDIENCE
+    key = load_key(ready.config.signing_key_file)
+    ids = set()
+    for item in smtp_server.received:
+        message = item.message
+        assert b"\n" not in item.data.replace(b"\r\n", b"")
+        assert message["From"] == "War Notes <notes@example.org>"
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert message["List-Id"] == "War Notes <war-notes.example.org>"
+        assert message["Message-ID"].endswith("@example.org>")
+        ids.add(message["Message-ID"])
+        unsubscribe = message["List-Unsubscribe"].strip("<>")
+        assert unsubscribe.startswith("https://news.example.org/unsubscribe/")
+        subscriber_id = read_token(key, "unsubscribe", "War Notes", unsubscribe.rsplit("/", 1)[1])
+        with Session(ready.engine()) as session:
+            person = people.require(session, item.recipients[0])
+            assert subscriber_id == person.id
+        text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        assert f"Unsubscribe: {unsubscribe}" in text and unsubscribe in html
+        assert "%%" not in text and "%%" not in html
+        greeting = "Hello, Reader" if person.name else "Hello, reader,"
+        assert greeting in text
+    assert len(ids) == 20  # one Message-ID per recipient
+
+    again_code, again = send(ready)
+    assert again_code == 0 and again["sent"] == 0 and len(smtp_server.received) == 20
+
+
+def test_a_5xx_for_one_address_fails_it_suppresses_it_and_the_rest_go(
+    ready: Project, smtp_server: SMTPServer
+) -> None:
+    smtp_server.handler.refuse["reader03@example.org"] = "550 5.1.1 No such user here"
+    code, report = send(ready)
+    assert code == 1 and report["failed"] == 1 and report["sent"] == 19
+    assert ledger(ready) == {"sent": 19, "failed": 1}
+    failed = json.loads(ready.run("deliveries", "2022-W51", "--state", "failed", "--json").stdout)
+    (row,) = failed["rows"]
+    assert row["email"] == "reader03@example.org" and row["code"] == 550
+    shown = json.loads(ready.run("subscribers", "show", "reader03@example.org", "--json").stdout)
+    assert shown["status"] == "bounced"
+    assert ready.run("subscribers", "add", "reader03@example.org").exit_code == 1  # suppressed
+
+
+def test_a_4xx_defers_with_backoff_and_a_later_run_delivers(
+    ready: Project, smtp_server: SMTPServer
+) -> None:
+    smtp_server.handler.refuse["reader05@example.org"] = "451 4.3.0 Try again later"
+    code, report = send(ready)
+    assert code == 75 and report["deferred"] == 1 and ledger(ready) == {"sent": 19, "deferred": 1}
+    with Session(ready.engine()) as session:
+        row = session.exec(sa.select(Delivery).where(Delivery.state == "deferred")).scalar_one()
+        assert row.next_attempt_at is not None
+        wait = row.next_attempt_at - datetime.now(UTC)
+        assert timedelta(minutes=3) < wait < timedelta(minutes=7)  # 5 minutes, with jitter
+    code, report = send(ready)  # not due yet: nothing is sent, work remains
+    assert code == 75 and report["sent"] == 0
+    del smtp_server.handler.refuse["reader05@example.org"]
+    with Session(ready.engine()) as session:
+        session.execute(sa.update(Delivery).values(next_attempt_at=datetime.now(UTC)))
+        session.commit()
+    code, report = send(ready)
+    assert code == 0 and report["sent"] == 1 and report["finished"] is True
+    assert smtp_server.handler.addresses().count("reader05@example.org") == 1
+
+
+def test_421_backs_off_and_blames_nobody(ready: Project, smtp_server: SMTPServer) -> None:
+    smtp_server.handler.mail_replies = ["421 4.7.0 Too busy, come back later"] * 4
+    code, report = send(ready)
+    assert code == 0 and report["sent"] == 20 and report["failed"] == 0
+    assert sorted(smtp_server.handler.addresses()) == AUDIENCE
+
+
+def test_a_server_that_is_down_pauses_the_send_and_loses_nothing(
+    ready: Project, smtp_server: SMTPServer
+) -> None:
+    result = ready.run("send", "2022-W51", "--json", "--transport", "smtp://127.0.0.1:9")
+    assert result.exit_code == 75
+    report = json.loads(result.stdout)
+    assert "paused after 10 errors in a row" in report["paused"]
+    assert ledger(ready) == {"queued": 20}
+    code, report = send(ready)
+    assert code == 0 and sorted(smtp_server.handler.addresses()) == AUDIENCE
+
+
+def test_connection_lost_before_the_dot_defers_and_after_it_is_unknown(
+    ready: Project, smtp_server: SMTPServer
+) -> None:
+    smtp_server.handler.drop_on_rcpt.add("reader01@example.org")
+    smtp_server.handler.drop_after_data.add("reader02@example.org")
+    code, report = send(ready)
+    assert code == 75
+    assert ledger(ready) == {"sent": 18, "deferred": 1, "unknown": 1}
+    unknown = json.loads(ready.run("deliveries", "2022-W51", "--state", "unknown", "--json").stdout)
+    assert [row["email"] for row in unknown["rows"]] == ["reader02@example.org"]
+    assert smtp_server.handler.addresses().count("reader02@example.org") == 1  # it did arrive
+    resolved = ready.run("deliveries", "resolve", "2022-W51", "--mark-sent")
+    assert "1 unknown row(s) marked sent" in resolved.stdout
+    assert ledger(ready) == {"sent": 19, "deferred": 1}
+
+
+def test_resolve_resend_sends_unknown_rows_again(ready: Project, smtp_server: SMTPServer) -> None:
+    smtp_server.handler.drop_after_data.add("reader02@example.org")
+    send(ready)
+    smtp_server.handler.drop_after_data.clear()
+    assert ready.run("deliveries", "resolve", "2022-W51", "--resend").exit_code == 0
+    code, report = send(ready)
+    assert code == 0 and report["sent"] == 1
+    assert smtp_server.handler.addresses().count("reader02@example.org") == 2  # the one in doubt
+
+
+def test_unsubscribing_during_a_send_stops_mail_at_once(
+    ready: Project, smtp_server: SMTPServer
+) -> None:
+    from newsletter import delivery
+    from newsletter.send import find_approved
+
+    with Session(ready.engine()) as session:
+        issue = find_approved(session, ready.config, "2022-W51")
+        assert delivery.enqueue(session, issue) == 20  # the send has begun...
+    assert ready.run("subscribers", "unsubscribe", "reader07@example.org").exit_code == 0
+    assert ready.run("subscribers", "remove", "reader08@example.org").exit_code == 0
+    code, report = send(ready)
+    assert code == 0 and report["skipped"] == 2 and report["sent"] == 18
+    assert "reader07@example.org" not in smtp_server.handler.addresses()
+    assert "reader08@example.org" not in smtp_server.handler.addresses()
+
+
+def test_dry_run_test_sends_and_an_edited_issue(ready: Project, smtp_server: SMTPServer) -> None:
+    dry = json.loads(ready.run("send", "2022-W51", "--dry-run", "--json").stdout)
+    assert sorted(dry["2022-W51"]["recipients"]) == AUDIENCE
+    tested = ready.run("send", "2022-W51", "--test-to", "editor@example.org")
+    assert tested.exit_code == 0, tested.output
+    (item,) = smtp_server.received
+    assert item.recipients == ["editor@example.org"]
+    assert item.message["Subject"].startswith("[Test] War Notes")
+    assert ledger(ready) == {}  # the ledger is untouched
+    path = ready.root / "issues" / "2022-W51.md"
+    path.write_text(path.read_text() + "One more line.\n")
+    edited = ready.run("send", "2022-W51")
+    assert edited.exit_code == 2 and "edited after approval" in edited.stderr
+    assert len(smtp_server.received) == 1
+
+
+def test_usage_errors_exit_2(ready: Project) -> None:
+    cases = [
+        (["send"], "give an issue SLUG, or --due"),
+        (["send", "2022-W51", "--rate", "fast"], "bad --rate"),
+        (["send", "2022-W51", "--connections", "0"], "--connections 0"),
+        (["send", "2022-W51", "--transport", "pigeon://x"], "unknown transport"),
+        (["send", "1999-W01"], "is not approved"),
+        (["deliveries", "resolve", "2022-W51"], "--resend|--mark-sent"),
+    ]
+    for args, message in cases:
+        result = ready.run(*args)
+        assert result.exit_code in (1, 2), (args, result.output)
+        assert message in result.stderr, (args, result.stderr)
+    assert ready.run("send", "1999-W01").exit_code == 1  # not found: a failure, not usage
+
+
+def test_approval_is_frozen_once_a_send_began(ready: Project, smtp_server: SMTPServer) -> None:
+    send(ready)
+    again = ready.run("issue", "approve", "2022-W51")
+    assert again.exit_code == 1 and "already being sent" in again.stderr
