@@ -139,14 +139,16 @@ class SMTPTransport:
                     "clear text (add ?tls=off to the URL only on a trusted network)"
                 )
             if self.user:
-                smtp.login(self.user, self.password or "")
+                self._login(smtp)
         except smtplib.SMTPAuthenticationError as error:
             raise ConfigError(
                 f"SMTP authentication failed for {self.user} at {self.where} ({error.smtp_code}): "
                 "check the user and NEWSLETTER_SMTP_PASSWORD"
             ) from None
         except smtplib.SMTPNotSupportedError:
-            raise ConfigError(f"SMTP server {self.where} does not offer AUTH") from None
+            raise ConfigError(
+                f"SMTP server {self.where} offers no AUTH PLAIN or LOGIN (over TLS)"
+            ) from None
         except ssl.SSLError as error:
             raise ConfigError(f"TLS with {self.where} failed: {error.reason}") from None
         except (OSError, smtplib.SMTPException) as error:
@@ -157,6 +159,18 @@ class SMTPTransport:
         if smtp.sock is not None:
             smtp.sock.settimeout(self.data_timeout)
         return smtp
+
+    def _login(self, smtp: smtplib.SMTP) -> None:
+        """One mechanism, PLAIN or LOGIN: smtplib.login tries each in turn after a failure,
+        which can leave a server waiting mid-exchange and the client hanging."""
+        offered = smtp.esmtp_features.get("auth", "").upper().split()
+        smtp.user, smtp.password = self.user or "", self.password or ""
+        if "PLAIN" in offered:
+            smtp.auth("PLAIN", smtp.auth_plain)
+        elif "LOGIN" in offered:
+            smtp.auth("LOGIN", smtp.auth_login)
+        else:
+            raise smtplib.SMTPNotSupportedError("no AUTH PLAIN or LOGIN")
 
     def send(self, sender: str, recipient: str, message: bytes) -> None:
         """MAIL, RCPT and DATA by hand rather than smtplib.sendmail, to know whether a lost

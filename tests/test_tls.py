@@ -1,0 +1,170 @@
+"""STARTTLS with a throw-away certificate, AUTH, and DKIM, against real servers."""
+
+import json
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from newsletter import transport as transport_module
+from newsletter.errors import ConfigError
+from newsletter.transport import open_transport
+from tests.conftest import Project
+from tests.smtpserver import Handler, free_port
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return key, cert
+
+
+class Recording(Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tls: list[bool] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.tls.append(session.ssl is not None)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+    ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"news", b"s3cret!")
+    # handled=False: aiosmtpd then answers 535 itself (with its default, it answers nothing).
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.fixture
+def tls_server(certificate: tuple[Path, Path]) -> Iterator[tuple[Recording, int]]:
+    key, cert = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    handler = Recording()
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=free_port(), tls_context=context,
+        require_starttls=True, authenticator=authenticate, auth_require_tls=True,
+    )  # fmt: skip
+    controller.start()
+    yield handler, controller.port
+    controller.stop()
+
+
+def test_starttls_and_auth(
+    tls_server: tuple[Recording, int], certificate: tuple[Path, Path], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    handler, port = tls_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[1]))
+    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", "s3cret!")
+    outbound = open_transport(f"smtp://news@localhost:{port}", tmp_path)
+    outbound.send("notes@example.org", "olena@example.org", b"Subject: hi\r\n\r\nhello\r\n")
+    outbound.close()
+    assert handler.addresses() == ["olena@example.org"] and handler.tls == [True]
+
+
+def test_wrong_password_is_a_configuration_error_that_hides_it(
+    tls_server: tuple[Recording, int], certificate: tuple[Path, Path], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    _, port = tls_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[1]))
+    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", "wrong-horse")
+    outbound = open_transport(f"smtp://news@localhost:{port}", tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        outbound.send("notes@example.org", "olena@example.org", b"x\r\n")
+    assert "authentication failed for news" in str(caught.value)
+    assert "wrong-horse" not in str(caught.value)
+
+
+def test_an_untrusted_certificate_is_refused(
+    tls_server: tuple[Recording, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, port = tls_server
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    outbound = open_transport(f"smtp://localhost:{port}", tmp_path)
+    with pytest.raises(ConfigError, match="TLS with localhost"):
+        outbound.send("notes@example.org", "olena@example.org", b"x\r\n")
+
+
+def test_no_starttls_outside_loopback_is_refused(
+    smtp_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pretend the plain test server is far away: sending in clear text must be refused.
+    monkeypatch.setattr(transport_module, "is_loopback", lambda host: False)
+    outbound = open_transport(smtp_server.url, tmp_path)
+    with pytest.raises(ConfigError, match="does not offer STARTTLS"):
+        outbound.send("notes@example.org", "olena@example.org", b"x\r\n")
+    plain = open_transport(smtp_server.url + "?tls=off", tmp_path)
+    plain.send("notes@example.org", "olena@example.org", b"Subject: x\r\n\r\nx\r\n")
+    assert smtp_server.handler.addresses() == ["olena@example.org"]
+
+
+def test_bad_credentials_make_send_exit_2_and_leave_rows_queued(
+    collected: Project, tls_server: tuple[Recording, int], certificate: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    _, port = tls_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[1]))
+    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", "nope")
+    assert collected.run("issue", "new", "--week", "2022-W51").exit_code == 0
+    path = collected.root / "issues" / "2022-W51.md"
+    path.write_text(path.read_text() + "Hello.\n")
+    assert collected.run("issue", "approve", "2022-W51").exit_code == 0
+    assert collected.run("subscribers", "add", "olena@example.org").exit_code == 0
+    result = collected.run("send", "2022-W51", "--transport", f"smtp://news@localhost:{port}")
+    assert result.exit_code == 2 and "authentication failed" in result.stderr
+    assert "nope" not in result.output
+    counts = json.loads(collected.run("deliveries", "2022-W51", "--json").stdout)["counts"]
+    assert counts["queued"] == 1 and counts["sending"] == 0
+
+
+def test_dkim_signature_verifies_and_covers_list_unsubscribe(
+    collected: Project, tmp_path: Path
+) -> None:
+    import dkim
+
+    key = tmp_path / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    public = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    import base64
+
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    text = (
+        collected.config_file.read_text()
+        .replace('# dkim_selector = "news2022"', 'dkim_selector = "news2022"')
+        .replace('# dkim_key_file = "/etc/newsletter/dkim.pem"', f'dkim_key_file = "{key}"')
+    )
+    collected.config_file.write_text(text)
+    assert collected.run("issue", "new", "--week", "2022-W51").exit_code == 0
+    path = collected.root / "issues" / "2022-W51.md"
+    path.write_text(path.read_text() + "Hello.\n")
+    assert collected.run("issue", "approve", "2022-W51").exit_code == 0
+    assert collected.run("subscribers", "add", "olena@example.org").exit_code == 0
+    assert collected.run("send", "2022-W51").exit_code == 0
+    (message,) = (collected.root / "outbox").glob("*.eml")
+    data = message.read_bytes()
+    assert data.startswith(b"DKIM-Signature:")
+    header = data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n ", b" ").replace(b"\r\n\t", b" ")
+    signed = header.split(b" h=", 1)[1].split(b";", 1)[0].lower()
+    assert b"list-unsubscribe" in signed and b"list-unsubscribe-post" in signed
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"news2022._domainkey.example.org."
+        return record
+
+    assert dkim.verify(data, dnsfunc=dns)
