@@ -63,10 +63,10 @@ def approve(
     replaced = row is not None
     if row is None:
         row = ApprovedIssue(
-            slug=issue.slug, newsletter=config.name, subject="", preheader="", html="", text="",
+            slug=issue.slug, newsletter=config.key, subject="", preheader="", html="", text="",
             web_html="", content_hash="", source_hash="",
         )  # fmt: skip
-    row.newsletter = config.name
+    row.newsletter = config.key
     row.week = issue.week
     row.subject = issue.subject
     row.preheader = issue.preheader

@@ -206,9 +206,9 @@ def new_issue(
     slug: str | None = None,
     force: bool = False,
 ) -> IssueFile:
-    if newsletter and newsletter != config.name:
+    if newsletter and newsletter not in (config.name, config.key):
         raise UsageError(
-            f"--newsletter {newsletter!r}: {config.path} configures {config.name!r}; "
+            f"--newsletter {newsletter!r}: {config.path} configures {config.key!r}; "
             "use --config for another newsletter"
         )
     period = parse_week(week, config.timezone)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -74,6 +75,14 @@ class Config:
     def signing_key_file(self) -> Path:
         return self.key_file or self.root / "newsletter.key"
 
+    newsletter_id: str = ""
+
+    @property
+    def key(self) -> str:
+        """The newsletter's stable identity: subscriptions, the ledger and every signed link
+        use it, so renaming the newsletter (its `name`) breaks nothing."""
+        return self.newsletter_id or slugify(self.name)
+
     @property
     def issues_dir(self) -> Path:
         return self.root / "issues"
@@ -92,6 +101,13 @@ class Config:
                 return source
         known = ", ".join(s.name for s in self.sources) or "none configured"
         raise ConfigError(f"unknown source {name!r} (known: {known}); add it to {self.path}")
+
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+
+
+def slugify(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:100] or "newsletter"
 
 
 def config_path(explicit: str | Path | None = None) -> Path:
@@ -165,7 +181,7 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
     news = _table(data, "newsletter", path)
     _known(
         news,
-        {"name", "timezone", "from", "base_url", "language", "postal_address", "reason",
+        {"id", "name", "timezone", "from", "base_url", "language", "postal_address", "reason",
          "name_fallback", "key_file"},
         path,
         "[newsletter]",
@@ -185,6 +201,9 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
         _required(news, "base_url", path, "[newsletter]"),
     )
     language = _string(news, "language", path, "[newsletter]") or "en"
+    newsletter_id = _string(news, "id", path, "[newsletter]") or slugify(name)
+    if not _ID.match(newsletter_id):
+        raise ConfigError(f"{path}: [newsletter] id {newsletter_id!r}: use a-z, 0-9 and -")
     key_file = _string(news, "key_file", path, "[newsletter]")
     delivery = _table(data, "delivery", path)
     _known(
@@ -242,6 +261,7 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
         postal_address=_string(news, "postal_address", path, "[newsletter]"),
         reason=_string(news, "reason", path, "[newsletter]"),
         name_fallback=_string(news, "name_fallback", path, "[newsletter]") or "reader",
+        newsletter_id=newsletter_id,
         theme=theme,
         key_file=(path.parent / key_file).resolve() if key_file else None,
         transport=transport or "file://outbox",
@@ -339,7 +359,10 @@ def starter_config(*, name: str, timezone: str, sender: str, base_url: str) -> s
 # the value here; secrets (SMTP password, signing key) never go in this file.
 
 [newsletter]
-# Shown in the masthead and the List-Id header.
+# The newsletter's identity. Never change it: subscriptions, the delivery ledger and every
+# unsubscribe link already sent depend on it. The name below may change freely.
+id = {q(slugify(name))}
+# Shown in the masthead, the subject and the footer.
 name = {q(name)}
 # IANA time zone: "week 2022-W51" means Monday 00:00 to Sunday 24:00 in this zone.
 timezone = {q(timezone)}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -195,8 +194,7 @@ def dkim_signer(config: Config) -> DKIMSigner | None:
 
 
 def list_id(config: Config) -> str:
-    label = re.sub(r"[^a-z0-9-]+", "-", config.name.lower()).strip("-") or "newsletter"
-    return f"{config.name} <{label}.{sender(config).domain}>"
+    return f"{config.name} <{config.key}.{sender(config).domain}>"
 
 
 def issue_template(

@@ -163,11 +163,16 @@ class Pool:
                 outcome, connection_fault = Outcome(job.id, "requeue"), False
             except TransportError as error:
                 outcome, connection_fault = classify(error, job.id)
+            except Exception as error:  # a bug must stop the send, not hang it
+                self.fatal = NewsletterError(f"sending stopped: {type(error).__name__}: {error}")
+                self.stop.set()
+                outcome, connection_fault = Outcome(job.id, "requeue"), False
             self._count(connection_fault, outcome)
             self.results.put(outcome)
             if connection_fault:
                 failures += 1
-                time.sleep(min(self.options.backoff * 2 ** min(failures - 1, 6), 30.0))
+                # wait() rather than sleep(): a pause or a fatal error ends the back-off.
+                self.stop.wait(min(self.options.backoff * 2 ** min(failures - 1, 6), 30.0))
             else:
                 failures = 0
         if transport is not None:

@@ -208,10 +208,10 @@ def create_app(
 
     def _request(email: str, name: str) -> None:
         with session_scope(engine) as session:
-            person = subscribers.request_subscription(session, config.name, email, name)
+            person = subscribers.request_subscription(session, config.key, email, name)
             if person is None or person.id is None:
                 return
-            url = signed_url(config.base_url, key, "confirm", config.name, person.id)
+            url = signed_url(config.base_url, key, "confirm", config.key, person.id)
             message = confirmation_message(config, person, url)
             to = person.email
         outbound = make_transport()
@@ -222,11 +222,11 @@ def create_app(
 
     @app.get("/confirm/{token}", response_class=HTMLResponse)
     def confirm(token: str) -> HTMLResponse:
-        subscriber_id = read_token(key, "confirm", config.name, token)
+        subscriber_id = read_token(key, "confirm", config.key, token)
         if subscriber_id is None:
             return invalid_link()
         with session_scope(engine) as session:
-            if not subscribers.confirm(session, subscriber_id, config.name):
+            if not subscribers.confirm(session, subscriber_id, config.key):
                 return invalid_link()
         return page(
             "message",
@@ -236,13 +236,13 @@ def create_app(
 
     @app.get("/unsubscribe/{token}", response_class=HTMLResponse)
     def unsubscribe_page(token: str) -> HTMLResponse:
-        if read_token(key, "unsubscribe", config.name, token) is None:
+        if read_token(key, "unsubscribe", config.key, token) is None:
             return invalid_link()
         return page("unsubscribe", token=token)
 
     @app.post("/unsubscribe/{token}", response_class=HTMLResponse)
     async def unsubscribe(token: str, request: Request) -> HTMLResponse:
-        subscriber_id = read_token(key, "unsubscribe", config.name, token)
+        subscriber_id = read_token(key, "unsubscribe", config.key, token)
         if subscriber_id is None:
             return invalid_link()
         data = await form(request)
@@ -254,7 +254,7 @@ def create_app(
                 text="An unsubscribe request carries List-Unsubscribe=One-Click.",
             )
         with session_scope(engine) as session:
-            subscribers.unsubscribe(session, subscriber_id, config.name)
+            subscribers.unsubscribe(session, subscriber_id, config.key)
         return page(
             "message",
             title="You are unsubscribed",

@@ -35,7 +35,7 @@ def prepare(project: Project, smtp_server: SMTPServer, send_at: str | None = Non
     audience = [f"r{n:04d}@example.org" for n in range(COUNT)]
     with Session(project.engine()) as session:
         for email in audience:
-            people.add(session, "War Notes", email)
+            people.add(session, "war-notes", email)
         session.commit()
     return audience
 

@@ -31,14 +31,14 @@ def ready(collected: Project, smtp_server: SMTPServer) -> Project:
     assert collected.run("issue", "approve", "2022-W51").exit_code == 0
     with Session(collected.engine()) as session:
         for n, email in enumerate(AUDIENCE):
-            people.add(session, "War Notes", email, name=f"Reader {n}" if n % 2 else None)
-        people.add(session, "War Notes", "left@example.org")
+            people.add(session, "war-notes", email, name=f"Reader {n}" if n % 2 else None)
+        people.add(session, "war-notes", "left@example.org")
         person = people.require(session, "left@example.org")
         assert person.id is not None
-        people.unsubscribe(session, person.id, "War Notes")
-        people.add(session, "War Notes", "blocked@example.org")
+        people.unsubscribe(session, person.id, "war-notes")
+        people.add(session, "war-notes", "blocked@example.org")
         people.suppress(session, "blocked@example.org", "manual")
-        people.request_subscription(session, "War Notes", "pending@example.org", None)
+        people.request_subscription(session, "war-notes", "pending@example.org", None)
         session.commit()
     return collected
 
@@ -72,7 +72,7 @@ def test_every_active_subscriber_gets_it_once_with_the_right_headers(
         ids.add(message["Message-ID"])
         unsubscribe = message["List-Unsubscribe"].strip("<>")
         assert unsubscribe.startswith("https://news.example.org/unsubscribe/")
-        subscriber_id = read_token(key, "unsubscribe", "War Notes", unsubscribe.rsplit("/", 1)[1])
+        subscriber_id = read_token(key, "unsubscribe", "war-notes", unsubscribe.rsplit("/", 1)[1])
         with Session(ready.engine()) as session:
             person = people.require(session, item.recipients[0])
             assert subscriber_id == person.id

@@ -37,16 +37,16 @@ def test_names_lose_line_breaks_raw_or_encoded() -> None:
 
 def test_add_merge_and_closed_subscriptions(project: Project) -> None:
     with Session(project.engine()) as session:
-        assert people.add(session, "War Notes", "olena@example.org", name="Olena")[0] == "added"
-        assert people.add(session, "War Notes", "OLENA@example.org")[0] == "unchanged"
-        assert people.add(session, "War Notes", "olena@example.org", name="O. K.")[0] == "updated"
+        assert people.add(session, "war-notes", "olena@example.org", name="Olena")[0] == "added"
+        assert people.add(session, "war-notes", "OLENA@example.org")[0] == "unchanged"
+        assert people.add(session, "war-notes", "olena@example.org", name="O. K.")[0] == "updated"
         assert people.add(session, "Other", "olena@example.org")[0] == "added"  # 2nd newsletter
         person = people.require(session, "olena@EXAMPLE.org")
         assert person.id is not None and person.name == "O. K."
-        assert people.unsubscribe(session, person.id, "War Notes") is True
-        assert people.unsubscribe(session, person.id, "War Notes") is False  # idempotent
-        assert people.add(session, "War Notes", "olena@example.org")[0] == "closed"
-        assert people.counts(session, "War Notes")["unsubscribed"] == 1
+        assert people.unsubscribe(session, person.id, "war-notes") is True
+        assert people.unsubscribe(session, person.id, "war-notes") is False  # idempotent
+        assert people.add(session, "war-notes", "olena@example.org")[0] == "closed"
+        assert people.counts(session, "war-notes")["unsubscribed"] == 1
         assert people.counts(session, "Other")["active"] == 1
         session.commit()
 
@@ -84,3 +84,19 @@ def test_cli_list_count_show_unsubscribe(project: Project) -> None:
     assert bad.exit_code == 2 and "unknown status 'gone'" in bad.stderr
     missing = project.run("subscribers", "show", "nobody@example.org")
     assert missing.exit_code == 1 and "no subscriber nobody@example.org" in missing.stderr
+
+
+def test_renaming_the_newsletter_keeps_subscribers_and_sent_links(project: Project) -> None:
+    assert 'id = "war-notes"' in project.config_file.read_text()
+    assert project.run("subscribers", "add", "olena@example.org").exit_code == 0
+    link = json.loads(project.run("subscribers", "show", "olena@example.org", "--json").stdout)[
+        "unsubscribe_url"
+    ]
+    project.config_file.write_text(
+        project.config_file.read_text().replace('name = "War Notes"', 'name = "Ukraine Weekly"')
+    )
+    assert project.config.name == "Ukraine Weekly" and project.config.key == "war-notes"
+    counts = json.loads(project.run("subscribers", "count", "--json").stdout)
+    assert counts["active"] == 1
+    again = json.loads(project.run("subscribers", "show", "olena@example.org", "--json").stdout)
+    assert again["unsubscribe_url"] == link and again["status"] == "active"

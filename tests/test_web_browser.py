@@ -51,7 +51,7 @@ def live(project: Project, smtp_server: SMTPServer) -> Iterator[Live]:
 def status_of(project: Project, email: str) -> str | None:
     with Session(project.engine()) as session:
         person = people.find(session, email)
-        subscription = people.subscription_of(session, person, "War Notes") if person else None
+        subscription = people.subscription_of(session, person, "war-notes") if person else None
         return subscription.status if subscription else None
 
 
@@ -88,7 +88,7 @@ def test_subscribe_confirm_unsubscribe_in_chromium(
     with Session(live.project.engine()) as session:
         person = people.require(session, "olena@example.org")
         assert person.id is not None
-        unsubscribe_url = signed_url(live.base, key, "unsubscribe", "War Notes", person.id)
+        unsubscribe_url = signed_url(live.base, key, "unsubscribe", "war-notes", person.id)
     page.goto(unsubscribe_url)
     assert status_of(live.project, "olena@example.org") == "active"  # opening it changes nothing
     page.get_by_role("button", name="Unsubscribe").click()
@@ -103,7 +103,7 @@ def test_rfc8058_one_click_post_to_the_live_server(live: Live) -> None:
     with Session(live.project.engine()) as session:
         person = people.require(session, "bob@example.org")
         assert person.id is not None
-        url = signed_url(live.base, key, "unsubscribe", "War Notes", person.id)
+        url = signed_url(live.base, key, "unsubscribe", "war-notes", person.id)
     response = httpx.post(
         url,
         content=b"List-Unsubscribe=One-Click",

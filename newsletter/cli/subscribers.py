@@ -28,13 +28,13 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _newsletter(st: State, name: str | None) -> str:
-    configured = st.config().name
-    if name and name != configured:
+    config = st.config()
+    if name and name not in (config.name, config.key):
         raise UsageError(
-            f"--newsletter {name!r}: {st.config().path} configures {configured!r}; "
+            f"--newsletter {name!r}: {config.path} configures {config.key!r}; "
             "use --config for another newsletter"
         )
-    return configured
+    return config.key
 
 
 @app.command("add")
@@ -182,7 +182,7 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
     config = st.config()
     with Session(st.engine()) as session:
         person = people.require(session, email)
-        subscription = people.subscription_of(session, person, config.name)
+        subscription = people.subscription_of(session, person, config.key)
         assert person.id is not None
         detail = {
             "email": person.email,
@@ -195,7 +195,7 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
             if subscription and subscription.confirmed_at else None,
             "unsubscribed_at": subscription.unsubscribed_at.isoformat()
             if subscription and subscription.unsubscribed_at else None,
-            "unsubscribe_url": signed_url(config.base_url, st.key(), "unsubscribe", config.name,
+            "unsubscribe_url": signed_url(config.base_url, st.key(), "unsubscribe", config.key,
                                           person.id),
         }  # fmt: skip
     if as_json:
