@@ -54,31 +54,19 @@ class StoredFields:
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _fields_of(row: Article) -> StoredFields:
+def _fields(source: Article | ArticleData) -> StoredFields:
+    """The compared fields of a stored row or of freshly collected data."""
+    authors = source.author_names if isinstance(source, Article) else source.authors
     return StoredFields(
-        title=row.title,
-        authors=tuple(row.author_names),
-        published=row.published,
-        summary_html=row.summary_html,
-        body_html=row.body_html,
-        image=row.image,
-        tags=tuple(row.tags),
-        reading_minutes=row.reading_minutes,
-        guid=row.guid,
-    )
-
-
-def _fields_from(data: ArticleData) -> StoredFields:
-    return StoredFields(
-        title=data.title,
-        authors=tuple(data.authors),
-        published=data.published,
-        summary_html=data.summary_html,
-        body_html=data.body_html,
-        image=data.image,
-        tags=tuple(data.tags),
-        reading_minutes=data.reading_minutes,
-        guid=data.guid,
+        title=source.title,
+        authors=tuple(authors),
+        published=source.published,
+        summary_html=source.summary_html,
+        body_html=source.body_html,
+        image=source.image,
+        tags=tuple(source.tags),
+        reading_minutes=source.reading_minutes,
+        guid=source.guid,
     )
 
 
@@ -136,7 +124,7 @@ def store(session: Session, data: ArticleData, source: str) -> Outcome:
     it counts."""
     key = url_key(data.url)
     row = session.exec(select(Article).where(Article.url_key == key)).first()
-    incoming = _fields_from(data)
+    incoming = _fields(data)
     if row is None:
         row = Article(
             url=data.url,
@@ -152,7 +140,7 @@ def store(session: Session, data: ArticleData, source: str) -> Outcome:
         session.flush()
         return "new"
     owner = takes_over(row, data.kind, source)
-    merged = merge(_fields_of(row), incoming, new_wins=owner)
+    merged = merge(_fields(row), incoming, new_wins=owner)
     url = data.url if owner else row.url
     if owner:
         row.source, row.source_kind = source, data.kind
