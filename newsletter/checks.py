@@ -90,6 +90,8 @@ def check_email(
             error("link", f"image {src or '(empty)'} is not an https URL")
     html_links: list[str] = []
     for anchor in root.iter("a"):
+        if anchor.get("href") is None:
+            continue  # an anchor without an address is text, not a link
         href = (anchor.get("href") or "").strip()
         scheme = urlsplit(href).scheme
         if scheme == "mailto":

@@ -70,6 +70,7 @@ class Config:
     dkim_selector: str | None = None
     dkim_key_file: Path | None = None
     feedback_id: str | None = None
+    retry_hours: float = 72.0
 
     @property
     def signing_key_file(self) -> Path:
@@ -207,7 +208,8 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
     key_file = _string(news, "key_file", path, "[newsletter]")
     delivery = _table(data, "delivery", path)
     _known(
-        delivery, {"transport", "dkim_selector", "dkim_key_file", "feedback_id"}, path,
+        delivery, {"transport", "dkim_selector", "dkim_key_file", "feedback_id", "retry_hours"},
+        path,
         "[delivery]",
     )  # fmt: skip
     dkim_selector = _string(delivery, "dkim_selector", path, "[delivery]")
@@ -268,6 +270,7 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
         dkim_selector=dkim_selector,
         dkim_key_file=(path.parent / dkim_key).resolve() if dkim_key else None,
         feedback_id=_string(delivery, "feedback_id", path, "[delivery]"),
+        retry_hours=_positive(delivery, "retry_hours", 72.0, path, "[delivery]"),
     )
 
 
@@ -341,10 +344,12 @@ def _string(table: dict[str, Any], key: str, path: Path, where: str) -> str | No
     return value.strip()
 
 
-def _positive(table: dict[str, Any], key: str, default: float, path: Path) -> float:
+def _positive(
+    table: dict[str, Any], key: str, default: float, path: Path, where: str = "[collect]"
+) -> float:
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"{path}: [collect] {key} must be a positive number")
+        raise ConfigError(f"{path}: {where} {key} must be a positive number")
     return float(value)
 
 
@@ -406,6 +411,9 @@ transport = "file://outbox"
 # selector published in DNS and the PEM private key (keep it outside the repository).
 # dkim_selector = "news2022"
 # dkim_key_file = "/etc/newsletter/dkim.pem"
+# How long a message refused with a 4xx (mailbox full, greylisting) is retried before it
+# counts as failed; retries back off from 5 minutes to at most 6 hours.
+retry_hours = 72
 # Gmail's Feedback-ID header, to see complaint rates per campaign in Postmaster Tools.
 # feedback_id = "war-notes:newsletter:example"
 

@@ -38,7 +38,7 @@ from newsletter.config import Config
 from newsletter.dates import parse_week
 from newsletter.errors import NewsletterError
 from newsletter.models import Article
-from newsletter.sanitize import clean_html, html_to_text
+from newsletter.sanitize import card_html, clean_html, html_to_text
 
 DEFAULT_THEME = Path(__file__).resolve().parent.parent / "templates"
 PLACEHOLDERS = ("first_name", "unsubscribe_url", "view_url")
@@ -174,17 +174,20 @@ def build_sections(issue: IssueFile, articles: list[Article], zone: tzinfo) -> l
             sections.append(current)
         note_html = markdown_html(item.note) if item.note else None
         local = article.published.astimezone(zone)
+        summary = card_html(article.summary_html)
         current.cards.append(
             Card(
                 title=article.title,
                 url=article.url,
-                image=article.image if article.image else None,
+                # An image must be on https (mixed content is blocked by mail clients and
+                # fails the checks); without one the card is a single column.
+                image=article.image if (article.image or "").startswith("https://") else None,
                 image_alt=article.title,
                 byline=byline(article.author_names),
                 date=f"{local.day} {local:%B %Y}",
                 reading=f"{article.reading_minutes} min read",
-                summary_html=Markup(article.summary_html),
-                summary_text=text_with_links(article.summary_html),
+                summary_html=Markup(summary),
+                summary_text=text_with_links(summary),
                 note_html=note_html,
                 note_text=text_with_links(note_html) if note_html else None,
             )

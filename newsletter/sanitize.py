@@ -39,6 +39,24 @@ def clean_html(fragment: str, base_url: str | None = None) -> str:
     return cleaned.strip()
 
 
+_CARD_TAGS = {"p", "br", "a", "em", "strong", "b", "i", "u", "s", "q", "cite", "code",
+              "abbr", "sub", "sup", "ul", "ol", "li", "blockquote", "span"}  # fmt: skip
+
+
+def card_html(fragment: str) -> str:
+    """A summary fit for an email card: text-level markup only (no images, tables, figures
+    or headings from the source's layout), and links only to https or mailto: another
+    link keeps its words and loses its address, rather than failing the issue's checks."""
+    return nh3.clean(
+        fragment,
+        tags=_CARD_TAGS,
+        attributes={"a": {"href"}},
+        url_schemes={"https", "mailto"},
+        link_rel="noopener noreferrer",
+        strip_comments=True,
+    ).strip()
+
+
 def html_to_text(fragment: str) -> str:
     """Visible words of an HTML fragment, paragraphs separated by blank lines."""
     if not fragment.strip():

@@ -101,3 +101,26 @@ def test_the_sample_issue_passes_and_a_bad_note_fails(collected: Project) -> Non
     assert "error: link http://insecure.example/ is http:, not https" in failed.stderr
     assert (collected.run("issue", "render", "2022-W51")).exit_code == 1
     assert (collected.root / "build" / "2022-W51" / "email.html").is_file()
+
+
+def test_summaries_and_images_from_elsewhere_cannot_fail_the_checks(tmp_path: Path) -> None:
+    """Feeds put images without alt, plain-http links and layout tables in their
+    descriptions; cards keep the words and drop what an email cannot carry."""
+    config = make_config(tmp_path)
+    issue, articles = sample_issue(tmp_path)
+    articles[0].summary_html = (
+        '<p>Read <a href="http://plain.example/story">the story</a>.</p>'
+        '<img src="http://cdn.example/a.jpg"><table><tr><td>layout</td></tr></table>'
+        '<h2>Big heading</h2><iframe src="https://video.example/"></iframe>'
+    )
+    articles[1].image = "http://cdn.example/b.jpg"
+    rendered = render_issue(config, issue, articles)
+    findings = check_rendered(config, issue, rendered)
+    assert not has_errors(findings), findings
+    html = rendered.html.source
+    assert (
+        "cdn.example" not in html
+        and "plain.example" not in html
+        and "<table><tr><td>layout" not in html
+    )
+    assert "Read the story." in rendered.text.source.replace("\n", " ")

@@ -125,8 +125,13 @@ def test_a_4xx_defers_with_backoff_and_a_later_run_delivers(
     assert smtp_server.handler.addresses().count("reader05@example.org") == 1
 
 
-def test_421_backs_off_and_blames_nobody(ready: Project, smtp_server: SMTPServer) -> None:
-    smtp_server.handler.mail_replies = ["421 4.7.0 Too busy, come back later"] * 4
+@pytest.mark.parametrize(
+    "reply", ["421 4.7.0 Too busy, come back later", "454 4.7.0 Temporary authentication failure"]
+)
+def test_421_and_454_back_off_and_blame_nobody(
+    ready: Project, smtp_server: SMTPServer, reply: str
+) -> None:
+    smtp_server.handler.mail_replies = [reply] * 4
     code, report = send(ready)
     assert code == 0 and report["sent"] == 20 and report["failed"] == 0
     assert sorted(smtp_server.handler.addresses()) == AUDIENCE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -19,6 +20,7 @@ from sqlmodel import Session
 from newsletter import delivery
 from newsletter.cli.output import err, out, print_json
 from newsletter.cli.state import State, state
+from newsletter.delivery import RetryPolicy
 from newsletter.errors import UsageError
 from newsletter.send import (
     SendOptions,
@@ -92,7 +94,11 @@ def send(
         raise UsageError(f"--connections {connections}: use 1 to 256")
     if due == bool(slug):
         raise UsageError("give an issue SLUG, or --due (not both)")
-    options = SendOptions(connections=connections, rate=_rate(rate))
+    options = SendOptions(
+        connections=connections,
+        rate=_rate(rate),
+        retry=RetryPolicy(give_up_after=timedelta(hours=config.retry_hours)),
+    )
     if test_to:
         if slug is None:
             raise UsageError("--test-to needs the issue's SLUG")
