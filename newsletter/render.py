@@ -88,6 +88,15 @@ def personalize(
     """Fill the placeholders. HTML gets entity-escaped values (they may sit in an attribute);
     every value loses control characters and line breaks, so a hostile name can neither
     break out of an attribute nor forge lines in the text part or a header."""
+    values = placeholder_values(recipient, fallback, kind)
+    parts = template.parts
+    return "".join(parts[i] if i % 2 == 0 else values[parts[i]] for i in range(len(parts)))
+
+
+def placeholder_values(
+    recipient: Recipient, fallback: str, kind: Literal["html", "text"]
+) -> dict[str, str]:
+    """One recipient's values, made safe for the part they go into (see personalize)."""
     name = _CONTROL.sub(" ", recipient.first_name or "").strip() or fallback
     values = {
         "first_name": name,
@@ -96,8 +105,7 @@ def personalize(
     }
     if kind == "html":
         values = {key: html.escape(value, quote=True) for key, value in values.items()}
-    parts = template.parts
-    return "".join(parts[i] if i % 2 == 0 else values[parts[i]] for i in range(len(parts)))
+    return values
 
 
 def sample_recipient(config: Config, slug: str) -> Recipient:
