@@ -163,15 +163,15 @@ def claim(session: Session, issue_id: int, limit: int) -> tuple[list[Claimed], i
         col(Delivery.state) == "queued",
         sa.and_(col(Delivery.state) == "deferred", col(Delivery.next_attempt_at) <= now),
     )
-    rows = list(
-        session.exec(
-            select(Delivery)
-            .where(col(Delivery.issue_id) == issue_id, due)
-            .order_by(col(Delivery.id))
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-    )
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    rows = session.execute(
+        sa.select(table.c.id, table.c.subscriber_id, table.c.email, table.c.email_key,
+                  table.c.name)
+        .where(table.c.issue_id == issue_id, due)
+        .order_by(table.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()  # fmt: skip
     if not rows:
         session.commit()
         return [], 0
@@ -193,51 +193,63 @@ def claim(session: Session, issue_id: int, limit: int) -> tuple[list[Claimed], i
             select(Suppression.key_hash).where(col(Suppression.key_hash).in_(list(hashes)))
         ).all()
     )
-    claimed: list[Claimed] = []
-    skipped = 0
-    for digest, row in hashes.items():
-        row.updated_at = now
-        if row.subscriber_id not in active or digest in blocked:
-            row.state = "skipped"
-            skipped += 1
-        else:
-            row.state = "sending"
-            assert row.id is not None and row.subscriber_id is not None
-            claimed.append(Claimed(row.id, row.subscriber_id, row.email, row.email_key, row.name))
-        session.add(row)
+    claimed = [
+        Claimed(r.id, r.subscriber_id, r.email, r.email_key, r.name)
+        for digest, r in hashes.items()
+        if r.subscriber_id in active and digest not in blocked
+    ]
+    skipped = [r.id for r in rows if r.id not in {c.id for c in claimed}]
+    _set_state(session, [c.id for c in claimed], "sending", now)
+    _set_state(session, skipped, "skipped", now)
     session.commit()
-    return claimed, skipped
+    return claimed, len(skipped)
+
+
+def _set_state(session: Session, ids: list[int], state: str, now: datetime) -> None:
+    if ids:
+        session.execute(
+            sa.update(Delivery).where(col(Delivery.id).in_(ids)).values(state=state, updated_at=now)
+        )
 
 
 def record(session: Session, outcomes: Iterable[Outcome], policy: RetryPolicy) -> None:
-    """Write outcomes as they come back; one commit for the lot."""
+    """Write outcomes as they come back, in one commit. `sent`, the common case, is one
+    UPDATE for the lot; the rarer outcomes go row by row."""
     now = _now()
+    outcomes = list(outcomes)
+    sent = [o.delivery_id for o in outcomes if o.kind == "sent"]
+    if sent:
+        session.execute(
+            sa.update(Delivery)
+            .where(col(Delivery.id).in_(sent))
+            .values(state="sent", sent_at=now, updated_at=now, last_code=250, last_error=None,
+                    attempts=Delivery.attempts + 1)
+        )  # fmt: skip
+    requeued = [o.delivery_id for o in outcomes if o.kind == "requeue"]
+    _set_state(session, requeued, "queued", now)
     for outcome in outcomes:
-        row = session.get(Delivery, outcome.delivery_id)
+        if outcome.kind in ("sent", "requeue"):
+            continue
+        # populate_existing: the set-based UPDATEs above bypass the identity map, so a row
+        # loaded by an earlier call must be read afresh.
+        row = session.get(Delivery, outcome.delivery_id, populate_existing=True)
         if row is None:
             continue
         row.updated_at = now
         row.last_code = outcome.code
         row.last_error = (outcome.error or "")[:1000] or None
-        if outcome.kind == "requeue":
-            row.state = "queued"
-        elif outcome.kind == "sent":
-            row.state, row.sent_at, row.last_error = "sent", now, None
-            row.attempts += 1
-        elif outcome.kind == "deferred":
-            row.attempts += 1
+        row.attempts += 1
+        if outcome.kind == "deferred":
             if now - row.created_at > policy.give_up_after:
                 row.state = "failed"
             else:
                 row.state = "deferred"
                 row.next_attempt_at = policy.next_attempt(row.attempts, now)
         elif outcome.kind == "failed":
-            row.attempts += 1
             row.state = "failed"
             if outcome.no_such_user:
                 _bounce(session, row)
         else:
-            row.attempts += 1
             row.state = "unknown"
         session.add(row)
     session.commit()

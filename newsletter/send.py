@@ -274,31 +274,41 @@ def _run(
 
     pool = Pool(make_transport, build, sender(config).addr_spec, options)
     batch = max(10, 8 * options.connections)
-    done = 0
+    done = in_flight = 0
+    exhausted = False
+    pending: list[Outcome] = []
     try:
-        while not pool.stop.is_set():
-            claimed, skipped = delivery.claim(session, issue.id, batch)
-            report.skipped += skipped
-            if not claimed:
-                if skipped:
-                    continue
+        while True:
+            # Keep the connections fed: claim the next batch once half of the last is back,
+            # so no connection waits at a batch boundary. At most 1.5 batches are ever in
+            # `sending`: that is all a crash can leave in doubt.
+            if not exhausted and not pool.stop.is_set() and in_flight <= batch // 2:
+                claimed, skipped = delivery.claim(session, issue.id, batch)
+                report.skipped += skipped
+                for row in claimed:
+                    pool.jobs.put(row)
+                in_flight += len(claimed)
+                exhausted = not claimed and not skipped
+                continue
+            if in_flight == 0:
                 break
-            for row in claimed:
-                pool.jobs.put(row)
-            pending: list[Outcome] = []
-            for _ in claimed:
-                outcome = pool.results.get()
-                pending.append(outcome)
-                _tally(report, outcome)
-                done += 1
-                if on_progress:
-                    on_progress(done, total)
-                if len(pending) >= 20:
-                    delivery.record(session, pending, options.retry)
-                    pending = []
-            delivery.record(session, pending, options.retry)
+            outcome = pool.results.get()
+            in_flight -= 1
+            pending.append(outcome)
+            _tally(report, outcome)
+            done += 1
+            if on_progress:
+                on_progress(done, total)
+            if len(pending) >= 50 or in_flight == 0:
+                delivery.record(session, pending, options.retry)
+                # Rows handed back (a 421, a refused connection) are claimable again.
+                exhausted = exhausted and not any(o.kind == "requeue" for o in pending)
+                pending = []
     finally:
         pool.close()
+        while not pool.results.empty():
+            pending.append(pool.results.get())
+        delivery.record(session, pending, options.retry)
     report.paused = pool.paused
     if pool.fatal is not None:
         raise pool.fatal

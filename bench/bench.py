@@ -1,0 +1,302 @@
+"""Benchmarks: each figure beside a baseline measured in the same run, printed, not asserted.
+
+    .venv/bin/python bench/bench.py [all|render|throughput|latency|memory|import] [--full]
+
+throughput and latency send to Postfix's smtp-sink on 127.0.0.1 (started and stopped here);
+`--full` uses the issue's sizes (1,000,000 subscribers for memory and import), which take
+many minutes; the default sizes are smaller and say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import resource
+import shutil
+import smtplib
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Iterator
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from newsletter.config import load_config  # noqa: E402
+from newsletter.db import open_database  # noqa: E402
+from newsletter.project import init_project  # noqa: E402
+
+SAMPLES = ROOT / "samples"
+SOURCES = f"""
+[[sources]]
+name = "feed"
+kind = "feed"
+location = "{SAMPLES}/feeds/kyiv-independent.rss"
+[[sources]]
+name = "atom"
+kind = "feed"
+location = "{SAMPLES}/feeds/war-notes.atom"
+[[sources]]
+name = "pages"
+kind = "page"
+location = "{SAMPLES}/pages/*.html"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def smtp_sink(*flags: str) -> Iterator[int]:
+    sink = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+    if not Path(sink).exists():
+        sys.exit("smtp-sink not found: install Debian's postfix package (bench/run does)")
+    port = free_port()
+    process = subprocess.Popen([sink, "-u", "nobody", *flags, f"127.0.0.1:{port}", "1024"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "newsletter", *args], env=env,
+                          capture_output=True, text=True)  # fmt: skip
+
+
+def project(folder: Path, subscribers: int) -> dict[str, str]:
+    """A newsletter with the sample week approved and `subscribers` active readers."""
+    config_file = folder / "newsletter.toml"
+    init_project(config_file, name="War Notes", timezone="Europe/Kyiv",
+                 sender="War Notes <notes@example.org>", base_url="https://news.example.org")  # fmt: skip
+    with config_file.open("a") as handle:
+        handle.write(SOURCES)
+    env = os.environ | {"NEWSLETTER_CONFIG": str(config_file)}
+    for args in (["collect"], ["issue", "new", "--week", "2022-W51"]):
+        done = run(*args, env=env)
+        assert done.returncode == 0, done.stderr
+    issue = folder / "issues" / "2022-W51.md"
+    issue.write_text(issue.read_text() + "Dear readers, this is the benchmark issue.\n")
+    assert run("issue", "approve", "2022-W51", env=env).returncode == 0
+    engine = open_database(load_config(config_file).database_url)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with engine.begin() as connection:
+        for start in range(0, subscribers, 10_000):
+            rows = range(start, min(start + 10_000, subscribers))
+            connection.execute(
+                sa.text("INSERT INTO subscribers (id, email, email_key, name, source, attributes,"
+                        " created_at) VALUES (:id, :e, :e, :n, 'bench', '{}', :t)"),
+                [{"id": i + 1, "e": f"reader{i}@example.org", "n": f"Reader {i}", "t": now}
+                 for i in rows],
+            )  # fmt: skip
+            connection.execute(
+                sa.text("INSERT INTO subscriptions (subscriber_id, newsletter, status, created_at,"
+                        " confirmed_at) VALUES (:id, 'war-notes', 'active', :t, :t)"),
+                [{"id": i + 1, "t": now} for i in rows],
+            )  # fmt: skip
+    engine.dispose()
+    return env
+
+
+def sample_message(env: dict[str, str]) -> bytes:
+    from sqlmodel import Session
+
+    from newsletter.mail import issue_template
+    from newsletter.send import find_approved
+
+    config = load_config(Path(env["NEWSLETTER_CONFIG"]))
+    with Session(open_database(config.database_url)) as session:
+        issue = find_approved(session, config, "2022-W51")
+        template = issue_template(config, slug=issue.slug, subject=issue.subject,
+                                  html=issue.html, text=issue.text, date=datetime.now(UTC))  # fmt: skip
+    return template.render(email="reader0@example.org", email_key="reader0@example.org",
+                           name="Reader 0", unsubscribe_url="https://news.example.org/u/1.0.x",
+                           view_url="https://news.example.org/archive/2022-W51/")  # fmt: skip
+
+
+def baseline(port: int, message: bytes, count: int, connections: int) -> float:
+    """Pre-built messages over plain smtplib, one thread per connection: messages a second."""
+    per = [count // connections + (1 if n < count % connections else 0) for n in range(connections)]
+
+    def worker(n: int) -> None:
+        with smtplib.SMTP("127.0.0.1", port) as smtp:
+            for i in range(n):
+                smtp.sendmail("notes@example.org", [f"reader{i}@example.org"], message)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in per]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return count / (time.perf_counter() - start)
+
+
+def ours(env: dict[str, str], port: int, connections: int) -> tuple[float, int]:
+    """`newsletter send` in a child process: messages a second and its peak RSS in KB."""
+    start = time.perf_counter()
+    done = run("send", "2022-W51", "--json", "--connections", str(connections),
+               "--transport", f"smtp://127.0.0.1:{port}", env=env)  # fmt: skip
+    elapsed = time.perf_counter() - start
+    assert done.returncode == 0, done.stdout + done.stderr
+    import json
+
+    report = json.loads(done.stdout)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return report["sent"] / elapsed, peak
+
+
+def bench_render() -> None:
+    from sqlmodel import Session
+
+    from newsletter.mail import build_message, recipient, to_bytes
+    from newsletter.render import render_file
+
+    with tempfile.TemporaryDirectory() as folder:
+        env = project(Path(folder), 1)
+        config = load_config(Path(env["NEWSLETTER_CONFIG"]))
+        with Session(open_database(config.database_url)) as session:
+            times = []
+            for _ in range(20):
+                start = time.perf_counter()
+                _, rendered = render_file(config, session, "2022-W51")
+                times.append(time.perf_counter() - start)
+        render_ms = statistics.median(times) * 1000
+        from newsletter.mail import issue_template
+
+        template = issue_template(config, slug="b", subject=rendered.subject,
+                                  html=rendered.html.source, text=rendered.text.source,
+                                  date=datetime.now(UTC))  # fmt: skip
+        n = 5000
+        start = time.perf_counter()
+        for i in range(n):
+            template.render(email=f"r{i}@example.org", email_key=f"r{i}@example.org",
+                            name="Olena", unsubscribe_url="https://news.example.org/u/1.0.x",
+                            view_url="https://news.example.org/archive/b/")  # fmt: skip
+        fill_us = (time.perf_counter() - start) / n * 1e6
+        # Baseline: what filling replaces, an EmailMessage built per recipient.
+        m = 300
+        start = time.perf_counter()
+        for i in range(m):
+            to_bytes(build_message(config, to=recipient(f"r{i}@example.org", "Olena"),
+                                   subject=rendered.subject, text=rendered.text.source,
+                                   html=rendered.html.source, message_id_parts=("b", str(i))))  # fmt: skip
+        email_us = (time.perf_counter() - start) / m * 1e6
+    print(f"render: full issue render {render_ms:.1f} ms (target < 50 ms)")
+    print(f"render: fill one recipient {fill_us:.0f} us (target < 100 us); "
+          f"baseline EmailMessage per recipient {email_us:.0f} us; ratio {email_us / fill_us:.1f}x")
+
+
+def bench_throughput(count: int) -> None:
+    connections = 4
+    with tempfile.TemporaryDirectory() as folder, smtp_sink() as port:
+        env = project(Path(folder), count)
+        message = sample_message(env)
+        base = baseline(port, message, count, connections)
+        mine, _ = ours(env, port, connections)
+    print(f"throughput: {count} messages, {connections} connections to smtp-sink: newsletter send "
+          f"{mine:.0f}/s, baseline smtplib {base:.0f}/s, ratio {mine / base:.2f} "
+          f"(targets: >= 0.8 and >= 1000/s)")
+
+
+def bench_latency(count: int) -> None:
+    connections = 64
+    with tempfile.TemporaryDirectory() as folder, smtp_sink("-w", "1") as port:
+        env = project(Path(folder), count)
+        mine, _ = ours(env, port, connections)
+    print(f"latency: smtp-sink -w 1, {connections} connections, {count} messages: "
+          f"{mine:.1f}/s = {mine / connections:.2f} x connections (target >= 0.9)")
+
+
+def bench_memory(small: int, large: int) -> None:
+    peaks = {}
+    for count in (small, large):
+        with tempfile.TemporaryDirectory() as folder, smtp_sink() as port:
+            env = project(Path(folder), count)
+            script = ("import resource, subprocess, sys; "
+                      "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+                      "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")  # fmt: skip
+            done = subprocess.run(
+                [sys.executable, "-c", script, sys.executable, "-m", "newsletter", "send",
+                 "2022-W51", "--transport", f"smtp://127.0.0.1:{port}"],
+                env=env, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            peaks[count] = int(done.stdout.strip()) / 1024
+    print(f"memory: peak RSS sending to {small}: {peaks[small]:.0f} MB, to {large}: "
+          f"{peaks[large]:.0f} MB, ratio {peaks[large] / peaks[small]:.2f} "
+          f"(targets: <= 1.2 and < 150 MB)")
+
+
+def bench_import(count: int) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "list.csv"
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["email", "name", "city"])
+            for i in range(count):
+                writer.writerow([f"reader{i}@example.org", f"Reader {i}", "Kyiv"])
+        config_file = Path(folder) / "newsletter.toml"
+        init_project(config_file, name="War Notes", timezone="UTC",
+                     sender="n@example.org", base_url="https://e.org")  # fmt: skip
+        env = os.environ | {"NEWSLETTER_CONFIG": str(config_file)}
+        start = time.perf_counter()
+        done = run("subscribers", "import", str(path), "--json", env=env)
+        elapsed = time.perf_counter() - start
+        assert done.returncode == 0, done.stderr
+        # Baseline: reading and validating the same rows, without the database.
+        from newsletter.subscriber_csv import read_csv
+        from newsletter.subscribers import parse_address
+
+        start = time.perf_counter()
+        header, rows = read_csv(path)
+        for _, row in rows:
+            parse_address(row[0])
+        validate = time.perf_counter() - start
+    print(f"import: {count} rows in {elapsed:.1f} s = {count / elapsed:.0f} rows/s "
+          f"(target >= 20000/s); parse+validate alone {count / validate:.0f} rows/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("which", nargs="?", default="all",
+                        choices=["all", "render", "throughput", "latency", "memory", "import"])
+    parser.add_argument("--full", action="store_true", help="the issue's sizes (slow)")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    if args.which in ("all", "render"):
+        bench_render()
+    if args.which in ("all", "throughput"):
+        bench_throughput(20_000)
+    if args.which in ("all", "latency"):
+        bench_latency(640)
+    if args.which in ("all", "memory"):
+        bench_memory(10_000, 1_000_000 if args.full else 100_000)
+    if args.which in ("all", "import"):
+        bench_import(1_000_000 if args.full else 100_000)
+    print("parallel senders: not measured yet (needs the multi-worker mode of the scaling issue)")
+
+
+if __name__ == "__main__":
+    main()
