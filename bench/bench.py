@@ -22,10 +22,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 import sqlalchemy as sa
 
@@ -204,8 +204,10 @@ def bench_render() -> None:
                                    html=rendered.html.source, message_id_parts=("b", str(i))))  # fmt: skip
         email_us = (time.perf_counter() - start) / m * 1e6
     print(f"render: full issue render {render_ms:.1f} ms (target < 50 ms)")
-    print(f"render: fill one recipient {fill_us:.0f} us (target < 100 us); "
-          f"baseline EmailMessage per recipient {email_us:.0f} us; ratio {email_us / fill_us:.1f}x")
+    print(
+        f"render: fill one recipient {fill_us:.0f} us (target < 100 us); "
+        f"baseline EmailMessage per recipient {email_us:.0f} us; ratio {email_us / fill_us:.1f}x"
+    )
 
 
 def bench_throughput(count: int) -> None:
@@ -215,9 +217,11 @@ def bench_throughput(count: int) -> None:
         message = sample_message(env)
         base = baseline(port, message, count, connections)
         mine, _ = ours(env, port, connections)
-    print(f"throughput: {count} messages, {connections} connections to smtp-sink: newsletter send "
-          f"{mine:.0f}/s, baseline smtplib {base:.0f}/s, ratio {mine / base:.2f} "
-          f"(targets: >= 0.8 and >= 1000/s)")
+    print(
+        f"throughput: {count} messages, {connections} connections to smtp-sink: newsletter send "
+        f"{mine:.0f}/s, baseline smtplib {base:.0f}/s, ratio {mine / base:.2f} "
+        f"(targets: >= 0.8 and >= 1000/s)"
+    )
 
 
 def bench_latency(count: int) -> None:
@@ -225,8 +229,10 @@ def bench_latency(count: int) -> None:
     with tempfile.TemporaryDirectory() as folder, smtp_sink("-w", "1") as port:
         env = project(Path(folder), count)
         mine, _ = ours(env, port, connections)
-    print(f"latency: smtp-sink -w 1, {connections} connections, {count} messages: "
-          f"{mine:.1f}/s = {mine / connections:.2f} x connections (target >= 0.9)")
+    print(
+        f"latency: smtp-sink -w 1, {connections} connections, {count} messages: "
+        f"{mine:.1f}/s = {mine / connections:.2f} x connections (target >= 0.9)"
+    )
 
 
 def bench_memory(small: int, large: int) -> None:
@@ -243,9 +249,11 @@ def bench_memory(small: int, large: int) -> None:
                 env=env, capture_output=True, text=True, check=True,
             )  # fmt: skip
             peaks[count] = int(done.stdout.strip()) / 1024
-    print(f"memory: peak RSS sending to {small}: {peaks[small]:.0f} MB, to {large}: "
-          f"{peaks[large]:.0f} MB, ratio {peaks[large] / peaks[small]:.2f} "
-          f"(targets: <= 1.2 and < 150 MB)")
+    print(
+        f"memory: peak RSS sending to {small}: {peaks[small]:.0f} MB, to {large}: "
+        f"{peaks[large]:.0f} MB, ratio {peaks[large] / peaks[small]:.2f} "
+        f"(targets: <= 1.2 and < 150 MB)"
+    )
 
 
 def bench_import(count: int) -> None:
@@ -273,24 +281,32 @@ def bench_import(count: int) -> None:
         for _, row in rows:
             parse_address(row[0])
         validate = time.perf_counter() - start
-    print(f"import: {count} rows in {elapsed:.1f} s = {count / elapsed:.0f} rows/s "
-          f"(target >= 20000/s); parse+validate alone {count / validate:.0f} rows/s")
+    print(
+        f"import: {count} rows in {elapsed:.1f} s = {count / elapsed:.0f} rows/s "
+        f"(target >= 20000/s); parse+validate alone {count / validate:.0f} rows/s"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("which", nargs="?", default="all",
-                        choices=["all", "render", "throughput", "latency", "memory", "import"])
+    parser.add_argument(
+        "which",
+        nargs="?",
+        default="all",
+        choices=["all", "render", "throughput", "latency", "memory", "import"],
+    )
     parser.add_argument("--full", action="store_true", help="the issue's sizes (slow)")
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    )
     if args.which in ("all", "render"):
         bench_render()
     if args.which in ("all", "throughput"):
         bench_throughput(20_000)
     if args.which in ("all", "latency"):
-        bench_latency(640)
+        bench_latency(1920)
     if args.which in ("all", "memory"):
         bench_memory(10_000, 1_000_000 if args.full else 100_000)
     if args.which in ("all", "import"):

@@ -19,13 +19,16 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlmodel import Session
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
 
 from newsletter import subscribers
 from newsletter.errors import NewsletterError
+from newsletter.models import Subscriber, Subscription, Suppression
 from newsletter.subscribers import InvalidAddress, Status, clean_name, parse_address
 
 MAX_BYTES = 200 * 1024 * 1024
@@ -107,6 +110,17 @@ def read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     return header, rows()
 
 
+@dataclass
+class _Row:
+    email: str
+    key: str
+    name: str | None
+    attributes: dict[str, str]
+    # A repeat of a row already written in an earlier chunk: merged, counted only as a
+    # duplicate.
+    duplicate: bool = False
+
+
 def import_csv(
     session: Session,
     newsletter: str,
@@ -115,12 +129,15 @@ def import_csv(
     dry_run: bool = False,
     status: Status = "active",
 ) -> ImportReport:
+    """Validate row by row, then write a chunk of rows with a few set-based statements
+    (the rules are those of subscribers.add); the whole file is one transaction."""
     header, rows = read_csv(path)
     report = ImportReport(dry_run=dry_run)
     email_at = header.index("email")
     name_at = header.index("name") if "name" in header else None
     extra = [(i, column) for i, column in enumerate(header) if i not in (email_at, name_at)]
     seen: set[str] = set()
+    chunk: dict[str, _Row] = {}
     for line, row in rows:
         raw = row[email_at].strip() if email_at < len(row) else ""
         if len(row) > len(header):
@@ -142,29 +159,115 @@ def import_csv(
             for i, column in extra
             if i < len(row) and row[i].strip()
         }
+        if address.key in seen:
+            # A repeated row is merged into the first (its name and attributes fill in)
+            # and counted once, as a duplicate.
+            report.duplicates += 1
+            earlier = chunk.get(address.key)
+            if earlier is not None:
+                earlier.name = name or earlier.name
+                earlier.attributes |= attributes
+                continue
         duplicate = address.key in seen
         seen.add(address.key)
-        # A repeated row is merged into the first (its name and attributes fill in), and
-        # counted once, as a duplicate.
-        outcome, _ = subscribers.add(
-            session, newsletter, address.email, name=name, source="import", status=status,
-            attributes=attributes,
-        )  # fmt: skip
-        if duplicate:
-            report.duplicates += 1
-        elif outcome == "added":
-            report.imported += 1
-        elif outcome == "updated":
-            report.updated += 1
-        elif outcome == "unchanged":
-            report.unchanged += 1
-        else:
-            report.suppressed += 1
+        chunk[address.key] = _Row(address.email, address.key, name, attributes, duplicate)
+        if len(chunk) >= 1000:
+            _write(session, newsletter, status, list(chunk.values()), report)
+            chunk = {}
+    _write(session, newsletter, status, list(chunk.values()), report)
     if dry_run:
         session.rollback()
     else:
         session.commit()
     return report
+
+
+def _write(
+    session: Session,
+    newsletter: str,
+    status: Status,
+    rows: list[_Row],
+    report: ImportReport,
+) -> None:
+    if not rows:
+        return
+    keys = [row.key for row in rows]
+    people = {
+        person.email_key: person
+        for person in session.exec(select(Subscriber).where(col(Subscriber.email_key).in_(keys)))
+    }
+    hashes = {subscribers.key_hash(key): key for key in keys}
+    suppressed = {
+        hashes[digest]
+        for digest in session.exec(
+            select(Suppression.key_hash).where(col(Suppression.key_hash).in_(list(hashes)))
+        )
+    }
+    ids = [person.id for person in people.values()]
+    memberships = {
+        sub.subscriber_id: sub
+        for sub in session.exec(
+            select(Subscription).where(
+                col(Subscription.subscriber_id).in_(ids), Subscription.newsletter == newsletter
+            )
+        )
+    }
+    now = datetime.now(UTC)
+    new_people: list[dict[str, Any]] = []
+    joined: list[int] = []  # existing people without a subscription to this newsletter
+    for row in rows:
+
+        def count(outcome: str, row: _Row = row) -> None:
+            if not row.duplicate:
+                setattr(report, outcome, getattr(report, outcome) + 1)
+
+        if row.key in suppressed:
+            count("suppressed")
+            continue
+        person = people.get(row.key)
+        if person is None:
+            new_people.append({"email": row.email, "email_key": row.key, "name": row.name,
+                               "source": "import", "attributes": row.attributes,
+                               "created_at": now})  # fmt: skip
+            count("imported")
+            continue
+        assert person.id is not None
+        membership = memberships.get(person.id)
+        if membership is not None and membership.status in subscribers.CLOSED:
+            count("suppressed")
+            continue
+        changed = False
+        if row.name and row.name != person.name:
+            person.name, changed = row.name, True
+        merged = person.attributes | row.attributes
+        if merged != person.attributes:
+            person.attributes, changed = merged, True
+        if changed:
+            session.add(person)
+        if membership is None:
+            joined.append(person.id)
+            count("imported")
+        elif membership.status == "pending" and status == "active":
+            subscribers.set_status(membership, "active")
+            session.add(membership)
+            count("updated")
+        else:
+            count("updated" if changed else "unchanged")
+    if new_people:
+        session.execute(sa.insert(Subscriber), new_people)
+        created = session.exec(
+            select(Subscriber.id).where(
+                col(Subscriber.email_key).in_([p["email_key"] for p in new_people])
+            )
+        ).all()
+        joined.extend(i for i in created if i is not None)
+    if joined:
+        session.execute(
+            sa.insert(Subscription),
+            [{"subscriber_id": i, "newsletter": newsletter, "status": status, "created_at": now,
+              "confirmed_at": now if status == "active" else None} for i in joined],
+        )  # fmt: skip
+    session.flush()
 
 
 def neutralise(cell: str) -> str:

@@ -112,3 +112,14 @@ def test_export_neutralises_formula_cells(project: Project) -> None:
             assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
     assert {r["email"] for r in rows} == {"ann@example.org", "bob@example.org", "eve@example.org",
                                           "olena@example.org", "анна@пример.рф"}  # fmt: skip
+
+
+def test_a_duplicate_past_the_first_chunk_is_merged_not_doubled(project: Project) -> None:
+    lines = ["email,name,team"] + [f"r{n}@example.org,R{n}," for n in range(1500)]
+    lines.append("R0@Example.org,Renamed,desk")  # the same person as the first row
+    code, report = run_import(project, "\n".join(lines) + "\n")
+    assert code == 0 and report["imported"] == 1500 and report["duplicates"] == 1
+    assert report["updated"] == 0 and report["unchanged"] == 0
+    first = json.loads(project.run("subscribers", "show", "r0@example.org", "--json").stdout)
+    assert first["name"] == "Renamed" and first["attributes"] == {"team": "desk"}
+    assert json.loads(project.run("subscribers", "count", "--json").stdout)["active"] == 1500
