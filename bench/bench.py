@@ -65,8 +65,11 @@ def smtp_sink(*flags: str) -> Iterator[int]:
     if not Path(sink).exists():
         sys.exit("smtp-sink not found: install Debian's postfix package (bench/run does)")
     port = free_port()
-    process = subprocess.Popen([sink, "-u", "nobody", *flags, f"127.0.0.1:{port}", "1024"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        [sink, "-u", "nobody", *flags, f"127.0.0.1:{port}", "1024"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -81,15 +84,21 @@ def smtp_sink(*flags: str) -> Iterator[int]:
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "newsletter", *args], env=env,
-                          capture_output=True, text=True)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "newsletter", *args], env=env, capture_output=True, text=True
+    )
 
 
 def project(folder: Path, subscribers: int) -> dict[str, str]:
     """A newsletter with the sample week approved and `subscribers` active readers."""
     config_file = folder / "newsletter.toml"
-    init_project(config_file, name="War Notes", timezone="Europe/Kyiv",
-                 sender="War Notes <notes@example.org>", base_url="https://news.example.org")  # fmt: skip
+    init_project(
+        config_file,
+        name="War Notes",
+        timezone="Europe/Kyiv",
+        sender="War Notes <notes@example.org>",
+        base_url="https://news.example.org",
+    )
     with config_file.open("a") as handle:
         handle.write(SOURCES)
     env = os.environ | {"NEWSLETTER_CONFIG": str(config_file)}
@@ -105,16 +114,22 @@ def project(folder: Path, subscribers: int) -> dict[str, str]:
         for start in range(0, subscribers, 10_000):
             rows = range(start, min(start + 10_000, subscribers))
             connection.execute(
-                sa.text("INSERT INTO subscribers (id, email, email_key, name, source, attributes,"
-                        " created_at) VALUES (:id, :e, :e, :n, 'bench', '{}', :t)"),
-                [{"id": i + 1, "e": f"reader{i}@example.org", "n": f"Reader {i}", "t": now}
-                 for i in rows],
-            )  # fmt: skip
+                sa.text(
+                    "INSERT INTO subscribers (id, email, email_key, name, source, attributes,"
+                    " created_at) VALUES (:id, :e, :e, :n, 'bench', '{}', :t)"
+                ),
+                [
+                    {"id": i + 1, "e": f"reader{i}@example.org", "n": f"Reader {i}", "t": now}
+                    for i in rows
+                ],
+            )
             connection.execute(
-                sa.text("INSERT INTO subscriptions (subscriber_id, newsletter, status, created_at,"
-                        " confirmed_at) VALUES (:id, 'war-notes', 'active', :t, :t)"),
+                sa.text(
+                    "INSERT INTO subscriptions (subscriber_id, newsletter, status, created_at,"
+                    " confirmed_at) VALUES (:id, 'war-notes', 'active', :t, :t)"
+                ),
                 [{"id": i + 1, "t": now} for i in rows],
-            )  # fmt: skip
+            )
     engine.dispose()
     return env
 
@@ -128,11 +143,21 @@ def sample_message(env: dict[str, str]) -> bytes:
     config = load_config(Path(env["NEWSLETTER_CONFIG"]))
     with Session(open_database(config.database_url)) as session:
         issue = find_approved(session, config, "2022-W51")
-        template = issue_template(config, slug=issue.slug, subject=issue.subject,
-                                  html=issue.html, text=issue.text, date=datetime.now(UTC))  # fmt: skip
-    return template.render(email="reader0@example.org", email_key="reader0@example.org",
-                           name="Reader 0", unsubscribe_url="https://news.example.org/u/1.0.x",
-                           view_url="https://news.example.org/archive/2022-W51/")  # fmt: skip
+        template = issue_template(
+            config,
+            slug=issue.slug,
+            subject=issue.subject,
+            html=issue.html,
+            text=issue.text,
+            date=datetime.now(UTC),
+        )
+    return template.render(
+        email="reader0@example.org",
+        email_key="reader0@example.org",
+        name="Reader 0",
+        unsubscribe_url="https://news.example.org/u/1.0.x",
+        view_url="https://news.example.org/archive/2022-W51/",
+    )
 
 
 def baseline(port: int, message: bytes, count: int, connections: int) -> float:
@@ -156,8 +181,16 @@ def baseline(port: int, message: bytes, count: int, connections: int) -> float:
 def ours(env: dict[str, str], port: int, connections: int) -> tuple[float, int]:
     """`newsletter send` in a child process: messages a second and its peak RSS in KB."""
     start = time.perf_counter()
-    done = run("send", "2022-W51", "--json", "--connections", str(connections),
-               "--transport", f"smtp://127.0.0.1:{port}", env=env)  # fmt: skip
+    done = run(
+        "send",
+        "2022-W51",
+        "--json",
+        "--connections",
+        str(connections),
+        "--transport",
+        f"smtp://127.0.0.1:{port}",
+        env=env,
+    )
     elapsed = time.perf_counter() - start
     assert done.returncode == 0, done.stdout + done.stderr
     import json
@@ -185,23 +218,39 @@ def bench_render() -> None:
         render_ms = statistics.median(times) * 1000
         from newsletter.mail import issue_template
 
-        template = issue_template(config, slug="b", subject=rendered.subject,
-                                  html=rendered.html.source, text=rendered.text.source,
-                                  date=datetime.now(UTC))  # fmt: skip
+        template = issue_template(
+            config,
+            slug="b",
+            subject=rendered.subject,
+            html=rendered.html.source,
+            text=rendered.text.source,
+            date=datetime.now(UTC),
+        )
         n = 5000
         start = time.perf_counter()
         for i in range(n):
-            template.render(email=f"r{i}@example.org", email_key=f"r{i}@example.org",
-                            name="Olena", unsubscribe_url="https://news.example.org/u/1.0.x",
-                            view_url="https://news.example.org/archive/b/")  # fmt: skip
+            template.render(
+                email=f"r{i}@example.org",
+                email_key=f"r{i}@example.org",
+                name="Olena",
+                unsubscribe_url="https://news.example.org/u/1.0.x",
+                view_url="https://news.example.org/archive/b/",
+            )
         fill_us = (time.perf_counter() - start) / n * 1e6
         # Baseline: what filling replaces, an EmailMessage built per recipient.
         m = 300
         start = time.perf_counter()
         for i in range(m):
-            to_bytes(build_message(config, to=recipient(f"r{i}@example.org", "Olena"),
-                                   subject=rendered.subject, text=rendered.text.source,
-                                   html=rendered.html.source, message_id_parts=("b", str(i))))  # fmt: skip
+            to_bytes(
+                build_message(
+                    config,
+                    to=recipient(f"r{i}@example.org", "Olena"),
+                    subject=rendered.subject,
+                    text=rendered.text.source,
+                    html=rendered.html.source,
+                    message_id_parts=("b", str(i)),
+                )
+            )
         email_us = (time.perf_counter() - start) / m * 1e6
     print(f"render: full issue render {render_ms:.1f} ms (target < 50 ms)")
     print(
@@ -240,14 +289,29 @@ def bench_memory(small: int, large: int) -> None:
     for count in (small, large):
         with tempfile.TemporaryDirectory() as folder, smtp_sink() as port:
             env = project(Path(folder), count)
-            script = ("import resource, subprocess, sys; "
-                      "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
-                      "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")  # fmt: skip
+            script = (
+                "import resource, subprocess, sys; "
+                "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+            )
             done = subprocess.run(
-                [sys.executable, "-c", script, sys.executable, "-m", "newsletter", "send",
-                 "2022-W51", "--transport", f"smtp://127.0.0.1:{port}"],
-                env=env, capture_output=True, text=True, check=True,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-c",
+                    script,
+                    sys.executable,
+                    "-m",
+                    "newsletter",
+                    "send",
+                    "2022-W51",
+                    "--transport",
+                    f"smtp://127.0.0.1:{port}",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             peaks[count] = int(done.stdout.strip()) / 1024
     print(
         f"memory: peak RSS sending to {small}: {peaks[small]:.0f} MB, to {large}: "
@@ -265,8 +329,13 @@ def bench_import(count: int) -> None:
             for i in range(count):
                 writer.writerow([f"reader{i}@example.org", f"Reader {i}", "Kyiv"])
         config_file = Path(folder) / "newsletter.toml"
-        init_project(config_file, name="War Notes", timezone="UTC",
-                     sender="n@example.org", base_url="https://e.org")  # fmt: skip
+        init_project(
+            config_file,
+            name="War Notes",
+            timezone="UTC",
+            sender="n@example.org",
+            base_url="https://e.org",
+        )
         env = os.environ | {"NEWSLETTER_CONFIG": str(config_file)}
         start = time.perf_counter()
         done = run("subscribers", "import", str(path), "--json", env=env)
