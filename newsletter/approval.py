@@ -63,9 +63,16 @@ def approve(
     replaced = row is not None
     if row is None:
         row = ApprovedIssue(
-            slug=issue.slug, newsletter=config.key, subject="", preheader="", html="", text="",
-            web_html="", content_hash="", source_hash="",
-        )  # fmt: skip
+            slug=issue.slug,
+            newsletter=config.key,
+            subject="",
+            preheader="",
+            html="",
+            text="",
+            web_html="",
+            content_hash="",
+            source_hash="",
+        )
     row.newsletter = config.key
     row.week = issue.week
     row.subject = issue.subject

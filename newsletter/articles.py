@@ -45,12 +45,18 @@ class StoredFields:
     def digest(self) -> str:
         payload = json.dumps(
             [
-                self.title, self.authors, self.published.astimezone(UTC).isoformat(),
-                self.summary_html, self.body_html, self.image, self.tags,
-                self.reading_minutes, self.guid,
+                self.title,
+                self.authors,
+                self.published.astimezone(UTC).isoformat(),
+                self.summary_html,
+                self.body_html,
+                self.image,
+                self.tags,
+                self.reading_minutes,
+                self.guid,
             ],
             ensure_ascii=False,
-        )  # fmt: skip
+        )
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -172,7 +178,7 @@ def query(
         statement = statement.where(
             Article.published >= period.start, Article.published < period.end
         )
-    statement = statement.order_by(Article.published, Article.id)  # type: ignore[arg-type]
+    statement = statement.order_by(col(Article.published), col(Article.id))
     return session.exec(statement).all()
 
 

@@ -239,9 +239,14 @@ def new_issue(
 
 
 def _starter(
-    name: str, slug: str, subject: str, preheader: str, author: str | None, week: str,
+    name: str,
+    slug: str,
+    subject: str,
+    preheader: str,
+    author: str | None,
+    week: str,
     found: list[Article] | Any,
-) -> str:  # fmt: skip
+) -> str:
     def q(value: str) -> str:
         return json.dumps(value, ensure_ascii=False)
 

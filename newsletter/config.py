@@ -182,11 +182,21 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
     news = _table(data, "newsletter", path)
     _known(
         news,
-        {"id", "name", "timezone", "from", "base_url", "language", "postal_address", "reason",
-         "name_fallback", "key_file"},
+        {
+            "id",
+            "name",
+            "timezone",
+            "from",
+            "base_url",
+            "language",
+            "postal_address",
+            "reason",
+            "name_fallback",
+            "key_file",
+        },
         path,
         "[newsletter]",
-    )  # fmt: skip
+    )
     name = _required(news, "name", path, "[newsletter]")
     timezone = _wrap(path, "[newsletter] timezone", check_timezone, news.get("timezone", "UTC"))
     sender = _wrap(
@@ -208,10 +218,11 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
     key_file = _string(news, "key_file", path, "[newsletter]")
     delivery = _table(data, "delivery", path)
     _known(
-        delivery, {"transport", "dkim_selector", "dkim_key_file", "feedback_id", "retry_hours"},
+        delivery,
+        {"transport", "dkim_selector", "dkim_key_file", "feedback_id", "retry_hours"},
         path,
         "[delivery]",
-    )  # fmt: skip
+    )
     dkim_selector = _string(delivery, "dkim_selector", path, "[delivery]")
     dkim_key = _string(delivery, "dkim_key_file", path, "[delivery]")
     if bool(dkim_selector) != bool(dkim_key):

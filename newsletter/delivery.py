@@ -36,15 +36,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from newsletter.models import ApprovedIssue, Delivery, Subscriber, Subscription, Suppression
 from newsletter.subscribers import key_hash, set_status
 
 States = Literal["queued", "sending", "sent", "deferred", "failed", "unknown", "skipped"]
 STATES: tuple[States, ...] = (
-    "queued", "sending", "sent", "deferred", "failed", "unknown", "skipped",
-)  # fmt: skip
+    "queued",
+    "sending",
+    "sent",
+    "deferred",
+    "failed",
+    "unknown",
+    "skipped",
+)
 OPEN: tuple[States, ...] = ("queued", "sending", "deferred")
 _NO_SUCH_USER = re.compile(r"\b5\.1\.\d{1,3}\b")
 
@@ -124,11 +130,19 @@ def enqueue(session: Session, issue: ApprovedIssue) -> int:
     count = 0
     rows: list[dict[str, object]] = []
     for person in audience(session, issue.newsletter):
-        rows.append({
-            "issue_id": issue.id, "subscriber_id": person.id, "email": person.email,
-            "email_key": person.email_key, "name": person.name, "state": "queued",
-            "attempts": 0, "created_at": now, "updated_at": now,
-        })  # fmt: skip
+        rows.append(
+            {
+                "issue_id": issue.id,
+                "subscriber_id": person.id,
+                "email": person.email,
+                "email_key": person.email_key,
+                "name": person.name,
+                "state": "queued",
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
         if len(rows) >= 1000:
             session.execute(sa.insert(Delivery), rows)
             count += len(rows)
@@ -163,15 +177,14 @@ def claim(session: Session, issue_id: int, limit: int) -> tuple[list[Claimed], i
         col(Delivery.state) == "queued",
         sa.and_(col(Delivery.state) == "deferred", col(Delivery.next_attempt_at) <= now),
     )
-    table = Delivery.__table__  # type: ignore[attr-defined]
+    table = SQLModel.metadata.tables["deliveries"]
     rows = session.execute(
-        sa.select(table.c.id, table.c.subscriber_id, table.c.email, table.c.email_key,
-                  table.c.name)
+        sa.select(table.c.id, table.c.subscriber_id, table.c.email, table.c.email_key, table.c.name)
         .where(table.c.issue_id == issue_id, due)
         .order_by(table.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
-    ).all()  # fmt: skip
+    ).all()
     if not rows:
         session.commit()
         return [], 0
@@ -222,9 +235,15 @@ def record(session: Session, outcomes: Iterable[Outcome], policy: RetryPolicy) -
         session.execute(
             sa.update(Delivery)
             .where(col(Delivery.id).in_(sent))
-            .values(state="sent", sent_at=now, updated_at=now, last_code=250, last_error=None,
-                    attempts=Delivery.attempts + 1)
-        )  # fmt: skip
+            .values(
+                state="sent",
+                sent_at=now,
+                updated_at=now,
+                last_code=250,
+                last_error=None,
+                attempts=Delivery.attempts + 1,
+            )
+        )
     requeued = [o.delivery_id for o in outcomes if o.kind == "requeue"]
     _set_state(session, requeued, "queued", now)
     for outcome in outcomes:

@@ -91,9 +91,10 @@ def _take_row(engine: Engine, name: str, host: str, pid: int) -> bool:
             # The holder died (kill -9, power loss): remove exactly its row and try again.
             session.execute(
                 sa.delete(RunLock).where(
-                    col(RunLock.name) == name, col(RunLock.host) == holder.host,
+                    col(RunLock.name) == name,
+                    col(RunLock.host) == holder.host,
                     col(RunLock.pid) == holder.pid,
                 )
-            )  # fmt: skip
+            )
             session.commit()
     return False

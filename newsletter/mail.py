@@ -82,11 +82,14 @@ def to_bytes(message: EmailMessage) -> bytes:
 def confirmation_message(config: Config, person: Subscriber, confirm_url: str) -> bytes:
     """The double opt-in email: the only message sent to someone not yet subscribed."""
     context = {
-        "newsletter": {"name": config.name, "language": config.language,
-                       "postal_address": config.postal_address},
+        "newsletter": {
+            "name": config.name,
+            "language": config.language,
+            "postal_address": config.postal_address,
+        },
         "name": person.name,
         "confirm_url": confirm_url,
-    }  # fmt: skip
+    }
     text = render_template(environment(config, autoescape=False), "confirm.txt.j2", context)
     html = render_template(environment(config, autoescape=True), "confirm.html.j2", context)
     message = build_message(
@@ -144,26 +147,40 @@ class IssueTemplate:
         html = _fill(self._html, placeholder_values(person, self.fallback, "html"))
         head = (
             self.head
-            + b"To: " + _to_header(email, name) + b"\r\n"
-            + b"Message-ID: " + self.message_id(email_key).encode() + b"\r\n"
-            + b"List-Unsubscribe: <" + _header_safe(unsubscribe_url) + b">\r\n"
-        )  # fmt: skip
+            + b"To: "
+            + _to_header(email, name)
+            + b"\r\n"
+            + b"Message-ID: "
+            + self.message_id(email_key).encode()
+            + b"\r\n"
+            + b"List-Unsubscribe: <"
+            + _header_safe(unsubscribe_url)
+            + b">\r\n"
+        )
         boundary = self.boundary.encode()
         data = b"".join(
             [
                 head,
-                b'Content-Type: multipart/alternative; boundary="', boundary, b'"\r\n\r\n',
-                b"--", boundary, b"\r\n",
+                b'Content-Type: multipart/alternative; boundary="',
+                boundary,
+                b'"\r\n\r\n',
+                b"--",
+                boundary,
+                b"\r\n",
                 b'Content-Type: text/plain; charset="utf-8"\r\n',
                 b"Content-Transfer-Encoding: base64\r\n\r\n",
                 _base64(text),
-                b"--", boundary, b"\r\n",
+                b"--",
+                boundary,
+                b"\r\n",
                 b'Content-Type: text/html; charset="utf-8"\r\n',
                 b"Content-Transfer-Encoding: base64\r\n\r\n",
                 _base64(html),
-                b"--", boundary, b"--\r\n",
+                b"--",
+                boundary,
+                b"--\r\n",
             ]
-        )  # fmt: skip
+        )
         return self.dkim.sign(data) if self.dkim else data
 
 
@@ -278,8 +295,17 @@ class DKIMSigner:
     domain: str
     private_key: bytes
 
-    HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"list-id",
-               b"list-unsubscribe", b"list-unsubscribe-post", b"mime-version")  # fmt: skip
+    HEADERS = (
+        b"from",
+        b"to",
+        b"subject",
+        b"date",
+        b"message-id",
+        b"list-id",
+        b"list-unsubscribe",
+        b"list-unsubscribe-post",
+        b"mime-version",
+    )
 
     def sign(self, message: bytes) -> bytes:
         import dkim

@@ -39,8 +39,28 @@ def clean_html(fragment: str, base_url: str | None = None) -> str:
     return cleaned.strip()
 
 
-_CARD_TAGS = {"p", "br", "a", "em", "strong", "b", "i", "u", "s", "q", "cite", "code",
-              "abbr", "sub", "sup", "ul", "ol", "li", "blockquote", "span"}  # fmt: skip
+_CARD_TAGS = {
+    "p",
+    "br",
+    "a",
+    "em",
+    "strong",
+    "b",
+    "i",
+    "u",
+    "s",
+    "q",
+    "cite",
+    "code",
+    "abbr",
+    "sub",
+    "sup",
+    "ul",
+    "ol",
+    "li",
+    "blockquote",
+    "span",
+}
 
 
 def card_html(fragment: str) -> str:

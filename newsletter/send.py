@@ -236,8 +236,18 @@ def send_issue(
             report.enqueued = delivery.enqueue(session, issue)
             template = _template(config, issue)
             total = sum(delivery.counts(session, issue.id)[s] for s in ("queued", "deferred"))
-            _run(config, key, session, issue, template, make_transport, options, report,
-                 total, on_progress)  # fmt: skip
+            _run(
+                config,
+                key,
+                session,
+                issue,
+                template,
+                make_transport,
+                options,
+                report,
+                total,
+                on_progress,
+            )
             report.finished = delivery.finish_if_done(session, issue)
             report.ledger = delivery.counts(session, issue.id)
     report.elapsed = round(time.monotonic() - started, 3)
@@ -246,9 +256,15 @@ def send_issue(
 
 def _template(config: Config, issue: ApprovedIssue) -> IssueTemplate:
     return issue_template(
-        config, slug=issue.slug, subject=issue.subject, html=issue.html, text=issue.text,
-        date=datetime.now(UTC), dkim=dkim_signer(config), feedback_id=config.feedback_id,
-    )  # fmt: skip
+        config,
+        slug=issue.slug,
+        subject=issue.subject,
+        html=issue.html,
+        text=issue.text,
+        date=datetime.now(UTC),
+        dkim=dkim_signer(config),
+        feedback_id=config.feedback_id,
+    )
 
 
 def _run(
@@ -267,10 +283,16 @@ def _run(
     view_url = f"{config.base_url}/archive/{issue.slug}/"
 
     def build(row: Claimed) -> bytes:
-        unsubscribe = signed_url(config.base_url, key, "unsubscribe", issue.newsletter,
-                                 row.subscriber_id)  # fmt: skip
-        return template.render(email=row.email, email_key=row.email_key, name=row.name,
-                               unsubscribe_url=unsubscribe, view_url=view_url)  # fmt: skip
+        unsubscribe = signed_url(
+            config.base_url, key, "unsubscribe", issue.newsletter, row.subscriber_id
+        )
+        return template.render(
+            email=row.email,
+            email_key=row.email_key,
+            name=row.name,
+            unsubscribe_url=unsubscribe,
+            view_url=view_url,
+        )
 
     pool = Pool(make_transport, build, sender(config).addr_spec, options)
     batch = max(10, 8 * options.connections)
@@ -324,9 +346,10 @@ def due_issues(session: Session, now: datetime | None = None) -> list[ApprovedIs
     moment = now or datetime.now(UTC)
     rows = session.exec(select(ApprovedIssue).where(col(ApprovedIssue.finished_at).is_(None))).all()
     due = [
-        row for row in rows
+        row
+        for row in rows
         if row.enqueued_at is not None or (row.send_at is not None and row.send_at <= moment)
-    ]  # fmt: skip
+    ]
     return sorted(due, key=lambda row: row.send_at or row.approved_at)
 
 
@@ -346,19 +369,26 @@ def send_tests(
     issue = read_issue(issue_path(config, slug_or_path))
     rendered = render_issue(config, issue, issue_articles(issue, session))
     template = issue_template(
-        config, slug=f"test-{issue.slug}-{time.time_ns()}", subject=f"[Test] {issue.subject}",
-        html=rendered.html.source, text=rendered.text.source, date=datetime.now(UTC),
-        dkim=dkim_signer(config), feedback_id=config.feedback_id,
-    )  # fmt: skip
+        config,
+        slug=f"test-{issue.slug}-{time.time_ns()}",
+        subject=f"[Test] {issue.subject}",
+        html=rendered.html.source,
+        text=rendered.text.source,
+        date=datetime.now(UTC),
+        dkim=dkim_signer(config),
+        feedback_id=config.feedback_id,
+    )
     transport = make_transport()
     try:
         for raw in addresses:
             address = parse_address(raw)
             data = template.render(
-                email=address.email, email_key=address.key, name=None,
+                email=address.email,
+                email_key=address.key,
+                name=None,
                 unsubscribe_url=f"{config.base_url}/unsubscribe/test",
                 view_url=f"{config.base_url}/archive/{issue.slug}/",
-            )  # fmt: skip
+            )
             transport.send(sender(config).addr_spec, address.email, data)
     finally:
         transport.close()

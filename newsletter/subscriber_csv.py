@@ -226,9 +226,16 @@ def _write(
             continue
         person = people.get(row.key)
         if person is None:
-            new_people.append({"email": row.email, "email_key": row.key, "name": row.name,
-                               "source": "import", "attributes": row.attributes,
-                               "created_at": now})  # fmt: skip
+            new_people.append(
+                {
+                    "email": row.email,
+                    "email_key": row.key,
+                    "name": row.name,
+                    "source": "import",
+                    "attributes": row.attributes,
+                    "created_at": now,
+                }
+            )
             count("imported")
             continue
         assert person.id is not None
@@ -264,9 +271,17 @@ def _write(
     if joined:
         session.execute(
             sa.insert(Subscription),
-            [{"subscriber_id": i, "newsletter": newsletter, "status": status, "created_at": now,
-              "confirmed_at": now if status == "active" else None} for i in joined],
-        )  # fmt: skip
+            [
+                {
+                    "subscriber_id": i,
+                    "newsletter": newsletter,
+                    "status": status,
+                    "created_at": now,
+                    "confirmed_at": now if status == "active" else None,
+                }
+                for i in joined
+            ],
+        )
     session.flush()
 
 
@@ -285,17 +300,30 @@ def export_csv(session: Session, newsletter: str, out: TextIO, status: Status | 
             break
     extra = sorted({key for person, _ in head for key in person.attributes})
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(["email", "name", "status", "created_at", "confirmed_at",
-                     "unsubscribed_at", "source", *extra])  # fmt: skip
+    writer.writerow(
+        [
+            "email",
+            "name",
+            "status",
+            "created_at",
+            "confirmed_at",
+            "unsubscribed_at",
+            "source",
+            *extra,
+        ]
+    )
     count = 0
     for person, subscription in _chain(head, rows):
         cells = [
-            person.email, person.name or "", subscription.status,
+            person.email,
+            person.name or "",
+            subscription.status,
             subscription.created_at.isoformat(),
             subscription.confirmed_at.isoformat() if subscription.confirmed_at else "",
             subscription.unsubscribed_at.isoformat() if subscription.unsubscribed_at else "",
-            person.source, *(str(person.attributes.get(key, "")) for key in extra),
-        ]  # fmt: skip
+            person.source,
+            *(str(person.attributes.get(key, "")) for key in extra),
+        ]
         writer.writerow([neutralise(cell) for cell in cells])
         count += 1
     return count

@@ -159,8 +159,13 @@ def add(
     person = session.exec(select(Subscriber).where(Subscriber.email_key == address.key)).first()
     cleaned = clean_name(name)
     if person is None:
-        person = Subscriber(email=address.email, email_key=address.key, name=cleaned,
-                            source=source, attributes=dict(attributes or {}))  # fmt: skip
+        person = Subscriber(
+            email=address.email,
+            email_key=address.key,
+            name=cleaned,
+            source=source,
+            attributes=dict(attributes or {}),
+        )
         session.add(person)
         session.flush()
         created = True
@@ -283,8 +288,13 @@ def request_subscription(
         return None
     person = session.exec(select(Subscriber).where(Subscriber.email_key == address.key)).first()
     if person is None:
-        person = Subscriber(email=address.email, email_key=address.key, name=clean_name(name),
-                            source="web", attributes={})  # fmt: skip
+        person = Subscriber(
+            email=address.email,
+            email_key=address.key,
+            name=clean_name(name),
+            source="web",
+            attributes={},
+        )
         session.add(person)
         session.flush()
     subscription = subscription_of(session, person, newsletter)

@@ -184,8 +184,9 @@ class SMTPTransport:
             code, reply = smtp.mail(sender, options)
             if code != 250:
                 self._abandon(code)
-                raise TransportError(f"{self.where} refused the sender: {code} {_text(reply)}",
-                                     code, "envelope")  # fmt: skip
+                raise TransportError(
+                    f"{self.where} refused the sender: {code} {_text(reply)}", code, "envelope"
+                )
             code, reply = smtp.rcpt(recipient)
             if code not in (250, 251):
                 self._abandon(code)

@@ -12,12 +12,36 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 # Parameters that identify a campaign or a click, never the document.
 TRACKING_PARAMS = frozenset(
     {
-        "ref", "ref_src", "ref_url", "referrer", "source",
-        "fbclid", "gclid", "gclsrc", "dclid", "msclkid", "yclid", "twclid", "igshid",
-        "mc_cid", "mc_eid", "_hsenc", "_hsmi", "mkt_tok", "vero_id", "oly_anon_id",
-        "oly_enc_id", "wt_mc", "cmpid", "ocid", "s_cid", "_ga", "_gl", "spm",
+        "ref",
+        "ref_src",
+        "ref_url",
+        "referrer",
+        "source",
+        "fbclid",
+        "gclid",
+        "gclsrc",
+        "dclid",
+        "msclkid",
+        "yclid",
+        "twclid",
+        "igshid",
+        "mc_cid",
+        "mc_eid",
+        "_hsenc",
+        "_hsmi",
+        "mkt_tok",
+        "vero_id",
+        "oly_anon_id",
+        "oly_enc_id",
+        "wt_mc",
+        "cmpid",
+        "ocid",
+        "s_cid",
+        "_ga",
+        "_gl",
+        "spm",
     }
-)  # fmt: skip
+)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 

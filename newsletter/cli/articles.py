@@ -95,8 +95,11 @@ def show_article(
             return
         published = article.published.astimezone(zone).strftime("%A %Y-%m-%d %H:%M %Z")
         out.print(f"[bold]{article.title}[/bold]")
-        out.print(f"{', '.join(article.author_names) or 'no author'} · {published} · "
-                  f"{article.reading_minutes} min read", markup=False)  # fmt: skip
+        out.print(
+            f"{', '.join(article.author_names) or 'no author'} · {published} · "
+            f"{article.reading_minutes} min read",
+            markup=False,
+        )
         out.print(article.url, markup=False)
         if article.image:
             out.print(f"image: {article.image}", markup=False)

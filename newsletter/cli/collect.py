@@ -10,10 +10,7 @@ from rich.table import Table
 
 from newsletter.cli.output import err, out, print_json
 from newsletter.cli.state import state
-from newsletter.collect.run import SourceReport, adhoc_source, collect
-from newsletter.config import Config, Source
-from newsletter.dates import parse_datetime
-from newsletter.errors import UsageError
+from newsletter.collect.run import SourceReport, choose_sources, collect
 
 
 def register(app: typer.Typer) -> None:
@@ -56,16 +53,20 @@ def collect_command(
     """
     st = state(ctx)
     config = st.config()
-    sources = choose_sources(config, names or [], feed or [], page or [], text or [], url or [],
-                             published or [])  # fmt: skip
+    sources = choose_sources(
+        config, names or [], feed or [], page or [], text or [], url or [], published or []
+    )
     engine = st.engine()
     if as_json or not err.is_terminal:
         reports = collect(config, engine, sources)
     else:
         with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-            console=err, transient=True,
-        ) as progress:  # fmt: skip
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
             task = progress.add_task("collecting", total=len(sources))
             reports = collect(
                 config,
@@ -82,46 +83,6 @@ def collect_command(
     raise typer.Exit(0 if ok else 1)
 
 
-def choose_sources(
-    config: Config,
-    names: list[str],
-    feeds: list[str],
-    pages: list[str],
-    texts: list[str],
-    urls: list[str],
-    published: list[str],
-) -> list[Source]:
-    """Named sources, then the ones given as options; all configured ones when none is."""
-    if len(urls) != len(texts):
-        raise UsageError(
-            f"{len(texts)} --text but {len(urls)} --url: give each --text its --url, in order"
-        )
-    if published and len(published) != len(texts):
-        raise UsageError(
-            f"{len(texts)} --text but {len(published)} --published: give each --text its time"
-        )
-    chosen = [config.source(name) for name in names]
-    chosen += [adhoc_source("feed", location) for location in feeds]
-    chosen += [adhoc_source("page", location) for location in pages]
-    for index, (location, address) in enumerate(zip(texts, urls, strict=True)):
-        moment = None
-        if published:
-            moment = parse_datetime(published[index], config.timezone)
-            if moment is None:
-                raise UsageError(
-                    f"bad --published {published[index]!r}: use ISO 8601, "
-                    "e.g. 2022-12-25T18:00:00+02:00"
-                )
-        chosen.append(adhoc_source("text", location, url=address, published=moment))
-    if not chosen:
-        if not config.sources:
-            raise UsageError(
-                f"no sources: add [[sources]] to {config.path} or pass --feed, --page or --text"
-            )
-        chosen = list(config.sources)
-    return chosen
-
-
 def _print_reports(reports: list[SourceReport]) -> None:
     table = Table(title=None, show_edge=False, pad_edge=False)
     table.add_column("source", overflow="fold")
@@ -133,8 +94,9 @@ def _print_reports(reports: list[SourceReport]) -> None:
             f" (+{report.not_modified} not modified)" if report.not_modified else ""
         )
         errors = f"[red]{len(report.errors)}[/red]" if report.errors else "0"
-        table.add_row(report.name, report.kind, str(report.new), str(report.updated),
-                      unchanged, errors)  # fmt: skip
+        table.add_row(
+            report.name, report.kind, str(report.new), str(report.updated), unchanged, errors
+        )
     out.print(table)
     for report in reports:
         for warning in report.warnings:

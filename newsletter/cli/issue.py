@@ -48,9 +48,14 @@ def new(
     st = state(ctx)
     with Session(st.engine()) as session:
         issue = compose.new_issue(
-            st.config(), session, week=week, author=author, newsletter=newsletter, slug=slug,
+            st.config(),
+            session,
+            week=week,
+            author=author,
+            newsletter=newsletter,
+            slug=slug,
             force=force,
-        )  # fmt: skip
+        )
     if as_json:
         print_json(
             {
@@ -77,8 +82,10 @@ def list_command(ctx: typer.Context, *, as_json: AsJson = False) -> None:
     config = st.config()
     found = compose.list_issues(config)
     with Session(st.engine()) as session:
-        status = {row.slug: "edited since approval" if is_stale(config, row) else "approved"
-                  for row in approved(session)}  # fmt: skip
+        status = {
+            row.slug: "edited since approval" if is_stale(config, row) else "approved"
+            for row in approved(session)
+        }
     if as_json:
         print_json([_summary(item) | _status(item, status) for item in found])
         return
@@ -90,8 +97,14 @@ def list_command(ctx: typer.Context, *, as_json: AsJson = False) -> None:
         table.add_column(column, overflow="fold")
     for item in found:
         if isinstance(item, IssueFile):
-            table.add_row(item.slug, item.week or "", str(len(item.articles)),
-                          status.get(item.slug, "draft"), item.subject, str(item.path))  # fmt: skip
+            table.add_row(
+                item.slug,
+                item.week or "",
+                str(len(item.articles)),
+                status.get(item.slug, "draft"),
+                item.subject,
+                str(item.path),
+            )
         else:
             table.add_row("[red]error[/red]", "", "", "", str(item), "")
     out.print(table)
@@ -126,13 +139,26 @@ def show(ctx: typer.Context, slug: Slug, *, as_json: AsJson = False) -> None:
     with Session(st.engine()) as session:
         rows = compose.issue_articles(issue, session)
         items = [
-            {"position": n, "url": a.url, "title": a.title, "authors": a.author_names,
-             "note": item.note, "section": item.section}
+            {
+                "position": n,
+                "url": a.url,
+                "title": a.title,
+                "authors": a.author_names,
+                "note": item.note,
+                "section": item.section,
+            }
             for n, (item, a) in enumerate(zip(issue.articles, rows, strict=True), 1)
-        ]  # fmt: skip
+        ]
     if as_json:
-        print_json(_summary(issue) | {"preheader": issue.preheader, "author": issue.author,
-                                      "intro": issue.intro, "items": items})  # fmt: skip
+        print_json(
+            _summary(issue)
+            | {
+                "preheader": issue.preheader,
+                "author": issue.author,
+                "intro": issue.intro,
+                "items": items,
+            }
+        )
         return
     out.print(f"[bold]{issue.subject}[/bold]  ({issue.path})")
     out.print(issue.preheader, markup=False)
@@ -220,9 +246,14 @@ def render(
     findings = check_rendered(config, issue, rendered)
     if as_json:
         print_json(
-            {"slug": rendered.slug, "folder": str(written.folder), "files": written.files,
-             "findings": [f.as_dict() for f in findings], "ok": not has_errors(findings)}
-        )  # fmt: skip
+            {
+                "slug": rendered.slug,
+                "folder": str(written.folder),
+                "files": written.files,
+                "findings": [f.as_dict() for f in findings],
+                "ok": not has_errors(findings),
+            }
+        )
     else:
         for name, size in written.files.items():
             out.print(f"{written.folder / name}  {size / 1024:.1f} KB", markup=False)
@@ -243,8 +274,13 @@ def check(ctx: typer.Context, slug: Slug, *, as_json: AsJson = False) -> None:
         issue, rendered = render_file(config, session, slug)
     findings = check_rendered(config, issue, rendered)
     if as_json:
-        print_json({"slug": rendered.slug, "ok": not has_errors(findings),
-                    "findings": [f.as_dict() for f in findings]})  # fmt: skip
+        print_json(
+            {
+                "slug": rendered.slug,
+                "ok": not has_errors(findings),
+                "findings": [f.as_dict() for f in findings],
+            }
+        )
     else:
         _print_findings(findings)
         if not has_errors(findings):
@@ -311,11 +347,16 @@ def approve_command(
     row = result.issue
     if as_json:
         print_json(
-            {"slug": row.slug, "subject": row.subject, "content_hash": row.content_hash,
-             "approved_at": row.approved_at.isoformat(),
-             "send_at": row.send_at.isoformat() if row.send_at else None,
-             "replaced": result.replaced, "findings": [f.as_dict() for f in result.findings]}
-        )  # fmt: skip
+            {
+                "slug": row.slug,
+                "subject": row.subject,
+                "content_hash": row.content_hash,
+                "approved_at": row.approved_at.isoformat(),
+                "send_at": row.send_at.isoformat() if row.send_at else None,
+                "replaced": result.replaced,
+                "findings": [f.as_dict() for f in result.findings],
+            }
+        )
         return
     _print_findings(result.findings)
     again = " again" if result.replaced else ""

@@ -112,8 +112,12 @@ def send(
             issues = due_issues(session) if due else [find_approved(session, config, slug or "")]
             audience = {issue.slug: audience_preview(session, issue) for issue in issues}
         if as_json:
-            print_json({name: {"count": len(people), "recipients": people}
-                        for name, people in audience.items()})  # fmt: skip
+            print_json(
+                {
+                    name: {"count": len(people), "recipients": people}
+                    for name, people in audience.items()
+                }
+            )
         else:
             for name, people in audience.items():
                 for email in people:
@@ -127,10 +131,13 @@ def send(
     reports = [_send_one(st, name, make, key, options, as_json) for name in slugs]
     if as_json:
         print_json(
-            {"issues": [r.as_dict() for r in reports], "transport": display_transport(
-                transport or config.transport)}
-            if due else reports[0].as_dict()
-        )  # fmt: skip
+            {
+                "issues": [r.as_dict() for r in reports],
+                "transport": display_transport(transport or config.transport),
+            }
+            if due
+            else reports[0].as_dict()
+        )
     elif due and not reports:
         out.print("Nothing due.", markup=False)
     codes = [r.exit_code for r in reports]
@@ -138,18 +145,26 @@ def send(
 
 
 def _send_one(
-    st: State, slug: str, make: Callable[[], Transport], key: bytes, options: SendOptions,
+    st: State,
+    slug: str,
+    make: Callable[[], Transport],
+    key: bytes,
+    options: SendOptions,
     as_json: bool,
-) -> SendReport:  # fmt: skip
+) -> SendReport:
     config, engine = st.config(), st.engine()
     if as_json or not err.is_terminal:
         report = send_issue(config, engine, key, slug, make, options)
     else:
         with Progress(
-            TextColumn(f"{slug}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn(f"{slug}"),
+            BarColumn(),
+            MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(), console=err, transient=True,
-        ) as progress:  # fmt: skip
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
             task = progress.add_task("send", total=None, rate="")
 
             def update(done: int, total: int) -> None:
@@ -164,8 +179,7 @@ def _send_one(
 
 def _print_report(report: SendReport) -> None:
     if report.locked:
-        out.print(f"{report.slug}: another process is sending it; nothing to do here",
-                  markup=False)  # fmt: skip
+        out.print(f"{report.slug}: another process is sending it; nothing to do here", markup=False)
         return
     speed = report.sent / report.elapsed if report.elapsed else 0.0
     out.print(
@@ -175,13 +189,18 @@ def _print_report(report: SendReport) -> None:
         markup=False,
     )
     if report.recovered:
-        err.print(f"{report.recovered} row(s) left in 'sending' by a stopped run are now "
-                  "'unknown': see 'newsletter deliveries resolve'", markup=False)  # fmt: skip
+        err.print(
+            f"{report.recovered} row(s) left in 'sending' by a stopped run are now "
+            "'unknown': see 'newsletter deliveries resolve'",
+            markup=False,
+        )
     if report.paused:
         err.print(f"{report.slug}: {report.paused}; run again later", markup=False)
     ledger = ", ".join(f"{state} {n}" for state, n in report.ledger.items() if n)
-    out.print(f"{report.slug} ledger: {ledger or 'empty'}"
-              + (" (finished)" if report.finished else ""), markup=False)  # fmt: skip
+    out.print(
+        f"{report.slug} ledger: {ledger or 'empty'}" + (" (finished)" if report.finished else ""),
+        markup=False,
+    )
 
 
 def deliveries(
@@ -229,22 +248,36 @@ def deliveries(
         tally = delivery.counts(session, issue.id)
         rows = delivery.rows(session, issue.id, state_filter) if state_filter else []
         listed = [
-            {"email": r.email, "state": r.state, "attempts": r.attempts, "code": r.last_code,
-             "error": r.last_error, "updated_at": r.updated_at.isoformat(),
-             "sent_at": r.sent_at.isoformat() if r.sent_at else None}
+            {
+                "email": r.email,
+                "state": r.state,
+                "attempts": r.attempts,
+                "code": r.last_code,
+                "error": r.last_error,
+                "updated_at": r.updated_at.isoformat(),
+                "sent_at": r.sent_at.isoformat() if r.sent_at else None,
+            }
             for r in rows
-        ]  # fmt: skip
+        ]
         finished = issue.finished_at is not None
     if as_json:
         print_json({"slug": issue.slug, "finished": finished, "counts": tally, "rows": listed})
         return
-    out.print(f"{issue.slug}: " + ", ".join(f"{s} {n}" for s, n in tally.items())
-              + (" (finished)" if finished else ""), markup=False)  # fmt: skip
+    out.print(
+        f"{issue.slug}: "
+        + ", ".join(f"{s} {n}" for s, n in tally.items())
+        + (" (finished)" if finished else ""),
+        markup=False,
+    )
     if listed:
         table = Table(show_edge=False, pad_edge=False)
         for column in ("email", "state", "attempts", "code", "error"):
             table.add_column(column, overflow="fold")
         for row in listed:
-            table.add_row(*(str(row[c] if row[c] is not None else "") for c in
-                            ("email", "state", "attempts", "code", "error")))  # fmt: skip
+            table.add_row(
+                *(
+                    str(row[c] if row[c] is not None else "")
+                    for c in ("email", "state", "attempts", "code", "error")
+                )
+            )
         out.print(table)

@@ -127,9 +127,12 @@ def export(
 
 @app.command("list")
 def list_command(
-    ctx: typer.Context, *, status: StatusOption = None, newsletter: Newsletter = None,
+    ctx: typer.Context,
+    *,
+    status: StatusOption = None,
+    newsletter: Newsletter = None,
     as_json: AsJson = False,
-) -> None:  # fmt: skip
+) -> None:
     """List subscribers.
 
     Example: newsletter subscribers list --status pending --json
@@ -139,10 +142,15 @@ def list_command(
     wanted = people.check_status(status)
     with Session(st.engine()) as session:
         rows = [
-            {"email": p.email, "name": p.name, "status": s.status, "source": p.source,
-             "created_at": s.created_at.isoformat()}
+            {
+                "email": p.email,
+                "name": p.name,
+                "status": s.status,
+                "source": p.source,
+                "created_at": s.created_at.isoformat(),
+            }
             for p, s in people.listing(session, list_name, wanted)
-        ]  # fmt: skip
+        ]
     if as_json:
         print_json(rows)
         return
@@ -150,8 +158,9 @@ def list_command(
     for column in ("email", "name", "status", "source", "created_at"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(str(row[c] or "") for c in ("email", "name", "status", "source",
-                                                     "created_at")))  # fmt: skip
+        table.add_row(
+            *(str(row[c] or "") for c in ("email", "name", "status", "source", "created_at"))
+        )
     out.print(table)
 
 
@@ -192,12 +201,15 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
             "attributes": person.attributes,
             "created_at": person.created_at.isoformat(),
             "confirmed_at": subscription.confirmed_at.isoformat()
-            if subscription and subscription.confirmed_at else None,
+            if subscription and subscription.confirmed_at
+            else None,
             "unsubscribed_at": subscription.unsubscribed_at.isoformat()
-            if subscription and subscription.unsubscribed_at else None,
-            "unsubscribe_url": signed_url(config.base_url, st.key(), "unsubscribe", config.key,
-                                          person.id),
-        }  # fmt: skip
+            if subscription and subscription.unsubscribed_at
+            else None,
+            "unsubscribe_url": signed_url(
+                config.base_url, st.key(), "unsubscribe", config.key, person.id
+            ),
+        }
     if as_json:
         print_json(detail)
         return

@@ -34,12 +34,33 @@ from newsletter.sanitize import (
 from newsletter.urls import canonical_url
 
 ARTICLE_TYPES = {
-    "article", "newsarticle", "reportagenewsarticle", "analysisnewsarticle",
-    "opinionnewsarticle", "backgroundnewsarticle", "reviewnewsarticle", "blogposting",
-    "liveblogposting", "report", "scholarlyarticle", "techarticle",
-}  # fmt: skip
-_DROP = ("script", "style", "noscript", "nav", "aside", "form", "button", "header", "footer",
-         "iframe", "svg", "template")  # fmt: skip
+    "article",
+    "newsarticle",
+    "reportagenewsarticle",
+    "analysisnewsarticle",
+    "opinionnewsarticle",
+    "backgroundnewsarticle",
+    "reviewnewsarticle",
+    "blogposting",
+    "liveblogposting",
+    "report",
+    "scholarlyarticle",
+    "techarticle",
+}
+_DROP = (
+    "script",
+    "style",
+    "noscript",
+    "nav",
+    "aside",
+    "form",
+    "button",
+    "header",
+    "footer",
+    "iframe",
+    "svg",
+    "template",
+)
 _DURATION = re.compile(r"^P(?:T)?(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?$", re.IGNORECASE)
 
 

@@ -24,8 +24,9 @@ from newsletter.collect.fetch import Document, Validators, expand, fetch_url, ma
 from newsletter.collect.pages import parse_page
 from newsletter.collect.texts import parse_text
 from newsletter.config import Config, Source, SourceKind
+from newsletter.dates import parse_datetime
 from newsletter.db import session_scope
-from newsletter.errors import SourceError
+from newsletter.errors import SourceError, UsageError
 from newsletter.models import FetchState
 from newsletter.urls import is_web_url
 
@@ -168,3 +169,43 @@ def _remember(session: Session, location: str, validators: Validators) -> None:
     state.last_modified = validators.last_modified
     state.checked_at = datetime.now(UTC)
     session.add(state)
+
+
+def choose_sources(
+    config: Config,
+    names: list[str],
+    feeds: list[str],
+    pages: list[str],
+    texts: list[str],
+    urls: list[str],
+    published: list[str],
+) -> list[Source]:
+    """Named sources, then the ones given as options; all configured ones when none is."""
+    if len(urls) != len(texts):
+        raise UsageError(
+            f"{len(texts)} --text but {len(urls)} --url: give each --text its --url, in order"
+        )
+    if published and len(published) != len(texts):
+        raise UsageError(
+            f"{len(texts)} --text but {len(published)} --published: give each --text its time"
+        )
+    chosen = [config.source(name) for name in names]
+    chosen += [adhoc_source("feed", location) for location in feeds]
+    chosen += [adhoc_source("page", location) for location in pages]
+    for index, (location, address) in enumerate(zip(texts, urls, strict=True)):
+        moment = None
+        if published:
+            moment = parse_datetime(published[index], config.timezone)
+            if moment is None:
+                raise UsageError(
+                    f"bad --published {published[index]!r}: use ISO 8601, "
+                    "e.g. 2022-12-25T18:00:00+02:00"
+                )
+        chosen.append(adhoc_source("text", location, url=address, published=moment))
+    if not chosen:
+        if not config.sources:
+            raise UsageError(
+                f"no sources: add [[sources]] to {config.path} or pass --feed, --page or --text"
+            )
+        chosen = list(config.sources)
+    return chosen

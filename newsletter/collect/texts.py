@@ -20,10 +20,24 @@ from newsletter.sanitize import paragraphs_to_html, reading_minutes, summarize
 from newsletter.urls import canonical_url, is_web_url
 
 CHROME = {
-    "news feed", "show more", "show less", "read more", "menu", "search", "subscribe",
-    "sign in", "log in", "share", "avatar", "advertisement", "support us", "become a member",
-    "copy link", "skip to content", "close",
-}  # fmt: skip
+    "news feed",
+    "show more",
+    "show less",
+    "read more",
+    "menu",
+    "search",
+    "subscribe",
+    "sign in",
+    "log in",
+    "share",
+    "avatar",
+    "advertisement",
+    "support us",
+    "become a member",
+    "copy link",
+    "skip to content",
+    "close",
+}
 _MIN_READ = re.compile(r"^(\d{1,3})\s*min(?:ute)?s?\.?\s+read$", re.IGNORECASE)
 _CAPTION = re.compile(
     r"\((?:photo|photograph|illustration|image|video)\b|\b(?:photo|credit):|getty images",
@@ -93,7 +107,9 @@ def _headline(lines: list[str], location: str) -> tuple[str, int | None, int]:
     title = next((ln for ln in reversed(lines[:read_at]) if ln and ln.lower() not in CHROME), None)
     if title is None:
         raise SourceError(f"{location}: no headline before the 'min read' line")
-    minutes = int(_MIN_READ.match(lines[read_at])[1])  # type: ignore[index]
+    found = _MIN_READ.match(lines[read_at])
+    assert found is not None
+    minutes = int(found[1])
     start = read_at + 1
     # The block right after "N min read" that repeats the headline is the lead image:
     # its alt text (the headline) and its caption. Neither belongs in the body.
