@@ -228,3 +228,23 @@ def test_approval_is_frozen_once_a_send_began(ready: Project, smtp_server: SMTPS
     send(ready)
     again = ready.run("issue", "approve", "2022-W51")
     assert again.exit_code == 1 and "already being sent" in again.stderr
+
+
+def test_due_sends_what_is_due_and_reports_an_edited_issue(
+    ready: Project, smtp_server: SMTPServer
+) -> None:
+    assert ready.run("issue", "new", "--week", "2022-W50", "--slug", "w50").exit_code == 0
+    path50 = ready.root / "issues" / "w50.md"
+    path50.write_text(path50.read_text() + "Last week.\n")
+    assert ready.run("issue", "approve", "w50", "--send-at", "2022-12-19T08:00").exit_code == 0
+    assert ready.run("issue", "approve", "2022-W51", "--send-at", "2022-12-26T08:00").exit_code == 0
+    path50.write_text(path50.read_text() + "An edit after approval.\n")
+    result = ready.run("send", "--due", "--json")
+    assert result.exit_code == 2
+    report = json.loads(result.stdout)
+    assert [issue["slug"] for issue in report["issues"]] == ["2022-W51"]
+    assert report["issues"][0]["sent"] == 20
+    assert (
+        report["errors"][0]["slug"] == "w50"
+        and "edited after approval" in report["errors"][0]["error"]
+    )

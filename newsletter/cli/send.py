@@ -128,20 +128,32 @@ def send(
     key = st.key()
     with Session(engine) as session:
         slugs = [issue.slug for issue in due_issues(session)] if due else [slug or ""]
-    reports = [_send_one(st, name, make, key, options, as_json) for name in slugs]
+    if not due:
+        report = _send_one(st, slug or "", make, key, options, as_json)
+        if as_json:
+            print_json(report.as_dict())
+        raise typer.Exit(report.exit_code)
+    # --due: one issue's problem (edited after approval, say) must not hold up the others.
+    reports: list[SendReport] = []
+    errors: list[dict[str, str]] = []
+    for name in slugs:
+        try:
+            reports.append(_send_one(st, name, make, key, options, as_json))
+        except UsageError as error:
+            errors.append({"slug": name, "error": str(error)})
+            err.print(f"error: {error}", markup=False)
     if as_json:
         print_json(
             {
                 "issues": [r.as_dict() for r in reports],
+                "errors": errors,
                 "transport": display_transport(transport or config.transport),
             }
-            if due
-            else reports[0].as_dict()
         )
-    elif due and not reports:
+    elif not reports and not errors:
         out.print("Nothing due.", markup=False)
     codes = [r.exit_code for r in reports]
-    raise typer.Exit(75 if 75 in codes else 1 if 1 in codes else 0)
+    raise typer.Exit(2 if errors else 75 if 75 in codes else 1 if 1 in codes else 0)
 
 
 def _send_one(
