@@ -28,6 +28,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from newsletter import subscribers
@@ -201,7 +202,9 @@ def create_app(
         if not limits.per_address.allow(address.key):
             return sent
         try:
-            _request(address.email, name)
+            # Database and SMTP work is blocking: off the event loop, or one slow relay
+            # would stall every other request.
+            await run_in_threadpool(_request, address.email, name)
         except NewsletterError as error:
             log.error("confirmation email not sent: %s", error)
         return sent
@@ -253,13 +256,16 @@ def create_app(
                 title="Request refused",
                 text="An unsubscribe request carries List-Unsubscribe=One-Click.",
             )
-        with session_scope(engine) as session:
-            subscribers.unsubscribe(session, subscriber_id, config.key)
+        await run_in_threadpool(_unsubscribe, subscriber_id)
         return page(
             "message",
             title="You are unsubscribed",
             text=f"You will get no more emails from {config.name}.",
         )
+
+    def _unsubscribe(subscriber_id: int) -> None:
+        with session_scope(engine) as session:
+            subscribers.unsubscribe(session, subscriber_id, config.key)
 
     @app.get("/archive/", response_class=HTMLResponse)
     def archive_index() -> HTMLResponse:
