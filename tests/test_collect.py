@@ -4,6 +4,7 @@ HTTP server."""
 import json
 from pathlib import Path
 
+import pytest
 from sqlmodel import Session, select
 
 from newsletter.models import Article, FetchState
@@ -214,3 +215,29 @@ def test_trailing_slash_and_scheme_variants_across_sources_are_one_article(
     assert urls == ["https://kyivindependent.com/feed-only/", "https://kyivindependent.com/shared/"]
     shown = project.run("articles", "show", "http://kyivindependent.com/shared", "--json")
     assert json.loads(shown.stdout)["url"] == "https://kyivindependent.com/shared/"
+
+
+def test_a_concurrent_insert_of_the_same_article_is_retried_as_an_update(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two collects storing the same new article at once: the loser of the unique key
+    retries the document and finds the row (simulated: the first write collides once)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from newsletter import articles
+
+    write(project, "feed.xml", FEED)
+    real_store = articles.store
+    collided: list[bool] = []
+
+    def store_once_colliding(session, data, source):  # type: ignore[no-untyped-def]
+        if not collided:
+            collided.append(True)
+            raise IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
+        return real_store(session, data, source)
+
+    monkeypatch.setattr(articles, "store", store_once_colliding)
+    result = project.run("collect", "--feed", "feed.xml", "--json")
+    assert result.exit_code == 0, result.output
+    assert reports(result.stdout)[str(project.root / "feed.xml")]["new"] == 2
+    assert len(stored(project)) == 2

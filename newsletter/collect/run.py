@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from newsletter import articles
@@ -143,12 +144,23 @@ def _collect_document(
         return
     found, warnings = _parse(config, source, document)
     report.warnings += warnings
-    with session_scope(engine) as session:
-        for article in found:
-            outcome = articles.store(session, article, source.name)
-            setattr(report, outcome, getattr(report, outcome) + 1)
-        if remote:
-            _remember(session, target, document.validators)
+    for attempt in (1, 2):
+        counts = {"new": 0, "updated": 0, "unchanged": 0}
+        try:
+            with session_scope(engine) as session:
+                for article in found:
+                    counts[articles.store(session, article, source.name)] += 1
+                if remote:
+                    _remember(session, target, document.validators)
+        except IntegrityError:
+            # Another collect stored one of these articles between our read and our write:
+            # the second attempt finds it and updates instead.
+            if attempt == 2:
+                raise
+            continue
+        break
+    for outcome, number in counts.items():
+        setattr(report, outcome, getattr(report, outcome) + number)
 
 
 def _parse(
