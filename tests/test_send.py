@@ -248,3 +248,11 @@ def test_due_sends_what_is_due_and_reports_an_edited_issue(
         report["errors"][0]["slug"] == "w50"
         and "edited after approval" in report["errors"][0]["error"]
     )
+
+
+def test_rate_caps_the_sending_speed(ready: Project, smtp_server: SMTPServer) -> None:
+    """A lower bound only (no flaky upper bound): 20 messages at 10 a second need 1.9 s;
+    the same send without --rate takes a fraction of that."""
+    code, report = send(ready, "--rate", "10/s")
+    assert code == 0 and report["sent"] == 20
+    assert report["elapsed"] >= 19 / 10
