@@ -173,7 +173,9 @@ def recover(session: Session, issue_id: int) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def claim(session: Session, issue_id: int, limit: int) -> tuple[list[Claimed], int]:
+def claim(
+    session: Session, issue_id: int, newsletter: str, limit: int
+) -> tuple[list[Claimed], int]:
     """Take up to `limit` due rows and commit them as `sending` before anything is sent.
     Rows of people who unsubscribed, were erased or suppressed since are `skipped`.
     On PostgreSQL, FOR UPDATE SKIP LOCKED lets several senders claim side by side."""
@@ -206,8 +208,6 @@ def claim(session: Session, issue_id: int, limit: int) -> tuple[list[Claimed], i
     if not rows:
         session.commit()
         return [], 0
-    issue = session.get(ApprovedIssue, issue_id)
-    newsletter = issue.newsletter if issue else ""
     ids = [r.subscriber_id for r in rows if r.subscriber_id is not None]
     # The status is filtered here, not in SQL: given `status = 'active'`, SQLite's planner
     # prefers the status index and scans every active subscription to find these few.

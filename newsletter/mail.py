@@ -113,25 +113,19 @@ class IssueTemplate:
 
     head: bytes
     boundary: str
-    text: Template
-    html: Template
+    # The parts in canonical form (CRLF, RFC 2045), literals already UTF-8, placeholder
+    # names as str: per recipient only the values are new, and they carry no line breaks
+    # (placeholder_values removes them).
+    text: tuple[bytes | str, ...]
+    html: tuple[bytes | str, ...]
     slug: str
     domain: str
     fallback: str
     dkim: DKIMSigner | None = None
-    _text: tuple[bytes | str, ...] = ()
-    _html: tuple[bytes | str, ...] = ()
 
     def message_id(self, email_key: str) -> str:
         digest = hashlib.sha256(f"{self.slug}\x00{email_key}".encode()).hexdigest()[:32]
         return f"<{digest}@{self.domain}>"
-
-    def __post_init__(self) -> None:
-        # The parts in canonical form (CRLF line breaks, RFC 2045) and already UTF-8: per
-        # recipient only the values are new, and they carry no line breaks
-        # (placeholder_values removes them).
-        object.__setattr__(self, "_text", _encoded(self.text))
-        object.__setattr__(self, "_html", _encoded(self.html))
 
     def render(
         self,
@@ -143,8 +137,8 @@ class IssueTemplate:
         view_url: str,
     ) -> bytes:
         person = Recipient(first_name=name, unsubscribe_url=unsubscribe_url, view_url=view_url)
-        text = _fill(self._text, placeholder_values(person, self.fallback, "text"))
-        html = _fill(self._html, placeholder_values(person, self.fallback, "html"))
+        text = _fill(self.text, placeholder_values(person, self.fallback, "text"))
+        html = _fill(self.html, placeholder_values(person, self.fallback, "html"))
         head = (
             self.head
             + b"To: "
@@ -276,8 +270,8 @@ def issue_template(
     return IssueTemplate(
         head=headers,
         boundary=f"=_newsletter_{secrets.token_hex(12)}",
-        text=Template.parse(text),
-        html=Template.parse(html),
+        text=_encoded(Template.parse(text)),
+        html=_encoded(Template.parse(html)),
         slug=slug,
         domain=sender(config).domain,
         fallback=config.name_fallback,

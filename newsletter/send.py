@@ -305,7 +305,7 @@ def _run(
             # so no connection waits at a batch boundary. At most 1.5 batches are ever in
             # `sending`: that is all a crash can leave in doubt.
             if not exhausted and not pool.stop.is_set() and in_flight <= batch // 2:
-                claimed, skipped = delivery.claim(session, issue.id, batch)
+                claimed, skipped = delivery.claim(session, issue.id, issue.newsletter, batch)
                 report.skipped += skipped
                 for row in claimed:
                     pool.jobs.put(row)

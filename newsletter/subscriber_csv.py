@@ -19,16 +19,13 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from newsletter import subscribers
 from newsletter.errors import NewsletterError
-from newsletter.models import Subscriber, Subscription, Suppression
 from newsletter.subscribers import InvalidAddress, Status, clean_name, parse_address
 
 MAX_BYTES = 200 * 1024 * 1024
@@ -111,11 +108,7 @@ def read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
 
 
 @dataclass
-class _Row:
-    email: str
-    key: str
-    name: str | None
-    attributes: dict[str, str]
+class _Row(subscribers.Entry):
     # A repeat of a row already written in an earlier chunk: merged, counted only as a
     # duplicate.
     duplicate: bool = False
@@ -183,106 +176,14 @@ def import_csv(
 
 
 def _write(
-    session: Session,
-    newsletter: str,
-    status: Status,
-    rows: list[_Row],
-    report: ImportReport,
+    session: Session, newsletter: str, status: Status, rows: list[_Row], report: ImportReport
 ) -> None:
-    if not rows:
-        return
-    keys = [row.key for row in rows]
-    people = {
-        person.email_key: person
-        for person in session.exec(select(Subscriber).where(col(Subscriber.email_key).in_(keys)))
-    }
-    hashes = {subscribers.key_hash(key): key for key in keys}
-    suppressed = {
-        hashes[digest]
-        for digest in session.exec(
-            select(Suppression.key_hash).where(col(Suppression.key_hash).in_(list(hashes)))
-        )
-    }
-    ids = [person.id for person in people.values()]
-    memberships = {
-        sub.subscriber_id: sub
-        for sub in session.exec(
-            select(Subscription).where(
-                col(Subscription.subscriber_id).in_(ids), Subscription.newsletter == newsletter
-            )
-        )
-    }
-    now = datetime.now(UTC)
-    new_people: list[dict[str, Any]] = []
-    joined: list[int] = []  # existing people without a subscription to this newsletter
-    for row in rows:
-
-        def count(outcome: str, row: _Row = row) -> None:
-            if not row.duplicate:
-                setattr(report, outcome, getattr(report, outcome) + 1)
-
-        if row.key in suppressed:
-            count("suppressed")
+    outcomes = subscribers.upsert(session, newsletter, list(rows), source="import", status=status)
+    for row, outcome in zip(rows, outcomes, strict=True):
+        if row.duplicate:
             continue
-        person = people.get(row.key)
-        if person is None:
-            new_people.append(
-                {
-                    "email": row.email,
-                    "email_key": row.key,
-                    "name": row.name,
-                    "source": "import",
-                    "attributes": row.attributes,
-                    "created_at": now,
-                }
-            )
-            count("imported")
-            continue
-        assert person.id is not None
-        membership = memberships.get(person.id)
-        if membership is not None and membership.status in subscribers.CLOSED:
-            count("suppressed")
-            continue
-        changed = False
-        if row.name and row.name != person.name:
-            person.name, changed = row.name, True
-        merged = person.attributes | row.attributes
-        if merged != person.attributes:
-            person.attributes, changed = merged, True
-        if changed:
-            session.add(person)
-        if membership is None:
-            joined.append(person.id)
-            count("imported")
-        elif membership.status == "pending" and status == "active":
-            subscribers.set_status(membership, "active")
-            session.add(membership)
-            count("updated")
-        else:
-            count("updated" if changed else "unchanged")
-    if new_people:
-        session.execute(sa.insert(Subscriber), new_people)
-        created = session.exec(
-            select(Subscriber.id).where(
-                col(Subscriber.email_key).in_([p["email_key"] for p in new_people])
-            )
-        ).all()
-        joined.extend(i for i in created if i is not None)
-    if joined:
-        session.execute(
-            sa.insert(Subscription),
-            [
-                {
-                    "subscriber_id": i,
-                    "newsletter": newsletter,
-                    "status": status,
-                    "created_at": now,
-                    "confirmed_at": now if status == "active" else None,
-                }
-                for i in joined
-            ],
-        )
-    session.flush()
+        field_name = {"added": "imported", "closed": "suppressed"}.get(outcome, outcome)
+        setattr(report, field_name, getattr(report, field_name) + 1)
 
 
 def neutralise(cell: str) -> str:

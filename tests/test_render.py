@@ -148,8 +148,8 @@ def test_hostile_values_cannot_escape_their_context(name: str, url_tail: str) ->
         assert "Hello, reader," in text
 
 
-def test_personalize_costs_microseconds(rendered) -> None:  # type: ignore[no-untyped-def]
-    """Not a benchmark (those live in bench/): a guard that filling never re-renders."""
+def test_parts_are_split_once_at_their_placeholders(rendered) -> None:  # type: ignore[no-untyped-def]
+    """Filling joins parts split once, never re-renders (bench/ measures the cost)."""
     config, result = rendered
     recipient = sample_recipient(config, "x")
     assert len(result.html.parts) == 2 * 4 + 1  # four placeholders, split once

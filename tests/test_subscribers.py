@@ -37,15 +37,15 @@ def test_names_lose_line_breaks_raw_or_encoded() -> None:
 
 def test_add_merge_and_closed_subscriptions(project: Project) -> None:
     with Session(project.engine()) as session:
-        assert people.add(session, "war-notes", "olena@example.org", name="Olena")[0] == "added"
-        assert people.add(session, "war-notes", "OLENA@example.org")[0] == "unchanged"
-        assert people.add(session, "war-notes", "olena@example.org", name="O. K.")[0] == "updated"
-        assert people.add(session, "Other", "olena@example.org")[0] == "added"  # 2nd newsletter
+        assert people.add(session, "war-notes", "olena@example.org", name="Olena") == "added"
+        assert people.add(session, "war-notes", "OLENA@example.org") == "unchanged"
+        assert people.add(session, "war-notes", "olena@example.org", name="O. K.") == "updated"
+        assert people.add(session, "Other", "olena@example.org") == "added"  # 2nd newsletter
         person = people.require(session, "olena@EXAMPLE.org")
         assert person.id is not None and person.name == "O. K."
         assert people.unsubscribe(session, person.id, "war-notes") is True
         assert people.unsubscribe(session, person.id, "war-notes") is False  # idempotent
-        assert people.add(session, "war-notes", "olena@example.org")[0] == "closed"
+        assert people.add(session, "war-notes", "olena@example.org") == "closed"
         assert people.counts(session, "war-notes")["unsubscribed"] == 1
         assert people.counts(session, "Other")["active"] == 1
         session.commit()

@@ -52,7 +52,7 @@ def add(
     st = state(ctx)
     list_name = _newsletter(st, newsletter)
     with session_scope(st.engine()) as session:
-        outcome, _ = people.add(session, list_name, email, name=name, source="cli")
+        outcome = people.add(session, list_name, email, name=name, source="cli")
     messages = {
         "added": f"Added {email}",
         "updated": f"Updated {email}",
