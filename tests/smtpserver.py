@@ -31,7 +31,9 @@ class Handler:
     """Accepts everything unless told otherwise: `refuse` maps an address to the reply its
     RCPT gets; `mail_replies` are the replies to the next MAIL commands (e.g. 421);
     `drop_on_rcpt` closes the connection at that address's RCPT (before the final dot);
-    `drop_after_data` keeps the message but closes without replying (after the final dot)."""
+    `drop_after_data` keeps the message but closes without replying (after the final dot).
+    It offers PIPELINING, as Postfix does, unless `pipelining` is False (aiosmtpd reads
+    pipelined commands in order either way)."""
 
     received: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)
@@ -39,6 +41,17 @@ class Handler:
     drop_on_rcpt: set[str] = field(default_factory=set)
     drop_after_data: set[str] = field(default_factory=set)
     delay: float = 0.0
+    pipelining: bool = True
+    # For each RCPT: whether the client had already sent DATA (it pipelined the envelope).
+    data_ahead: list[bool] = field(default_factory=list)
+
+    async def handle_EHLO(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(  # noqa: N802
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
@@ -52,6 +65,8 @@ class Handler:
     async def handle_RCPT(  # noqa: N802
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
+        buffered = getattr(getattr(server, "_reader", None), "_buffer", b"")
+        self.data_ahead.append(b"DATA\r\n" in bytes(buffered).upper())
         if address in self.drop_on_rcpt:
             server.transport.close()
             return "421 closing"

@@ -88,9 +88,11 @@ def test_every_active_subscriber_gets_it_once_with_the_right_headers(
     assert again_code == 0 and again["sent"] == 0 and len(smtp_server.received) == 20
 
 
+@pytest.mark.parametrize("pipelining", [True, False])
 def test_a_5xx_for_one_address_fails_it_suppresses_it_and_the_rest_go(
-    ready: Project, smtp_server: SMTPServer
+    ready: Project, smtp_server: SMTPServer, pipelining: bool
 ) -> None:
+    smtp_server.handler.pipelining = pipelining
     smtp_server.handler.refuse["reader03@example.org"] = "550 5.1.1 No such user here"
     code, report = send(ready)
     assert code == 1 and report["failed"] == 1 and report["sent"] == 19
@@ -125,12 +127,14 @@ def test_a_4xx_defers_with_backoff_and_a_later_run_delivers(
     assert smtp_server.handler.addresses().count("reader05@example.org") == 1
 
 
+@pytest.mark.parametrize("pipelining", [True, False])
 @pytest.mark.parametrize(
     "reply", ["421 4.7.0 Too busy, come back later", "454 4.7.0 Temporary authentication failure"]
 )
 def test_421_and_454_back_off_and_blame_nobody(
-    ready: Project, smtp_server: SMTPServer, reply: str
+    ready: Project, smtp_server: SMTPServer, reply: str, pipelining: bool
 ) -> None:
+    smtp_server.handler.pipelining = pipelining
     smtp_server.handler.mail_replies = [reply] * 4
     code, report = send(ready)
     assert code == 0 and report["sent"] == 20 and report["failed"] == 0
@@ -149,9 +153,11 @@ def test_a_server_that_is_down_pauses_the_send_and_loses_nothing(
     assert code == 0 and sorted(smtp_server.handler.addresses()) == AUDIENCE
 
 
+@pytest.mark.parametrize("pipelining", [True, False])
 def test_connection_lost_before_the_dot_defers_and_after_it_is_unknown(
-    ready: Project, smtp_server: SMTPServer
+    ready: Project, smtp_server: SMTPServer, pipelining: bool
 ) -> None:
+    smtp_server.handler.pipelining = pipelining
     smtp_server.handler.drop_on_rcpt.add("reader01@example.org")
     smtp_server.handler.drop_after_data.add("reader02@example.org")
     code, report = send(ready)

@@ -38,7 +38,11 @@ def test_messages_have_crlf_line_ends_and_the_basic_headers(tmp_path: Path) -> N
     assert data.index(b"text/plain") < data.index(b"text/html")
 
 
-def test_smtp_delivers_and_reports_codes(tmp_path: Path, smtp_server: SMTPServer) -> None:
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_smtp_delivers_and_reports_codes(
+    tmp_path: Path, smtp_server: SMTPServer, pipelining: bool
+) -> None:
+    smtp_server.handler.pipelining = pipelining
     transport = open_transport(smtp_server.url, tmp_path)
     assert isinstance(transport, SMTPTransport)
     transport.send("notes@example.org", "olena@example.org", message(tmp_path))
@@ -55,6 +59,8 @@ def test_smtp_delivers_and_reports_codes(tmp_path: Path, smtp_server: SMTPServer
         )
     assert deferred.value.code == 451 and not deferred.value.permanent
     transport.close()
+    # With PIPELINING offered, MAIL, RCPT and DATA arrive together (2 round trips, not 4).
+    assert smtp_server.handler.data_ahead == [pipelining] * 3
     (received,) = smtp_server.received
     assert received.recipients == ["olena@example.org"]
     assert received.message["Subject"] == "Привіт"
@@ -93,3 +99,15 @@ def test_bad_transport_urls(tmp_path: Path, url: str, text: str) -> None:
 def test_passwords_are_masked_for_display() -> None:
     assert display_transport("smtp://u:pw@h:25") == "smtp://u:***@h:25"
     assert display_transport("smtp://u@h") == "smtp://u@h"
+
+
+@pytest.mark.parametrize("body", [b".starts\r\nmid\r\n.\r\n..two\r\n", b"no dots here\r\n"])
+def test_lines_starting_with_a_dot_arrive_intact(
+    tmp_path: Path, smtp_server: SMTPServer, body: bytes
+) -> None:
+    data = b"Subject: dots\r\n\r\n" + body
+    transport = open_transport(smtp_server.url, tmp_path)
+    transport.send("notes@example.org", "olena@example.org", data)
+    transport.close()
+    (received,) = smtp_server.received
+    assert received.data == data
