@@ -29,8 +29,6 @@ from typing import Any, Literal
 import jinja2
 from markdown_it import MarkdownIt
 from markupsafe import Markup
-from mjml import mjml2html
-from premailer import Premailer
 from sqlmodel import Session
 
 from newsletter.compose import IssueFile, issue_articles, issue_path, read_issue, week_dates
@@ -230,6 +228,11 @@ def render_template(env: jinja2.Environment, name: str, context: Mapping[str, An
 
 
 def compile_mjml(mjml: str, template_name: str) -> str:
+    # Imported here: premailer (with cssutils) is a third of the CLI's start-up, and the
+    # commands that run unattended (send, serve) never compile MJML.
+    from mjml import mjml2html
+    from premailer import Premailer
+
     inline_css = "\n".join(_INLINE_STYLE.findall(mjml))
     source = _INLINE_STYLE.sub("", mjml)
     try:

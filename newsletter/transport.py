@@ -15,6 +15,7 @@ classes for 4xx and 5xx, so callers branch on the code.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import os
@@ -120,17 +121,16 @@ class SMTPTransport:
         return f"{self.host}:{self.port}"
 
     def _connect(self) -> smtplib.SMTP:
-        context = ssl.create_default_context()
         try:
             if self.implicit_tls:
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    self.host, self.port, timeout=self.connect_timeout, context=context
+                    self.host, self.port, timeout=self.connect_timeout, context=_tls_context()
                 )
             else:
                 smtp = smtplib.SMTP(self.host, self.port, timeout=self.connect_timeout)
             smtp.ehlo()
             if not self.implicit_tls and self.tls and smtp.has_extn("starttls"):
-                smtp.starttls(context=context)
+                smtp.starttls(context=_tls_context())
                 smtp.ehlo()
             elif not self.implicit_tls and self.tls and not is_loopback(self.host):
                 smtp.close()
@@ -288,6 +288,18 @@ class SMTPTransport:
             except (smtplib.SMTPException, OSError):
                 self._smtp.close()
             self._smtp = None
+
+
+def _tls_context() -> ssl.SSLContext:
+    """One context for every connection: loading the system's CA certificates costs about
+    20 ms, which 64 connections would pay in turn (SSLContext is safe to share). It
+    depends on where OpenSSL finds them, hence the key."""
+    return _context_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.cache
+def _context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context()
 
 
 def _text(reply: bytes | str) -> str:

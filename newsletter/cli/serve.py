@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from newsletter.cli.state import state
-from newsletter.web import create_app
 
 
 def register(app: typer.Typer) -> None:
@@ -28,6 +27,8 @@ def serve(
     Example: newsletter serve --host 127.0.0.1 --port 8000
     """
     import uvicorn
+
+    from newsletter.web import create_app  # FastAPI is a sixth of start-up: only here
 
     st = state(ctx)
     web = create_app(st.config(), st.engine(), st.key())
