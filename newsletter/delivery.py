@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -128,8 +128,18 @@ def audience(session: Session, newsletter: str, batch: int = 1000) -> Iterator[S
 
 
 def enqueue(session: Session, issue: ApprovedIssue) -> int:
-    """Write the audience to the ledger, once, in one transaction."""
+    """Write the audience to the ledger, once, in one transaction. The issue's row is
+    locked first (PostgreSQL), so senders starting together write it once between them."""
     if issue.enqueued_at is not None:
+        return 0
+    locked = session.exec(
+        select(ApprovedIssue)
+        .where(col(ApprovedIssue.id) == issue.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    if locked.enqueued_at is not None:
+        session.commit()
         return 0
     now = _now()
     count = 0
@@ -155,18 +165,34 @@ def enqueue(session: Session, issue: ApprovedIssue) -> int:
     if rows:
         session.execute(sa.insert(Delivery), rows)
         count += len(rows)
-    issue.enqueued_at = now
-    session.add(issue)
+    locked.enqueued_at = issue.enqueued_at = now
+    session.add(locked)
     session.commit()
     return count
 
 
-def recover(session: Session, issue_id: int) -> int:
-    """Rows a previous run left in `sending` become `unknown`. Call only while holding the
-    issue's run lock: then no other process can still be sending them."""
+def recover(
+    session: Session,
+    issue_id: int,
+    alive: Callable[[str], bool] | None = None,
+) -> int:
+    """Rows a stopped sender left in `sending` become `unknown`. Without `alive`, every such
+    row: call it so only while holding the issue's run lock exclusively, when no other
+    process can still be sending them. With `alive` (senders sharing the issue), only the
+    rows of claimants it reports gone, and rows no sender claimed by name."""
+    where = [col(Delivery.issue_id) == issue_id, col(Delivery.state) == "sending"]
+    if alive is not None:
+        claimants = session.exec(select(Delivery.claimed_by).where(*where).distinct()).all()
+        gone = [c for c in claimants if c is not None and not alive(c)]
+        anonymous = None in claimants
+        if not gone and not anonymous:
+            session.commit()
+            return 0
+        chosen = col(Delivery.claimed_by).in_(gone)
+        where.append(sa.or_(chosen, col(Delivery.claimed_by).is_(None)) if anonymous else chosen)
     result = session.execute(
         sa.update(Delivery)
-        .where(col(Delivery.issue_id) == issue_id, col(Delivery.state) == "sending")
+        .where(*where)
         .values(state="unknown", updated_at=_now(), last_error="the sending process stopped")
     )
     session.commit()
@@ -174,7 +200,7 @@ def recover(session: Session, issue_id: int) -> int:
 
 
 def claim(
-    session: Session, issue_id: int, newsletter: str, limit: int
+    session: Session, issue_id: int, newsletter: str, limit: int, claimed_by: str | None = None
 ) -> tuple[list[Claimed], int]:
     """Take up to `limit` due rows and commit them as `sending` before anything is sent.
     Rows of people who unsubscribed, were erased or suppressed since are `skipped`.
@@ -232,16 +258,20 @@ def claim(
         if r.subscriber_id in active and digest not in blocked
     ]
     skipped = [r.id for r in rows if r.id not in {c.id for c in claimed}]
-    _set_state(session, [c.id for c in claimed], "sending", now)
+    _set_state(session, [c.id for c in claimed], "sending", now, claimed_by=claimed_by)
     _set_state(session, skipped, "skipped", now)
     session.commit()
     return claimed, len(skipped)
 
 
-def _set_state(session: Session, ids: list[int], state: str, now: datetime) -> None:
+def _set_state(
+    session: Session, ids: list[int], state: str, now: datetime, **values: object
+) -> None:
     if ids:
         session.execute(
-            sa.update(Delivery).where(col(Delivery.id).in_(ids)).values(state=state, updated_at=now)
+            sa.update(Delivery)
+            .where(col(Delivery.id).in_(ids))
+            .values(state=state, updated_at=now, **values)
         )
 
 

@@ -5,12 +5,19 @@ connection dies, however the process ended. On SQLite (one machine by design) a 
 `run_locks`: taken by inserting it (atomic on its primary key), released by deleting it, and
 taken over when the process that holds it is no longer alive on this host. This is what
 makes two timers firing at once, or a run started while a slow one goes on, harmless.
+
+Senders started with `--worker` (PostgreSQL only) share an issue instead: each takes the
+issue's lock in shared mode, so they exclude a plain sender but not each other, and holds an
+advisory lock on its own identity for as long as it runs. Another sender that finds rows
+left in `sending` asks the server whether that identity's lock is still held: if not, its
+holder is gone (crashed, killed, its machine down) and those rows are in doubt.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,14 +46,17 @@ def _alive(pid: int) -> bool:
 
 
 @contextmanager
-def run_lock(engine: Engine, name: str) -> Iterator[bool]:
-    """Yields True when this process holds the lock for the block, False when another does."""
+def run_lock(engine: Engine, name: str, *, shared: bool = False) -> Iterator[bool]:
+    """Yields True when this process holds the lock for the block, False when another does.
+    `shared` (PostgreSQL only): any number of shared holders, but none while an exclusive
+    one holds it."""
     if engine.dialect.name == "postgresql":
+        kind = "_shared" if shared else ""
         with engine.connect() as connection:
             number = _lock_number(name)
             got = bool(
                 connection.execute(
-                    sa.text("SELECT pg_try_advisory_lock(:n)"), {"n": number}
+                    sa.text(f"SELECT pg_try_advisory_lock{kind}(:n)"), {"n": number}
                 ).scalar()
             )
             connection.commit()
@@ -54,9 +64,13 @@ def run_lock(engine: Engine, name: str) -> Iterator[bool]:
                 yield got
             finally:
                 if got:
-                    connection.execute(sa.text("SELECT pg_advisory_unlock(:n)"), {"n": number})
+                    connection.execute(
+                        sa.text(f"SELECT pg_advisory_unlock{kind}(:n)"), {"n": number}
+                    )
                     connection.commit()
         return
+    if shared:
+        raise ValueError("shared run locks need PostgreSQL")
     host, pid = socket.gethostname(), os.getpid()
     got = _take_row(engine, name, host, pid)
     try:
@@ -98,3 +112,38 @@ def _take_row(engine: Engine, name: str, host: str, pid: int) -> bool:
             )
             session.commit()
     return False
+
+
+@contextmanager
+def sender_identity(engine: Engine) -> Iterator[str]:
+    """This sender's name for the rows it claims (`host:pid:random`), held as an advisory
+    lock on a connection of its own until the block ends; see `sender_alive`."""
+    identity = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
+    if engine.dialect.name != "postgresql":
+        yield identity
+        return
+    number = _lock_number(f"sender:{identity}")
+    with engine.connect() as connection:
+        connection.execute(sa.text("SELECT pg_advisory_lock(:n)"), {"n": number})
+        connection.commit()
+        try:
+            yield identity
+        finally:
+            connection.execute(sa.text("SELECT pg_advisory_unlock(:n)"), {"n": number})
+            connection.commit()
+
+
+def sender_alive(engine: Engine, identity: str) -> bool:
+    """Whether the sender of that identity still runs: its lock is held. PostgreSQL frees a
+    session's advisory locks the moment its connection ends, however the process ended."""
+    if engine.dialect.name != "postgresql":
+        return False
+    number = _lock_number(f"sender:{identity}")
+    with engine.connect() as connection:
+        free = bool(
+            connection.execute(sa.text("SELECT pg_try_advisory_lock(:n)"), {"n": number}).scalar()
+        )
+        if free:
+            connection.execute(sa.text("SELECT pg_advisory_unlock(:n)"), {"n": number})
+        connection.commit()
+    return not free

@@ -227,6 +227,9 @@ class Delivery(SQLModel, table=True):
         default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
     )
     sent_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+    # The sender that claimed the row (`host:pid:random`), so that another sender can tell
+    # rows of a live peer from rows a dead one left in `sending`.
+    claimed_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(100)))
 
 
 class RunLock(SQLModel, table=True):

@@ -3,7 +3,10 @@
 One run: take the issue's run lock (or leave: another process is sending it), turn rows a
 crashed run left in `sending` into `unknown`, write the audience once, then repeat: claim a
 batch (committed as `sending`), let a pool of N connections send it at the allowed rate,
-record each outcome. The message for each recipient is the issue's template with their
+record each outcome. A worker (`worker=` its identity, PostgreSQL only) takes the lock in
+shared mode and sends beside other workers: each claims its own rows (FOR UPDATE SKIP
+LOCKED), marked with its identity, and turns into `unknown` only rows of workers that are
+gone (locks.sender_alive). The message for each recipient is the issue's template with their
 placeholders filled (mail.IssueTemplate), never a re-render.
 
 Errors that are not about a recipient (refused connection, 421, 454, a sender refusal, a
@@ -21,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -32,7 +36,7 @@ from newsletter.compose import issue_articles, issue_path, read_issue
 from newsletter.config import Config
 from newsletter.delivery import Claimed, Outcome, RetryPolicy
 from newsletter.errors import ConfigError, NewsletterError, NotFoundError, UsageError
-from newsletter.locks import run_lock
+from newsletter.locks import run_lock, sender_alive
 from newsletter.mail import IssueTemplate, dkim_signer, issue_template, sender
 from newsletter.models import ApprovedIssue
 from newsletter.render import render_issue
@@ -63,6 +67,9 @@ class SendReport:
     unknown: int = 0
     skipped: int = 0
     locked: bool = False
+    worker: str | None = None
+    # Rows other workers are sending as this one finishes: theirs to settle, not work left.
+    sending_elsewhere: int = 0
     paused: str | None = None
     finished: bool = False
     ledger: dict[str, int] = field(default_factory=dict)
@@ -72,7 +79,8 @@ class SendReport:
     def exit_code(self) -> int:
         if self.locked:
             return 0
-        if self.paused or any(self.ledger.get(state, 0) for state in delivery.OPEN):
+        left = sum(self.ledger.get(state, 0) for state in delivery.OPEN)
+        if self.paused or left > self.sending_elsewhere:
             return EX_TEMPFAIL
         if self.ledger.get("failed", 0) or self.ledger.get("unknown", 0):
             return 1
@@ -212,27 +220,32 @@ def send_issue(
     make_transport: Callable[[], Transport],
     options: SendOptions | None = None,
     *,
+    worker: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SendReport:
-    """Send (or resume) one approved issue. `on_progress(done, total)` after each outcome."""
+    """Send (or resume) one approved issue. `on_progress(done, total)` after each outcome.
+    `worker`: this sender's identity (locks.sender_identity), to share the issue."""
     options = options or SendOptions()
     started = time.monotonic()
+    if worker is not None and engine.dialect.name != "postgresql":
+        raise UsageError(WORKER_NEEDS_POSTGRESQL)
+    alive = None if worker is None else partial(_peer_alive, engine, worker)
     with Session(engine, expire_on_commit=False) as session:
         issue = find_approved(session, config, slug_or_path)
-        report = SendReport(slug=issue.slug)
+        report = SendReport(slug=issue.slug, worker=worker)
         if issue.enqueued_at is None and is_stale(config, issue):
             raise UsageError(
                 f"{issue.slug} was edited after approval: run 'newsletter issue approve "
                 f"{issue.slug}' again before sending"
             )
-    with run_lock(engine, f"send:{report.slug}") as mine:
+    with run_lock(engine, f"send:{report.slug}", shared=worker is not None) as mine:
         if not mine:
             report.locked = True
             return report
         with Session(engine, expire_on_commit=False) as session:
             issue = find_approved(session, config, report.slug)
             assert issue.id is not None
-            report.recovered = delivery.recover(session, issue.id)
+            report.recovered = delivery.recover(session, issue.id, alive)
             report.enqueued = delivery.enqueue(session, issue)
             template = _template(config, issue)
             total = sum(delivery.counts(session, issue.id)[s] for s in ("queued", "deferred"))
@@ -247,11 +260,27 @@ def send_issue(
                 report,
                 total,
                 on_progress,
+                worker,
             )
+            if alive is not None:
+                # A peer that died while this worker sent left its rows in `sending`.
+                report.recovered += delivery.recover(session, issue.id, alive)
             report.finished = delivery.finish_if_done(session, issue)
             report.ledger = delivery.counts(session, issue.id)
+            if worker is not None:
+                report.sending_elsewhere = report.ledger["sending"]
     report.elapsed = round(time.monotonic() - started, 3)
     return report
+
+
+WORKER_NEEDS_POSTGRESQL = (
+    "--worker needs PostgreSQL (NEWSLETTER_DATABASE_URL=postgresql+psycopg://...): on SQLite "
+    "run one sender and raise --connections instead"
+)
+
+
+def _peer_alive(engine: Engine, me: str, identity: str) -> bool:
+    return identity == me or sender_alive(engine, identity)
 
 
 def _template(config: Config, issue: ApprovedIssue) -> IssueTemplate:
@@ -278,6 +307,7 @@ def _run(
     report: SendReport,
     total: int,
     on_progress: Callable[[int, int], None] | None,
+    worker: str | None,
 ) -> None:
     assert issue.id is not None
     view_url = f"{config.base_url}/archive/{issue.slug}/"
@@ -305,7 +335,9 @@ def _run(
             # so no connection waits at a batch boundary. At most 1.5 batches are ever in
             # `sending`: that is all a crash can leave in doubt.
             if not exhausted and not pool.stop.is_set() and in_flight <= batch // 2:
-                claimed, skipped = delivery.claim(session, issue.id, issue.newsletter, batch)
+                claimed, skipped = delivery.claim(
+                    session, issue.id, issue.newsletter, batch, claimed_by=worker
+                )
                 report.skipped += skipped
                 for row in claimed:
                     pool.jobs.put(row)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import timedelta
 from typing import Annotated
 
@@ -22,7 +23,9 @@ from newsletter.cli.output import err, out, print_json
 from newsletter.cli.state import State, state
 from newsletter.delivery import RetryPolicy
 from newsletter.errors import UsageError
+from newsletter.locks import sender_identity
 from newsletter.send import (
+    WORKER_NEEDS_POSTGRESQL,
     SendOptions,
     SendReport,
     audience_preview,
@@ -78,6 +81,13 @@ def send(
         str | None, typer.Option(help="At most N messages a second, e.g. 50/s.")
     ] = None,
     transport: Annotated[str | None, typer.Option(help="Transport URL [default: config].")] = None,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker",
+            help="Share the sending with other --worker senders (PostgreSQL; see docs/scaling.md).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Send an approved issue to every active subscriber once, or resume it.
@@ -87,9 +97,14 @@ def send(
     configuration error.
 
     Example: newsletter send 2022-W51 --connections 8 --rate 100/s
+    Example: newsletter send --due --worker   (on each of several machines)
     """
     st = state(ctx)
     config = st.config()
+    if worker and (test_to or dry_run):
+        raise UsageError("--worker is for sending: not with --test-to or --dry-run")
+    if worker and st.engine().dialect.name != "postgresql":
+        raise UsageError(WORKER_NEEDS_POSTGRESQL)
     if not 1 <= connections <= 256:
         raise UsageError(f"--connections {connections}: use 1 to 256")
     if due == bool(slug):
@@ -128,20 +143,22 @@ def send(
     key = st.key()
     with Session(engine) as session:
         slugs = [issue.slug for issue in due_issues(session)] if due else [slug or ""]
-    if not due:
-        report = _send_one(st, slug or "", make, key, options, as_json)
-        if as_json:
-            print_json(report.as_dict())
-        raise typer.Exit(report.exit_code)
-    # --due: one issue's problem (edited after approval, say) must not hold up the others.
-    reports: list[SendReport] = []
-    errors: list[dict[str, str]] = []
-    for name in slugs:
-        try:
-            reports.append(_send_one(st, name, make, key, options, as_json))
-        except UsageError as error:
-            errors.append({"slug": name, "error": str(error)})
-            err.print(f"error: {error}", markup=False)
+    with ExitStack() as stack:
+        identity = stack.enter_context(sender_identity(engine)) if worker else None
+        if not due:
+            report = _send_one(st, slug or "", make, key, options, as_json, identity)
+            if as_json:
+                print_json(report.as_dict())
+            raise typer.Exit(report.exit_code)
+        # --due: one issue's problem (edited after approval, say) must not hold up the others.
+        reports: list[SendReport] = []
+        errors: list[dict[str, str]] = []
+        for name in slugs:
+            try:
+                reports.append(_send_one(st, name, make, key, options, as_json, identity))
+            except UsageError as error:
+                errors.append({"slug": name, "error": str(error)})
+                err.print(f"error: {error}", markup=False)
     if as_json:
         print_json(
             {
@@ -163,10 +180,11 @@ def _send_one(
     key: bytes,
     options: SendOptions,
     as_json: bool,
+    worker: str | None,
 ) -> SendReport:
     config, engine = st.config(), st.engine()
     if as_json or not err.is_terminal:
-        report = send_issue(config, engine, key, slug, make, options)
+        report = send_issue(config, engine, key, slug, make, options, worker=worker)
     else:
         with Progress(
             TextColumn(f"{slug}"),
@@ -183,7 +201,9 @@ def _send_one(
                 speed = progress.tasks[0].speed or 0
                 progress.update(task, completed=done, total=total, rate=f"{speed:.0f}/s")
 
-            report = send_issue(config, engine, key, slug, make, options, on_progress=update)
+            report = send_issue(
+                config, engine, key, slug, make, options, worker=worker, on_progress=update
+            )
     if not as_json:
         _print_report(report)
     return report
@@ -191,7 +211,8 @@ def _send_one(
 
 def _print_report(report: SendReport) -> None:
     if report.locked:
-        out.print(f"{report.slug}: another process is sending it; nothing to do here", markup=False)
+        who = "a sender without --worker" if report.worker else "another process"
+        out.print(f"{report.slug}: {who} is sending it; nothing to do here", markup=False)
         return
     speed = report.sent / report.elapsed if report.elapsed else 0.0
     out.print(
@@ -208,6 +229,11 @@ def _print_report(report: SendReport) -> None:
         )
     if report.paused:
         err.print(f"{report.slug}: {report.paused}; run again later", markup=False)
+    if report.sending_elsewhere:
+        out.print(
+            f"{report.slug}: {report.sending_elsewhere} row(s) still being sent by other workers",
+            markup=False,
+        )
     ledger = ", ".join(f"{state} {n}" for state, n in report.ledger.items() if n)
     out.print(
         f"{report.slug} ledger: {ledger or 'empty'}" + (" (finished)" if report.finished else ""),

@@ -1,0 +1,95 @@
+"""Several `send --worker` senders sharing one PostgreSQL ledger: real processes, a real
+SMTP server, and a peer that dies mid-send."""
+
+import json
+from collections import Counter
+from functools import partial
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from newsletter import delivery
+from newsletter.locks import run_lock, sender_alive, sender_identity
+from newsletter.models import Delivery
+from newsletter.send import find_approved
+from tests.conftest import Project
+from tests.smtpserver import SMTPServer
+from tests.test_crash import COUNT, prepare, spawn
+
+postgresql_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+@postgresql_only
+def test_two_workers_share_the_issue_and_send_each_message_once(
+    collected: Project, smtp_server: SMTPServer
+) -> None:
+    audience = prepare(collected, smtp_server, send_at="2022-12-26T08:00")
+    smtp_server.handler.delay = 0.01  # slow enough that both take part
+    args = ("send", "--due", "--worker", "--connections", "2", "--json")
+    first, second = spawn(collected, *args), spawn(collected, *args)
+    outputs = [process.communicate(timeout=120) for process in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+    reports = [json.loads(out)["issues"][0] for out, _ in outputs]
+    assert all(r["sent"] > 0 and not r["locked"] for r in reports), reports
+    assert sum(r["sent"] for r in reports) == COUNT
+    assert reports[0]["worker"] != reports[1]["worker"]
+    assert Counter(smtp_server.handler.addresses()) == Counter(audience)
+    with Session(collected.engine()) as session:
+        rows = session.exec(select(Delivery)).all()
+        assert {r.state for r in rows} == {"sent"} and {r.attempts for r in rows} == {1}
+        assert {r.claimed_by for r in rows} == {r["worker"] for r in reports}
+    assert any(r["finished"] for r in reports)
+
+
+@postgresql_only
+def test_rows_of_a_worker_that_is_gone_become_unknown_and_a_live_ones_stay(
+    collected: Project, smtp_server: SMTPServer
+) -> None:
+    prepare(collected, smtp_server)
+    engine = collected.engine()
+    with Session(engine) as session, sender_identity(engine) as live:
+        issue = find_approved(session, collected.config, "2022-W51")
+        assert issue.id is not None
+        delivery.enqueue(session, issue)
+        with sender_identity(engine) as ended:
+            gone, _ = delivery.claim(session, issue.id, "war-notes", 5, claimed_by=ended)
+        alive, _ = delivery.claim(session, issue.id, "war-notes", 7, claimed_by=live)
+        assert sender_alive(engine, live) and not sender_alive(engine, ended)
+        recovered = delivery.recover(session, issue.id, partial(sender_alive, engine))
+        assert recovered == 5
+        states = dict(
+            session.exec(
+                select(Delivery.id, Delivery.state).where(
+                    col(Delivery.id).in_([r.id for r in gone + alive])
+                )
+            ).all()
+        )
+        assert {states[r.id] for r in gone} == {"unknown"}
+        assert {states[r.id] for r in alive} == {"sending"}
+        # Rows with no claimant (a plain sender's) are in doubt once workers hold the issue.
+        session.execute(sa.update(Delivery).where(col(Delivery.id) == alive[0].id).values(
+            claimed_by=None))  # fmt: skip
+        session.commit()
+        assert delivery.recover(session, issue.id, lambda who: who == live) == 1
+
+
+@postgresql_only
+def test_workers_and_a_plain_sender_exclude_each_other(collected: Project) -> None:
+    engine = collected.engine()
+    with (
+        run_lock(engine, "send:x", shared=True) as one,
+        run_lock(engine, "send:x", shared=True) as two,
+    ):
+        assert one and two
+        with run_lock(engine, "send:x") as plain:
+            assert not plain
+    with run_lock(engine, "send:x") as plain, run_lock(engine, "send:x", shared=True) as worker:
+        assert plain and not worker
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_worker_mode_on_sqlite_is_a_usage_error(collected: Project) -> None:
+    result = collected.run("send", "--due", "--worker")
+    assert result.exit_code == 2
+    assert "--worker needs PostgreSQL" in result.stderr and "--connections" in result.stderr
