@@ -1,8 +1,10 @@
 """Benchmarks: each figure beside a baseline measured in the same run, printed, not asserted.
 
-    .venv/bin/python bench/bench.py [all|render|throughput|latency|memory|import] [--full]
+    .venv/bin/python bench/bench.py [all|render|throughput|latency|memory|import|parallel] [--full]
 
-throughput and latency send to Postfix's smtp-sink on 127.0.0.1 (started and stopped here);
+throughput, latency and parallel send to Postfix's smtp-sink on 127.0.0.1 (started and
+stopped here); parallel needs PostgreSQL (NEWSLETTER_BENCH_POSTGRES, by default the test
+server on 127.0.0.1:5432, which bench/run starts);
 `--full` uses the issue's sizes (1,000,000 subscribers for memory and import), which take
 many minutes; the default sizes are smaller and say so.
 """
@@ -89,7 +91,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
-def project(folder: Path, subscribers: int) -> dict[str, str]:
+def project(folder: Path, subscribers: int, database_url: str | None = None) -> dict[str, str]:
     """A newsletter with the sample week approved and `subscribers` active readers."""
     config_file = folder / "newsletter.toml"
     init_project(
@@ -102,13 +104,15 @@ def project(folder: Path, subscribers: int) -> dict[str, str]:
     with config_file.open("a") as handle:
         handle.write(SOURCES)
     env = os.environ | {"NEWSLETTER_CONFIG": str(config_file)}
+    if database_url:
+        env["NEWSLETTER_DATABASE_URL"] = database_url
     for args in (["collect"], ["issue", "new", "--week", "2022-W51"]):
         done = run(*args, env=env)
         assert done.returncode == 0, done.stderr
     issue = folder / "issues" / "2022-W51.md"
     issue.write_text(issue.read_text() + "Dear readers, this is the benchmark issue.\n")
     assert run("issue", "approve", "2022-W51", env=env).returncode == 0
-    engine = open_database(load_config(config_file).database_url)
+    engine = open_database(load_config(config_file, env).database_url)
     now = datetime.now(UTC).replace(tzinfo=None)
     with engine.begin() as connection:
         for start in range(0, subscribers, 10_000):
@@ -356,13 +360,94 @@ def bench_import(count: int) -> None:
     )
 
 
+POSTGRES_URL = os.environ.get(
+    "NEWSLETTER_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A database URL on a fresh PostgreSQL schema, dropped afterwards."""
+    schema = f"bench_{os.getpid()}_{time.time_ns() % 10**6}"
+    admin = sa.create_engine(POSTGRES_URL)
+    try:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except sa.exc.OperationalError as error:
+        sys.exit(f"PostgreSQL at {POSTGRES_URL} is unreachable ({error.orig}): scripts/postgres")
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def workers(env: dict[str, str], port: int, count: int, connections: int) -> tuple[float, int]:
+    """`count` `send --due --worker` processes started together: the messages a second
+    they delivered between them, and how many they sent in all."""
+    import json
+
+    args = [sys.executable, "-m", "newsletter", "send", "--due", "--worker", "--json"]
+    args += ["--connections", str(connections), "--transport", f"smtp://127.0.0.1:{port}"]
+    start = time.perf_counter()
+    processes = [
+        subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(count)
+    ]
+    outputs = [process.communicate() for process in processes]
+    elapsed = time.perf_counter() - start
+    sent = 0
+    for process, (out, errors) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, out + errors
+        sent += sum(issue["sent"] for issue in json.loads(out)["issues"])
+    return sent / elapsed, sent
+
+
+def exactly_once(env: dict[str, str], expected: int) -> bool:
+    """Every ledger row sent, each in one attempt, by one of the workers."""
+    config = load_config(Path(env["NEWSLETTER_CONFIG"]), env)
+    engine = open_database(config.database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text("SELECT state, attempts, count(*) FROM deliveries GROUP BY state, attempts")
+        ).all()
+    engine.dispose()
+    return [tuple(row) for row in rows] == [("sent", 1, expected)]
+
+
+def bench_parallel(per_sender: int) -> None:
+    connections = 32
+    figures = {}
+    for senders in (1, 2):
+        count = per_sender * senders
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            postgres_schema() as url,
+            smtp_sink("-w", "1") as port,
+        ):
+            env = project(Path(folder), count, url)
+            # Due now: `send --due` picks it up in every worker.
+            done = run("issue", "approve", "2022-W51", "--send-at", "2022-12-26T08:00", env=env)
+            assert done.returncode == 0, done.stderr
+            rate, sent = workers(env, port, senders, connections)
+            assert sent == count and exactly_once(env, count), f"{senders} sender(s): {sent}"
+            figures[senders] = rate
+    print(
+        f"parallel senders on PostgreSQL, smtp-sink -w 1, {connections} connections each: one "
+        f"{figures[1]:.1f}/s, two {figures[2]:.1f}/s, ratio {figures[2] / figures[1]:.2f} "
+        f"(target >= 1.8); every row sent exactly once"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "which",
         nargs="?",
         default="all",
-        choices=["all", "render", "throughput", "latency", "memory", "import"],
+        choices=["all", "render", "throughput", "latency", "memory", "import", "parallel"],
     )
     parser.add_argument("--full", action="store_true", help="the issue's sizes (slow)")
     args = parser.parse_args()
@@ -380,7 +465,8 @@ def main() -> None:
         bench_memory(10_000, 1_000_000 if args.full else 100_000)
     if args.which in ("all", "import"):
         bench_import(1_000_000 if args.full else 100_000)
-    print("parallel senders: not measured yet (needs the multi-worker mode of the scaling issue)")
+    if args.which in ("all", "parallel"):
+        bench_parallel(32 * 30)
 
 
 if __name__ == "__main__":

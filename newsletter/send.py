@@ -325,16 +325,19 @@ def _run(
         )
 
     pool = Pool(make_transport, build, sender(config).addr_spec, options)
-    batch = max(10, 8 * options.connections)
+    # Keep every connection busy and a short queue behind them: claim the next batch once
+    # the queue is down to half a batch. A short queue is what lets several workers finish
+    # together (rows claimed by one cannot go out through another's idle connections), and
+    # bounds what a crash can leave in doubt: at most connections + 1.5 batches in
+    # `sending`. 32 rows at a time keeps the claims' cost small on a fast relay.
+    batch = max(32, options.connections)
+    refill = options.connections + batch // 2
     done = in_flight = 0
     exhausted = False
     pending: list[Outcome] = []
     try:
         while True:
-            # Keep the connections fed: claim the next batch once half of the last is back,
-            # so no connection waits at a batch boundary. At most 1.5 batches are ever in
-            # `sending`: that is all a crash can leave in doubt.
-            if not exhausted and not pool.stop.is_set() and in_flight <= batch // 2:
+            if not exhausted and not pool.stop.is_set() and in_flight <= refill:
                 claimed, skipped = delivery.claim(
                     session, issue.id, issue.newsletter, batch, claimed_by=worker
                 )
