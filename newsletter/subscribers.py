@@ -14,6 +14,7 @@ cleaned here, before it can come near a mail header.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from urllib.parse import unquote
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from newsletter.errors import NewsletterError, NotFoundError, UsageError
 from newsletter.models import Subscriber, Subscription, Suppression
@@ -58,12 +59,38 @@ def parse_address(raw: str) -> Address:
         raise InvalidAddress("contains a line break or control character")
     if len(text) > 254:
         raise InvalidAddress("longer than 254 characters")
+    local, _, domain = text.rpartition("@")
+    if len(local) <= 64 and _DOT_ATOM.match(local):
+        # The common case: a plain ASCII local part, always valid (RFC 5322 dot-atom), and a
+        # domain that a list repeats thousands of times, validated once. Anything else, and
+        # any length email-validator would measure differently, takes the full path.
+        checked = _checked_domain(domain)
+        if isinstance(checked, str):
+            raise InvalidAddress(checked)
+        unicode_domain, ascii_domain = checked
+        if len(local) + 1 + max(len(unicode_domain.encode()), len(ascii_domain)) <= 254:
+            return Address(email=text, key=f"{local.lower()}@{ascii_domain.lower()}")
     try:
         valid = validate_email(text, check_deliverability=False)
     except EmailNotValidError as error:
         raise InvalidAddress(str(error)) from None
-    domain = valid.ascii_domain or valid.domain
-    return Address(email=text, key=f"{valid.local_part.lower()}@{domain.lower()}")
+    ascii_domain = valid.ascii_domain or valid.domain
+    return Address(email=text, key=f"{valid.local_part.lower()}@{ascii_domain.lower()}")
+
+
+# RFC 5322 atext, dot-separated: what email-validator accepts as an unquoted ASCII local part.
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
+
+
+@functools.lru_cache(maxsize=100_000)
+def _checked_domain(domain: str) -> tuple[str, str] | str:
+    """(domain, its IDNA ASCII form), or email-validator's reason for refusing it. Checked
+    with a one-letter local part, which is always valid: the verdict is the domain's."""
+    try:
+        valid = validate_email(f"a@{domain}", check_deliverability=False)
+    except EmailNotValidError as error:
+        return str(error)
+    return valid.domain, valid.ascii_domain or valid.domain
 
 
 def clean_name(raw: str | None) -> str | None:
@@ -225,17 +252,16 @@ def upsert(
             outcomes.append("updated")
         else:
             outcomes.append("updated" if changed else "unchanged")
+    # Core inserts on the tables, not the ORM's bulk path: a third of the cost per row. The
+    # new people's ids come back through RETURNING (batched by SQLAlchemy on both
+    # databases), not a second query.
     if new_people:
-        session.execute(sa.insert(Subscriber), new_people)
-        created = session.exec(
-            select(Subscriber.id).where(
-                col(Subscriber.email_key).in_([p["email_key"] for p in new_people])
-            )
-        ).all()
-        joined.extend(i for i in created if i is not None)
+        people_table = SQLModel.metadata.tables["subscribers"]
+        created = session.execute(people_table.insert().returning(people_table.c.id), new_people)
+        joined.extend(created.scalars())
     if joined:
         session.execute(
-            sa.insert(Subscription),
+            SQLModel.metadata.tables["subscriptions"].insert(),
             [{"subscriber_id": i, "newsletter": newsletter, "status": status, "created_at": now,
               "confirmed_at": now if status == "active" else None} for i in joined],
         )  # fmt: skip
