@@ -182,6 +182,14 @@ class SMTPTransport:
             self._smtp = self._connect()
         smtp = self._smtp
         utf8 = not (sender + recipient).isascii()
+        if utf8 and not smtp.has_extn("smtputf8"):
+            # The recipient's fault, not the connection's: fail this one, keep sending.
+            raise TransportError(
+                f"{recipient}: {self.where} does not offer SMTPUTF8, which a non-ASCII "
+                "address needs (553 is this program's verdict, not the server's)",
+                553,
+                "reply",
+            )
         try:
             if smtp.has_extn("pipelining"):
                 mail, rcpt, data = self._envelope_pipelined(smtp, sender, recipient, utf8)
@@ -242,8 +250,6 @@ class SMTPTransport:
         """MAIL, RCPT and DATA in one write; the three replies, in order."""
         option = ""
         if utf8:
-            if not smtp.has_extn("smtputf8"):
-                raise smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server")
             option = " SMTPUTF8"
         commands = (
             f"MAIL FROM:{smtplib.quoteaddr(sender)}{option}\r\n"

@@ -111,3 +111,34 @@ def test_lines_starting_with_a_dot_arrive_intact(
     transport.close()
     (received,) = smtp_server.received
     assert received.data == data
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_non_ascii_addresses_need_smtputf8(tmp_path: Path, pipelining: bool) -> None:
+    """Without SMTPUTF8 that one recipient fails (the connection goes on); with it, the
+    address reaches the server as UTF-8."""
+    from aiosmtpd.controller import Controller
+
+    from tests.smtpserver import Handler, free_port
+
+    data = b"Subject: hi\r\n\r\nhello\r\n"
+    for offered in (False, True):
+        handler = Handler(pipelining=pipelining)
+        controller = Controller(
+            handler, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=offered
+        )
+        controller.start()
+        try:
+            transport = open_transport(f"smtp://127.0.0.1:{controller.port}", tmp_path)
+            if offered:
+                transport.send("notes@example.org", "олена@example.org", data)
+            else:
+                with pytest.raises(TransportError) as refused:
+                    transport.send("notes@example.org", "олена@example.org", data)
+                assert refused.value.permanent and "SMTPUTF8" in str(refused.value)
+            transport.send("notes@example.org", "olena@example.org", data)
+            transport.close()
+        finally:
+            controller.stop()
+        expected = ["олена@example.org", "olena@example.org"] if offered else ["olena@example.org"]
+        assert handler.addresses() == expected
