@@ -258,14 +258,15 @@ class SMTPTransport:
         )
         smtp.send(commands.encode("utf-8" if utf8 else "ascii"))
         replies: list[tuple[int, bytes]] = []
-        for _ in range(3):
+        while len(replies) < 3:
             try:
                 replies.append(smtp.getreply())
             except smtplib.SMTPServerDisconnected:
-                # A server closing with 421 leaves the other replies unsent: the 421 stands.
+                # A server closing with 421 leaves the other replies unsent: the 421 stands
+                # for them (smtplib has closed the connection; nothing more can be read).
                 if not replies or replies[-1][0] != 421:
                     raise
-                replies.append(replies[-1])
+                replies += [replies[-1]] * (3 - len(replies))
         return replies[0], replies[1], replies[2]
 
     def _abandon(self, code: int) -> None:

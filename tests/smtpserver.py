@@ -31,7 +31,8 @@ class Handler:
     """Accepts everything unless told otherwise: `refuse` maps an address to the reply its
     RCPT gets; `mail_replies` are the replies to the next MAIL commands (e.g. 421);
     `drop_on_rcpt` closes the connection at that address's RCPT (before the final dot);
-    `drop_after_data` keeps the message but closes without replying (after the final dot).
+    `drop_after_data` keeps the message but closes without replying (after the final dot);
+    `close_after_mail_reply` closes the connection right after a `mail_replies` reply.
     It offers PIPELINING, as Postfix does, unless `pipelining` is False (aiosmtpd reads
     pipelined commands in order either way)."""
 
@@ -42,6 +43,7 @@ class Handler:
     drop_after_data: set[str] = field(default_factory=set)
     delay: float = 0.0
     pipelining: bool = True
+    close_after_mail_reply: bool = False
     # For each RCPT: whether the client had already sent DATA (it pipelined the envelope).
     data_ahead: list[bool] = field(default_factory=list)
 
@@ -57,7 +59,12 @@ class Handler:
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
         if self.mail_replies:
-            return self.mail_replies.pop(0)
+            reply = self.mail_replies.pop(0)
+            if self.close_after_mail_reply:
+                # As Postfix does after a 421: the reply, then the connection is gone.
+                await server.push(reply)
+                server.transport.close()
+            return reply
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"

@@ -129,12 +129,18 @@ def test_a_4xx_defers_with_backoff_and_a_later_run_delivers(
 
 @pytest.mark.parametrize("pipelining", [True, False])
 @pytest.mark.parametrize(
-    "reply", ["421 4.7.0 Too busy, come back later", "454 4.7.0 Temporary authentication failure"]
+    ("reply", "closes"),
+    [
+        ("421 4.7.0 Too busy, come back later", False),
+        ("421 4.7.0 Too busy, closing", True),
+        ("454 4.7.0 Temporary authentication failure", False),
+    ],
 )
 def test_421_and_454_back_off_and_blame_nobody(
-    ready: Project, smtp_server: SMTPServer, reply: str, pipelining: bool
+    ready: Project, smtp_server: SMTPServer, reply: str, closes: bool, pipelining: bool
 ) -> None:
     smtp_server.handler.pipelining = pipelining
+    smtp_server.handler.close_after_mail_reply = closes
     smtp_server.handler.mail_replies = [reply] * 4
     code, report = send(ready)
     assert code == 0 and report["sent"] == 20 and report["failed"] == 0
