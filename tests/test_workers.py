@@ -40,6 +40,8 @@ def test_two_workers_share_the_issue_and_send_each_message_once(
         assert {r.state for r in rows} == {"sent"} and {r.attempts for r in rows} == {1}
         assert {r.claimed_by for r in rows} == {r["worker"] for r in reports}
     assert any(r["finished"] for r in reports)
+    listed = json.loads(collected.run("deliveries", "2022-W51", "--state", "sent", "--json").stdout)
+    assert {row["claimed_by"] for row in listed["rows"]} == {r["worker"] for r in reports}
 
 
 @postgresql_only

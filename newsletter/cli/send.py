@@ -294,6 +294,7 @@ def deliveries(
                 "error": r.last_error,
                 "updated_at": r.updated_at.isoformat(),
                 "sent_at": r.sent_at.isoformat() if r.sent_at else None,
+                "claimed_by": r.claimed_by,
             }
             for r in rows
         ]
