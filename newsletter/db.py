@@ -7,6 +7,7 @@ processes (two cron jobs) that start at once on an old schema.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +43,12 @@ def make_engine(url: str) -> Engine:
         raise DatabaseError(
             f"bad database URL {url!r}: use sqlite:///path.db or postgresql+psycopg://host/db"
         ) from None
+    if parsed.get_backend_name() == "sqlite" and sqlite3.sqlite_version_info < (3, 35):
+        # RETURNING (3.35, 2021) gives a batch of new subscribers their ids in one statement.
+        raise DatabaseError(
+            f"SQLite {sqlite3.sqlite_version} is too old: newsletter needs 3.35 or newer "
+            "(Debian 12, Ubuntu 22.04 and later have it), or use PostgreSQL"
+        )
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         folder = Path(parsed.database or "").parent
         if not folder.is_dir():

@@ -92,7 +92,8 @@ def test_kill_9_at_random_moments_then_resume(collected: Project, smtp_server: S
     assert twice <= in_doubt, "a message arrived twice that the ledger did not report unknown"
     missing = set(audience) - set(received)
     assert missing <= in_doubt, "a recipient got nothing and the ledger did not say so"
-    assert len(in_doubt) <= kills * 3 * 8 + kills * 20  # at most the claimed batches
+    # At most what a sender holds claimed: one per connection plus 1.5 batches of 32.
+    assert len(in_doubt) <= kills * (3 + 48)
     # Settle the doubtful rows by resending: now everybody has it.
     assert collected.run("deliveries", "resolve", "2022-W51", "--resend").exit_code == 0
     assert collected.run("send", "2022-W51").exit_code == 0

@@ -2,6 +2,8 @@
 SMTP server, and a peer that dies mid-send."""
 
 import json
+import signal
+import time
 from collections import Counter
 from functools import partial
 
@@ -15,7 +17,7 @@ from newsletter.models import Delivery
 from newsletter.send import find_approved
 from tests.conftest import Project
 from tests.smtpserver import SMTPServer
-from tests.test_crash import COUNT, prepare, spawn
+from tests.test_crash import COUNT, prepare, sent_count, spawn, unknown_rows
 
 postgresql_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
@@ -42,6 +44,37 @@ def test_two_workers_share_the_issue_and_send_each_message_once(
     assert any(r["finished"] for r in reports)
     listed = json.loads(collected.run("deliveries", "2022-W51", "--state", "sent", "--json").stdout)
     assert {row["claimed_by"] for row in listed["rows"]} == {r["worker"] for r in reports}
+
+
+@postgresql_only
+def test_a_worker_killed_mid_send_leaves_only_its_claimed_rows_in_doubt(
+    collected: Project, smtp_server: SMTPServer
+) -> None:
+    """SIGKILL one of two workers: the survivor finishes the issue and, once PostgreSQL has
+    dropped the dead one's identity lock, reports exactly its claimed rows `unknown`."""
+    audience = prepare(collected, smtp_server, send_at="2022-12-26T08:00")
+    smtp_server.handler.delay = 0.02
+    args = ("send", "--due", "--worker", "--connections", "2", "--json")
+    doomed = spawn(collected, *args)
+    deadline = time.monotonic() + 60
+    while sent_count(collected) < 10 and doomed.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    survivor = spawn(collected, *args)
+    time.sleep(0.3)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    out, errors = survivor.communicate(timeout=120)
+    (report,) = json.loads(out)["issues"]
+    in_doubt = unknown_rows(collected)
+    assert survivor.returncode == 1 and report["recovered"] == len(in_doubt) > 0, out + errors
+    assert report["finished"] is True and report["ledger"]["sending"] == 0
+    received = Counter(smtp_server.handler.addresses())
+    assert {a for a, n in received.items() if n > 1} <= in_doubt
+    assert set(audience) - set(received) <= in_doubt
+    assert collected.run("deliveries", "resolve", "2022-W51", "--resend").exit_code == 0
+    assert collected.run("send", "--due", "--worker").exit_code == 0
+    assert set(smtp_server.handler.addresses()) == set(audience)
 
 
 @postgresql_only
