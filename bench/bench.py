@@ -7,7 +7,8 @@ stopped here); parallel needs PostgreSQL (NEWSLETTER_BENCH_POSTGRES, by default 
 server on 127.0.0.1:5432, which bench/run starts);
 Every benchmark uses the issue's sizes: memory sends to 10,000 and to 1,000,000 subscribers
 (about 15 minutes of the whole run's 20), import reads 1,000,000 rows. `--quick` sends to
-100,000 instead of 1,000,000 for memory, and says so.
+100,000 instead of 1,000,000 for memory, and says so; `--postgresql` puts the ledger of
+throughput, latency and memory on PostgreSQL instead of SQLite.
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ def sample_message(env: dict[str, str]) -> bytes:
     from newsletter.mail import issue_template
     from newsletter.send import find_approved
 
-    config = load_config(Path(env["NEWSLETTER_CONFIG"]))
+    config = load_config(Path(env["NEWSLETTER_CONFIG"]), env)
     with Session(open_database(config.database_url)) as session:
         issue = find_approved(session, config, "2022-W51")
         template = issue_template(
@@ -213,7 +214,7 @@ def bench_render() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         env = project(Path(folder), 1)
-        config = load_config(Path(env["NEWSLETTER_CONFIG"]))
+        config = load_config(Path(env["NEWSLETTER_CONFIG"]), env)
         with Session(open_database(config.database_url)) as session:
             times = []
             for _ in range(20):
@@ -264,36 +265,46 @@ def bench_render() -> None:
     )
 
 
-def bench_throughput(count: int) -> None:
+def bench_throughput(count: int, postgresql: bool) -> None:
     connections = 4
-    with tempfile.TemporaryDirectory() as folder, smtp_sink() as port:
-        env = project(Path(folder), count)
+    with tempfile.TemporaryDirectory() as folder, smtp_sink() as port, ledger(postgresql) as url:
+        env = project(Path(folder), count, url)
         message = sample_message(env)
         base = baseline(port, message, count, connections)
         mine, _ = ours(env, port, connections)
     print(
-        f"throughput: {count} messages, {connections} connections to smtp-sink: newsletter send "
+        f"throughput ({_name(postgresql)}): {count} messages, {connections} connections to "
+        f"smtp-sink: newsletter send "
         f"{mine:.0f}/s, baseline smtplib {base:.0f}/s, ratio {mine / base:.2f} "
         f"(targets: >= 0.8 and >= 1000/s)"
     )
 
 
-def bench_latency(count: int) -> None:
+def bench_latency(count: int, postgresql: bool) -> None:
     connections = 64
-    with tempfile.TemporaryDirectory() as folder, smtp_sink("-w", "1") as port:
-        env = project(Path(folder), count)
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        smtp_sink("-w", "1") as port,
+        ledger(postgresql) as url,
+    ):
+        env = project(Path(folder), count, url)
         mine, _ = ours(env, port, connections)
     print(
-        f"latency: smtp-sink -w 1, {connections} connections, {count} messages: "
+        f"latency ({_name(postgresql)}): smtp-sink -w 1, {connections} connections, "
+        f"{count} messages: "
         f"{mine:.1f}/s = {mine / connections:.2f} x connections (target >= 0.9)"
     )
 
 
-def bench_memory(small: int, large: int) -> None:
+def bench_memory(small: int, large: int, postgresql: bool) -> None:
     peaks = {}
     for count in (small, large):
-        with tempfile.TemporaryDirectory() as folder, smtp_sink() as port:
-            env = project(Path(folder), count)
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            smtp_sink() as port,
+            ledger(postgresql) as url,
+        ):
+            env = project(Path(folder), count, url)
             script = (
                 "import resource, subprocess, sys; "
                 "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
@@ -319,8 +330,8 @@ def bench_memory(small: int, large: int) -> None:
             )
             peaks[count] = int(done.stdout.strip()) / 1024
     print(
-        f"memory: peak RSS sending to {small}: {peaks[small]:.0f} MB, to {large}: "
-        f"{peaks[large]:.0f} MB, ratio {peaks[large] / peaks[small]:.2f} "
+        f"memory ({_name(postgresql)}): peak RSS sending to {small}: {peaks[small]:.0f} MB, "
+        f"to {large}: {peaks[large]:.0f} MB, ratio {peaks[large] / peaks[small]:.2f} "
         f"(targets: <= 1.2 and < 150 MB)"
     )
 
@@ -418,6 +429,21 @@ def exactly_once(env: dict[str, str], expected: int) -> bool:
     return [tuple(row) for row in rows] == [("sent", 1, expected)]
 
 
+@contextmanager
+def ledger(postgresql: bool) -> Iterator[str | None]:
+    """The database for a send benchmark: the project's SQLite file (None), or a schema on
+    PostgreSQL."""
+    if not postgresql:
+        yield None
+        return
+    with postgres_schema() as url:
+        yield url
+
+
+def _name(postgresql: bool) -> str:
+    return "PostgreSQL" if postgresql else "SQLite"
+
+
 def bench_parallel(per_sender: int) -> None:
     connections = 32
     figures = {}
@@ -453,6 +479,11 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="memory: 100,000 subscribers, not 1,000,000"
     )
+    parser.add_argument(
+        "--postgresql",
+        action="store_true",
+        help="throughput, latency and memory with the ledger on PostgreSQL, not SQLite",
+    )
     args = parser.parse_args()
     print(
         f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
@@ -461,11 +492,11 @@ def main() -> None:
     if args.which in ("all", "render"):
         bench_render()
     if args.which in ("all", "throughput"):
-        bench_throughput(20_000)
+        bench_throughput(20_000, args.postgresql)
     if args.which in ("all", "latency"):
-        bench_latency(1920)
+        bench_latency(1920, args.postgresql)
     if args.which in ("all", "memory"):
-        bench_memory(10_000, 100_000 if args.quick else 1_000_000)
+        bench_memory(10_000, 100_000 if args.quick else 1_000_000, args.postgresql)
     if args.which in ("all", "import"):
         bench_import(1_000_000)
     if args.which in ("all", "parallel"):
