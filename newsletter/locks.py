@@ -21,13 +21,15 @@ import secrets
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col
 
+from newsletter.errors import NewsletterError
 from newsletter.models import RunLock
 
 
@@ -114,23 +116,60 @@ def _take_row(engine: Engine, name: str, host: str, pid: int) -> bool:
     return False
 
 
+class IdentityLost(NewsletterError):
+    """The connection holding a worker's identity lock is gone: peers may now count the
+    worker's rows in doubt, so it must claim no more (exit 75: a later run goes on)."""
+
+    exit_code = 75
+
+
+@dataclass
+class SenderIdentity:
+    """A worker's name for the rows it claims (`host:pid:random`), and the connection that
+    holds its advisory lock (None off PostgreSQL)."""
+
+    name: str
+    connection: Connection | None = None
+
+    def confirm(self) -> None:
+        """Raises IdentityLost unless the lock's connection still answers. Called before
+        each claim; the query also keeps the connection from being cut as idle."""
+        if self.connection is None:
+            return
+        try:
+            self.connection.execute(sa.text("SELECT 1"))
+            self.connection.commit()
+        except SQLAlchemyError:
+            raise IdentityLost(
+                f"lost the database connection that holds worker {self.name}'s identity; "
+                "claiming no more (its rows may be reported unknown by the other workers)"
+            ) from None
+
+
 @contextmanager
-def sender_identity(engine: Engine) -> Iterator[str]:
-    """This sender's name for the rows it claims (`host:pid:random`), held as an advisory
-    lock on a connection of its own until the block ends; see `sender_alive`."""
-    identity = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
+def sender_identity(engine: Engine) -> Iterator[SenderIdentity]:
+    """This worker's identity, held as an advisory lock on a connection of its own until
+    the block ends (see `sender_alive`), and named in pg_stat_activity's application_name."""
+    name = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
     if engine.dialect.name != "postgresql":
-        yield identity
+        yield SenderIdentity(name)
         return
-    number = _lock_number(f"sender:{identity}")
+    number = _lock_number(f"sender:{name}")
     with engine.connect() as connection:
+        connection.execute(
+            sa.text("SELECT set_config('application_name', :a, false)"),
+            {"a": f"newsletter worker {name}"[:63]},
+        )
         connection.execute(sa.text("SELECT pg_advisory_lock(:n)"), {"n": number})
         connection.commit()
         try:
-            yield identity
+            yield SenderIdentity(name, connection)
         finally:
-            connection.execute(sa.text("SELECT pg_advisory_unlock(:n)"), {"n": number})
-            connection.commit()
+            try:
+                connection.execute(sa.text("SELECT pg_advisory_unlock(:n)"), {"n": number})
+                connection.commit()
+            except SQLAlchemyError:
+                connection.invalidate()  # the connection is gone, and the lock with it
 
 
 def sender_alive(engine: Engine, identity: str) -> bool:

@@ -36,7 +36,7 @@ from newsletter.compose import issue_articles, issue_path, read_issue
 from newsletter.config import Config
 from newsletter.delivery import Claimed, Outcome, RetryPolicy
 from newsletter.errors import ConfigError, NewsletterError, NotFoundError, UsageError
-from newsletter.locks import run_lock, sender_alive
+from newsletter.locks import IdentityLost, SenderIdentity, run_lock, sender_alive
 from newsletter.mail import IssueTemplate, dkim_signer, issue_template, sender
 from newsletter.models import ApprovedIssue
 from newsletter.render import render_issue
@@ -220,7 +220,7 @@ def send_issue(
     make_transport: Callable[[], Transport],
     options: SendOptions | None = None,
     *,
-    worker: str | None = None,
+    worker: SenderIdentity | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SendReport:
     """Send (or resume) one approved issue. `on_progress(done, total)` after each outcome.
@@ -229,10 +229,10 @@ def send_issue(
     started = time.monotonic()
     if worker is not None and engine.dialect.name != "postgresql":
         raise UsageError(WORKER_NEEDS_POSTGRESQL)
-    alive = None if worker is None else partial(_peer_alive, engine, worker)
+    alive = None if worker is None else partial(_peer_alive, engine, worker.name)
     with Session(engine, expire_on_commit=False) as session:
         issue = find_approved(session, config, slug_or_path)
-        report = SendReport(slug=issue.slug, worker=worker)
+        report = SendReport(slug=issue.slug, worker=worker.name if worker else None)
         if issue.enqueued_at is None and is_stale(config, issue):
             raise UsageError(
                 f"{issue.slug} was edited after approval: run 'newsletter issue approve "
@@ -307,7 +307,7 @@ def _run(
     report: SendReport,
     total: int,
     on_progress: Callable[[int, int], None] | None,
-    worker: str | None,
+    worker: SenderIdentity | None,
 ) -> None:
     assert issue.id is not None
     view_url = f"{config.base_url}/archive/{issue.slug}/"
@@ -338,8 +338,15 @@ def _run(
     try:
         while True:
             if not exhausted and not pool.stop.is_set() and in_flight <= refill:
+                if worker is not None and not _still_mine(worker, pool):
+                    exhausted = True
+                    continue
                 claimed, skipped = delivery.claim(
-                    session, issue.id, issue.newsletter, batch, claimed_by=worker
+                    session,
+                    issue.id,
+                    issue.newsletter,
+                    batch,
+                    claimed_by=worker.name if worker else None,
                 )
                 report.skipped += skipped
                 for row in claimed:
@@ -369,6 +376,18 @@ def _run(
     report.paused = pool.paused
     if pool.fatal is not None:
         raise pool.fatal
+
+
+def _still_mine(worker: SenderIdentity, pool: Pool) -> bool:
+    """Whether the worker may claim more: with its identity lock gone, peers may already be
+    turning its rows into `unknown`. If not, the send pauses (exit 75) after what is in
+    flight."""
+    try:
+        worker.confirm()
+    except IdentityLost as error:
+        pool.paused = str(error)
+        return False
+    return True
 
 
 def _tally(report: SendReport, outcome: Outcome) -> None:

@@ -78,6 +78,46 @@ def test_a_worker_killed_mid_send_leaves_only_its_claimed_rows_in_doubt(
 
 
 @postgresql_only
+def test_a_worker_that_loses_its_identity_connection_stops_claiming(
+    collected: Project, smtp_server: SMTPServer
+) -> None:
+    """Peers would count such a worker gone: it sends what it holds, claims nothing more,
+    and exits 75; a later run sends the rest, each message once."""
+    audience = prepare(collected, smtp_server, send_at="2022-12-26T08:00")
+    smtp_server.handler.delay = 0.02
+    worker = spawn(collected, "send", "--due", "--worker", "--connections", "2", "--json")
+    deadline = time.monotonic() + 60
+    while sent_count(collected) < 10:
+        assert time.monotonic() < deadline and worker.poll() is None
+        time.sleep(0.005)
+    engine = collected.engine()
+    with engine.begin() as connection:
+        name = connection.execute(
+            sa.select(Delivery.claimed_by).where(col(Delivery.claimed_by).is_not(None)).limit(1)
+        ).scalar_one()
+        ended = (
+            connection.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = :a"
+                ),
+                {"a": f"newsletter worker {name}"[:63]},
+            )
+            .scalars()
+            .all()
+        )
+    assert ended == [True]
+    out, errors = worker.communicate(timeout=60)
+    assert worker.returncode == 75, out + errors
+    (report,) = json.loads(out)["issues"]
+    assert "lost the database connection" in report["paused"]
+    assert report["ledger"]["sending"] == 0 and report["ledger"]["unknown"] == 0
+    assert 0 < report["ledger"]["queued"] < COUNT
+    assert collected.run("send", "--due", "--worker").exit_code == 0
+    assert Counter(smtp_server.handler.addresses()) == Counter(audience)
+
+
+@postgresql_only
 def test_rows_of_a_worker_that_is_gone_become_unknown_and_a_live_ones_stay(
     collected: Project, smtp_server: SMTPServer
 ) -> None:
@@ -88,9 +128,9 @@ def test_rows_of_a_worker_that_is_gone_become_unknown_and_a_live_ones_stay(
         assert issue.id is not None
         delivery.enqueue(session, issue)
         with sender_identity(engine) as ended:
-            gone, _ = delivery.claim(session, issue.id, "war-notes", 5, claimed_by=ended)
-        alive, _ = delivery.claim(session, issue.id, "war-notes", 7, claimed_by=live)
-        assert sender_alive(engine, live) and not sender_alive(engine, ended)
+            gone, _ = delivery.claim(session, issue.id, "war-notes", 5, claimed_by=ended.name)
+        alive, _ = delivery.claim(session, issue.id, "war-notes", 7, claimed_by=live.name)
+        assert sender_alive(engine, live.name) and not sender_alive(engine, ended.name)
         recovered = delivery.recover(session, issue.id, partial(sender_alive, engine))
         assert recovered == 5
         states = dict(
@@ -106,7 +146,7 @@ def test_rows_of_a_worker_that_is_gone_become_unknown_and_a_live_ones_stay(
         session.execute(sa.update(Delivery).where(col(Delivery.id) == alive[0].id).values(
             claimed_by=None))  # fmt: skip
         session.commit()
-        assert delivery.recover(session, issue.id, lambda who: who == live) == 1
+        assert delivery.recover(session, issue.id, lambda who: who == live.name) == 1
 
 
 @postgresql_only

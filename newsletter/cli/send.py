@@ -23,7 +23,7 @@ from newsletter.cli.output import err, out, print_json
 from newsletter.cli.state import State, state
 from newsletter.delivery import RetryPolicy
 from newsletter.errors import UsageError
-from newsletter.locks import sender_identity
+from newsletter.locks import SenderIdentity, sender_identity
 from newsletter.send import (
     WORKER_NEEDS_POSTGRESQL,
     SendOptions,
@@ -180,7 +180,7 @@ def _send_one(
     key: bytes,
     options: SendOptions,
     as_json: bool,
-    worker: str | None,
+    worker: SenderIdentity | None,
 ) -> SendReport:
     config, engine = st.config(), st.engine()
     if as_json or not err.is_terminal:
