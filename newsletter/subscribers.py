@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -252,21 +253,59 @@ def upsert(
             outcomes.append("updated")
         else:
             outcomes.append("updated" if changed else "unchanged")
-    # Core inserts on the tables, not the ORM's bulk path: a third of the cost per row. The
-    # new people's ids come back through RETURNING (batched by SQLAlchemy on both
-    # databases), not a second query.
     if new_people:
-        people_table = SQLModel.metadata.tables["subscribers"]
-        created = session.execute(people_table.insert().returning(people_table.c.id), new_people)
-        joined.extend(created.scalars())
+        joined.extend(_insert_people(session, new_people))
     if joined:
-        session.execute(
-            SQLModel.metadata.tables["subscriptions"].insert(),
-            [{"subscriber_id": i, "newsletter": newsletter, "status": status, "created_at": now,
-              "confirmed_at": now if status == "active" else None} for i in joined],
-        )  # fmt: skip
+        _insert_subscriptions(session, joined, newsletter, status, now)
     session.flush()
     return outcomes
+
+
+def _insert_people(session: Session, rows: list[dict[str, object]]) -> list[int]:
+    """Insert new people; their ids come back through RETURNING, not a second query."""
+    if session.get_bind().dialect.name == "postgresql":
+        # One short statement over arrays (adapted by psycopg in C): an executemany sends,
+        # and psycopg parses, a 100 KB statement per thousand rows, a third of the import.
+        columns = ("email", "email_key", "name", "source")
+        arrays: dict[str, object] = {c: [row[c] for row in rows] for c in columns}
+        arrays["attributes"] = [json.dumps(row["attributes"]) for row in rows]
+        arrays["created_at"] = [row["created_at"] for row in rows]
+        found = session.execute(
+            sa.text(
+                "INSERT INTO subscribers (email, email_key, name, source, attributes, created_at)"
+                " SELECT * FROM unnest(CAST(:email AS varchar[]), CAST(:email_key AS varchar[]),"
+                " CAST(:name AS varchar[]), CAST(:source AS varchar[]),"
+                " CAST(:attributes AS json[]), CAST(:created_at AS timestamptz[]))"
+                " RETURNING id"
+            ),
+            arrays,
+        )
+        return list(found.scalars())
+    # Core, not the ORM's bulk path: a third of the cost per row.
+    table = SQLModel.metadata.tables["subscribers"]
+    return list(session.execute(table.insert().returning(table.c.id), rows).scalars())
+
+
+def _insert_subscriptions(
+    session: Session, ids: list[int], newsletter: str, status: Status, now: datetime
+) -> None:
+    confirmed = now if status == "active" else None
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            sa.text(
+                "INSERT INTO subscriptions (subscriber_id, newsletter, status, created_at,"
+                " confirmed_at) SELECT id, :newsletter, :status, :now,"
+                " CAST(:confirmed AS timestamptz) FROM unnest(CAST(:ids AS integer[])) AS id"
+            ),
+            {"ids": ids, "newsletter": newsletter, "status": status, "now": now,
+             "confirmed": confirmed},
+        )  # fmt: skip
+        return
+    session.execute(
+        SQLModel.metadata.tables["subscriptions"].insert(),
+        [{"subscriber_id": i, "newsletter": newsletter, "status": status, "created_at": now,
+          "confirmed_at": confirmed} for i in ids],
+    )  # fmt: skip
 
 
 def add(
