@@ -199,7 +199,8 @@ class Delivery(SQLModel, table=True):
     __tablename__ = "deliveries"
     __table_args__ = (
         sa.UniqueConstraint("issue_id", "email_key"),
-        sa.Index("ix_deliveries_issue_state", "issue_id", "state"),
+        # The claim walks this in id order (see migration 0006).
+        sa.Index("ix_deliveries_claim", "issue_id", "state", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
