@@ -167,6 +167,8 @@ def sender_identity(engine: Engine) -> Iterator[SenderIdentity]:
         finally:
             try:
                 connection.execute(sa.text("SELECT pg_advisory_unlock(:n)"), {"n": number})
+                # The pool may hand this connection to someone else: not under our name.
+                connection.execute(sa.text("SELECT set_config('application_name', '', false)"))
                 connection.commit()
             except SQLAlchemyError:
                 connection.invalidate()  # the connection is gone, and the lock with it
@@ -174,7 +176,8 @@ def sender_identity(engine: Engine) -> Iterator[SenderIdentity]:
 
 def sender_alive(engine: Engine, identity: str) -> bool:
     """Whether the sender of that identity still runs: its lock is held. PostgreSQL frees a
-    session's advisory locks the moment its connection ends, however the process ended."""
+    session's advisory locks the moment its connection ends, however the process ended.
+    (Off PostgreSQL there are no workers to ask about.)"""
     if engine.dialect.name != "postgresql":
         return False
     number = _lock_number(f"sender:{identity}")
