@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, cast
 from urllib.parse import unquote
 
 import sqlalchemy as sa
@@ -196,22 +196,28 @@ def upsert(
     if not entries:
         return []
     keys = [entry.key for entry in entries]
+    postgresql = session.get_bind().dialect.name == "postgresql"
     people = {
         person.email_key: person
-        for person in session.exec(select(Subscriber).where(col(Subscriber.email_key).in_(keys)))
+        for person in session.exec(
+            select(Subscriber).where(_among(col(Subscriber.email_key), keys, postgresql))
+        )
     }
     hashes = {key_hash(key): key for key in keys}
     suppressed = {
         hashes[digest]
         for digest in session.exec(
-            select(Suppression.key_hash).where(col(Suppression.key_hash).in_(list(hashes)))
+            select(Suppression.key_hash).where(
+                _among(col(Suppression.key_hash), list(hashes), postgresql)
+            )
         )
     }
+    ids = [p.id for p in people.values() if p.id is not None]
     memberships = {
         sub.subscriber_id: sub
         for sub in session.exec(
             select(Subscription).where(
-                col(Subscription.subscriber_id).in_([p.id for p in people.values()]),
+                _among(col(Subscription.subscriber_id), ids, postgresql),
                 Subscription.newsletter == newsletter,
             )
         )
@@ -261,24 +267,38 @@ def upsert(
     return outcomes
 
 
+def _among(column: Any, values: list[Any], postgresql: bool) -> sa.ColumnElement[bool]:
+    """`column IN (values)`; on PostgreSQL `= ANY(array)`: one parameter, so the statement
+    stays short (psycopg parses each statement's text, and a thousand placeholders cost
+    more than the lookup)."""
+    if postgresql:
+        condition = column == sa.any_(sa.bindparam(None, values, type_=sa.ARRAY(column.type)))
+    else:
+        condition = column.in_(values)
+    return cast(sa.ColumnElement[bool], condition)
+
+
 def _insert_people(session: Session, rows: list[dict[str, object]]) -> list[int]:
     """Insert new people; their ids come back through RETURNING, not a second query."""
     if session.get_bind().dialect.name == "postgresql":
-        # One short statement over arrays (adapted by psycopg in C): an executemany sends,
-        # and psycopg parses, a 100 KB statement per thousand rows, a third of the import.
-        columns = ("email", "email_key", "name", "source")
-        arrays: dict[str, object] = {c: [row[c] for row in rows] for c in columns}
-        arrays["attributes"] = [json.dumps(row["attributes"]) for row in rows]
-        arrays["created_at"] = [row["created_at"] for row in rows]
+        # One short statement over arrays: an executemany sends, and psycopg parses, a
+        # 100 KB statement per thousand rows. Source and time are the same for every row
+        # of a call (upsert's), so they go once, not as arrays.
+        arrays: dict[str, object] = {
+            "email": [row["email"] for row in rows],
+            "key": [row["email_key"] for row in rows],
+            "name": [row["name"] for row in rows],
+            "attributes": [json.dumps(row["attributes"]) for row in rows],
+        }
         found = session.execute(
             sa.text(
                 "INSERT INTO subscribers (email, email_key, name, source, attributes, created_at)"
-                " SELECT * FROM unnest(CAST(:email AS varchar[]), CAST(:email_key AS varchar[]),"
-                " CAST(:name AS varchar[]), CAST(:source AS varchar[]),"
-                " CAST(:attributes AS json[]), CAST(:created_at AS timestamptz[]))"
-                " RETURNING id"
+                " SELECT email, key, name, :source, CAST(attributes AS json), :created_at"
+                " FROM unnest(CAST(:email AS varchar[]), CAST(:key AS varchar[]),"
+                " CAST(:name AS varchar[]), CAST(:attributes AS text[]))"
+                " AS t(email, key, name, attributes) RETURNING id"
             ),
-            arrays,
+            arrays | {"source": rows[0]["source"], "created_at": rows[0]["created_at"]},
         )
         return list(found.scalars())
     # Core, not the ORM's bulk path: a third of the cost per row.
