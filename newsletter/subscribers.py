@@ -233,8 +233,7 @@ def upsert(
             continue
         if person is None:
             new_people.append({"email": entry.email, "email_key": entry.key,
-                               "name": entry.name, "source": source,
-                               "attributes": entry.attributes, "created_at": now})  # fmt: skip
+                               "name": entry.name, "attributes": entry.attributes})  # fmt: skip
             outcomes.append("added")
             continue
         assert person.id is not None
@@ -260,7 +259,7 @@ def upsert(
         else:
             outcomes.append("updated" if changed else "unchanged")
     if new_people:
-        joined.extend(_insert_people(session, new_people))
+        joined.extend(_insert_people(session, new_people, source, now))
     if joined:
         _insert_subscriptions(session, joined, newsletter, status, now)
     session.flush()
@@ -278,12 +277,14 @@ def _among(column: Any, values: list[Any], postgresql: bool) -> sa.ColumnElement
     return cast(sa.ColumnElement[bool], condition)
 
 
-def _insert_people(session: Session, rows: list[dict[str, object]]) -> list[int]:
-    """Insert new people; their ids come back through RETURNING, not a second query."""
+def _insert_people(
+    session: Session, rows: list[dict[str, object]], source: str, now: datetime
+) -> list[int]:
+    """Insert new people (email, email_key, name, attributes); their ids come back through
+    RETURNING, not a second query."""
     if session.get_bind().dialect.name == "postgresql":
         # One short statement over arrays: an executemany sends, and psycopg parses, a
-        # 100 KB statement per thousand rows. Source and time are the same for every row
-        # of a call (upsert's), so they go once, not as arrays.
+        # 100 KB statement per thousand rows.
         arrays: dict[str, object] = {
             "email": [row["email"] for row in rows],
             "key": [row["email_key"] for row in rows],
@@ -298,12 +299,13 @@ def _insert_people(session: Session, rows: list[dict[str, object]]) -> list[int]
                 " CAST(:name AS varchar[]), CAST(:attributes AS text[]))"
                 " AS t(email, key, name, attributes) RETURNING id"
             ),
-            arrays | {"source": rows[0]["source"], "created_at": rows[0]["created_at"]},
+            arrays | {"source": source, "created_at": now},
         )
         return list(found.scalars())
     # Core, not the ORM's bulk path: a third of the cost per row.
     table = SQLModel.metadata.tables["subscribers"]
-    return list(session.execute(table.insert().returning(table.c.id), rows).scalars())
+    full = [row | {"source": source, "created_at": now} for row in rows]
+    return list(session.execute(table.insert().returning(table.c.id), full).scalars())
 
 
 def _insert_subscriptions(
