@@ -123,3 +123,21 @@ def test_a_duplicate_past_the_first_chunk_is_merged_not_doubled(project: Project
     first = json.loads(project.run("subscribers", "show", "r0@example.org", "--json").stdout)
     assert first["name"] == "Renamed" and first["attributes"] == {"team": "desk"}
     assert json.loads(project.run("subscribers", "count", "--json").stdout)["active"] == 1500
+
+
+def test_names_and_attributes_survive_the_bulk_insert_unchanged(project: Project) -> None:
+    """Backslashes, quotes, tabs, Cyrillic and emoji, through PostgreSQL's COPY and
+    SQLite's executemany alike."""
+    tricky = 'back\\slash "quoted" \\N tab\there Київ 🙂 {"json": [1]}'
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["email", "name", "note", "empty"])
+    writer.writerow(["olena@example.org", 'Олена \\ "O"', tricky, ""])
+    writer.writerow(["nobody@example.org", "", "", ""])
+    code, report = run_import(project, buffer.getvalue())
+    assert code == 0 and report["imported"] == 2
+    olena = json.loads(project.run("subscribers", "show", "olena@example.org", "--json").stdout)
+    assert olena["name"] == 'Олена \\ "O"'
+    assert olena["attributes"] == {"note": " ".join(tricky.split())}  # runs of spaces folded
+    nobody = json.loads(project.run("subscribers", "show", "nobody@example.org", "--json").stdout)
+    assert nobody["name"] is None and nobody["attributes"] == {}
