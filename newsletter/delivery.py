@@ -257,7 +257,8 @@ def claim(
         for digest, r in hashes.items()
         if r.subscriber_id in active and digest not in blocked
     ]
-    skipped = [r.id for r in rows if r.id not in {c.id for c in claimed}]
+    taken = {c.id for c in claimed}
+    skipped = [r.id for r in rows if r.id not in taken]
     _set_state(session, [c.id for c in claimed], "sending", now, claimed_by=claimed_by)
     _set_state(session, skipped, "skipped", now)
     session.commit()
@@ -337,18 +338,6 @@ def _bounce(session: Session, row: Delivery) -> None:
                 session.add(subscription)
 
 
-def requeue(session: Session, ids: Iterable[int]) -> None:
-    """Rows claimed but never handed to the server go back, unblamed."""
-    wanted = list(ids)
-    if wanted:
-        session.execute(
-            sa.update(Delivery)
-            .where(col(Delivery.id).in_(wanted), col(Delivery.state) == "sending")
-            .values(state="queued", updated_at=_now())
-        )
-        session.commit()
-
-
 def counts(session: Session, issue_id: int) -> dict[str, int]:
     found = dict(
         session.exec(
@@ -395,11 +384,3 @@ def finish_if_done(session: Session, issue: ApprovedIssue) -> bool:
             session.commit()
         return True
     return False
-
-
-def next_due(session: Session, issue_id: int) -> datetime | None:
-    return session.exec(
-        select(sa.func.min(Delivery.next_attempt_at)).where(
-            col(Delivery.issue_id) == issue_id, col(Delivery.state) == "deferred"
-        )
-    ).first()

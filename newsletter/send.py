@@ -247,7 +247,7 @@ def send_issue(
             assert issue.id is not None
             report.recovered = delivery.recover(session, issue.id, alive)
             report.enqueued = delivery.enqueue(session, issue)
-            template = _template(config, issue)
+            template = approved_template(config, issue)
             total = sum(delivery.counts(session, issue.id)[s] for s in ("queued", "deferred"))
             _run(
                 config,
@@ -283,7 +283,8 @@ def _peer_alive(engine: Engine, me: str, identity: str) -> bool:
     return identity == me or sender_alive(engine, identity)
 
 
-def _template(config: Config, issue: ApprovedIssue) -> IssueTemplate:
+def approved_template(config: Config, issue: ApprovedIssue) -> IssueTemplate:
+    """The message every recipient's bytes are filled from: the approved copy, dated now."""
     return issue_template(
         config,
         slug=issue.slug,
