@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlmodel import Session
 
+from newsletter import private
 from newsletter.errors import DatabaseError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -50,11 +51,17 @@ def make_engine(url: str) -> Engine:
             "(Debian 12, Ubuntu 22.04 and later have it), or use PostgreSQL"
         )
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        folder = Path(parsed.database or "").parent
-        if not folder.is_dir():
+        file = Path(parsed.database or "")
+        if not file.parent.is_dir():
             raise DatabaseError(
-                f"cannot create database {parsed.database}: folder {folder} does not exist"
+                f"cannot create database {parsed.database}: folder {file.parent} does not exist"
             )
+        try:
+            private.touch(file)
+            for suffix in ("-wal", "-shm", "-journal"):
+                private.tighten(file.with_name(file.name + suffix))
+        except OSError as error:
+            raise DatabaseError(f"cannot create database {file}: {error.strerror}") from None
     try:
         engine = sa.create_engine(parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite")
     except (NoSuchModuleError, ImportError) as error:

@@ -75,6 +75,7 @@ class Claimed:
     email: str
     email_key: str
     name: str | None
+    token_id: str = ""
 
 
 Kind = Literal["sent", "deferred", "failed", "unknown", "requeue"]
@@ -238,11 +239,11 @@ def claim(
     # The status is filtered here, not in SQL: given `status = 'active'`, SQLite's planner
     # prefers the status index and scans every active subscription to find these few.
     active = {
-        subscriber_id
-        for subscriber_id, status in session.exec(
-            select(Subscription.subscriber_id, Subscription.status).where(
-                col(Subscription.subscriber_id).in_(ids), Subscription.newsletter == newsletter
-            )
+        subscriber_id: token_id
+        for subscriber_id, status, token_id in session.exec(
+            select(Subscription.subscriber_id, Subscription.status, Subscriber.token_id)
+            .join(Subscriber, col(Subscriber.id) == col(Subscription.subscriber_id))
+            .where(col(Subscription.subscriber_id).in_(ids), Subscription.newsletter == newsletter)
         ).all()
         if status == "active"
     }
@@ -253,7 +254,7 @@ def claim(
         ).all()
     )
     claimed = [
-        Claimed(r.id, r.subscriber_id, r.email, r.email_key, r.name)
+        Claimed(r.id, r.subscriber_id, r.email, r.email_key, r.name, active[r.subscriber_id])
         for digest, r in hashes.items()
         if r.subscriber_id in active and digest not in blocked
     ]

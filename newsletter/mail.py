@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from newsletter.render import (
     placeholder_values,
     render_template,
 )
+from newsletter.untrusted import has_control, shown_name, strip_controls
 
 
 def sender(config: Config) -> Address:
@@ -45,63 +47,148 @@ def message_id(config: Config, *parts: str) -> str:
     return f"<{digest}@{sender(config).domain}>"
 
 
-def recipient(email: str, name: str | None) -> Address:
+# RFC 5322 field names: printable ASCII but the colon.
+_FIELD_NAME = re.compile(r"[!-9;-~]+\Z")
+# A display name that can go out as a quoted string without escapes or surprises.
+_PLAIN_PHRASE = re.compile(r"[A-Za-z0-9 !#$%&'*+/?^_`{|}~.,;:@()\[\]<>-]+\Z")
+# Words of RFC 5322 atext: a phrase that needs no quotes.
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+\Z")
+_LINE = 78
+
+
+def header(name: str, value: str) -> bytes:
+    """One header line, CRLF-terminated and folded: with address_header, the only way a
+    header of ours is made. Control characters and line breaks in the value become spaces
+    (whatever the caller passed), and text that is not plain ASCII, or looks like an encoded
+    word, goes out as RFC 2047 encoded words of at most 75 characters."""
+    if not _FIELD_NAME.match(name):
+        raise ValueError(f"not a header name: {name!r}")
+    text = " ".join(strip_controls(value).split())
+    if text.isascii() and "=?" not in text:
+        return _fold(f"{name}: {text}")
+    return f"{name}: {_encoded(text, name)}\r\n".encode("ascii")
+
+
+def address_header(name: str, address: str, display: str | None = None) -> bytes:
+    """`name: "display" <address>`, one address, however hostile the display name: it is
+    decoded, cleaned and shortened (untrusted.shown_name), then either quoted (short plain
+    ASCII) or encoded; the line is folded only between whole encoded words or before the
+    address, never inside a quoted string, so no parser can read a second recipient out of
+    it. `address` must already be a wire address (wire_address) or a List-Id."""
+    if not _FIELD_NAME.match(name) or has_control(address) or any(c in address for c in " <>"):
+        raise ValueError(f"not a header address: {name}: {address!r}")
+    shown = shown_name(display)
+    if not shown:
+        return f"{name}: {address}\r\n".encode()
+    if _ATOMS.match(shown) and "=?" not in shown and len(name) + len(shown) + len(address) < 74:
+        return f"{name}: {shown} <{address}>\r\n".encode()
+    quoted = f'{name}: "{shown}" <{address}>'
+    if _PLAIN_PHRASE.match(shown) and "=?" not in shown and len(quoted) <= _LINE:
+        return quoted.encode() + b"\r\n"
+    phrase = _encoded(shown, name)
+    last = phrase.rsplit("\r\n", 1)[-1]
+    gap = " " if len(last) + len(address) + 3 <= _LINE else "\r\n "
+    return f"{name}: {phrase}{gap}<{address}>\r\n".encode()
+
+
+def wire_address(email: str) -> str:
+    """The address as a header carries it: the domain in its IDNA (ASCII) form; a non-ASCII
+    local part stays UTF-8 (RFC 6532), which only an SMTPUTF8 relay is given."""
     local, _, domain = email.rpartition("@")
-    return Address(display_name=name or "", username=local, domain=domain)
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        pass
+    return f"{local}@{domain}"
+
+
+def _encoded(text: str, name: str) -> str:
+    return Header(text, "utf-8", header_name=name).encode(linesep="\r\n", maxlinelen=76)
+
+
+def _fold(line: str) -> bytes:
+    """Fold plain ASCII at spaces to 78 columns where it can (a word longer than a line,
+    such as a URL, stands alone on its line)."""
+    if len(line) <= _LINE:
+        return line.encode("ascii") + b"\r\n"
+    lines: list[str] = []
+    head, *words = line.split(" ")
+    current = head  # "Name:" and the first word stay together
+    if words:
+        current, words = f"{head} {words[0]}", words[1:]
+    for word in words:
+        if current and len(current) + 1 + len(word) > _LINE:
+            lines.append(current)
+            current = " " + word
+        else:
+            current = f"{current} {word}" if current else word
+    lines.append(current)
+    return "\r\n".join(lines).encode("ascii") + b"\r\n"
 
 
 def build_message(
     config: Config,
     *,
-    to: Address,
+    to: str,
+    to_name: str | None,
     subject: str,
     text: str,
     html: str | None,
     message_id_parts: tuple[str, ...],
     headers: dict[str, str] | None = None,
     date: datetime | None = None,
-) -> EmailMessage:
-    message = EmailMessage(policy=SMTP)
-    message["From"] = sender(config)
-    message["To"] = to
-    message["Subject"] = subject
-    message["Date"] = format_datetime(date or datetime.now(UTC))
-    message["Message-ID"] = message_id(config, *message_id_parts)
-    for name, value in (headers or {}).items():
-        message[name] = value
-    message.set_content(text, charset="utf-8")
+) -> bytes:
+    """A whole message as bytes: our header lines, then the MIME body that the email
+    package builds (its own headers there are only MIME-Version and Content-*)."""
+    body = EmailMessage(policy=SMTP)
+    body.set_content(text, charset="utf-8")
     if html is not None:
-        message.add_alternative(html, subtype="html", charset="utf-8")
-    return message
-
-
-def to_bytes(message: EmailMessage) -> bytes:
-    return message.as_bytes(policy=SMTP)
+        body.add_alternative(html, subtype="html", charset="utf-8")
+    me = sender(config)
+    head = b"".join(
+        [
+            address_header("From", me.addr_spec, me.display_name),
+            address_header("To", wire_address(to), to_name),
+            header("Subject", subject),
+            header("Date", format_datetime(date or datetime.now(UTC))),
+            header("Message-ID", message_id(config, *message_id_parts)),
+            *(header(name, value) for name, value in (headers or {}).items()),
+        ]
+    )
+    return head + body.as_bytes(policy=SMTP)
 
 
 def confirmation_message(config: Config, person: Subscriber, confirm_url: str) -> bytes:
-    """The double opt-in email: the only message sent to someone not yet subscribed."""
+    """The double opt-in email: the only message sent to someone not yet subscribed, to an
+    address anyone could have typed into the form. So the name they typed is not believed:
+    it is shown short and clean, and not at all when it carries a link or an address."""
+    name = shown_name(person.name)
+    if name and _LINKISH.search(name):
+        name = None
     context = {
         "newsletter": {
             "name": config.name,
             "language": config.language,
             "postal_address": config.postal_address,
         },
-        "name": person.name,
+        "name": name,
         "confirm_url": confirm_url,
     }
     text = render_template(environment(config, autoescape=False), "confirm.txt.j2", context)
     html = render_template(environment(config, autoescape=True), "confirm.html.j2", context)
-    message = build_message(
+    return build_message(
         config,
-        to=recipient(person.email, person.name),
+        to=person.email,
+        to_name=name,
         subject=f"Confirm your subscription to {config.name}",
         text=text,
         html=html,
-        message_id_parts=("confirm", str(person.id), confirm_url),
+        message_id_parts=("confirm", person.token_id, confirm_url),
         headers={"Auto-Submitted": "auto-generated"},
     )
-    return to_bytes(message)
+
+
+_LINKISH = re.compile(r"://|www\.|@|\.(?:com|net|org|ru|info|biz|xyz|top|io)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -140,15 +227,11 @@ class IssueTemplate:
         html = self.html.encode(placeholder_values(person, self.fallback, "html"))
         head = (
             self.head
-            + b"To: "
-            + _to_header(email, name)
-            + b"\r\n"
+            + address_header("To", wire_address(email), name)
             + b"Message-ID: "
             + self.message_id(email_key).encode()
             + b"\r\n"
-            + b"List-Unsubscribe: <"
-            + _header_safe(unsubscribe_url)
-            + b">\r\n"
+            + header("List-Unsubscribe", f"<{strip_controls(unsubscribe_url, '')}>")
         )
         boundary = self.boundary.encode()
         data = b"".join(
@@ -243,30 +326,6 @@ def _base64(data: bytes) -> bytes:
     return b"\r\n".join(map(encoded.__getitem__, _LINES[:count])) + b"\r\n"
 
 
-def _header_safe(value: str) -> bytes:
-    cleaned = "".join(ch for ch in value if " " < ch < "\x7f")
-    return cleaned.encode("ascii")
-
-
-def _to_header(email: str, name: str | None) -> bytes:
-    """An address header value, ASCII only: the domain IDNA-encoded, a non-ASCII name as an
-    RFC 2047 encoded word, an ASCII name quoted. CR and LF cannot get through."""
-    local, _, domain = email.rpartition("@")
-    try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        pass
-    address = f"{local}@{domain}"
-    clean = " ".join("".join(ch for ch in (name or "") if ch.isprintable()).split())
-    if not clean:
-        return address.encode("utf-8")
-    if clean.isascii():
-        quoted = clean.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{quoted}" <{address}>'.encode()
-    encoded = Header(clean, "utf-8").encode(linesep="\r\n")
-    return f"{encoded} <{address}>".encode()
-
-
 def dkim_signer(config: Config) -> DKIMSigner | None:
     if not config.dkim_selector or not config.dkim_key_file:
         return None
@@ -279,8 +338,8 @@ def dkim_signer(config: Config) -> DKIMSigner | None:
     return DKIMSigner(config.dkim_selector, sender(config).domain, key)
 
 
-def list_id(config: Config) -> str:
-    return f"{config.name} <{config.key}.{sender(config).domain}>"
+def list_id_header(config: Config) -> bytes:
+    return address_header("List-Id", f"{config.key}.{sender(config).domain}", config.name)
 
 
 def issue_template(
@@ -294,17 +353,18 @@ def issue_template(
     dkim: DKIMSigner | None = None,
     feedback_id: str | None = None,
 ) -> IssueTemplate:
-    head = EmailMessage(policy=SMTP)
-    head["From"] = sender(config)
-    head["Subject"] = subject
-    head["Date"] = format_datetime(date)
-    head["MIME-Version"] = "1.0"
-    head["List-Id"] = list_id(config)
-    head["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    if feedback_id:
-        head["Feedback-ID"] = feedback_id
-    raw = head.as_bytes(policy=SMTP)
-    headers = raw.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    me = sender(config)
+    headers = b"".join(
+        [
+            address_header("From", me.addr_spec, me.display_name),
+            header("Subject", subject),
+            header("Date", format_datetime(date)),
+            header("MIME-Version", "1.0"),
+            list_id_header(config),
+            header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            header("Feedback-ID", feedback_id) if feedback_id else b"",
+        ]
+    )
     return IssueTemplate(
         head=headers,
         boundary=f"=_newsletter_{secrets.token_hex(12)}",

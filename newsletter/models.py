@@ -7,6 +7,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, Relationship, SQLModel
 
+from newsletter.tokens import new_token_id
+
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
     """Aware datetimes in, aware UTC datetimes out, on every backend.
@@ -155,6 +157,17 @@ class Subscriber(SQLModel, table=True):
     )
     created_at: datetime = Field(
         default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+    )
+    # What signed links name (tokens.py): random and never reused, unlike the row id.
+    token_id: str = Field(
+        default_factory=new_token_id,
+        sa_column=sa.Column(sa.String(40), nullable=False, unique=True),
+    )
+    # True only for people who existed before token ids (migration 0007): links sent to
+    # them named their row id and must keep working; a row id reused later is not theirs.
+    legacy_tokens: bool = Field(
+        default=False,
+        sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.false()),
     )
 
 

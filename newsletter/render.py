@@ -37,6 +37,7 @@ from newsletter.dates import parse_week
 from newsletter.errors import NewsletterError
 from newsletter.models import Article
 from newsletter.sanitize import card_html, clean_html, html_to_text
+from newsletter.untrusted import shown_name, strip_controls
 
 DEFAULT_THEME = Path(__file__).resolve().parent.parent / "templates"
 PLACEHOLDERS = ("first_name", "unsubscribe_url", "view_url")
@@ -45,7 +46,6 @@ _INLINE_STYLE = re.compile(
     r"<mj-style\b[^>]*\binline\s*=\s*[\"']inline[\"'][^>]*>(.*?)</mj-style>", re.S | re.I
 )
 _STYLE_TAG = re.compile(r"<style(?![^>]*data-premailer)", re.I)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 _markdown = MarkdownIt("commonmark", {"html": False, "typographer": True})
 
 
@@ -95,11 +95,10 @@ def placeholder_values(
     recipient: Recipient, fallback: str, kind: Literal["html", "text"]
 ) -> dict[str, str]:
     """One recipient's values, made safe for the part they go into (see personalize)."""
-    name = _CONTROL.sub(" ", recipient.first_name or "").strip() or fallback
     values = {
-        "first_name": name,
-        "unsubscribe_url": _CONTROL.sub("", recipient.unsubscribe_url),
-        "view_url": _CONTROL.sub("", recipient.view_url),
+        "first_name": shown_name(recipient.first_name) or fallback,
+        "unsubscribe_url": strip_controls(recipient.unsubscribe_url, ""),
+        "view_url": strip_controls(recipient.view_url, ""),
     }
     if kind == "html":
         values = {key: html.escape(value, quote=True) for key, value in values.items()}

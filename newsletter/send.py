@@ -315,7 +315,7 @@ def _run(
 
     def build(row: Claimed) -> bytes:
         unsubscribe = signed_url(
-            config.base_url, key, "unsubscribe", issue.newsletter, row.subscriber_id
+            config.base_url, key, "unsubscribe", issue.newsletter, row.token_id
         )
         return template.render(
             email=row.email,

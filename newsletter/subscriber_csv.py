@@ -31,6 +31,15 @@ from newsletter.subscribers import InvalidAddress, Status, clean_name, parse_add
 
 MAX_BYTES = 200 * 1024 * 1024
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+EXPORT_COLUMNS = (
+    "email",
+    "name",
+    "status",
+    "created_at",
+    "confirmed_at",
+    "unsubscribed_at",
+    "source",
+)
 
 
 class UnreadableFile(NewsletterError):
@@ -53,6 +62,10 @@ class ImportReport:
     unchanged: int = 0
     duplicates: int = 0
     suppressed: int = 0
+    # Of the suppressed, people who left (unsubscribed, bounced, complained): only they can
+    # come back, or the operator with --reopen.
+    closed: int = 0
+    reopened: int = 0
     rejected: list[Rejected] = field(default_factory=list)
     dry_run: bool = False
 
@@ -96,6 +109,12 @@ def read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
         raise UnreadableFile(
             f"{path}: the header has no 'email' column (found: {', '.join(header) or 'nothing'})"
         )
+    repeated = sorted({column for column in header if header.count(column) > 1 and column})
+    if repeated:
+        raise UnreadableFile(
+            f"{path}: the header names {', '.join(repeated)} more than once (letter case "
+            "aside); rename or remove the extra columns"
+        )
 
     def rows() -> Iterator[tuple[int, list[str]]]:
         try:
@@ -122,6 +141,7 @@ def import_csv(
     *,
     dry_run: bool = False,
     status: Status = "active",
+    reopen: bool = False,
 ) -> ImportReport:
     """Validate row by row, then write a chunk of rows with a few set-based statements
     (the rules are those of subscribers.add); the whole file is one transaction."""
@@ -134,7 +154,13 @@ def import_csv(
         session.execute(sa.text("SET LOCAL enable_seqscan = off"))
     email_at = header.index("email")
     name_at = header.index("name") if "name" in header else None
-    extra = [(i, column) for i, column in enumerate(header) if i not in (email_at, name_at)]
+    # The export's own columns (an export imported again) are facts of this database, not
+    # attributes: a status or a date is never taken from a file.
+    extra = [
+        (i, column)
+        for i, column in enumerate(header)
+        if i not in (email_at, name_at) and column and column not in EXPORT_COLUMNS
+    ]
     seen: set[str] = set()
     chunk: dict[str, _Row] = {}
     for line, row in rows:
@@ -171,9 +197,9 @@ def import_csv(
         seen.add(address.key)
         chunk[address.key] = _Row(address.email, address.key, name, attributes, duplicate)
         if len(chunk) >= 1000:
-            _write(session, newsletter, status, list(chunk.values()), report)
+            _write(session, newsletter, status, list(chunk.values()), report, reopen)
             chunk = {}
-    _write(session, newsletter, status, list(chunk.values()), report)
+    _write(session, newsletter, status, list(chunk.values()), report, reopen)
     if dry_run:
         session.rollback()
     else:
@@ -182,12 +208,21 @@ def import_csv(
 
 
 def _write(
-    session: Session, newsletter: str, status: Status, rows: list[_Row], report: ImportReport
+    session: Session,
+    newsletter: str,
+    status: Status,
+    rows: list[_Row],
+    report: ImportReport,
+    reopen: bool,
 ) -> None:
-    outcomes = subscribers.upsert(session, newsletter, list(rows), source="import", status=status)
+    outcomes = subscribers.upsert(
+        session, newsletter, list(rows), source="import", status=status, reopen=reopen
+    )
     for row, outcome in zip(rows, outcomes, strict=True):
         if row.duplicate:
             continue
+        if outcome == "closed":
+            report.closed += 1
         field_name = {"added": "imported", "closed": "suppressed"}.get(outcome, outcome)
         setattr(report, field_name, getattr(report, field_name) + 1)
 
@@ -206,19 +241,12 @@ def export_csv(session: Session, newsletter: str, out: TextIO, status: Status | 
         if len(head) >= 10_000:
             break
     extra = sorted({key for person, _ in head for key in person.attributes})
+    # An attribute stored under a fixed column's name (imports before the header check)
+    # gets a prefix rather than a second column of that name.
+    titles = [f"attribute {key}" if key.lower() in EXPORT_COLUMNS else key for key in extra]
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(
-        [
-            "email",
-            "name",
-            "status",
-            "created_at",
-            "confirmed_at",
-            "unsubscribed_at",
-            "source",
-            *extra,
-        ]
-    )
+    # Attribute names came from someone's file: neutralised like the cells.
+    writer.writerow([neutralise(cell) for cell in (*EXPORT_COLUMNS, *titles)])
     count = 0
     for person, subscription in _chain(head, rows):
         cells = [

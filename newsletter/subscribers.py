@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,14 +31,14 @@ from sqlmodel import Session, SQLModel, col, select
 
 from newsletter.errors import NewsletterError, NotFoundError, UsageError
 from newsletter.models import Subscriber, Subscription, Suppression
+from newsletter.tokens import Token, new_token_id
+from newsletter.untrusted import ENCODED_BREAK, has_control
+from newsletter.untrusted import clean_name as clean_name
 
 Status = Literal["pending", "active", "unsubscribed", "bounced", "complained"]
 STATUSES: tuple[Status, ...] = ("pending", "active", "unsubscribed", "bounced", "complained")
 # Statuses a person can only leave by their own action, never by an import or an admin add.
 CLOSED: frozenset[str] = frozenset({"unsubscribed", "bounced", "complained"})
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_ENCODED_BREAK = re.compile(r"%0[ad]|\\[rn]|=0[ad]", re.IGNORECASE)
-MAX_NAME = 300
 
 
 class InvalidAddress(NewsletterError):
@@ -56,7 +57,7 @@ def parse_address(raw: str) -> Address:
     text = raw.strip()
     if not text:
         raise InvalidAddress("empty address")
-    if _CONTROL.search(text) or _CONTROL.search(unquote(text)) or _ENCODED_BREAK.search(text):
+    if has_control(text) or has_control(unquote(text)) or ENCODED_BREAK.search(text):
         raise InvalidAddress("contains a line break or control character")
     if len(text) > 254:
         raise InvalidAddress("longer than 254 characters")
@@ -92,16 +93,6 @@ def _checked_domain(domain: str) -> tuple[str, str] | str:
     except EmailNotValidError as error:
         return str(error)
     return valid.domain, valid.ascii_domain or valid.domain
-
-
-def clean_name(raw: str | None) -> str | None:
-    """Names go into headers and greetings: control characters, line breaks (raw or
-    percent-encoded) and runs of spaces are reduced to single spaces."""
-    if raw is None:
-        return None
-    text = _ENCODED_BREAK.sub(" ", raw)
-    text = " ".join(_CONTROL.sub(" ", text).split())[:MAX_NAME]
-    return text or None
 
 
 def key_hash(key: str) -> str:
@@ -165,7 +156,8 @@ def set_status(subscription: Subscription, status: Status) -> None:
         subscription.unsubscribed_at = subscription.unsubscribed_at or now
 
 
-Outcome = Literal["added", "updated", "unchanged", "suppressed", "closed"]
+Outcome = Literal["added", "updated", "unchanged", "suppressed", "closed", "reopened"]
+log = logging.getLogger("newsletter.subscribers")
 
 
 @dataclass
@@ -185,13 +177,15 @@ def upsert(
     *,
     source: str,
     status: Status = "active",
+    reopen: bool = False,
 ) -> list[Outcome]:
     """Add or update people and their subscriptions, one outcome per entry, with a few
     set-based statements however many entries (the CSV import sends a thousand at once).
 
     A suppressed address is refused ("suppressed"); a subscription its owner closed
     (unsubscribed, bounced, complained) stays closed ("closed"): only the person can reopen
-    it, through the double opt-in. Otherwise a new person is added, and an existing one has
+    it, through the double opt-in, unless the operator says `reopen` (logged, one line per
+    person). Otherwise a new person is added, and an existing one has
     their name and attributes filled in ("updated" when that changed anything)."""
     if not entries:
         return []
@@ -239,7 +233,19 @@ def upsert(
         assert person.id is not None
         membership = memberships.get(person.id)
         if membership is not None and membership.status in CLOSED:
-            outcomes.append("closed")
+            if not reopen:
+                outcomes.append("closed")
+                continue
+            log.warning(
+                "reopened %s's %s subscription to %s (was %s) by the operator's --reopen",
+                person.email_key, newsletter, status, membership.status,
+            )  # fmt: skip
+            membership.status = status
+            membership.unsubscribed_at = None
+            if status == "active":
+                membership.confirmed_at = membership.confirmed_at or now
+            session.add(membership)
+            outcomes.append("reopened")
             continue
         changed = False
         if entry.name and entry.name != person.name:
@@ -290,13 +296,13 @@ def _insert_people(
         assert driver is not None
         with driver.cursor() as cursor:
             with cursor.copy(
-                "COPY subscribers (email, email_key, name, source, attributes, created_at)"
-                " FROM STDIN"
+                "COPY subscribers (email, email_key, name, source, attributes, created_at,"
+                " token_id) FROM STDIN"
             ) as copy:
                 for row in rows:
                     copy.write_row(
                         (row["email"], row["email_key"], row["name"], source,
-                         json.dumps(row["attributes"]), now)
+                         json.dumps(row["attributes"]), now, new_token_id())
                     )  # fmt: skip
         keys = [row["email_key"] for row in rows]
         found = session.execute(
@@ -305,7 +311,7 @@ def _insert_people(
         return [i for i in found.scalars() if i is not None]
     # Core, not the ORM's bulk path: a third of the cost per row.
     table = SQLModel.metadata.tables["subscribers"]
-    full = [row | {"source": source, "created_at": now} for row in rows]
+    full = [row | {"source": source, "created_at": now, "token_id": new_token_id()} for row in rows]
     return list(session.execute(table.insert().returning(table.c.id), full).scalars())
 
 
@@ -340,11 +346,23 @@ def add(
     source: str = "cli",
     status: Status = "active",
     attributes: dict[str, str] | None = None,
+    reopen: bool = False,
 ) -> Outcome:
     """One person: see upsert for the rules."""
     address = parse_address(email)
     entry = Entry(address.email, address.key, clean_name(name), dict(attributes or {}))
-    return upsert(session, newsletter, [entry], source=source, status=status)[0]
+    return upsert(session, newsletter, [entry], source=source, status=status, reopen=reopen)[0]
+
+
+def by_token(session: Session, token: Token) -> Subscriber | None:
+    """The person a valid token names: by their token id, or for an unsubscribe link made
+    before token ids existed, by row id, only if that row is still the person it was made
+    for (`legacy_tokens`: they existed before the migration; a row id reused since is not
+    theirs)."""
+    if token.legacy:
+        person = session.get(Subscriber, int(token.subject))
+        return person if person is not None and person.legacy_tokens else None
+    return session.exec(select(Subscriber).where(Subscriber.token_id == token.subject)).first()
 
 
 def unsubscribe(session: Session, subscriber_id: int, newsletter: str) -> bool:
@@ -362,18 +380,19 @@ def unsubscribe(session: Session, subscriber_id: int, newsletter: str) -> bool:
     return True
 
 
-def confirm(session: Session, subscriber_id: int, newsletter: str) -> bool:
-    """Double opt-in: pending becomes active. An unsubscribed person who signs up again and
-    confirms is active again; a suppressed address stays out."""
-    person = session.get(Subscriber, subscriber_id)
-    subscription = session.exec(
-        select(Subscription).where(
-            Subscription.subscriber_id == subscriber_id, Subscription.newsletter == newsletter
-        )
-    ).first()
-    if person is None or subscription is None or is_suppressed(session, person.email_key):
+def confirm(session: Session, person: Subscriber, newsletter: str, issued_at: datetime) -> bool:
+    """Double opt-in: pending becomes active, and an unsubscribed person who asked again is
+    active again, but only through a link made after they left (an older confirm link
+    still in their inbox must not undo their unsubscribe). Bounced, complained and
+    suppressed addresses stay out."""
+    subscription = subscription_of(session, person, newsletter)
+    if subscription is None or is_suppressed(session, person.email_key):
         return False
-    if subscription.status == "pending":
+    if subscription.status == "unsubscribed":
+        left = subscription.unsubscribed_at
+        if left is not None and left.astimezone(UTC) >= issued_at:
+            return False
+    if subscription.status in ("pending", "unsubscribed"):
         subscription.status = "active"
         subscription.confirmed_at = _now()
         subscription.unsubscribed_at = None
@@ -432,8 +451,12 @@ def request_subscription(
     session: Session, newsletter: str, email: str, name: str | None
 ) -> Subscriber | None:
     """The web form's half of the double opt-in: the person to send a confirmation to, or
-    None when nothing may be sent (suppressed, bounced, complained, or already active). An
-    unsubscribed person may come back, but only by confirming again."""
+    None when nothing may be sent (suppressed, bounced, complained, or already active).
+
+    Nothing here changes a subscription that exists: anyone can type any address into the
+    form, so an unsubscribed person stays unsubscribed (no import or admin command can then
+    mistake them for a pending sign-up) until their own click on the confirmation link;
+    and an existing person's name is not overwritten by whatever the form said."""
     address = parse_address(email)
     if is_suppressed(session, address.key):
         return None
@@ -452,10 +475,7 @@ def request_subscription(
     if subscription is None:
         assert person.id is not None
         session.add(Subscription(subscriber_id=person.id, newsletter=newsletter, status="pending"))
-    elif subscription.status == "unsubscribed":
-        subscription.status = "pending"
-        session.add(subscription)
-    elif subscription.status != "pending":
+    elif subscription.status not in ("pending", "unsubscribed"):
         return None
     session.flush()
     return person

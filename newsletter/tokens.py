@@ -1,8 +1,12 @@
 """Signed confirm and unsubscribe links.
 
-A token is `<subscriber id>.<expiry>.<signature>` in URL-safe base64: an HMAC-SHA256 over
-the purpose, the newsletter, the subscriber id and the expiry, keyed by the newsletter's
-secret. It names a row id, never an address. Confirm links expire (a week by default);
+A token is `<token id>.<expiry>.<signature>`, the signature an HMAC-SHA256 in URL-safe
+base64 over the purpose, the newsletter, the subscriber's token id and the expiry, keyed by
+the newsletter's secret. The token id is random and never reused (a row id is: SQLite gives
+a deleted row's id to the next person), so an old link can only ever act on the person it
+was made for, and it names no address. Unsubscribe links made before token ids existed
+named the row id; they still work for the people who existed then (`legacy_tokens`), and
+for nobody created since. Confirm links expire (a week by default);
 unsubscribe links never do, because they must keep working in last year's issue. Checking
 compares in constant time, and every kind of bad token (tampered, truncated, expired, for
 another purpose or newsletter) gives the same `None`, so an answer reveals nothing.
@@ -18,8 +22,10 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import stat
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -67,16 +73,43 @@ def load_key(key_file: Path, environ: dict[str, str] | None = None) -> bytes:
     return key
 
 
+def new_token_id() -> str:
+    """A subscriber's public id: 96 random bits, never a row id (SQLite hands a deleted
+    row's id to the next insert), and never all digits (those are the old links' row ids)."""
+    while True:
+        value = secrets.token_urlsafe(12)
+        if not value.isdigit():
+            return value
+
+
+@dataclass(frozen=True)
+class Token:
+    """What a valid token proves: who (`subject`, a subscriber's token id, or for links
+    made before migration 0007 their row id as digits) and, for a confirm link, when it
+    was made."""
+
+    subject: str
+    issued_at: datetime | None = None
+
+    @property
+    def legacy(self) -> bool:
+        return _ASCII_DIGITS.match(self.subject) is not None
+
+
+_ASCII_DIGITS = re.compile(r"[0-9]{1,18}\Z")
+_SUBJECT = re.compile(r"[A-Za-z0-9_-]{1,40}\Z")
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
 
 
-def _mac(key: bytes, purpose: Purpose, newsletter: str, subscriber_id: int, expires: int) -> bytes:
-    message = f"{purpose}\x00{newsletter}\x00{subscriber_id}\x00{expires}".encode()
+def _mac(key: bytes, purpose: Purpose, newsletter: str, subject: str, expires: int) -> bytes:
+    message = f"{purpose}\x00{newsletter}\x00{subject}\x00{expires}".encode()
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
@@ -84,41 +117,53 @@ def make_token(
     key: bytes,
     purpose: Purpose,
     newsletter: str,
-    subscriber_id: int,
+    token_id: str,
     *,
     now: datetime | None = None,
 ) -> str:
+    """`<token id>.<expiry>.<signature>`. A confirm link's expiry is in milliseconds, so the
+    moment it was made is known to the millisecond (a link made before the person last
+    unsubscribed must not bring them back); an unsubscribe link's is 0, never."""
+    if not _SUBJECT.match(token_id) or _ASCII_DIGITS.match(token_id):
+        raise ValueError("a token names a subscriber's token id")
     expires = 0
     if purpose == "confirm":
-        expires = int(((now or datetime.now(UTC)) + CONFIRM_LIFETIME).timestamp())
-    mac = _mac(key, purpose, newsletter, subscriber_id, expires)
-    return f"{subscriber_id}.{expires}.{_b64(mac)}"
+        expires = int(((now or datetime.now(UTC)) + CONFIRM_LIFETIME).timestamp() * 1000)
+    mac = _mac(key, purpose, newsletter, token_id, expires)
+    return f"{token_id}.{expires}.{_b64(mac)}"
 
 
 def read_token(
     key: bytes, purpose: Purpose, newsletter: str, token: str, *, now: datetime | None = None
-) -> int | None:
-    """The subscriber id, or None for any token that is not valid now."""
+) -> Token | None:
+    """What the token proves, or None for any token that is not valid now: tampered,
+    truncated, expired, for another purpose or newsletter, or not even well-formed (only
+    ASCII digits and URL-safe base64 are read, so `%C2%B2` is refused, not a crash)."""
     parts = token.split(".")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or len(token) > 200:
+    if len(token) > 200 or len(parts) != 3:
         return None
-    subscriber_id, expires = int(parts[0]), int(parts[1])
+    subject, expiry, signature = parts
+    if not _SUBJECT.match(subject) or not _ASCII_DIGITS.match(expiry):
+        return None
     try:
-        given = _unb64(parts[2])
+        given = _unb64(signature)
     except (binascii.Error, ValueError):
         return None
-    expected = _mac(key, purpose, newsletter, subscriber_id, expires)
+    expires = int(expiry)
+    expected = _mac(key, purpose, newsletter, subject, expires)
     if not hmac.compare_digest(given, expected):
         return None
-    if expires and (now or datetime.now(UTC)).timestamp() > expires:
+    moment = (now or datetime.now(UTC)).timestamp()
+    if purpose == "unsubscribe":
+        return None if expires else Token(subject)
+    if _ASCII_DIGITS.match(subject):
+        return None  # confirm links of the old format were short-lived; they are over
+    if not expires or moment * 1000 > expires:
         return None
-    if purpose == "unsubscribe" and expires:
-        return None
-    return subscriber_id
+    issued = datetime.fromtimestamp(expires / 1000, UTC) - CONFIRM_LIFETIME
+    return Token(subject, issued)
 
 
-def signed_url(
-    base_url: str, key: bytes, purpose: Purpose, newsletter: str, subscriber_id: int
-) -> str:
+def signed_url(base_url: str, key: bytes, purpose: Purpose, newsletter: str, token_id: str) -> str:
     """The public confirm or unsubscribe link for one subscriber."""
-    return f"{base_url}/{purpose}/{make_token(key, purpose, newsletter, subscriber_id)}"
+    return f"{base_url}/{purpose}/{make_token(key, purpose, newsletter, token_id)}"

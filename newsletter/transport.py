@@ -15,6 +15,7 @@ classes for 4xx and 5xx, so callers branch on the code.
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import ipaddress
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from newsletter import private
 from newsletter.errors import ConfigError, NewsletterError
 
 _DOT = re.compile(rb"(?m)^\.")
@@ -73,9 +75,7 @@ class FileTransport:
         self.folder.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(message).hexdigest()[:16]
         name = f"{time.time_ns()}-{digest}.eml"
-        temporary = self.folder / f".{name}.tmp"
-        temporary.write_bytes(message)
-        temporary.replace(self.folder / name)
+        private.write_bytes(self.folder / name, message)
 
     def close(self) -> None:
         pass
@@ -93,6 +93,10 @@ class ConsoleTransport:
 
     def close(self) -> None:
         pass
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def is_loopback(host: str) -> bool:
@@ -162,15 +166,23 @@ class SMTPTransport:
 
     def _login(self, smtp: smtplib.SMTP) -> None:
         """One mechanism, PLAIN or LOGIN: smtplib.login tries each in turn after a failure,
-        which can leave a server waiting mid-exchange and the client hanging."""
+        which can leave a server waiting mid-exchange and the client hanging. The exchange
+        is written here rather than through smtplib.auth, which encodes the credentials as
+        ASCII: a non-ASCII password crashed with an error quoting one of its characters.
+        RFC 4616 (PLAIN) says UTF-8, and LOGIN servers take it."""
         offered = smtp.esmtp_features.get("auth", "").upper().split()
-        smtp.user, smtp.password = self.user or "", self.password or ""
+        user = (self.user or "").encode("utf-8")
+        password = (self.password or "").encode("utf-8")
         if "PLAIN" in offered:
-            smtp.auth("PLAIN", smtp.auth_plain)
+            code, reply = smtp.docmd("AUTH", "PLAIN " + _b64(b"\0" + user + b"\0" + password))
         elif "LOGIN" in offered:
-            smtp.auth("LOGIN", smtp.auth_login)
+            code, reply = smtp.docmd("AUTH", "LOGIN " + _b64(user))
+            if code == 334:
+                code, reply = smtp.docmd(_b64(password))
         else:
             raise smtplib.SMTPNotSupportedError("no AUTH PLAIN or LOGIN")
+        if code not in (235, 503):  # 503: already authenticated
+            raise smtplib.SMTPAuthenticationError(code, reply)
 
     def send(self, sender: str, recipient: str, message: bytes) -> None:
         """MAIL, RCPT and DATA by hand rather than smtplib.sendmail, to know whether a lost

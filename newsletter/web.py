@@ -16,15 +16,19 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import HTTP
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, Request, Response
+from fastapi import BackgroundTasks, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -41,7 +45,7 @@ from newsletter.mail import confirmation_message, sender
 from newsletter.models import ApprovedIssue
 from newsletter.render import environment, render_template
 from newsletter.subscribers import InvalidAddress
-from newsletter.tokens import read_token, signed_url
+from newsletter.tokens import Token, read_token, signed_url
 from newsletter.transport import Transport, open_transport
 
 log = logging.getLogger("newsletter.web")
@@ -109,17 +113,23 @@ def create_app(
     async def headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        response = await call_next(request)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
-            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        return _secured(await call_next(request), request.url.path)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, error: Exception) -> Response:
+        # Starlette answers an unhandled error outside every middleware: the page and its
+        # headers are set here. The traceback goes to the log with the token redacted.
+        log.error(
+            "error answering %s %s: %s",
+            request.method,
+            redact(request.url.path),
+            type(error).__name__,
+            exc_info=(type(error), error, error.__traceback__),
         )
-        if not request.url.path.startswith("/archive"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
+        response = page(
+            "message", 500, title="Something went wrong", text="Nothing was changed. Try later."
+        )
+        return _secured(response, request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
@@ -135,27 +145,23 @@ def create_app(
         return response
 
     async def form(request: Request) -> dict[str, str] | None:
-        """The urlencoded or multipart body as a dict, or None when it is not a small form."""
+        """The urlencoded or multipart body as a dict, or None when it is not a small,
+        well-formed UTF-8 form. The body is read in pieces and refused as soon as it passes
+        the cap, whether it declared its length or came chunked."""
         length = request.headers.get("content-length")
-        if length and (not length.isdigit() or int(length) > MAX_FORM_BYTES):
+        if length is not None and (not _DIGITS.match(length) or int(length) > MAX_FORM_BYTES):
             return None
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind == "application/x-www-form-urlencoded":
-            body = await request.body()
+        if kind not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            return None
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
             if len(body) > MAX_FORM_BYTES:
                 return None
-            try:
-                parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True)
-            except UnicodeDecodeError:
-                return None
-            return {key: values[-1] for key, values in parsed.items()}
-        if kind == "multipart/form-data":
-            try:
-                data = await request.form(max_files=0, max_fields=20)
-            except Exception:  # the multipart parser's errors are not one class
-                return None
-            return {key: value for key, value in data.items() if isinstance(value, str)}
-        return None
+        if kind == "application/x-www-form-urlencoded":
+            return parse_urlencoded(bytes(body))
+        return parse_multipart(request.headers.get("content-type", ""), bytes(body))
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
@@ -166,7 +172,7 @@ def create_app(
         return page("subscribe", email="", name="", error=None)
 
     @app.post("/subscribe", response_class=HTMLResponse)
-    async def subscribe(request: Request) -> HTMLResponse:
+    async def subscribe(request: Request, background: BackgroundTasks) -> HTMLResponse:
         data = await form(request)
         if data is None or "email" not in data:
             return page(
@@ -201,35 +207,41 @@ def create_app(
             )
         if not limits.per_address.allow(address.key):
             return sent
-        try:
-            # Database and SMTP work is blocking: off the event loop, or one slow relay
-            # would stall every other request.
-            await run_in_threadpool(_request, address.email, name)
-        except NewsletterError as error:
-            log.error("confirmation email not sent: %s", error)
+        # The answer goes first and the work after it (a sync background task runs in the
+        # thread pool, off the event loop): a new address and a known one cost the same
+        # time to answer, so the timing cannot tell who subscribes.
+        background.add_task(_request, address.email, name)
         return sent
 
     def _request(email: str, name: str) -> None:
-        with session_scope(engine) as session:
-            person = subscribers.request_subscription(session, config.key, email, name)
-            if person is None or person.id is None:
-                return
-            url = signed_url(config.base_url, key, "confirm", config.key, person.id)
-            message = confirmation_message(config, person, url)
-            to = person.email
-        outbound = make_transport()
         try:
-            outbound.send(sender(config).addr_spec, to, message)
-        finally:
-            outbound.close()
+            with session_scope(engine) as session:
+                person = subscribers.request_subscription(session, config.key, email, name)
+                if person is None:
+                    return
+                url = signed_url(config.base_url, key, "confirm", config.key, person.token_id)
+                message = confirmation_message(config, person, url)
+                to = person.email
+            outbound = make_transport()
+            try:
+                outbound.send(sender(config).addr_spec, to, message)
+            finally:
+                outbound.close()
+        except NewsletterError as error:
+            log.error("confirmation email not sent: %s", error)
+        except Exception as error:  # a background task has no one to answer to but the log
+            log.error("confirmation email not sent: %s: %s", type(error).__name__, error)
 
     @app.get("/confirm/{token}", response_class=HTMLResponse)
     def confirm(token: str) -> HTMLResponse:
-        subscriber_id = read_token(key, "confirm", config.key, token)
-        if subscriber_id is None:
+        proof = read_token(key, "confirm", config.key, token)
+        if proof is None or proof.issued_at is None:
             return invalid_link()
         with session_scope(engine) as session:
-            if not subscribers.confirm(session, subscriber_id, config.key):
+            person = subscribers.by_token(session, proof)
+            if person is None or not subscribers.confirm(
+                session, person, config.key, proof.issued_at
+            ):
                 return invalid_link()
         return page(
             "message",
@@ -245,8 +257,8 @@ def create_app(
 
     @app.post("/unsubscribe/{token}", response_class=HTMLResponse)
     async def unsubscribe(token: str, request: Request) -> HTMLResponse:
-        subscriber_id = read_token(key, "unsubscribe", config.key, token)
-        if subscriber_id is None:
+        proof = read_token(key, "unsubscribe", config.key, token)
+        if proof is None:
             return invalid_link()
         data = await form(request)
         if data is None or data.get("List-Unsubscribe") != ONE_CLICK:
@@ -256,16 +268,21 @@ def create_app(
                 title="Request refused",
                 text="An unsubscribe request carries List-Unsubscribe=One-Click.",
             )
-        await run_in_threadpool(_unsubscribe, subscriber_id)
+        if not await run_in_threadpool(_unsubscribe, proof):
+            return invalid_link()
         return page(
             "message",
             title="You are unsubscribed",
             text=f"You will get no more emails from {config.name}.",
         )
 
-    def _unsubscribe(subscriber_id: int) -> None:
+    def _unsubscribe(proof: Token) -> bool:
         with session_scope(engine) as session:
-            subscribers.unsubscribe(session, subscriber_id, config.key)
+            person = subscribers.by_token(session, proof)
+            if person is None or person.id is None:
+                return False
+            subscribers.unsubscribe(session, person.id, config.key)
+            return True
 
     @app.get("/archive/", response_class=HTMLResponse)
     def archive_index() -> HTMLResponse:
@@ -291,3 +308,99 @@ def create_app(
         return RedirectResponse(f"/archive/{slug}/", status_code=308)
 
     return app
+
+
+class RedactTokens(logging.Filter):
+    """Takes the tokens out of uvicorn's access log lines (their arguments are client,
+    method, path, HTTP version, status)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact(value) if isinstance(value, str) else value for value in record.args
+            )
+        record.msg = redact(str(record.msg))
+        return True
+
+
+def run(app: FastAPI, *, host: str, port: int, proxy_headers: bool = False) -> None:
+    """uvicorn with the access log redacted and small limits: a request's headers in 16 KB
+    (uvicorn's h11 default), idle connections closed after 5 s."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            proxy_headers=proxy_headers,
+            log_level="info",
+            timeout_keep_alive=5,
+        )
+    )
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logging.getLogger(name).addFilter(RedactTokens())
+    server.run()
+
+
+_DIGITS = re.compile(r"[0-9]{1,12}\Z")
+_TOKEN_PATH = re.compile(r"(/(?:confirm|unsubscribe)/)[^/?\s\"]+")
+
+
+def redact(text: str) -> str:
+    """A request line or path with its confirm or unsubscribe token replaced: a token in a
+    log is a working link to someone's subscription."""
+    return _TOKEN_PATH.sub(r"\1[token]", text)
+
+
+def _secured(response: Response, path: str) -> Response:
+    """Every answer, error pages included: no framing, sniffing, Referer (links carry
+    tokens) or caching of personal pages."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    if not path.startswith("/archive"):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def parse_urlencoded(body: bytes) -> dict[str, str] | None:
+    """Fields of a urlencoded form; None unless every byte and every %-escape is UTF-8 (a
+    lossy decode would store and mail an address the person never typed)."""
+    try:
+        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return {key: values[-1] for key, values in parsed.items()}
+
+
+def parse_multipart(content_type: str, body: bytes) -> dict[str, str] | None:
+    """Fields of a multipart form, each decoded as strict UTF-8; None for files, a broken
+    body or bytes that are not UTF-8 (Starlette's parser would fall back to Latin-1)."""
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body
+    )
+    if not message.is_multipart() or message.defects:
+        return None
+    fields: dict[str, str] = {}
+    parts = message.get_payload()
+    if not isinstance(parts, list) or len(parts) > 20:
+        return None
+    for part in parts:
+        if not isinstance(part, Message):
+            return None
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or part.get_param("filename", header="content-disposition"):
+            return None
+        data = part.get_payload(decode=True)
+        if not isinstance(data, bytes):
+            return None
+        try:
+            fields[name] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return fields

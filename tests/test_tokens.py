@@ -1,5 +1,7 @@
 """Signed links: valid ones round-trip; every kind of bad one reads as None."""
 
+import hashlib
+import hmac
 import os
 import stat
 from datetime import UTC, datetime, timedelta
@@ -10,32 +12,62 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from newsletter.errors import ConfigError
-from newsletter.tokens import create_key_file, load_key, make_token, read_token
+from newsletter.tokens import (
+    Token,
+    _b64,
+    create_key_file,
+    load_key,
+    make_token,
+    new_token_id,
+    read_token,
+)
 
 KEY = b"k" * 40
 NOW = datetime(2022, 12, 26, 8, 0, tzinfo=UTC)
 
 
 def test_round_trip_and_binding() -> None:
-    token = make_token(KEY, "unsubscribe", "war-notes", 42)
-    assert read_token(KEY, "unsubscribe", "war-notes", token) == 42
+    token = make_token(KEY, "unsubscribe", "war-notes", "tA1b2C3")
+    assert read_token(KEY, "unsubscribe", "war-notes", token) == Token("tA1b2C3")
     assert read_token(KEY, "confirm", "War Notes", token) is None  # another purpose
     assert read_token(KEY, "unsubscribe", "Other", token) is None  # another newsletter
     assert read_token(b"x" * 40, "unsubscribe", "war-notes", token) is None  # another key
-    assert "@" not in token and token.startswith("42.0.")
+    assert "@" not in token and token.startswith("tA1b2C3.0.")
+
+
+def test_token_ids_are_random_and_never_read_as_row_ids() -> None:
+    ids = {new_token_id() for _ in range(1000)}
+    assert len(ids) == 1000 and not any(i.isdigit() for i in ids)
+    with pytest.raises(ValueError):
+        make_token(KEY, "unsubscribe", "N", "42")  # a row id: never made any more
+
+
+def test_old_unsubscribe_links_naming_a_row_id_still_read_as_legacy() -> None:
+    old = "42.0." + _b64(hmac.new(KEY, b"unsubscribe\x00N\x0042\x000", hashlib.sha256).digest())
+    found = read_token(KEY, "unsubscribe", "N", old)
+    assert found == Token("42") and found.legacy
 
 
 def test_confirm_links_expire_after_a_week_and_unsubscribe_links_never() -> None:
-    token = make_token(KEY, "confirm", "N", 7, now=NOW)
-    assert read_token(KEY, "confirm", "N", token, now=NOW + timedelta(days=6)) == 7
+    token = make_token(KEY, "confirm", "N", "t7", now=NOW)
+    found = read_token(KEY, "confirm", "N", token, now=NOW + timedelta(days=6))
+    assert found == Token("t7", NOW)  # when the link was made, to the millisecond
     assert read_token(KEY, "confirm", "N", token, now=NOW + timedelta(days=8)) is None
-    forever = make_token(KEY, "unsubscribe", "N", 7, now=NOW)
-    assert read_token(KEY, "unsubscribe", "N", forever, now=NOW + timedelta(days=3650)) == 7
+    forever = make_token(KEY, "unsubscribe", "N", "t7", now=NOW)
+    assert read_token(KEY, "unsubscribe", "N", forever, now=NOW + timedelta(days=3650)) == Token(
+        "t7"
+    )
+
+
+@pytest.mark.parametrize("digits", ["\u00b2", "\u0661", "\uff11", "１"])
+def test_unicode_digits_are_not_digits(digits: str) -> None:
+    assert read_token(KEY, "confirm", "N", f"{digits}.0.abc") is None
+    assert read_token(KEY, "unsubscribe", "N", f"t1.{digits}.abc") is None
 
 
 @given(st.integers(min_value=0), st.characters(codec="ascii"))
 def test_any_change_to_a_token_invalidates_it(position: int, replacement: str) -> None:
-    token = make_token(KEY, "unsubscribe", "N", 12345)
+    token = make_token(KEY, "unsubscribe", "N", "tXyZ12345")
     index = position % len(token)
     tampered = token[:index] + replacement + token[index + 1 :]
     if tampered != token:

@@ -1,12 +1,11 @@
 """Transports over real sockets (aiosmtpd) and the file outbox."""
 
-from email.headerregistry import Address
 from pathlib import Path
 
 import pytest
 
 from newsletter.errors import ConfigError
-from newsletter.mail import build_message, to_bytes
+from newsletter.mail import build_message
 from newsletter.transport import (
     FileTransport,
     SMTPTransport,
@@ -20,11 +19,10 @@ from tests.smtpserver import SMTPServer
 
 def message(tmp_path: Path, to: str = "olena@example.org") -> bytes:
     config = make_config(tmp_path)
-    built = build_message(
-        config, to=Address("Olena", *to.split("@")), subject="Привіт", text="Hello\n",
+    return build_message(
+        config, to=to, to_name="Olena", subject="Привіт", text="Hello\n",
         html="<p>Hello</p>", message_id_parts=("t", to),
     )  # fmt: skip
-    return to_bytes(built)
 
 
 def test_messages_have_crlf_line_ends_and_the_basic_headers(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ def test_subscribe_confirm_unsubscribe_in_chromium(
     with Session(live.project.engine()) as session:
         person = people.require(session, "olena@example.org")
         assert person.id is not None
-        unsubscribe_url = signed_url(live.base, key, "unsubscribe", "war-notes", person.id)
+        unsubscribe_url = signed_url(live.base, key, "unsubscribe", "war-notes", person.token_id)
     page.goto(unsubscribe_url)
     assert status_of(live.project, "olena@example.org") == "active"  # opening it changes nothing
     page.get_by_role("button", name="Unsubscribe").click()
@@ -103,7 +103,7 @@ def test_rfc8058_one_click_post_to_the_live_server(live: Live) -> None:
     with Session(live.project.engine()) as session:
         person = people.require(session, "bob@example.org")
         assert person.id is not None
-        url = signed_url(live.base, key, "unsubscribe", "war-notes", person.id)
+        url = signed_url(live.base, key, "unsubscribe", "war-notes", person.token_id)
     response = httpx.post(
         url,
         content=b"List-Unsubscribe=One-Click",

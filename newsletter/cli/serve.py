@@ -26,10 +26,8 @@ def serve(
 
     Example: newsletter serve --host 127.0.0.1 --port 8000
     """
-    import uvicorn
-
-    from newsletter.web import create_app  # FastAPI takes 0.2 s to import: only here
+    from newsletter.web import create_app, run  # FastAPI takes 0.2 s to import: only here
 
     st = state(ctx)
     web = create_app(st.config(), st.engine(), st.key())
-    uvicorn.run(web, host=host, port=port, proxy_headers=proxy_headers, log_level="info")
+    run(web, host=host, port=port, proxy_headers=proxy_headers)

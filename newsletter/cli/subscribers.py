@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
+from newsletter import private
 from newsletter import subscribers as people
 from newsletter.cli.output import err, out, print_json
 from newsletter.cli.state import State, state
@@ -25,6 +26,13 @@ StatusOption = Annotated[
     str | None, typer.Option("--status", help="pending, active, unsubscribed, bounced, complained")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Reopen = Annotated[
+    bool,
+    typer.Option(
+        help="Also reactivate people who unsubscribed, bounced or complained (only when they "
+        "asked you to: it is logged).",
+    ),
+]
 
 
 def _newsletter(st: State, name: str | None) -> str:
@@ -44,6 +52,7 @@ def add(
     *,
     name: Annotated[str | None, typer.Option(help="The subscriber's name.")] = None,
     newsletter: Newsletter = None,
+    reopen: Reopen = False,
 ) -> None:
     """Add an active subscriber (you vouch for their consent; the web form double-opts-in).
 
@@ -52,13 +61,15 @@ def add(
     st = state(ctx)
     list_name = _newsletter(st, newsletter)
     with session_scope(st.engine()) as session:
-        outcome = people.add(session, list_name, email, name=name, source="cli")
+        outcome = people.add(session, list_name, email, name=name, source="cli", reopen=reopen)
     messages = {
         "added": f"Added {email}",
         "updated": f"Updated {email}",
         "unchanged": f"{email} is already subscribed",
         "suppressed": f"{email} is suppressed and cannot be added",
-        "closed": f"{email} unsubscribed (or bounced); only they can subscribe again",
+        "closed": f"{email} unsubscribed (or bounced); only they can subscribe again "
+        "(or you, with --reopen, if they asked you to)",
+        "reopened": f"Reopened {email}'s subscription (--reopen)",
     }
     out.print(messages[outcome], markup=False)
     if outcome in ("suppressed", "closed"):
@@ -72,6 +83,7 @@ def import_command(
     *,
     newsletter: Newsletter = None,
     dry_run: Annotated[bool, typer.Option(help="Check and count, change nothing.")] = False,
+    reopen: Reopen = False,
     as_json: AsJson = False,
 ) -> None:
     """Import subscribers from CSV: every rejected row is reported, the valid ones are
@@ -83,7 +95,7 @@ def import_command(
     st = state(ctx)
     list_name = _newsletter(st, newsletter)
     with Session(st.engine()) as session:
-        report = import_csv(session, list_name, file, dry_run=dry_run)
+        report = import_csv(session, list_name, file, dry_run=dry_run, reopen=reopen)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -93,7 +105,8 @@ def import_command(
         out.print(
             f"{prefix} {report.imported}, updated {report.updated}, unchanged "
             f"{report.unchanged}, duplicates {report.duplicates}, suppressed "
-            f"{report.suppressed}, rejected {len(report.rejected)}",
+            f"{report.suppressed} (of whom {report.closed} left: only they can come back), "
+            f"reopened {report.reopened}, rejected {len(report.rejected)}",
             markup=False,
         )
     raise typer.Exit(1 if report.rejected else 0)
@@ -118,10 +131,8 @@ def export(
         if out_file is None:
             count = export_csv(session, list_name, sys.stdout, wanted)
         else:
-            temporary = out_file.with_name(out_file.name + ".tmp")
-            with temporary.open("w", encoding="utf-8", newline="") as handle:
+            with private.open_text(out_file) as handle:
                 count = export_csv(session, list_name, handle, wanted)
-            temporary.replace(out_file)
     err.print(f"{count} subscriber(s) exported", markup=False)
 
 
@@ -207,7 +218,7 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
             if subscription and subscription.unsubscribed_at
             else None,
             "unsubscribe_url": signed_url(
-                config.base_url, st.key(), "unsubscribe", config.key, person.id
+                config.base_url, st.key(), "unsubscribe", config.key, person.token_id
             ),
         }
     if as_json:

@@ -16,7 +16,7 @@ import feedparser
 
 from newsletter.collect.article import ArticleData
 from newsletter.collect.authors import unique_names
-from newsletter.collect.fetch import Document, decode
+from newsletter.collect.fetch import Document, as_utf8, decode
 from newsletter.errors import SourceError
 from newsletter.sanitize import (
     clean_html,
@@ -31,7 +31,9 @@ from newsletter.urls import canonical_url, is_web_url
 
 def parse_feed(document: Document, zone: tzinfo) -> tuple[list[ArticleData], list[str]]:
     """The feed's articles and a warning per entry that had to be skipped."""
-    decode(document)  # a non-UTF-8 feed without a declared encoding is refused, not guessed
+    # A non-UTF-8 feed without a declared encoding is refused, not guessed; a mislabelled one
+    # is read in its real encoding (fetch.decode), and feedparser is given that text.
+    document = as_utf8(document, decode(document))
     headers = {"content-location": document.base_url or ""}
     if document.content_type:
         headers["content-type"] = document.content_type

@@ -10,7 +10,8 @@ from __future__ import annotations
 import codecs
 import glob
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -109,8 +110,18 @@ def fetch_url(
         headers["If-None-Match"] = previous.etag
     if previous and previous.last_modified:
         headers["If-Modified-Since"] = previous.last_modified
+    # `timeout` is the whole fetch's deadline, not each read's: a server that drips a byte
+    # a second would otherwise hold a cron collect for hours. httpcore reads the request's
+    # timeout dict before every socket read (redirects share it), so shrinking its "read"
+    # entry as the deadline nears bounds the fetch to `timeout` plus a little.
+    deadline = time.monotonic() + settings.timeout
+    limits = httpx.Timeout(settings.timeout).as_dict()
     try:
-        with client.stream("GET", url, headers=headers) as response:
+        request = client.build_request("GET", url, headers=headers)
+        request.extensions["timeout"] = limits
+        response = client.send(request, stream=True)
+        try:
+            limits["read"] = max(deadline - time.monotonic(), 0.001)
             if response.status_code == 304:
                 return Document(
                     location=url,
@@ -129,6 +140,10 @@ def fetch_url(
             chunks: list[bytes] = []
             received = 0
             for chunk in response.iter_bytes():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise httpx.ReadTimeout("deadline")
+                limits["read"] = remaining
                 received += len(chunk)
                 if received > settings.max_bytes:
                     raise SourceError(_too_big(url, settings.max_bytes))
@@ -142,8 +157,12 @@ def fetch_url(
                     response.headers.get("etag"), response.headers.get("last-modified")
                 ),
             )
+        finally:
+            response.close()
     except httpx.TimeoutException:
-        raise SourceError(f"{url}: no answer within {settings.timeout:g} s (timeout)") from None
+        raise SourceError(
+            f"{url}: not fetched within {settings.timeout:g} s ([collect] timeout)"
+        ) from None
     except httpx.TooManyRedirects:
         raise SourceError(f"{url}: too many redirects") from None
     except httpx.ConnectError as error:
@@ -175,8 +194,11 @@ def declared_charset(document: Document) -> str | None:
 def decode(document: Document) -> str:
     """Text in its declared encoding, UTF-8 when it declares none; a clear error otherwise.
 
-    We refuse rather than guess: a guessed Windows-1251 page decoded as Latin-1 would be
-    stored as mojibake and mailed to every subscriber.
+    We refuse rather than guess when the bytes do not decode. But every byte decodes as a
+    single-byte Latin encoding, so a Windows-1251 feed labelled ISO-8859-1 "works" and would
+    be stored as mojibake and mailed to every subscriber: when the label is such an
+    encoding and charset-normalizer finds its text to be noise while another encoding reads
+    cleanly, the other one is used.
     """
     charset = declared_charset(document) or "utf-8"
     if b"\x00" in document.content and not charset.lower().startswith("utf-16"):
@@ -190,4 +212,36 @@ def decode(document: Document) -> str:
             f"{document.location}: not valid {charset} text (byte {error.start}); "
             "save it as UTF-8 or declare its encoding"
         ) from None
+    if codecs.lookup(charset).name in _SINGLE_BYTE_LATIN and not text.isascii():
+        text = _relabelled(document.content) or text
     return text.lstrip("\ufeff")
+
+
+# Encodings in which any byte sequence decodes, so a wrong label never shows as an error.
+_SINGLE_BYTE_LATIN = {"latin-1", "iso8859-1", "cp1252", "iso8859-15", "iso8859-2", "cp1250"}
+_NOISE = 0.2
+
+
+def _relabelled(content: bytes) -> str | None:
+    """The text in the encoding it is really in, when the declared one reads as noise."""
+    from charset_normalizer import from_bytes
+
+    sample = content[:262_144]
+    best = from_bytes(sample).best()
+    if best is None or best.chaos > 0.05:
+        return None
+    declared = from_bytes(sample, cp_isolation=["latin_1"], threshold=1.0).best()
+    if declared is not None and declared.chaos < _NOISE:
+        return None
+    try:
+        return content.decode(best.encoding)
+    except (LookupError, UnicodeDecodeError):
+        return None
+
+
+def as_utf8(document: Document, text: str) -> Document:
+    """The document re-encoded as UTF-8 and labelled so, for parsers (feedparser) that
+    would otherwise decode the bytes again by the label we have just overruled."""
+    body = _XML_ENCODING.sub(lambda m: m[0].replace(m[1], b"utf-8"), text.encode("utf-8"), 1)
+    kind = (document.content_type or "application/xml").split(";")[0].strip()
+    return replace(document, content=body, content_type=f"{kind}; charset=utf-8")
