@@ -24,6 +24,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from newsletter.dates import parse_datetime
 from newsletter.errors import ConfigError
+from newsletter.untrusted import has_control
 
 CONFIG_FILE = "newsletter.toml"
 DEFAULT_DATABASE = "sqlite:///newsletter.db"
@@ -137,7 +138,7 @@ def check_base_url(value: str) -> str:
 
 def check_sender(value: str) -> str:
     _, address = parseaddr(value)
-    if not address or "\r" in value or "\n" in value:
+    if not address or has_control(value):
         raise ConfigError(f"bad From address {value!r}: use 'Name <user@example.org>'")
     try:
         validate_email(address, check_deliverability=False)
@@ -404,7 +405,7 @@ url = "{DEFAULT_DATABASE}"
 [collect]
 # Sent with every HTTP request.
 user_agent = "newsletter/0.1 (+{base_url})"
-# Seconds to wait for a server before giving up on a source.
+# Seconds a whole fetch may take (connect, redirects, every read) before the source fails.
 timeout = 20
 # Largest document fetched, in bytes.
 max_bytes = 10000000

@@ -4,8 +4,10 @@ Messages are multipart/alternative, text first and HTML last (clients show the l
 they understand), UTF-8, with CRLF line ends: `email.policy.SMTP`, because `as_bytes()` with
 the default policy gives bare LF, which servers reject. Message-IDs are on the sender's own
 domain and derived from stable parts, so the same message for the same person keeps its id.
-Header values pass through the email package, which refuses CR or LF in any of them: a
-hostile name or address that slipped past validation still cannot add a header.
+Every header line is written by `header` or `address_header` (the email package builds
+only the MIME body): values lose their control characters whatever the caller passed, names
+are decoded and cleaned first (untrusted.py), and folding never splits a quoted string. A
+hostile name that slipped past validation still cannot add a header or a recipient.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from newsletter.untrusted import has_control, shown_name, strip_controls
 
 
 def sender(config: Config) -> Address:
-    name, address = parseaddr(config.sender)
+    name, address = parseaddr(strip_controls(config.sender))
     local, _, domain = address.rpartition("@")
     return Address(display_name=name, username=local, domain=domain)
 

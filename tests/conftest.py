@@ -104,7 +104,7 @@ def project(
     sa.create_engine(database_url).dispose()
 
 
-pytest_plugins = ["tests.webserver", "tests.browser", "tests.smtpserver"]
+pytest_plugins = ["tests.webserver", "tests.browser", "tests.smtpserver", "tests.liveweb"]
 
 
 SAMPLE_SOURCES = f"""

@@ -1,6 +1,7 @@
 """STARTTLS with a throw-away certificate, AUTH, and DKIM, against real servers."""
 
 import json
+import smtplib
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -41,7 +42,10 @@ class Recording(Handler):
 
 
 def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
-    ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"news", b"s3cret!")
+    ok = isinstance(data, LoginPassword) and (data.login, data.password) in (
+        (b"news", b"s3cret!"),
+        (b"news", "пароль-Größe".encode()),
+    )
     # handled=False: aiosmtpd then answers 535 itself (with its default, it answers nothing).
     return AuthResult(success=ok, handled=False)
 
@@ -86,6 +90,35 @@ def test_wrong_password_is_a_configuration_error_that_hides_it(
         outbound.send("notes@example.org", "olena@example.org", b"x\r\n")
     assert "authentication failed for news" in str(caught.value)
     assert "wrong-horse" not in str(caught.value)
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_a_non_ascii_password_is_sent_as_utf8_and_never_echoed(
+    tls_server: tuple[Recording, int], certificate: tuple[Path, Path], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, mechanism: str,
+) -> None:  # fmt: skip
+    handler, port = tls_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[1]))
+    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", "пароль-Größe")
+    outbound = open_transport(f"smtp://news@localhost:{port}", tmp_path)
+    original = smtplib.SMTP.ehlo
+
+    def only(self: smtplib.SMTP, name: str = "") -> tuple[int, bytes]:
+        reply = original(self, name)
+        if "auth" in self.esmtp_features:
+            self.esmtp_features["auth"] = mechanism
+        return reply
+
+    monkeypatch.setattr(smtplib.SMTP, "ehlo", only)
+    outbound.send("notes@example.org", "olena@example.org", b"Subject: hi\r\n\r\nhello\r\n")
+    outbound.close()
+    assert handler.addresses() == ["olena@example.org"]
+    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", "ключ-wrong-ß")
+    outbound = open_transport(f"smtp://news@localhost:{port}", tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        outbound.send("notes@example.org", "olena@example.org", b"x\r\n")
+    assert "authentication failed for news" in str(caught.value)
+    assert not set(str(caught.value)) & set("ключwrongß") - set("authentic failed for news")
 
 
 def test_an_untrusted_certificate_is_refused(
