@@ -360,6 +360,8 @@ def by_token(session: Session, token: Token) -> Subscriber | None:
     for (`legacy_tokens`: they existed before the migration; a row id reused since is not
     theirs)."""
     if token.legacy:
+        if int(token.subject) > 2**31 - 1:  # beyond any row id (and PostgreSQL's integer)
+            return None
         person = session.get(Subscriber, int(token.subject))
         return person if person is not None and person.legacy_tokens else None
     return session.exec(select(Subscriber).where(Subscriber.token_id == token.subject)).first()
