@@ -25,7 +25,9 @@ from sqlmodel import Session
 from newsletter import private
 from newsletter.errors import DatabaseError
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+# A package resource, not a path next to this file: Alembic finds it through
+# importlib.resources wherever the package is installed.
+MIGRATIONS = "newsletter:migrations"
 _MIGRATION_LOCK = 0x6E657773  # "news": any constant shared by all our processes
 
 
@@ -87,7 +89,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _alembic_config() -> AlembicConfig:
     config = AlembicConfig()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("script_location", MIGRATIONS)
     return config
 
 

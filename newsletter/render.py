@@ -16,6 +16,7 @@ microseconds; nothing is rendered twice.
 from __future__ import annotations
 
 import html
+import importlib.resources
 import logging
 import re
 import sys
@@ -39,7 +40,6 @@ from newsletter.models import Article
 from newsletter.sanitize import card_html, clean_html, html_to_text
 from newsletter.untrusted import shown_name, strip_controls
 
-DEFAULT_THEME = Path(__file__).resolve().parent.parent / "templates"
 PLACEHOLDERS = ("first_name", "unsubscribe_url", "view_url")
 _TOKEN = re.compile(r"%%(" + "|".join(PLACEHOLDERS) + r")%%")
 _INLINE_STYLE = re.compile(
@@ -200,9 +200,18 @@ def build_sections(issue: IssueFile, articles: list[Article], zone: tzinfo) -> l
     return sections
 
 
+def theme_folder() -> Path:
+    """The default theme's folder, wherever the package is installed (the checkout's
+    templates/ in development, newsletter/theme/ inside the wheel)."""
+    folder = importlib.resources.files("newsletter.theme")
+    if not isinstance(folder, Path):  # a zipped install: nothing we build makes one
+        raise RenderError("the default theme must be installed as files, not inside a zip")
+    return folder
+
+
 def environment(config: Config, *, autoescape: bool) -> jinja2.Environment:
     folders = [str(config.theme)] if config.theme else []
-    folders.append(str(DEFAULT_THEME))
+    folders.append(str(theme_folder()))
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(folders),
         undefined=jinja2.StrictUndefined,
