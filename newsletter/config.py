@@ -112,10 +112,44 @@ def slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:100] or "newsletter"
 
 
-def config_path(explicit: str | Path | None = None) -> Path:
-    """The config file: `--config`, else `NEWSLETTER_CONFIG`, else ./newsletter.toml."""
-    chosen = explicit or os.environ.get("NEWSLETTER_CONFIG") or CONFIG_FILE
-    return Path(chosen).expanduser()
+@dataclass(frozen=True)
+class ConfigLocation:
+    """Where the config file is, or would be: `searched` lists the folders looked in when
+    it was not named (empty when --config or NEWSLETTER_CONFIG named it)."""
+
+    path: Path
+    searched: tuple[Path, ...] = ()
+
+    @property
+    def named(self) -> bool:
+        return not self.searched
+
+
+def config_path(explicit: str | Path | None = None, cwd: Path | None = None) -> ConfigLocation:
+    """The config file: `--config`, else `NEWSLETTER_CONFIG`, else the first newsletter.toml
+    in the current folder or one of its parents (as git and ruff find theirs), so commands
+    work from `issues/` or `build/` too."""
+    chosen = explicit or os.environ.get("NEWSLETTER_CONFIG")
+    if chosen:
+        return ConfigLocation(Path(chosen).expanduser())
+    start = (cwd or Path.cwd()).absolute()
+    searched = (start, *start.parents)
+    for folder in searched:
+        if (folder / CONFIG_FILE).is_file():
+            return ConfigLocation(folder / CONFIG_FILE, searched)
+    return ConfigLocation(start / CONFIG_FILE, searched)
+
+
+def missing_config(location: ConfigLocation) -> ConfigError:
+    if location.named:
+        return ConfigError(
+            f"no configuration at {location.path}: run 'newsletter init' or pass --config PATH"
+        )
+    folders = ", ".join(str(folder) for folder in location.searched)
+    return ConfigError(
+        f"no {CONFIG_FILE} in {location.searched[0]} or any folder above it (searched {folders}):"
+        " run 'newsletter init DIR', cd into a newsletter, or pass --config PATH"
+    )
 
 
 def check_timezone(value: str) -> ZoneInfo:

@@ -1,20 +1,43 @@
-"""Errors that reach the user as one line, never as a traceback.
+"""Errors that reach the user as one line, never as a traceback, and the exit codes.
 
 The CLI catches `NewsletterError` at its edge and prints `str(error)`; so every message
 names the input it is about and, where there is one, the fix.
+
+Every command exits with one of the codes below: `EXIT_CODES` is the table, which
+docs/exit-codes.md repeats (a test keeps the two equal) and tests/test_exit_codes.py
+checks every command against.
 """
+
+from typing import Final
+
+DONE: Final = 0
+FAILED: Final = 1
+USAGE: Final = 2
+SOFTWARE: Final = 70
+TEMPFAIL: Final = 75
+
+EXIT_CODES: Final = (
+    (DONE, "done, or nothing was due"),
+    (FAILED, "some of the work failed: recipients refused or in doubt, a source unreadable, "
+     "rows rejected, a check failed; the rest was done"),
+    (USAGE, "usage or input to fix: a bad flag or value, an unknown or unapproved issue, a "
+     "missing or invalid configuration, an unreadable file"),
+    (TEMPFAIL, "try again later: the relay is unreachable, rows are deferred, another sender "
+     "holds the issue (sysexits EX_TEMPFAIL)"),
+    (SOFTWARE, "a bug: an unexpected error (sysexits EX_SOFTWARE); please report it"),
+)  # fmt: skip
 
 
 class NewsletterError(Exception):
     """A failure the user can act on; `exit_code` is what the CLI returns."""
 
-    exit_code = 1
+    exit_code: int = FAILED
 
 
 class UsageError(NewsletterError):
     """The command line or the configuration is wrong (exit 2)."""
 
-    exit_code = 2
+    exit_code = USAGE
 
 
 class ConfigError(UsageError):
@@ -24,12 +47,12 @@ class ConfigError(UsageError):
 class DatabaseError(NewsletterError):
     """The database cannot be opened or migrated."""
 
-    exit_code = 2
+    exit_code = USAGE
 
 
 class SourceError(NewsletterError):
     """A source (feed, page, saved text) cannot be read or understood."""
 
 
-class NotFoundError(NewsletterError):
-    """A named thing (article, source) does not exist."""
+class NotFoundError(UsageError):
+    """A named thing (issue, article, subscriber) does not exist: the input is wrong (2)."""

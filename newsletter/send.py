@@ -35,7 +35,15 @@ from newsletter.approval import is_stale
 from newsletter.compose import issue_articles, issue_path, read_issue
 from newsletter.config import Config
 from newsletter.delivery import Claimed, Outcome, RetryPolicy
-from newsletter.errors import ConfigError, NewsletterError, NotFoundError, UsageError
+from newsletter.errors import (
+    DONE,
+    FAILED,
+    TEMPFAIL,
+    ConfigError,
+    NewsletterError,
+    NotFoundError,
+    UsageError,
+)
 from newsletter.locks import IdentityLost, SenderIdentity, run_lock, sender_alive
 from newsletter.mail import IssueTemplate, dkim_signer, issue_template, sender
 from newsletter.models import ApprovedIssue
@@ -43,8 +51,6 @@ from newsletter.render import render_issue
 from newsletter.subscribers import parse_address
 from newsletter.tokens import signed_url
 from newsletter.transport import Transport, TransportError
-
-EX_TEMPFAIL = 75
 
 
 @dataclass(frozen=True)
@@ -81,10 +87,10 @@ class SendReport:
             return 0
         left = sum(self.ledger.get(state, 0) for state in delivery.OPEN)
         if self.paused or left > self.sending_elsewhere:
-            return EX_TEMPFAIL
+            return TEMPFAIL
         if self.ledger.get("failed", 0) or self.ledger.get("unknown", 0):
-            return 1
-        return 0
+            return FAILED
+        return DONE
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"exit_code": self.exit_code}

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from newsletter import subscribers
-from newsletter.errors import NewsletterError
+from newsletter.errors import USAGE, NewsletterError
 from newsletter.subscribers import InvalidAddress, Status, clean_name, parse_address
 
 MAX_BYTES = 200 * 1024 * 1024
@@ -45,7 +45,7 @@ EXPORT_COLUMNS = (
 class UnreadableFile(NewsletterError):
     """The CSV file as a whole cannot be read (exit 2)."""
 
-    exit_code = 2
+    exit_code = USAGE
 
 
 @dataclass(frozen=True)

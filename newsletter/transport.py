@@ -32,7 +32,7 @@ from typing import Literal, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from newsletter import private
-from newsletter.errors import ConfigError, NewsletterError
+from newsletter.errors import FAILED, TEMPFAIL, ConfigError, NewsletterError
 
 _DOT = re.compile(rb"(?m)^\.")
 CONNECT_TIMEOUT = 30.0
@@ -54,7 +54,7 @@ class TransportError(NewsletterError):
         self.code = code
         self.stage = stage
         # For a command: a refusal is a failure (1); anything else may pass (EX_TEMPFAIL).
-        self.exit_code = 1 if self.permanent else 75
+        self.exit_code = FAILED if self.permanent else TEMPFAIL
 
     @property
     def permanent(self) -> bool:

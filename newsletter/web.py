@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import threading
 import time
 from collections import OrderedDict, deque
@@ -40,7 +41,7 @@ from newsletter.approval import approved
 from newsletter.archive import feed_xml, index_html
 from newsletter.config import Config
 from newsletter.db import session_scope
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, UsageError
 from newsletter.mail import confirmation_message, sender
 from newsletter.models import ApprovedIssue
 from newsletter.render import environment, render_template
@@ -328,6 +329,7 @@ def run(app: FastAPI, *, host: str, port: int, proxy_headers: bool = False) -> N
     (uvicorn's h11 default), idle connections closed after 5 s."""
     import uvicorn
 
+    check_listen(host, port)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -341,6 +343,23 @@ def run(app: FastAPI, *, host: str, port: int, proxy_headers: bool = False) -> N
     for name in ("uvicorn.access", "uvicorn.error"):
         logging.getLogger(name).addFilter(RedactTokens())
     server.run()
+
+
+def check_listen(host: str, port: int) -> None:
+    """Fail with the fix before uvicorn starts: it would log a traceback-like error and exit
+    1 on a port in use, and raise on one out of range."""
+    if not 0 < port < 65536:
+        raise UsageError(f"--port {port}: give a port from 1 to 65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {reason}; pick another --port or --host"
+        ) from None
 
 
 _DIGITS = re.compile(r"[0-9]{1,12}\Z")

@@ -1,5 +1,6 @@
 """`newsletter init` and configuration validation."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -108,7 +109,8 @@ def test_environment_overrides_the_database(tmp_path: Path) -> None:
 def test_missing_config_is_a_usage_error_with_the_fix(tmp_path: Path) -> None:
     result = runner.invoke(app, ["articles", "list"])
     assert result.exit_code == 2
-    assert "no configuration at newsletter.toml: run 'newsletter init'" in result.stderr
+    assert f"no newsletter.toml in {tmp_path} or any folder above it" in result.stderr
+    assert "run 'newsletter init DIR'" in result.stderr
 
 
 def test_unreachable_database_is_one_line_without_the_password(tmp_path: Path) -> None:
@@ -118,3 +120,28 @@ def test_unreachable_database_is_one_line_without_the_password(tmp_path: Path) -
     assert result.exit_code == 2
     assert "cannot open database" in result.stderr and "s3cret" not in result.output
     assert result.stderr.count("\n") == 1
+
+
+def test_commands_find_the_config_from_any_subfolder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner()
+    made = runner.invoke(app, ["init", "news", "--name", "War Notes"])
+    assert made.exit_code == 0, made.output
+    deep = tmp_path / "news" / "issues" / "a" / "b"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    found = runner.invoke(app, ["subscribers", "count", "--json"])
+    assert found.exit_code == 0, found.output
+    # --config and NEWSLETTER_CONFIG still win over the search.
+    other = runner.invoke(app, ["init", str(tmp_path / "other"), "--name", "Other"])
+    assert other.exit_code == 0, other.output
+    runner.invoke(app, ["--config", str(tmp_path / "other/newsletter.toml"), "subscribers",
+                        "add", "olena@example.org"])  # fmt: skip
+    assert json.loads(runner.invoke(app, ["subscribers", "count", "--json"]).stdout)["active"] == 0
+    monkeypatch.setenv("NEWSLETTER_CONFIG", str(tmp_path / "other/newsletter.toml"))
+    assert json.loads(runner.invoke(app, ["subscribers", "count", "--json"]).stdout)["active"] == 1
+    # init in a subfolder of a newsletter makes a new one there, not over the parent's.
+    monkeypatch.delenv("NEWSLETTER_CONFIG")
+    nested = runner.invoke(app, ["init", "--name", "Nested"])
+    assert nested.exit_code == 0 and (deep / "newsletter.toml").is_file()

@@ -22,7 +22,7 @@ from newsletter.cli import setup as setup_cli
 from newsletter.cli import subscribers as subscribers_cli
 from newsletter.cli.state import State
 from newsletter.config import config_path
-from newsletter.errors import NewsletterError
+from newsletter.errors import SOFTWARE, NewsletterError
 
 
 class _Group(typer.core.TyperGroup):
@@ -94,4 +94,4 @@ def main() -> None:
             "(set NEWSLETTER_DEBUG=1 for details and report it)",
             file=sys.stderr,
         )
-        sys.exit(70)
+        sys.exit(SOFTWARE)

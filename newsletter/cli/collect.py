@@ -11,6 +11,7 @@ from rich.table import Table
 from newsletter.cli.output import err, out, print_json
 from newsletter.cli.state import state
 from newsletter.collect.run import SourceReport, choose_sources, collect
+from newsletter.errors import DONE, FAILED
 
 
 def register(app: typer.Typer) -> None:
@@ -80,7 +81,7 @@ def collect_command(
         print_json({"ok": ok, "sources": [report.as_dict() for report in reports]})
     else:
         _print_reports(reports)
-    raise typer.Exit(0 if ok else 1)
+    raise typer.Exit(DONE if ok else FAILED)
 
 
 def _print_reports(reports: list[SourceReport]) -> None:

@@ -17,7 +17,7 @@ from newsletter.cli.output import err, out, print_json
 from newsletter.cli.state import state
 from newsletter.compose import IssueFile, issue_path, read_issue, write_issue
 from newsletter.dates import parse_datetime
-from newsletter.errors import NewsletterError, UsageError
+from newsletter.errors import DONE, FAILED, NewsletterError, UsageError
 from newsletter.preview import screenshot, write_preview
 from newsletter.render import build_folder, render_file, write_rendered
 
@@ -258,7 +258,7 @@ def render(
         for name, size in written.files.items():
             out.print(f"{written.folder / name}  {size / 1024:.1f} KB", markup=False)
         _print_findings(findings)
-    raise typer.Exit(1 if has_errors(findings) else 0)
+    raise typer.Exit(FAILED if has_errors(findings) else DONE)
 
 
 @app.command("check")
@@ -285,7 +285,7 @@ def check(ctx: typer.Context, slug: Slug, *, as_json: AsJson = False) -> None:
         _print_findings(findings)
         if not has_errors(findings):
             out.print(f"{rendered.slug}: ready to send", markup=False)
-    raise typer.Exit(1 if has_errors(findings) else 0)
+    raise typer.Exit(FAILED if has_errors(findings) else DONE)
 
 
 def _print_findings(findings: list[Finding]) -> None:

@@ -22,7 +22,7 @@ from newsletter import delivery
 from newsletter.cli.output import err, out, print_json
 from newsletter.cli.state import State, state
 from newsletter.delivery import RetryPolicy
-from newsletter.errors import UsageError
+from newsletter.errors import DONE, FAILED, TEMPFAIL, USAGE, UsageError
 from newsletter.locks import SenderIdentity, sender_identity
 from newsletter.send import (
     WORKER_NEEDS_POSTGRESQL,
@@ -170,7 +170,10 @@ def send(
     elif not reports and not errors:
         out.print("Nothing due.", markup=False)
     codes = [r.exit_code for r in reports]
-    raise typer.Exit(2 if errors else 75 if 75 in codes else 1 if 1 in codes else 0)
+    worst = (
+        USAGE if errors else TEMPFAIL if TEMPFAIL in codes else FAILED if FAILED in codes else DONE
+    )
+    raise typer.Exit(worst)
 
 
 def _send_one(

@@ -24,7 +24,10 @@ def init(
     ctx: typer.Context,
     directory: Annotated[
         Path | None,
-        typer.Argument(help="Folder for newsletter.toml [default: where --config points]."),
+        typer.Argument(
+            help="Folder for newsletter.toml (created if needed) [default: where --config "
+            "points, else the current folder].",
+        ),
     ] = None,
     *,
     name: Annotated[str, typer.Option(help="The newsletter's name.")] = "My Newsletter",
@@ -44,7 +47,11 @@ def init(
 
     Example: newsletter init war-notes --name "War Notes" --timezone Europe/Kyiv
     """
-    target = directory / CONFIG_FILE if directory is not None else state(ctx).config_file
+    location = state(ctx).location
+    if directory is not None:
+        target = directory / CONFIG_FILE
+    else:  # a newsletter.toml found in a parent folder is not where a new one goes
+        target = location.path if location.named else Path.cwd() / CONFIG_FILE
     created = init_project(
         target, name=name, timezone=timezone, sender=sender, base_url=base_url, force=force
     )

@@ -8,20 +8,26 @@ from pathlib import Path
 import typer
 from sqlalchemy.engine import Engine
 
-from newsletter.config import Config, load_config
+from newsletter.config import Config, ConfigLocation, load_config, missing_config
 from newsletter.db import open_database
 from newsletter.tokens import load_key
 
 
 @dataclass
 class State:
-    config_file: Path
+    location: ConfigLocation
     _config: Config | None = field(default=None, repr=False)
     _engine: Engine | None = field(default=None, repr=False)
 
+    @property
+    def config_file(self) -> Path:
+        return self.location.path
+
     def config(self) -> Config:
         if self._config is None:
-            self._config = load_config(self.config_file)
+            if not self.location.path.is_file():
+                raise missing_config(self.location)
+            self._config = load_config(self.location.path)
         return self._config
 
     def engine(self) -> Engine:

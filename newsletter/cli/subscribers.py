@@ -15,7 +15,7 @@ from newsletter import subscribers as people
 from newsletter.cli.output import err, out, print_json
 from newsletter.cli.state import State, state
 from newsletter.db import session_scope
-from newsletter.errors import UsageError
+from newsletter.errors import DONE, FAILED, UsageError
 from newsletter.subscriber_csv import export_csv, import_csv
 from newsletter.tokens import signed_url
 
@@ -73,7 +73,7 @@ def add(
     }
     out.print(messages[outcome], markup=False)
     if outcome in ("suppressed", "closed"):
-        raise typer.Exit(1)
+        raise typer.Exit(FAILED)
 
 
 @app.command("import")
@@ -109,7 +109,7 @@ def import_command(
             f"reopened {report.reopened}, rejected {len(report.rejected)}",
             markup=False,
         )
-    raise typer.Exit(1 if report.rejected else 0)
+    raise typer.Exit(FAILED if report.rejected else DONE)
 
 
 @app.command("export")
