@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 from newsletter.checks import Finding, check_rendered, has_errors
 from newsletter.compose import issue_articles, issue_path, read_issue
 from newsletter.config import Config
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, UsageError
 from newsletter.models import ApprovedIssue
 from newsletter.render import render_issue
 
@@ -56,7 +56,7 @@ def approve(
     content = "\x00".join([issue.subject, rendered.html.source, rendered.text.source])
     row = session.exec(select(ApprovedIssue).where(ApprovedIssue.slug == issue.slug)).first()
     if row is not None and row.enqueued_at is not None:
-        raise CheckFailed(
+        raise UsageError(
             f"{issue.slug} is already being sent (or was sent): its approved copy cannot change; "
             "make a new issue with another --slug"
         )

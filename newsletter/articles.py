@@ -164,14 +164,16 @@ def find(session: Session, url: str) -> Article | None:
 
 
 def query(
-    session: Session, *, author: str | None = None, period: Period | None = None
+    session: Session, *, authors: Sequence[str] = (), period: Period | None = None
 ) -> Sequence[Article]:
+    """Articles in publication order; with `authors`, those by any of them (an article by
+    two of them once: EXISTS, not a join)."""
     statement = select(Article)
-    if author:
-        key = author_key(author)
+    if authors:
+        keys = sorted({author_key(author) for author in authors})
         statement = statement.where(
             sa.exists().where(
-                col(ArticleAuthor.article_id) == col(Article.id), col(ArticleAuthor.key) == key
+                col(ArticleAuthor.article_id) == col(Article.id), col(ArticleAuthor.key).in_(keys)
             )
         )
     if period:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from sqlmodel import Session
 from newsletter import articles as store
 from newsletter.config import Config
 from newsletter.dates import Period, parse_week
-from newsletter.errors import NewsletterError, NotFoundError, UsageError
+from newsletter.errors import NotFoundError, UsageError
 from newsletter.models import Article
 from newsletter.urls import canonical_url, url_key
 
@@ -32,8 +33,9 @@ _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _FENCE = re.compile(r"^(?:---|\.\.\.)\s*$")
 
 
-class IssueFileError(NewsletterError):
-    """An issue file that cannot be read; the message names the file and line."""
+class IssueFileError(UsageError):
+    """An issue file that cannot be read; the message names the file and line (exit 2: the
+    editor fixes the file)."""
 
 
 @dataclass
@@ -200,12 +202,14 @@ def new_issue(
     config: Config,
     session: Session,
     *,
-    week: str,
-    author: str | None = None,
+    week: str = "last",
+    authors: Sequence[str] = (),
     newsletter: str | None = None,
     slug: str | None = None,
     force: bool = False,
 ) -> IssueFile:
+    """The issue file for a week (by default the last complete one) with the articles of
+    `authors` (by default the config's `authors`; everyone's when neither names any)."""
     if newsletter and newsletter not in (config.name, config.key):
         raise UsageError(
             f"--newsletter {newsletter!r}: {config.path} configures {config.key!r}; "
@@ -218,7 +222,9 @@ def new_issue(
     path = config.issues_dir / f"{slug}.md"
     if path.exists() and not force:
         raise UsageError(f"{path} already exists: edit it, or pass --force to replace it")
-    found = store.query(session, author=author, period=period)
+    authors = list(authors) or list(config.authors)
+    author = " and ".join(authors) if authors else None
+    found = store.query(session, authors=authors, period=period)
     if not found:
         who = f" by {author}" if author else ""
         raise NotFoundError(

@@ -65,6 +65,8 @@ class Config:
     postal_address: str | None = None
     reason: str | None = None
     name_fallback: str = "reader"
+    # Whose week an issue collects when `issue new` gets no --author.
+    authors: tuple[str, ...] = ()
     theme: Path | None = None
     key_file: Path | None = None
     transport: str = "file://outbox"
@@ -228,6 +230,7 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
             "reason",
             "name_fallback",
             "key_file",
+            "authors",
         },
         path,
         "[newsletter]",
@@ -309,6 +312,7 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
         postal_address=_string(news, "postal_address", path, "[newsletter]"),
         reason=_string(news, "reason", path, "[newsletter]"),
         name_fallback=_string(news, "name_fallback", path, "[newsletter]") or "reader",
+        authors=_strings(news, "authors", path, "[newsletter]"),
         newsletter_id=newsletter_id,
         theme=theme,
         key_file=(path.parent / key_file).resolve() if key_file else None,
@@ -390,6 +394,15 @@ def _string(table: dict[str, Any], key: str, path: Path, where: str) -> str | No
     return value.strip()
 
 
+def _strings(table: dict[str, Any], key: str, path: Path, where: str) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(
+        isinstance(item, str) and item.strip() for item in value
+    ):
+        raise ConfigError(f'{path}: {where} {key} must be a list of names: {key} = ["A", "B"]')
+    return tuple(item.strip() for item in value)
+
+
 def _positive(
     table: dict[str, Any], key: str, default: float, path: Path, where: str = "[collect]"
 ) -> float:
@@ -429,6 +442,9 @@ language = "en"
 # reason = "You are receiving this because you subscribed to our weekly digest."
 # The greeting's name when a subscriber gave none: "Hello, reader".
 name_fallback = "reader"
+# Whose articles `newsletter issue new` collects when no --author is given (an article by
+# any of them, or by several, appears once): a weekly cron line then needs no flags.
+# authors = ["Asami Terajima", "Illia Ponomarenko"]
 
 [database]
 # SQLite file next to this config by default; PostgreSQL works too:

@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 from newsletter.errors import UsageError
 
 _WEEK = re.compile(r"^(\d{4})-?W(\d{1,2})$", re.IGNORECASE)
+_BACK = re.compile(r"^-[0-9]{1,4}$")
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,23 @@ def parse_datetime(text: str, default_tz: tzinfo) -> datetime | None:
     return moment
 
 
-def parse_week(text: str, zone: tzinfo) -> Period:
+def parse_week(text: str, zone: tzinfo, now: datetime | None = None) -> Period:
+    """An ISO week (2022-W51), or one relative to now in the newsletter's zone, for
+    schedulers: `last` (the last complete week), `this` (the week in progress) or `-N`
+    (N weeks before this one; -1 is last)."""
+    word = text.strip().lower()
+    back = {"this": 0, "last": 1}.get(word)
+    if back is None and _BACK.match(word):
+        back = int(word[1:])
+    if back is not None:
+        today = (now or datetime.now(UTC)).astimezone(zone).date()
+        year, week, _ = (today - timedelta(weeks=back)).isocalendar()
+        text = f"{year}-W{week:02d}"
     match = _WEEK.match(text.strip())
     if not match:
-        raise UsageError(f"bad week {text!r}: write an ISO week as YYYY-Www, e.g. 2022-W51")
+        raise UsageError(
+            f"bad week {text!r}: write an ISO week as YYYY-Www (2022-W51), or last, this or -N"
+        )
     year, week = int(match[1]), int(match[2])
     try:
         monday = date.fromisocalendar(year, week, 1)

@@ -17,13 +17,13 @@ SOFTWARE: Final = 70
 TEMPFAIL: Final = 75
 
 EXIT_CODES: Final = (
-    (DONE, "done, or nothing was due"),
+    (DONE, "done, nothing was due, or another process is already sending it"),
     (FAILED, "some of the work failed: recipients refused or in doubt, a source unreadable, "
      "rows rejected, a check failed; the rest was done"),
     (USAGE, "usage or input to fix: a bad flag or value, an unknown or unapproved issue, a "
      "missing or invalid configuration, an unreadable file"),
-    (TEMPFAIL, "try again later: the relay is unreachable, rows are deferred, another sender "
-     "holds the issue (sysexits EX_TEMPFAIL)"),
+    (TEMPFAIL, "try again later: the relay is unreachable, rows are deferred or the send "
+     "paused (sysexits EX_TEMPFAIL)"),
     (SOFTWARE, "a bug: an unexpected error (sysexits EX_SOFTWARE); please report it"),
 )  # fmt: skip
 

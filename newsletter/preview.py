@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from newsletter.config import Config
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, UsageError
 from newsletter.render import RenderedIssue, personalize, sample_recipient
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -32,7 +32,7 @@ def chromium_path() -> str:
     configured = os.environ.get("NEWSLETTER_CHROMIUM")
     found = configured or shutil.which("chromium") or shutil.which("chromium-browser")
     if not found or not Path(found).exists():
-        raise NewsletterError(
+        raise UsageError(
             "Chromium not found: install Debian's 'chromium' package or set NEWSLETTER_CHROMIUM"
         )
     return found
@@ -40,7 +40,7 @@ def chromium_path() -> str:
 
 def screenshot(page: Path, png: Path, width: int) -> Path:
     if not 200 <= width <= 3000:
-        raise NewsletterError(f"--width {width} is out of range: use 200 to 3000 pixels")
+        raise UsageError(f"--width {width} is out of range: use 200 to 3000 pixels")
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 

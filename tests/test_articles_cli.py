@@ -88,4 +88,4 @@ def test_show_by_any_form_of_the_url(project: Project) -> None:
     text = project.run("articles", "show", "https://e.org/b")
     assert "Monday in Kyiv" in text.stdout and "ASAMI TERAJIMA, Martin Fornusek" in text.stdout
     missing = project.run("articles", "show", "https://e.org/zzz")
-    assert missing.exit_code == 1 and "no stored article at https://e.org/zzz" in missing.stderr
+    assert missing.exit_code == 2 and "no stored article at https://e.org/zzz" in missing.stderr

@@ -1,7 +1,9 @@
 """Issue files: create, list, show, edit (keeping hand-written parts), malformed files."""
 
 import json
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -38,7 +40,7 @@ def test_new_writes_the_week_in_order_and_refuses_to_overwrite(collected: Projec
 
 def test_new_without_articles_and_bad_week_change_nothing(collected: Project) -> None:
     none = collected.run("issue", "new", "--week", "2021-W10")
-    assert none.exit_code == 1 and "no articles in 2021-W10" in none.stderr
+    assert none.exit_code == 2 and "no articles in 2021-W10" in none.stderr
     bad = collected.run("issue", "new", "--week", "2022-W77")
     assert bad.exit_code == 2 and "has no week 77" in bad.stderr
     assert not (collected.root / "issues").exists()
@@ -84,10 +86,10 @@ def test_helper_errors(collected: Project) -> None:
     new_issue(collected)
     cases = [
         (["issue", "add", "2022-W51", PATRIOT], 2, "already in issue"),
-        (["issue", "add", "2022-W51", "https://nowhere.example/x"], 1, "collect it first"),
-        (["issue", "remove", "2022-W51", OTHER_AUTHOR], 1, "is not in issue 2022-W51"),
+        (["issue", "add", "2022-W51", "https://nowhere.example/x"], 2, "collect it first"),
+        (["issue", "remove", "2022-W51", OTHER_AUTHOR], 2, "is not in issue 2022-W51"),
         (["issue", "move", "2022-W51", PATRIOT, "--to", "9"], 2, "use 1 to 7"),
-        (["issue", "show", "2099-W01"], 1, "no issue file"),
+        (["issue", "show", "2099-W01"], 2, "no issue file"),
     ]
     for args, code, message in cases:
         result = collected.run(*args)
@@ -124,4 +126,44 @@ def test_a_broken_file_is_listed_as_its_error(collected: Project) -> None:
     assert {"error"} == set(listed[0]) and "broken.md:" in listed[0]["error"]
     assert listed[1]["slug"] == "2022-W51" and listed[1]["articles"] == 7
     shown = collected.run("issue", "show", "broken")
-    assert shown.exit_code == 1 and "broken.md:3: expected the node content" in shown.stderr
+    assert shown.exit_code == 2 and "broken.md:3: expected the node content" in shown.stderr
+
+
+def weeks_back_to(week: str) -> str:
+    """`-N` naming `week` today (the samples are from 2022)."""
+    monday = date.fromisocalendar(int(week[:4]), int(week[6:]), 1)
+    today = datetime.now(ZoneInfo("Europe/Kyiv")).date()
+    this_monday = today - timedelta(days=today.weekday())
+    return f"-{(this_monday - monday).days // 7}"
+
+
+def test_several_authors_and_relative_weeks(collected: Project) -> None:
+    def urls(*args: str) -> list[str]:
+        result = collected.run("issue", "new", "--json", "--force", *args)
+        assert result.exit_code == 0, result.output
+        return list(json.loads(result.stdout)["articles"])
+
+    asami = urls("--week", "2022-W51", "--author", "Asami Terajima")
+    illia = urls("--week", "2022-W51", "--author", "illia  ponomarenko")
+    both = urls("--week", "2022-W51", "--author", "Asami Terajima", "--author", "Illia Ponomarenko")
+    shared = set(asami) & set(illia)
+    assert shared, "the sample has an article by both"
+    assert len(both) == len(set(both)) == len(set(asami) | set(illia))
+    assert urls("--week", weeks_back_to("2022-W51"), "--author", "Asami Terajima") == asami
+
+
+def test_issue_new_defaults_to_last_week_and_the_configs_authors(collected: Project) -> None:
+    text = collected.config_file.read_text()
+    collected.config_file.write_text(
+        text.replace(
+            'name_fallback = "reader"', 'name_fallback = "reader"\nauthors = ["Illia Ponomarenko"]'
+        )
+    )
+    # The samples are from 2022: last week has none of them, and the error says whose.
+    none = collected.run("issue", "new")
+    assert none.exit_code == 2 and "by Illia Ponomarenko in" in none.stderr
+    made = collected.run("issue", "new", "--week", "2022-W51", "--json")
+    assert made.exit_code == 0, made.output
+    listed = json.loads(collected.run("articles", "list", "--week", "2022-W51", "--author",
+                                      "Illia Ponomarenko", "--json").stdout)  # fmt: skip
+    assert json.loads(made.stdout)["articles"] == [article["url"] for article in listed]

@@ -68,3 +68,29 @@ def test_until_includes_its_whole_day() -> None:
         parse_period("2022-12-20", "2022-12-19", KYIV)
     with pytest.raises(UsageError, match="bad --since"):
         parse_period("last week", None, KYIV)
+
+
+@pytest.mark.parametrize(
+    ("word", "now", "expected"),
+    [
+        ("last", datetime(2022, 12, 26, 8, 0, tzinfo=KYIV), "2022-W51"),
+        ("LAST", datetime(2022, 12, 26, 8, 0, tzinfo=KYIV), "2022-W51"),
+        ("this", datetime(2022, 12, 26, 8, 0, tzinfo=KYIV), "2022-W52"),
+        ("-0", datetime(2022, 12, 26, 8, 0, tzinfo=KYIV), "2022-W52"),
+        ("-1", datetime(2022, 12, 26, 8, 0, tzinfo=KYIV), "2022-W51"),
+        ("-3", datetime(2022, 12, 26, 8, 0, tzinfo=KYIV), "2022-W49"),
+        # Sunday 23:30 UTC is already Monday in Kyiv: "last" is the week that just ended.
+        ("last", datetime(2023, 1, 1, 22, 30, tzinfo=UTC), "2022-W52"),
+        ("last", datetime(2023, 1, 1, 21, 30, tzinfo=UTC), "2022-W51"),
+        # Across a year with 53 ISO weeks.
+        ("last", datetime(2021, 1, 4, 12, 0, tzinfo=KYIV), "2020-W53"),
+    ],
+)
+def test_relative_weeks_for_schedulers(word: str, now: datetime, expected: str) -> None:
+    assert parse_week(word, KYIV, now=now).label == expected
+
+
+@pytest.mark.parametrize("word", ["previous", "-x", "+1", "--1", "-", "last week"])
+def test_bad_relative_weeks_name_the_choices(word: str) -> None:
+    with pytest.raises(UsageError, match="last, this or -N"):
+        parse_week(word, KYIV)

@@ -27,5 +27,5 @@ def test_preview_and_screenshots_at_phone_and_desktop_width(collected: Project) 
 def test_bad_width_is_a_clear_error(collected: Project) -> None:
     assert collected.run("issue", "new", "--week", "2022-W51").exit_code == 0
     result = collected.run("issue", "preview", "2022-W51", "--screenshot", "x.png", "--width", "5")
-    assert result.exit_code == 1 and "--width 5 is out of range" in result.stderr
+    assert result.exit_code == 2 and "--width 5 is out of range" in result.stderr
     assert not Path("x.png").exists()

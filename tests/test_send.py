@@ -233,13 +233,13 @@ def test_usage_errors_exit_2(ready: Project) -> None:
         result = ready.run(*args)
         assert result.exit_code in (1, 2), (args, result.output)
         assert message in result.stderr, (args, result.stderr)
-    assert ready.run("send", "1999-W01").exit_code == 1  # not found: a failure, not usage
+    assert ready.run("send", "1999-W01").exit_code == 2  # unknown issue: input to fix
 
 
 def test_approval_is_frozen_once_a_send_began(ready: Project, smtp_server: SMTPServer) -> None:
     send(ready)
     again = ready.run("issue", "approve", "2022-W51")
-    assert again.exit_code == 1 and "already being sent" in again.stderr
+    assert again.exit_code == 2 and "already being sent" in again.stderr
 
 
 def test_due_sends_what_is_due_and_reports_an_edited_issue(

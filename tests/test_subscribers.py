@@ -83,7 +83,7 @@ def test_cli_list_count_show_unsubscribe(project: Project) -> None:
     bad = project.run("subscribers", "list", "--status", "gone")
     assert bad.exit_code == 2 and "unknown status 'gone'" in bad.stderr
     missing = project.run("subscribers", "show", "nobody@example.org")
-    assert missing.exit_code == 1 and "no subscriber nobody@example.org" in missing.stderr
+    assert missing.exit_code == 2 and "no subscriber nobody@example.org" in missing.stderr
 
 
 def test_renaming_the_newsletter_keeps_subscribers_and_sent_links(project: Project) -> None:

@@ -20,12 +20,13 @@ from newsletter.cli import send as send_cli
 from newsletter.cli import serve as serve_cli
 from newsletter.cli import setup as setup_cli
 from newsletter.cli import subscribers as subscribers_cli
+from newsletter.cli.help import PlainHelp, plain
 from newsletter.cli.state import State
 from newsletter.config import config_path
 from newsletter.errors import SOFTWARE, NewsletterError
 
 
-class _Group(typer.core.TyperGroup):
+class _Group(PlainHelp, typer.core.TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -33,10 +34,14 @@ class _Group(typer.core.TyperGroup):
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(error.exit_code) from None
 
+    def get_command(self, ctx: Any, name: str) -> Any:
+        command = super().get_command(ctx, name)
+        return plain(command) if command is not None else None
+
 
 app = typer.Typer(
     cls=_Group,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -58,7 +63,9 @@ def root(
         typer.Option(
             "--config",
             envvar="NEWSLETTER_CONFIG",
-            help="The configuration file [default: ./newsletter.toml].",
+            metavar="FILE",
+            help="The configuration file [default: the nearest newsletter.toml in this folder "
+            "or a parent].",
             show_default=False,
         ),
     ] = None,

@@ -9,10 +9,10 @@ import typer
 from sqlmodel import Session
 
 from newsletter.archive import build_archive
-from newsletter.cli.output import err, out, print_json
+from newsletter.cli.output import err, out, plural, print_json
 from newsletter.cli.state import state
 
-app = typer.Typer(no_args_is_help=True, help="The public archive of issues.")
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="The public archive of issues.")
 
 
 @app.command("build")
@@ -20,7 +20,8 @@ def build(
     ctx: typer.Context,
     *,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Folder [default: build/archive/].")
+        Path | None,
+        typer.Option("--out", metavar="FOLDER", help="Folder [default: build/archive/]."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -36,4 +37,4 @@ def build(
         print_json({"folder": str(built.folder), "issues": built.slugs})
         return
     out.print(str(built.folder / "index.html"), markup=False)
-    err.print(f"{len(built.slugs)} issue(s) in the archive", markup=False)
+    err.print(f"{plural(len(built.slugs), 'issue')} in the archive", markup=False)

@@ -15,7 +15,7 @@ from newsletter.dates import Period, parse_period, parse_week
 from newsletter.errors import NotFoundError, UsageError
 from newsletter.sanitize import html_to_text
 
-app = typer.Typer(no_args_is_help=True, help="Stored articles.")
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Stored articles.")
 
 
 @app.command("list")
@@ -23,10 +23,18 @@ def list_articles(
     ctx: typer.Context,
     *,
     author: Annotated[
-        str | None, typer.Option(help="Only this author (case and spacing ignored).")
+        list[str] | None,
+        typer.Option(
+            "--author",
+            metavar="NAME",
+            help="Only this author (case and spacing ignored); repeat for several.",
+        ),
     ] = None,
     week: Annotated[
-        str | None, typer.Option(help="An ISO week such as 2022-W51, in the newsletter's zone.")
+        str | None,
+        typer.Option(
+            help="An ISO week (2022-W51), or last, this or -N, in the newsletter's time zone."
+        ),
     ] = None,
     since: Annotated[str | None, typer.Option(help="From this date or time.")] = None,
     until: Annotated[str | None, typer.Option(help="To this date (inclusive) or time.")] = None,
@@ -46,12 +54,12 @@ def list_articles(
     elif since or until:
         period = parse_period(since, until, config.timezone)
     with Session(st.engine()) as session:
-        found = articles.query(session, author=author, period=period)
+        found = articles.query(session, authors=author or (), period=period)
         if as_json:
             print_json([articles.to_dict(article, config.timezone) for article in found])
             return
         if not found:
-            who = f" by {author}" if author else ""
+            who = f" by {' or '.join(author)}" if author else ""
             when = f" in {period.label}" if period else ""
             err.print(f"No articles{who}{when}.", markup=False)
             return

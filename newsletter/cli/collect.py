@@ -28,20 +28,25 @@ def collect_command(
     ] = None,
     *,
     feed: Annotated[
-        list[str] | None, typer.Option("--feed", help="An RSS/Atom feed: URL, path or glob.")
+        list[str] | None,
+        typer.Option("--feed", metavar="LOCATION", help="An RSS/Atom feed: URL, path or glob."),
     ] = None,
     page: Annotated[
-        list[str] | None, typer.Option("--page", help="An article page: URL, path or glob.")
+        list[str] | None,
+        typer.Option("--page", metavar="LOCATION", help="An article page: URL, path or glob."),
     ] = None,
     text: Annotated[
-        list[str] | None, typer.Option("--text", help="A saved article text (needs --url).")
+        list[str] | None,
+        typer.Option("--text", metavar="FILE", help="A saved article text (needs --url)."),
     ] = None,
     url: Annotated[
         list[str] | None, typer.Option("--url", help="The web address of the n-th --text.")
     ] = None,
     published: Annotated[
         list[str] | None,
-        typer.Option("--published", help="Publication time (ISO 8601) of the n-th --text."),
+        typer.Option(
+            "--published", metavar="TIME", help="Publication time (ISO 8601) of the n-th --text."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
 ) -> None:

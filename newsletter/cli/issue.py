@@ -13,7 +13,7 @@ from sqlmodel import Session
 from newsletter import compose
 from newsletter.approval import approve, approved, is_stale
 from newsletter.checks import Finding, check_rendered, has_errors
-from newsletter.cli.output import err, out, print_json
+from newsletter.cli.output import err, out, plural, print_json
 from newsletter.cli.state import state
 from newsletter.compose import IssueFile, issue_path, read_issue, write_issue
 from newsletter.dates import parse_datetime
@@ -21,7 +21,9 @@ from newsletter.errors import DONE, FAILED, NewsletterError, UsageError
 from newsletter.preview import screenshot, write_preview
 from newsletter.render import build_folder, render_file, write_rendered
 
-app = typer.Typer(no_args_is_help=True, help="Issue files: create, edit, render, check.")
+app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Issue files: create, edit, render, check."
+)
 
 Slug = Annotated[str, typer.Argument(metavar="SLUG", help="The issue's slug or its file's path.")]
 Url = Annotated[str, typer.Argument(help="An article's URL (any form of it).")]
@@ -32,8 +34,22 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 def new(
     ctx: typer.Context,
     *,
-    week: Annotated[str, typer.Option(help="The ISO week, e.g. 2022-W51.")],
-    author: Annotated[str | None, typer.Option(help="Only this author's articles.")] = None,
+    week: Annotated[
+        str,
+        typer.Option(
+            help="An ISO week (2022-W51), or last (the last complete week), this, or -N "
+            "(N weeks ago), in the newsletter's time zone.",
+        ),
+    ] = "last",
+    author: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--author",
+            metavar="NAME",
+            help="This author's articles; repeat for several (an article by two of them "
+            "appears once) [default: [newsletter] authors in newsletter.toml, else everyone's].",
+        ),
+    ] = None,
     newsletter: Annotated[
         str | None, typer.Option(help="The newsletter (must match the config's name).")
     ] = None,
@@ -44,6 +60,7 @@ def new(
     """Write issues/<week>.md with the week's articles, ready for an introduction.
 
     Example: newsletter issue new --week 2022-W51 --author "Asami Terajima"
+    Example: newsletter issue new    (last week, by the config's authors: for cron)
     """
     st = state(ctx)
     with Session(st.engine()) as session:
@@ -51,7 +68,7 @@ def new(
             st.config(),
             session,
             week=week,
-            author=author,
+            authors=author or (),
             newsletter=newsletter,
             slug=slug,
             force=force,
@@ -67,7 +84,7 @@ def new(
         return
     out.print(str(issue.path), markup=False)
     err.print(
-        f"{len(issue.articles)} articles; write the introduction below the second '---'.",
+        f"{plural(len(issue.articles), 'article')}; write the introduction below the second '---'.",
         markup=False,
     )
 
@@ -180,7 +197,9 @@ def add(
     *,
     note: Annotated[str | None, typer.Option(help="The editor's note under the card.")] = None,
     section: Annotated[str | None, typer.Option(help="A section heading.")] = None,
-    at: Annotated[int | None, typer.Option(help="Position, 1 = first [default: last].")] = None,
+    at: Annotated[
+        int | None, typer.Option(metavar="N", help="Position, 1 = first [default: last].")
+    ] = None,
 ) -> None:
     """Add a stored article to an issue, keeping the file's hand-written parts.
 
@@ -212,7 +231,7 @@ def move(
     slug: Slug,
     url: Url,
     *,
-    to: Annotated[int, typer.Option(help="The new position, 1 = first.")],
+    to: Annotated[int, typer.Option(metavar="N", help="The new position, 1 = first.")],
 ) -> None:
     """Move an article to another position.
 
@@ -230,7 +249,8 @@ def render(
     slug: Slug,
     *,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Folder [default: build/<slug>/].")
+        Path | None,
+        typer.Option("--out", metavar="FOLDER", help="Folder [default: build/<slug>/]."),
     ] = None,
     as_json: AsJson = False,
 ) -> None:
@@ -300,9 +320,10 @@ def preview(
     *,
     open_browser: Annotated[bool, typer.Option("--open", help="Open it in your browser.")] = False,
     screenshot_file: Annotated[
-        Path | None, typer.Option("--screenshot", help="Also save a PNG (headless Chromium).")
+        Path | None,
+        typer.Option("--screenshot", metavar="FILE", help="Also save a PNG (headless Chromium)."),
     ] = None,
-    width: Annotated[int, typer.Option(help="Screenshot width in pixels.")] = 600,
+    width: Annotated[int, typer.Option(metavar="PX", help="Screenshot width in pixels.")] = 600,
 ) -> None:
     """Write build/<slug>/preview.html as a sample subscriber sees it; optionally screenshot it.
 
@@ -326,7 +347,8 @@ def approve_command(
     slug: Slug,
     *,
     send_at: Annotated[
-        str | None, typer.Option("--send-at", help="When to send (ISO 8601; zone optional).")
+        str | None,
+        typer.Option("--send-at", metavar="TIME", help="When to send (ISO 8601; zone optional)."),
     ] = None,
     as_json: AsJson = False,
 ) -> None:

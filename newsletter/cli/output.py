@@ -14,3 +14,20 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def print_json(value: Any) -> None:
     out.out(json.dumps(value, ensure_ascii=False, indent=2), highlight=False)
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """ "1 article", "2 articles": counts printed for people."""
+    return f"{count} {word if count == 1 else many or word + 's'}"
+
+
+def shown(value: Any) -> str:
+    """A value as a person reads it: dicts as `key: value` pairs, lists comma-separated,
+    None as nothing (never Python's repr)."""
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {shown(item)}" for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(shown(item) for item in value)
+    return str(value)

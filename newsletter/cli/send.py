@@ -19,7 +19,7 @@ from rich.table import Table
 from sqlmodel import Session
 
 from newsletter import delivery
-from newsletter.cli.output import err, out, print_json
+from newsletter.cli.output import err, out, plural, print_json
 from newsletter.cli.state import State, state
 from newsletter.delivery import RetryPolicy
 from newsletter.errors import DONE, FAILED, TEMPFAIL, USAGE, UsageError
@@ -73,14 +73,22 @@ def send(
     ] = False,
     test_to: Annotated[
         list[str] | None,
-        typer.Option("--test-to", help="Send the issue file as it is to this address only."),
+        typer.Option(
+            "--test-to",
+            metavar="ADDRESS",
+            help="Send the issue file as it is to this address only.",
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the audience; send nothing.")] = False,
-    connections: Annotated[int, typer.Option(help="SMTP connections in parallel.")] = 4,
+    connections: Annotated[
+        int, typer.Option(metavar="N", help="SMTP connections in parallel.")
+    ] = 4,
     rate: Annotated[
         str | None, typer.Option(help="At most N messages a second, e.g. 50/s.")
     ] = None,
-    transport: Annotated[str | None, typer.Option(help="Transport URL [default: config].")] = None,
+    transport: Annotated[
+        str | None, typer.Option(metavar="URL", help="Transport URL [default: the config's].")
+    ] = None,
     worker: Annotated[
         bool,
         typer.Option(
@@ -137,7 +145,7 @@ def send(
             for name, people in audience.items():
                 for email in people:
                     out.print(email, markup=False)
-                err.print(f"{name}: {len(people)} recipient(s); nothing sent", markup=False)
+                err.print(f"{name}: {plural(len(people), 'recipient')}; nothing sent", markup=False)
         return
     make = _transport(st, transport)
     key = st.key()

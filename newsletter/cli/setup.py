@@ -13,7 +13,7 @@ from newsletter.config import CONFIG_FILE
 from newsletter.db import current_revision, display_url, make_engine, upgrade
 from newsletter.project import init_project
 
-db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+db_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Database schema.")
 
 
 def register(app: typer.Typer) -> None:

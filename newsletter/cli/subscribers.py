@@ -12,14 +12,16 @@ from sqlmodel import Session
 
 from newsletter import private
 from newsletter import subscribers as people
-from newsletter.cli.output import err, out, print_json
+from newsletter.cli.output import err, out, plural, print_json, shown
 from newsletter.cli.state import State, state
 from newsletter.db import session_scope
 from newsletter.errors import DONE, FAILED, UsageError
 from newsletter.subscriber_csv import export_csv, import_csv
 from newsletter.tokens import signed_url
 
-app = typer.Typer(no_args_is_help=True, help="Subscribers: add, import, export, list.")
+app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Subscribers: add, import, export, list."
+)
 Email = Annotated[str, typer.Argument(help="The subscriber's email address.")]
 Newsletter = Annotated[str | None, typer.Option(help="The newsletter [default: the config's].")]
 StatusOption = Annotated[
@@ -117,7 +119,9 @@ def export(
     ctx: typer.Context,
     *,
     status: StatusOption = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="File [default: stdout].")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", metavar="FILE", help="File [default: stdout].")
+    ] = None,
     newsletter: Newsletter = None,
 ) -> None:
     """Export subscribers as UTF-8 CSV, safe to open in a spreadsheet.
@@ -133,7 +137,7 @@ def export(
         else:
             with private.open_text(out_file) as handle:
                 count = export_csv(session, list_name, handle, wanted)
-    err.print(f"{count} subscriber(s) exported", markup=False)
+    err.print(f"{plural(count, 'subscriber')} exported", markup=False)
 
 
 @app.command("list")
@@ -225,7 +229,7 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
         print_json(detail)
         return
     for label, value in detail.items():
-        out.print(f"{label}: {value if value is not None else ''}", markup=False)
+        out.print(f"{label}: {shown(value)}", markup=False)
 
 
 @app.command("unsubscribe")

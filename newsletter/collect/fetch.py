@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import glob
+import os
 import re
 import time
 from dataclasses import dataclass, replace
@@ -69,9 +70,10 @@ def _local_path(location: str, root: Path) -> Path:
         parts = urlsplit(location)
         if parts.netloc not in ("", "localhost"):
             raise SourceError(f"{location}: only file:///absolute/path URLs are supported")
-        return Path(unquote(parts.path))
+        return Path(os.path.normpath(unquote(parts.path)))
     path = Path(location).expanduser()
-    return path if path.is_absolute() else root / path
+    # normpath: messages name /news/samples/feed.rss, not /news/war-notes/../samples/feed.rss
+    return Path(os.path.normpath(path if path.is_absolute() else root / path))
 
 
 def read_file(location: str, max_bytes: int) -> Document:

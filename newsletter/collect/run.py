@@ -7,6 +7,7 @@ goes into its report and the run goes on.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,7 +71,7 @@ def adhoc_source(
 ) -> Source:
     """A source given on the command line: relative paths are relative to where the user is."""
     if not is_web_url(location) and not location.startswith("file:"):
-        location = str(Path.cwd() / Path(location).expanduser())
+        location = os.path.normpath(Path.cwd() / Path(location).expanduser())
     return Source(name=location, kind=kind, location=location, url=url, published=published)
 
 
