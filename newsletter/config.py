@@ -412,12 +412,19 @@ def _positive(
     return float(value)
 
 
-def starter_config(*, name: str, timezone: str, sender: str, base_url: str) -> str:
+def starter_config(
+    *, name: str, timezone: str, sender: str, base_url: str, postal_address: str | None = None
+) -> str:
     """The commented file `newsletter init` writes: every default says what it means."""
 
     def q(value: str) -> str:
         return json.dumps(value, ensure_ascii=False)
 
+    postal_line = (
+        f"postal_address = {q(postal_address)}"
+        if postal_address
+        else '# postal_address = "Newsroom, 1 Example Street, Kyiv, Ukraine"'
+    )
     return f"""\
 # newsletter configuration. Every NEWSLETTER_* environment variable named below overrides
 # the value here; secrets (SMTP password, signing key) never go in this file.
@@ -438,7 +445,7 @@ base_url = {q(base_url)}
 language = "en"
 # The footer of every issue: where the sender can be reached by post (required by CAN-SPAM
 # and most providers' terms) and why the reader gets the email.
-# postal_address = "Newsroom, 1 Example Street, Kyiv, Ukraine"
+{postal_line}
 # reason = "You are receiving this because you subscribed to our weekly digest."
 # The greeting's name when a subscriber gave none: "Hello, reader".
 name_fallback = "reader"

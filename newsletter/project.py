@@ -15,6 +15,7 @@ from newsletter.config import (
 from newsletter.db import display_url, open_database
 from newsletter.errors import UsageError
 from newsletter.tokens import create_key_file
+from newsletter.untrusted import has_control
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ def init_project(
     timezone: str,
     sender: str,
     base_url: str,
+    postal_address: str | None = None,
     force: bool = False,
 ) -> Created:
     """Validate everything first, then write: a bad --timezone leaves no half-made project."""
@@ -41,7 +43,15 @@ def init_project(
     if config_file.exists() and not force:
         raise UsageError(f"{config_file} already exists: edit it, or pass --force to replace it")
     config_file.parent.mkdir(parents=True, exist_ok=True)
-    text = starter_config(name=name.strip(), timezone=timezone, sender=sender, base_url=base_url)
+    if postal_address is not None and (not postal_address.strip() or has_control(postal_address)):
+        raise UsageError("--postal-address is empty or has line breaks: give it on one line")
+    text = starter_config(
+        name=name.strip(),
+        timezone=timezone,
+        sender=sender,
+        base_url=base_url,
+        postal_address=postal_address.strip() if postal_address else None,
+    )
     temporary = config_file.with_name(config_file.name + ".tmp")
     temporary.write_text(text, encoding="utf-8")
     temporary.replace(config_file)

@@ -40,6 +40,14 @@ def init(
     base_url: Annotated[
         str, typer.Option(help="Public address of the web endpoints.")
     ] = "https://example.org/newsletter",
+    postal_address: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="The sender's postal address for every issue's footer (CAN-SPAM and most "
+            "providers require one) [default: none yet; set it in newsletter.toml later].",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing newsletter.toml.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -53,7 +61,13 @@ def init(
     else:  # a newsletter.toml found in a parent folder is not where a new one goes
         target = location.path if location.named else Path.cwd() / CONFIG_FILE
     created = init_project(
-        target, name=name, timezone=timezone, sender=sender, base_url=base_url, force=force
+        target,
+        name=name,
+        timezone=timezone,
+        sender=sender,
+        base_url=base_url,
+        postal_address=postal_address,
+        force=force,
     )
     if as_json:
         print_json({"config": str(created.config), "database": created.database_url})
@@ -64,6 +78,12 @@ def init(
         f"Next: add [[sources]] to {created.config}, then run 'newsletter collect'.",
         markup=False,
     )
+    if not postal_address:
+        out.print(
+            f"Before sending, set [newsletter] postal_address in {created.config}: the footer "
+            "needs one (CAN-SPAM), and 'issue check' warns until it is there.",
+            markup=False,
+        )
 
 
 @db_app.command("upgrade")

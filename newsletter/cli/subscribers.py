@@ -107,8 +107,10 @@ def import_command(
         out.print(
             f"{prefix} {report.imported}, updated {report.updated}, unchanged "
             f"{report.unchanged}, duplicates {report.duplicates}, suppressed "
-            f"{report.suppressed} (of whom {report.closed} left: only they can come back), "
-            f"reopened {report.reopened}, rejected {len(report.rejected)}",
+            f"{report.suppressed}"
+            + (f" ({report.closed} of them left: only they can come back)" if report.closed else "")
+            + (f", reopened {report.reopened}" if report.reopened else "")
+            + f", rejected {len(report.rejected)}",
             markup=False,
         )
     raise typer.Exit(FAILED if report.rejected else DONE)
