@@ -35,6 +35,7 @@ from newsletter.render import (
     placeholder_values,
     render_template,
 )
+from newsletter.transport import wire_address
 from newsletter.untrusted import has_control, shown_name, strip_controls
 
 
@@ -91,17 +92,6 @@ def address_header(name: str, address: str, display: str | None = None) -> bytes
     last = phrase.rsplit("\r\n", 1)[-1]
     gap = " " if len(last) + len(address) + 3 <= _LINE else "\r\n "
     return f"{name}: {phrase}{gap}<{address}>\r\n".encode()
-
-
-def wire_address(email: str) -> str:
-    """The address as a header carries it: the domain in its IDNA (ASCII) form; a non-ASCII
-    local part stays UTF-8 (RFC 6532), which only an SMTPUTF8 relay is given."""
-    local, _, domain = email.rpartition("@")
-    try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        pass
-    return f"{local}@{domain}"
 
 
 def _encoded(text: str, name: str) -> str:

@@ -95,6 +95,18 @@ class ConsoleTransport:
         pass
 
 
+def wire_address(email: str) -> str:
+    """The address as the envelope and the headers carry it: the domain in its IDNA (ASCII)
+    form, so anna@bücher.example needs no SMTPUTF8; a non-ASCII local part stays UTF-8
+    (RFC 6531/6532), which only an SMTPUTF8 relay is given."""
+    local, _, domain = email.rpartition("@")
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        pass
+    return f"{local}@{domain}"
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -193,6 +205,7 @@ class SMTPTransport:
         if self._smtp is None:
             self._smtp = self._connect()
         smtp = self._smtp
+        recipient = wire_address(recipient)
         utf8 = not (sender + recipient).isascii()
         if utf8 and not smtp.has_extn("smtputf8"):
             # The recipient's fault, not the connection's: fail this one, keep sending.

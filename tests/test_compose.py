@@ -9,6 +9,7 @@ import pytest
 
 from newsletter.compose import IssueFileError, parse_issue
 from tests.conftest import Project
+from tests.smtpserver import SMTPServer
 
 BAKHMUT = "https://kyivindependent.com/front-line-diary-bakhmut/"
 PATRIOT = "https://kyivindependent.com/patriot-what-it-changes/"
@@ -167,3 +168,22 @@ def test_issue_new_defaults_to_last_week_and_the_configs_authors(collected: Proj
     listed = json.loads(collected.run("articles", "list", "--week", "2022-W51", "--author",
                                       "Illia Ponomarenko", "--json").stdout)  # fmt: skip
     assert json.loads(made.stdout)["articles"] == [article["url"] for article in listed]
+
+
+def test_the_weekly_cron_line_needs_no_flags(collected: Project, smtp_server: SMTPServer) -> None:
+    """`collect && issue new && send --test-to ADDRESS` with the config's authors: here the
+    week is given as -N because the samples are from 2022."""
+    text = collected.config_file.read_text()
+    text = text.replace('name_fallback = "reader"', 'authors = ["Asami Terajima"]')
+    text = text.replace('transport = "file://outbox"', f'transport = "{smtp_server.url}"')
+    collected.config_file.write_text(text)
+    made = collected.run("issue", "new", "--week", weeks_back_to("2022-W51"))
+    assert made.exit_code == 0, made.output
+    assert made.stdout.strip().endswith("issues/2022-W51.md")
+    # The same file, named by `last` when run in the week after it: send --test-to finds
+    # last week's issue on its own (here, no such file: a clear usage error).
+    missing = collected.run("send", "--test-to", "editor@example.org")
+    assert missing.exit_code == 2 and "-W" in missing.stderr
+    sent = collected.run("send", "2022-W51", "--test-to", "editor@example.org")
+    assert sent.exit_code == 0, sent.output
+    assert smtp_server.handler.addresses() == ["editor@example.org"]

@@ -21,6 +21,7 @@ from sqlmodel import Session
 from newsletter import delivery
 from newsletter.cli.output import err, out, plural, print_json
 from newsletter.cli.state import State, state
+from newsletter.dates import parse_week
 from newsletter.delivery import RetryPolicy
 from newsletter.errors import DONE, FAILED, TEMPFAIL, USAGE, UsageError
 from newsletter.locks import SenderIdentity, sender_identity
@@ -76,7 +77,8 @@ def send(
         typer.Option(
             "--test-to",
             metavar="ADDRESS",
-            help="Send the issue file as it is to this address only.",
+            help="Send the issue file as it is (approved or not) to this address only; repeat "
+            "for several [SLUG default: last week's issue].",
         ),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the audience; send nothing.")] = False,
@@ -105,6 +107,7 @@ def send(
     configuration error.
 
     Example: newsletter send 2022-W51 --connections 8 --rate 100/s
+    Example: newsletter send --test-to editor@example.org   (last week's issue file, as it is)
     Example: newsletter send --due --worker   (on each of several machines)
     """
     st = state(ctx)
@@ -115,6 +118,9 @@ def send(
         raise UsageError(WORKER_NEEDS_POSTGRESQL)
     if not 1 <= connections <= 256:
         raise UsageError(f"--connections {connections}: use 1 to 256")
+    if test_to and not slug and not due:
+        # What `issue new` made by default: the last complete week's issue.
+        slug = parse_week("last", config.timezone).label
     if due == bool(slug):
         raise UsageError("give an issue SLUG, or --due (not both)")
     options = SendOptions(
@@ -124,10 +130,10 @@ def send(
     )
     if test_to:
         if slug is None:
-            raise UsageError("--test-to needs the issue's SLUG")
+            raise UsageError("--test-to sends one issue: give its SLUG, not --due")
         with Session(st.engine()) as session:
             count = send_tests(config, session, slug, test_to, _transport(st, transport))
-        out.print(f"Sent {count} test message(s) of {slug}", markup=False)
+        out.print(f"Sent {plural(count, 'test message')} of {slug}", markup=False)
         return
     engine = st.engine()
     if dry_run:
