@@ -19,13 +19,9 @@ from sqlmodel import Session, select
 from newsletter.checks import Finding, check_rendered, has_errors
 from newsletter.compose import issue_articles, issue_path, read_issue
 from newsletter.config import Config
-from newsletter.errors import NewsletterError, UsageError
+from newsletter.errors import CheckFailed, UsageError
 from newsletter.models import ApprovedIssue
 from newsletter.render import render_issue
-
-
-class CheckFailed(NewsletterError):
-    """The issue has check errors, so it cannot be approved."""
 
 
 @dataclass(frozen=True)

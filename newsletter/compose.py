@@ -25,17 +25,12 @@ from sqlmodel import Session
 from newsletter import articles as store
 from newsletter.config import Config
 from newsletter.dates import Period, parse_week
-from newsletter.errors import NotFoundError, UsageError
+from newsletter.errors import IssueFileError, NotFoundError, UsageError
 from newsletter.models import Article
 from newsletter.urls import canonical_url, url_key
 
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _FENCE = re.compile(r"^(?:---|\.\.\.)\s*$")
-
-
-class IssueFileError(UsageError):
-    """An issue file that cannot be read; the message names the file and line (exit 2: the
-    editor fixes the file)."""
 
 
 @dataclass

@@ -8,7 +8,7 @@ docs/exit-codes.md repeats (a test keeps the two equal) and tests/test_exit_code
 checks every command against.
 """
 
-from typing import Final
+from typing import Final, Literal
 
 DONE: Final = 0
 FAILED: Final = 1
@@ -56,3 +56,56 @@ class SourceError(NewsletterError):
 
 class NotFoundError(UsageError):
     """A named thing (issue, article, subscriber) does not exist: the input is wrong (2)."""
+
+
+class IssueFileError(UsageError):
+    """An issue file that cannot be read; the message names the file and line (exit 2: the
+    editor fixes the file)."""
+
+
+class RenderError(NewsletterError):
+    """A template or MJML problem; the message names the template file and line."""
+
+
+class CheckFailed(NewsletterError):
+    """The issue has check errors, so it cannot be approved."""
+
+
+class InvalidAddress(NewsletterError):
+    """An address that cannot be a subscriber's; the message is the reason."""
+
+    exit_code = USAGE
+
+
+class UnreadableFile(NewsletterError):
+    """The CSV file as a whole cannot be read (exit 2)."""
+
+    exit_code = USAGE
+
+
+# How far a message got when the transport failed: `before-dot` means the server cannot
+# have it, `after-dot` that it may (the reply never came).
+Stage = Literal["connect", "envelope", "before-dot", "after-dot", "reply"]
+
+
+class TransportError(NewsletterError):
+    """The message was not accepted. `code` is the SMTP reply code when there was one;
+    `stage` says how far it got (see Stage)."""
+
+    def __init__(self, message: str, code: int | None = None, stage: Stage = "reply") -> None:
+        super().__init__(message)
+        self.code = code
+        self.stage = stage
+        # For a command: a refusal is a failure; anything else may pass later.
+        self.exit_code = FAILED if self.permanent else TEMPFAIL
+
+    @property
+    def permanent(self) -> bool:
+        return self.code is not None and 500 <= self.code < 600
+
+
+class IdentityLost(NewsletterError):
+    """The connection holding a worker's identity lock is gone: peers may now count the
+    worker's rows in doubt, so it must claim no more (exit 75: a later run goes on)."""
+
+    exit_code = TEMPFAIL

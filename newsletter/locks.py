@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col
 
-from newsletter.errors import TEMPFAIL, NewsletterError
+from newsletter.errors import IdentityLost
 from newsletter.models import RunLock
 
 
@@ -114,13 +114,6 @@ def _take_row(engine: Engine, name: str, host: str, pid: int) -> bool:
             )
             session.commit()
     return False
-
-
-class IdentityLost(NewsletterError):
-    """The connection holding a worker's identity lock is gone: peers may now count the
-    worker's rows in doubt, so it must claim no more (exit 75: a later run goes on)."""
-
-    exit_code = TEMPFAIL
 
 
 @dataclass

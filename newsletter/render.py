@@ -35,7 +35,7 @@ from sqlmodel import Session
 from newsletter.compose import IssueFile, issue_articles, issue_path, read_issue, week_dates
 from newsletter.config import Config
 from newsletter.dates import parse_week
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, RenderError
 from newsletter.models import Article
 from newsletter.sanitize import card_html, clean_html, html_to_text
 from newsletter.untrusted import shown_name, strip_controls
@@ -47,10 +47,6 @@ _INLINE_STYLE = re.compile(
 )
 _STYLE_TAG = re.compile(r"<style(?![^>]*data-premailer)", re.I)
 _markdown = MarkdownIt("commonmark", {"html": False, "typographer": True})
-
-
-class RenderError(NewsletterError):
-    """A template or MJML problem; the message names the template file and line."""
 
 
 @dataclass(frozen=True)

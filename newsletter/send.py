@@ -40,17 +40,19 @@ from newsletter.errors import (
     FAILED,
     TEMPFAIL,
     ConfigError,
+    IdentityLost,
     NewsletterError,
     NotFoundError,
+    TransportError,
     UsageError,
 )
-from newsletter.locks import IdentityLost, SenderIdentity, run_lock, sender_alive
+from newsletter.locks import SenderIdentity, run_lock, sender_alive
 from newsletter.mail import IssueTemplate, dkim_signer, issue_template, sender
 from newsletter.models import ApprovedIssue
 from newsletter.render import render_issue
 from newsletter.subscribers import parse_address
 from newsletter.tokens import signed_url
-from newsletter.transport import Transport, TransportError
+from newsletter.transport import Transport
 
 
 @dataclass(frozen=True)

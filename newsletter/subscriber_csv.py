@@ -26,8 +26,8 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from newsletter import subscribers
-from newsletter.errors import USAGE, NewsletterError
-from newsletter.subscribers import InvalidAddress, Status, clean_name, parse_address
+from newsletter.errors import InvalidAddress, UnreadableFile
+from newsletter.subscribers import Status, clean_name, parse_address
 
 MAX_BYTES = 200 * 1024 * 1024
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -40,12 +40,6 @@ EXPORT_COLUMNS = (
     "unsubscribed_at",
     "source",
 )
-
-
-class UnreadableFile(NewsletterError):
-    """The CSV file as a whole cannot be read (exit 2)."""
-
-    exit_code = USAGE
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from sqlmodel import Session, SQLModel, col, select
 
-from newsletter.errors import USAGE, NewsletterError, NotFoundError, UsageError
+from newsletter.errors import InvalidAddress, NotFoundError, UsageError
 from newsletter.models import Subscriber, Subscription, Suppression
 from newsletter.tokens import Token, new_token_id
 from newsletter.untrusted import ENCODED_BREAK, has_control
@@ -39,12 +39,6 @@ Status = Literal["pending", "active", "unsubscribed", "bounced", "complained"]
 STATUSES: tuple[Status, ...] = ("pending", "active", "unsubscribed", "bounced", "complained")
 # Statuses a person can only leave by their own action, never by an import or an admin add.
 CLOSED: frozenset[str] = frozenset({"unsubscribed", "bounced", "complained"})
-
-
-class InvalidAddress(NewsletterError):
-    """An address that cannot be a subscriber's; the message is the reason."""
-
-    exit_code = USAGE
 
 
 @dataclass(frozen=True)

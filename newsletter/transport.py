@@ -28,37 +28,17 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from newsletter import private
-from newsletter.errors import FAILED, TEMPFAIL, ConfigError, NewsletterError
+from newsletter.errors import ConfigError, TransportError
 
 _DOT = re.compile(rb"(?m)^\.")
 CONNECT_TIMEOUT = 30.0
 # RFC 5321 section 4.5.3.2.6: wait up to 10 minutes for the reply to the final dot. A
 # shorter timeout there is how senders end up delivering a message twice.
 DATA_TIMEOUT = 600.0
-
-
-Stage = Literal["connect", "envelope", "before-dot", "after-dot", "reply"]
-
-
-class TransportError(NewsletterError):
-    """The message was not accepted. `code` is the SMTP reply code when there was one;
-    `stage` says how far it got: `before-dot` means the server cannot have taken it,
-    `after-dot` means it may have (the reply never came)."""
-
-    def __init__(self, message: str, code: int | None = None, stage: Stage = "reply") -> None:
-        super().__init__(message)
-        self.code = code
-        self.stage = stage
-        # For a command: a refusal is a failure (1); anything else may pass (EX_TEMPFAIL).
-        self.exit_code = FAILED if self.permanent else TEMPFAIL
-
-    @property
-    def permanent(self) -> bool:
-        return self.code is not None and 500 <= self.code < 600
 
 
 class Transport(Protocol):

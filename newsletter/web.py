@@ -41,11 +41,10 @@ from newsletter.approval import approved
 from newsletter.archive import feed_xml, index_html
 from newsletter.config import Config
 from newsletter.db import session_scope
-from newsletter.errors import NewsletterError, UsageError
+from newsletter.errors import InvalidAddress, NewsletterError, UsageError
 from newsletter.mail import confirmation_message, sender
 from newsletter.models import ApprovedIssue
 from newsletter.render import environment, render_template
-from newsletter.subscribers import InvalidAddress
 from newsletter.tokens import Token, read_token, signed_url
 from newsletter.transport import Transport, open_transport
 

@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from newsletter.compose import IssueFileError, parse_issue
+from newsletter.compose import parse_issue
+from newsletter.errors import IssueFileError
 from tests.conftest import Project
 from tests.smtpserver import SMTPServer
 

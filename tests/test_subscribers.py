@@ -6,8 +6,9 @@ import pytest
 from sqlmodel import Session, select
 
 from newsletter import subscribers as people
+from newsletter.errors import InvalidAddress
 from newsletter.models import Subscriber, Suppression
-from newsletter.subscribers import InvalidAddress, clean_name, parse_address
+from newsletter.subscribers import clean_name, parse_address
 from tests.conftest import Project
 
 

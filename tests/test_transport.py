@@ -4,12 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, TransportError
 from newsletter.mail import build_message
 from newsletter.transport import (
     FileTransport,
     SMTPTransport,
-    TransportError,
     display_transport,
     open_transport,
 )

@@ -21,6 +21,7 @@ from newsletter.cli import serve as serve_cli
 from newsletter.cli import setup as setup_cli
 from newsletter.cli import subscribers as subscribers_cli
 from newsletter.cli.help import PlainHelp, plain
+from newsletter.cli.output import print_error
 from newsletter.cli.state import State
 from newsletter.config import config_path
 from newsletter.errors import SOFTWARE, NewsletterError
@@ -31,7 +32,7 @@ class _Group(PlainHelp, typer.core.TyperGroup):
         try:
             return super().invoke(ctx)
         except NewsletterError as error:
-            typer.echo(f"error: {error}", err=True)
+            print_error(error)
             raise typer.Exit(error.exit_code) from None
 
     def get_command(self, ctx: Any, name: str) -> Any:

@@ -8,7 +8,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from newsletter.cli.output import err, out, print_json
+from newsletter.cli.output import err, out, print_error, print_json
 from newsletter.cli.state import state
 from newsletter.collect.run import SourceReport, choose_sources, collect
 from newsletter.errors import DONE, FAILED
@@ -108,4 +108,4 @@ def _print_reports(reports: list[SourceReport]) -> None:
         for warning in report.warnings:
             err.print(f"warning: {warning}", markup=False)
         for error in report.errors:
-            err.print(f"error: {error}", markup=False)
+            print_error(error)

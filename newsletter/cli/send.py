@@ -19,7 +19,7 @@ from rich.table import Table
 from sqlmodel import Session
 
 from newsletter import delivery
-from newsletter.cli.output import err, out, plural, print_json
+from newsletter.cli.output import err, out, plural, print_error, print_json
 from newsletter.cli.state import State, state
 from newsletter.dates import parse_week
 from newsletter.delivery import RetryPolicy
@@ -172,7 +172,7 @@ def send(
                 reports.append(_send_one(st, name, make, key, options, as_json, identity))
             except UsageError as error:
                 errors.append({"slug": name, "error": str(error)})
-                err.print(f"error: {error}", markup=False)
+                print_error(error)
     if as_json:
         print_json(
             {
