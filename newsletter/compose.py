@@ -26,6 +26,7 @@ from newsletter import articles as store
 from newsletter.config import Config
 from newsletter.dates import Period, parse_week
 from newsletter.errors import IssueFileError, NotFoundError, UsageError
+from newsletter.files import atomic_write
 from newsletter.models import Article
 from newsletter.urls import canonical_url, url_key
 
@@ -177,9 +178,7 @@ def write_issue(issue: IssueFile) -> None:
         if issue.intro
         else (f"---\n{buffer.getvalue()}---\n")
     )
-    temporary = issue.path.with_name(issue.path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(issue.path)
+    atomic_write(issue.path, text)
 
 
 def week_dates(period: Period, config: Config) -> str:
@@ -233,9 +232,7 @@ def new_issue(
     text = _starter(config.name, slug, subject, preheader, author, period.label, found)
     path.parent.mkdir(parents=True, exist_ok=True)
     issue = parse_issue(text, path)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    atomic_write(path, text)
     return issue
 
 

@@ -22,8 +22,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlmodel import Session
 
-from newsletter import private
 from newsletter.errors import DatabaseError
+from newsletter.files import tighten, touch_private
 
 # A package resource, not a path next to this file: Alembic finds it through
 # importlib.resources wherever the package is installed.
@@ -59,9 +59,9 @@ def make_engine(url: str) -> Engine:
                 f"cannot create database {parsed.database}: folder {file.parent} does not exist"
             )
         try:
-            private.touch(file)
+            touch_private(file)
             for suffix in ("-wal", "-shm", "-journal"):
-                private.tighten(file.with_name(file.name + suffix))
+                tighten(file.with_name(file.name + suffix))
         except OSError as error:
             raise DatabaseError(f"cannot create database {file}: {error.strerror}") from None
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from newsletter.config import Config
 from newsletter.errors import NewsletterError, UsageError
+from newsletter.files import atomic_write
 from newsletter.render import RenderedIssue, personalize, sample_recipient
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -22,9 +23,7 @@ def write_preview(config: Config, rendered: RenderedIssue, folder: Path) -> Path
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "preview.html"
     recipient = sample_recipient(config, rendered.slug)
-    path.write_text(
-        personalize(rendered.html, recipient, config.name_fallback, "html"), encoding="utf-8"
-    )
+    atomic_write(path, personalize(rendered.html, recipient, config.name_fallback, "html"))
     return path
 
 

@@ -14,6 +14,7 @@ from newsletter.config import (
 )
 from newsletter.db import display_url, open_database
 from newsletter.errors import UsageError
+from newsletter.files import atomic_write
 from newsletter.tokens import create_key_file
 from newsletter.untrusted import has_control
 
@@ -52,9 +53,7 @@ def init_project(
         base_url=base_url,
         postal_address=postal_address.strip() if postal_address else None,
     )
-    temporary = config_file.with_name(config_file.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(config_file)
+    atomic_write(config_file, text)
     config = load_config(config_file)
     open_database(config.database_url)
     create_key_file(config.signing_key_file)

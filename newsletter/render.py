@@ -36,6 +36,7 @@ from newsletter.compose import IssueFile, issue_articles, issue_path, read_issue
 from newsletter.config import Config
 from newsletter.dates import parse_week
 from newsletter.errors import NewsletterError, RenderError
+from newsletter.files import atomic_write
 from newsletter.models import Article
 from newsletter.sanitize import card_html, clean_html, html_to_text
 from newsletter.untrusted import shown_name, strip_controls
@@ -331,9 +332,7 @@ def write_rendered(rendered: RenderedIssue, folder: Path) -> Written:
     sizes: dict[str, int] = {}
     for name, content in outputs.items():
         data = content.encode("utf-8")
-        temporary = folder / f".{name}.tmp"
-        temporary.write_bytes(data)
-        temporary.replace(folder / name)
+        atomic_write(folder / name, data)
         sizes[name] = len(data)
     return Written(folder, sizes)
 

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from newsletter import private
 from newsletter.errors import ConfigError, TransportError
+from newsletter.files import atomic_write
 
 _DOT = re.compile(rb"(?m)^\.")
 CONNECT_TIMEOUT = 30.0
@@ -55,7 +55,7 @@ class FileTransport:
         self.folder.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(message).hexdigest()[:16]
         name = f"{time.time_ns()}-{digest}.eml"
-        private.write_bytes(self.folder / name, message)
+        atomic_write(self.folder / name, message, private=True)
 
     def close(self) -> None:
         pass

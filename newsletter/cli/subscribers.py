@@ -10,12 +10,12 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
-from newsletter import private
 from newsletter import subscribers as people
 from newsletter.cli.output import err, out, plural, print_json, shown
 from newsletter.cli.state import State, state
 from newsletter.db import session_scope
 from newsletter.errors import DONE, FAILED, UsageError
+from newsletter.files import atomic_open
 from newsletter.subscriber_csv import export_csv, import_csv
 from newsletter.tokens import signed_url
 
@@ -137,7 +137,7 @@ def export(
         if out_file is None:
             count = export_csv(session, list_name, sys.stdout, wanted)
         else:
-            with private.open_text(out_file) as handle:
+            with atomic_open(out_file, private=True) as handle:
                 count = export_csv(session, list_name, handle, wanted)
     err.print(f"{plural(count, 'subscriber')} exported", markup=False)
 
