@@ -17,11 +17,11 @@ from pathlib import Path
 from sqlmodel import Session, select
 
 from newsletter.checks import Finding, check_rendered, has_errors
-from newsletter.compose import issue_articles, issue_path, read_issue
+from newsletter.compose import issue_path
 from newsletter.config import Config
 from newsletter.errors import CheckFailed, UsageError
 from newsletter.models import ApprovedIssue
-from newsletter.render import render_issue
+from newsletter.render import render_file
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,8 @@ def file_hash(path: Path) -> str:
 def approve(
     config: Config, session: Session, slug_or_path: str, *, send_at: datetime | None = None
 ) -> Approval:
-    path = issue_path(config, slug_or_path)
-    issue = read_issue(path)
-    rendered = render_issue(config, issue, issue_articles(issue, session))
+    issue, rendered = render_file(config, session, slug_or_path)
+    path = issue.path
     findings = check_rendered(config, issue, rendered)
     if has_errors(findings):
         first = next(f for f in findings if f.level == "error")

@@ -28,10 +28,6 @@ class BuiltArchive:
     slugs: list[str]
 
 
-def archive_url(config: Config, slug: str | None = None) -> str:
-    return f"{config.base_url}/archive/" + (f"{slug}/" if slug else "")
-
-
 def build_archive(config: Config, session: Session, folder: Path) -> BuiltArchive:
     rows = approved(session)
     staging = folder.with_name(folder.name + ".building")
@@ -82,14 +78,14 @@ def feed_xml(config: Config, rows: list[ApprovedIssue]) -> bytes:
     rss = ET.Element("rss", version="2.0")
     channel = ET.SubElement(rss, "channel")
     ET.SubElement(channel, "title").text = config.name
-    ET.SubElement(channel, "link").text = archive_url(config)
+    ET.SubElement(channel, "link").text = config.archive_url()
     ET.SubElement(channel, "description").text = f"Past issues of {config.name}"
     ET.SubElement(channel, "language").text = config.language
     for row in rows:
         item = ET.SubElement(channel, "item")
         ET.SubElement(item, "title").text = row.subject
-        ET.SubElement(item, "link").text = archive_url(config, row.slug)
-        ET.SubElement(item, "guid", isPermaLink="true").text = archive_url(config, row.slug)
+        ET.SubElement(item, "link").text = config.archive_url(row.slug)
+        ET.SubElement(item, "guid", isPermaLink="true").text = config.archive_url(row.slug)
         ET.SubElement(item, "pubDate").text = format_datetime(row.send_at or row.approved_at)
         ET.SubElement(item, "description").text = row.preheader
     ET.indent(rss)

@@ -75,6 +75,10 @@ class Config:
     feedback_id: str | None = None
     retry_hours: float = 72.0
 
+    def archive_url(self, slug: str | None = None) -> str:
+        """The public archive, or one issue's page in it (the "view in your browser" link)."""
+        return f"{self.base_url}/archive/" + (f"{slug}/" if slug else "")
+
     @property
     def signing_key_file(self) -> Path:
         return self.key_file or self.root / "newsletter.key"

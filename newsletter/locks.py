@@ -55,7 +55,10 @@ def run_lock(engine: Engine, name: str, *, shared: bool = False) -> Iterator[boo
     if engine.dialect.name == "postgresql":
         kind = "_shared" if shared else ""
         with engine.connect() as connection:
-            number = _lock_number(name)
+            # Advisory locks are per database, not per schema: two newsletters sharing a
+            # database in their own schemas would otherwise hold each other's issue 1.
+            schema = connection.execute(sa.text("SELECT current_schema()")).scalar()
+            number = _lock_number(f"{schema}\x00{name}")
             got = bool(
                 connection.execute(
                     sa.text(f"SELECT pg_try_advisory_lock{kind}(:n)"), {"n": number}

@@ -107,7 +107,7 @@ def sample_recipient(config: Config, slug: str) -> Recipient:
     return Recipient(
         first_name=None,
         unsubscribe_url=f"{config.base_url}/unsubscribe/preview",
-        view_url=f"{config.base_url}/archive/{slug}/",
+        view_url=config.archive_url(slug),
     )
 
 

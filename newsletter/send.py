@@ -32,7 +32,7 @@ from sqlmodel import Session, col, select
 
 from newsletter import delivery
 from newsletter.approval import is_stale
-from newsletter.compose import issue_articles, issue_path, read_issue
+from newsletter.compose import issue_path, read_issue
 from newsletter.config import Config
 from newsletter.delivery import Claimed, Outcome, RetryPolicy
 from newsletter.errors import (
@@ -49,7 +49,7 @@ from newsletter.errors import (
 from newsletter.locks import SenderIdentity, run_lock, sender_alive
 from newsletter.mail import IssueTemplate, dkim_signer, issue_template, sender
 from newsletter.models import ApprovedIssue
-from newsletter.render import render_issue
+from newsletter.render import render_file
 from newsletter.subscribers import parse_address
 from newsletter.tokens import signed_url
 from newsletter.transport import Transport
@@ -319,7 +319,7 @@ def _run(
     worker: SenderIdentity | None,
 ) -> None:
     assert issue.id is not None
-    view_url = f"{config.base_url}/archive/{issue.slug}/"
+    view_url = config.archive_url(issue.slug)
 
     def build(row: Claimed) -> bytes:
         unsubscribe = signed_url(
@@ -429,8 +429,7 @@ def send_tests(
 ) -> int:
     """Test sends of the issue as its file is now (before or after approval), marked
     [Test] in the subject; the ledger is not touched."""
-    issue = read_issue(issue_path(config, slug_or_path))
-    rendered = render_issue(config, issue, issue_articles(issue, session))
+    issue, rendered = render_file(config, session, slug_or_path)
     template = issue_template(
         config,
         slug=f"test-{issue.slug}-{time.time_ns()}",
@@ -450,7 +449,7 @@ def send_tests(
                 email_key=address.key,
                 name=None,
                 unsubscribe_url=f"{config.base_url}/unsubscribe/test",
-                view_url=f"{config.base_url}/archive/{issue.slug}/",
+                view_url=config.archive_url(issue.slug),
             )
             transport.send(sender(config).addr_spec, address.email, data)
     finally:

@@ -168,3 +168,38 @@ def test_worker_mode_on_sqlite_is_a_usage_error(collected: Project) -> None:
     result = collected.run("send", "--due", "--worker")
     assert result.exit_code == 2
     assert "--worker needs PostgreSQL" in result.stderr and "--connections" in result.stderr
+
+
+def test_newsletters_in_two_schemas_of_one_database_do_not_share_send_locks() -> None:
+    """Advisory locks are per database: keyed by issue alone, issue 1 of one schema held
+    issue 1 of another (a send then reported 'locked' and sent nothing)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from newsletter.db import make_engine
+    from newsletter.locks import run_lock
+    from tests.conftest import POSTGRES_URL
+
+    admin = sa.create_engine(POSTGRES_URL)
+    schemas = [f"t_{uuid.uuid4().hex[:12]}" for _ in range(2)]
+    with admin.begin() as connection:
+        for schema in schemas:
+            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        first, second = (
+            make_engine(f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}")
+            for schema in schemas
+        )
+        with run_lock(first, "issue:1") as got_first, run_lock(second, "issue:1") as got_second:
+            assert got_first and got_second
+        with run_lock(first, "issue:1") as got, run_lock(first, "issue:1") as again:
+            assert got and not again  # within one schema it still excludes
+        first.dispose()
+        second.dispose()
+    finally:
+        with admin.begin() as connection:
+            for schema in schemas:
+                connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
