@@ -26,7 +26,7 @@ from newsletter.models import Article, ArticleAuthor
 from newsletter.sanitize import html_to_text
 from newsletter.urls import url_key
 
-Outcome = Literal["new", "updated", "unchanged"]
+ArticleChange = Literal["new", "updated", "unchanged"]
 _RANK = {"feed": 1, "text": 2, "page": 3}
 
 
@@ -125,7 +125,7 @@ def _apply(row: Article, fields: StoredFields) -> None:
         )
 
 
-def store(session: Session, data: ArticleData, source: str) -> Outcome:
+def store(session: Session, data: ArticleData, source: str) -> ArticleChange:
     """Insert or update one article from `source`; the caller's transaction decides when
     it counts."""
     key = url_key(data.url)

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 
+from newsletter import __version__
 from newsletter.dates import parse_datetime
 from newsletter.errors import ConfigError
 from newsletter.untrusted import has_control
@@ -46,7 +47,7 @@ class Source:
 
 @dataclass(frozen=True)
 class CollectSettings:
-    user_agent: str = "newsletter/0.1 (+https://github.com/newsletter)"
+    user_agent: str = f"newsletter/{__version__}"
     timeout: float = 20.0
     max_bytes: int = 10_000_000
 
@@ -288,7 +289,8 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
     _known(collect_table, {"user_agent", "timeout", "max_bytes"}, path, "[collect]")
     defaults = CollectSettings()
     collect = CollectSettings(
-        user_agent=_string(collect_table, "user_agent", path, "[collect]") or defaults.user_agent,
+        user_agent=_string(collect_table, "user_agent", path, "[collect]")
+        or f"{defaults.user_agent} (+{base_url})",
         timeout=_positive(collect_table, "timeout", defaults.timeout, path),
         max_bytes=int(_positive(collect_table, "max_bytes", defaults.max_bytes, path)),
     )
@@ -464,8 +466,8 @@ name_fallback = "reader"
 url = "{DEFAULT_DATABASE}"
 
 [collect]
-# Sent with every HTTP request.
-user_agent = "newsletter/0.1 (+{base_url})"
+# Sent with every HTTP request [default: newsletter/VERSION (+base_url)].
+# user_agent = "War Notes digest (+https://example.org/war-notes)"
 # Seconds a whole fetch may take (connect, redirects, every read) before the source fails.
 timeout = 20
 # Largest document fetched, in bytes.

@@ -104,8 +104,3 @@ def _bound(text: str, option: str, zone: tzinfo, *, end_of_day: bool) -> datetim
     if end_of_day:
         day += timedelta(days=1)
     return datetime.combine(day, time(), zone)
-
-
-def week_of(moment: datetime, zone: tzinfo) -> str:
-    year, week, _ = moment.astimezone(zone).isocalendar()
-    return f"{year}-W{week:02d}"

@@ -97,7 +97,7 @@ def _take_row(engine: Engine, name: str, host: str, pid: int) -> bool:
     for _ in range(2):
         with Session(engine) as session:
             try:
-                session.add(RunLock(name=name, host=host, pid=pid, heartbeat_at=datetime.now(UTC)))
+                session.add(RunLock(name=name, host=host, pid=pid, taken_at=datetime.now(UTC)))
                 session.commit()
                 return True
             except IntegrityError:

@@ -111,10 +111,6 @@ class FetchState(SQLModel, table=True):
     )
 
 
-def table_names() -> list[str]:
-    return sorted(SQLModel.metadata.tables)
-
-
 class ApprovedIssue(SQLModel, table=True):
     """An issue frozen for sending: exactly what subscribers will get. `source_hash` is the
     issue file's at approval, so an edit afterwards is noticed and needs a new approval."""
@@ -254,4 +250,5 @@ class RunLock(SQLModel, table=True):
     name: str = Field(sa_column=sa.Column(sa.String(200), primary_key=True))
     host: str = Field(sa_column=sa.Column(sa.String(255), nullable=False))
     pid: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
-    heartbeat_at: datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
+    # When the lock was taken (for operators reading the table; takeover goes by the pid).
+    taken_at: datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))

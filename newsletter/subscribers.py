@@ -150,7 +150,7 @@ def set_status(subscription: Subscription, status: Status) -> None:
         subscription.unsubscribed_at = subscription.unsubscribed_at or now
 
 
-Outcome = Literal["added", "updated", "unchanged", "suppressed", "closed", "reopened"]
+SubscriberChange = Literal["added", "updated", "unchanged", "suppressed", "closed", "reopened"]
 log = logging.getLogger("newsletter.subscribers")
 
 
@@ -172,7 +172,7 @@ def upsert(
     source: str,
     status: Status = "active",
     reopen: bool = False,
-) -> list[Outcome]:
+) -> list[SubscriberChange]:
     """Add or update people and their subscriptions, one outcome per entry, with a few
     set-based statements however many entries (the CSV import sends a thousand at once).
 
@@ -211,7 +211,7 @@ def upsert(
         )
     }
     now = _now()
-    outcomes: list[Outcome] = []
+    outcomes: list[SubscriberChange] = []
     new_people: list[dict[str, object]] = []
     joined: list[int] = []  # people without a subscription to this newsletter yet
     for entry in entries:
@@ -341,7 +341,7 @@ def add(
     status: Status = "active",
     attributes: dict[str, str] | None = None,
     reopen: bool = False,
-) -> Outcome:
+) -> SubscriberChange:
     """One person: see upsert for the rules."""
     address = parse_address(email)
     entry = Entry(address.email, address.key, clean_name(name), dict(attributes or {}))

@@ -53,7 +53,7 @@ MAX_FORM_BYTES = 16 * 1024
 ONE_CLICK = "One-Click"
 
 
-class RateLimiter:
+class RequestLimiter:
     """At most `limit` events per key in `window` seconds, in this process's memory (which
     is enough for one server; behind several, put the limit in the proxy too)."""
 
@@ -79,8 +79,8 @@ class RateLimiter:
 
 @dataclass
 class Limits:
-    per_ip: RateLimiter
-    per_address: RateLimiter
+    per_ip: RequestLimiter
+    per_address: RequestLimiter
 
 
 def create_app(
@@ -93,7 +93,7 @@ def create_app(
 ) -> FastAPI:
     app = FastAPI(title=config.name, docs_url=None, redoc_url=None, openapi_url=None)
     pages = environment(config, autoescape=True)
-    limits = limits or Limits(RateLimiter(10, 600), RateLimiter(3, 3600))
+    limits = limits or Limits(RequestLimiter(10, 600), RequestLimiter(3, 3600))
     make_transport = transport or (lambda: open_transport(config.transport, config.root))
     site = {"name": config.name, "language": config.language, "base_url": config.base_url}
 

@@ -26,7 +26,6 @@ from newsletter.project import init_project
 POSTGRES_URL = os.environ.get(
     "NEWSLETTER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLES = Path(__file__).parent.parent / "samples"
 runner = CliRunner()
 

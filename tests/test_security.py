@@ -26,7 +26,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from newsletter import subscribers as people
+from newsletter import subscribers
 from newsletter.collect.fetch import fetch_url, make_client
 from newsletter.config import CollectSettings
 from newsletter.errors import SourceError
@@ -48,14 +48,14 @@ def wait_for_mail(smtp_server: SMTPServer, count: int = 1) -> None:
 
 def status_of(project: Project, email: str) -> str | None:
     with Session(project.engine()) as session:
-        person = people.find(session, email)
-        subscription = people.subscription_of(session, person, "war-notes") if person else None
+        person = subscribers.find(session, email)
+        subscription = subscribers.subscription_of(session, person, "war-notes") if person else None
         return subscription.status if subscription else None
 
 
 def token_id_of(project: Project, email: str) -> str:
     with Session(project.engine()) as session:
-        return people.require(session, email).token_id
+        return subscribers.require(session, email).token_id
 
 
 def subscribe(live: Live, email: str, name: str = "") -> httpx.Response:
@@ -141,7 +141,7 @@ def test_a_removed_persons_links_do_not_act_on_the_next_person(live: Live) -> No
     key = load_key(project.config.signing_key_file)
     project.run("subscribers", "add", "first@example.org")
     with Session(project.engine()) as session:
-        first = people.require(session, "first@example.org")
+        first = subscribers.require(session, "first@example.org")
         first_id, first_token = first.id, first.token_id
     old = signed_url(live.base, key, "unsubscribe", "war-notes", first_token)
     legacy_mac = _b64(
@@ -153,7 +153,7 @@ def test_a_removed_persons_links_do_not_act_on_the_next_person(live: Live) -> No
     assert project.run("subscribers", "remove", "first@example.org").exit_code == 0
     project.run("subscribers", "add", "second@example.org")
     with Session(project.engine()) as session:
-        second = people.require(session, "second@example.org")
+        second = subscribers.require(session, "second@example.org")
     if project.database_url.startswith("sqlite"):
         assert second.id == first_id  # SQLite reused the row id: the case that mattered
     body = {"List-Unsubscribe": "One-Click"}
@@ -377,7 +377,7 @@ def test_invalid_utf8_in_a_form_is_refused(
     time.sleep(0.2)
     assert smtp_server.received == []
     with Session(live.project.engine()) as session:
-        assert people.counts(session, "war-notes")["pending"] == 0
+        assert subscribers.counts(session, "war-notes")["pending"] == 0
 
 
 def test_multipart_utf8_fields_still_work(live: Live, smtp_server: SMTPServer) -> None:

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from newsletter import subscribers as people
+from newsletter import subscribers
 from newsletter.models import Delivery
 from newsletter.tokens import load_key, read_token
 from tests.conftest import Project
@@ -31,14 +31,14 @@ def ready(collected: Project, smtp_server: SMTPServer) -> Project:
     assert collected.run("issue", "approve", "2022-W51").exit_code == 0
     with Session(collected.engine()) as session:
         for n, email in enumerate(AUDIENCE):
-            people.add(session, "war-notes", email, name=f"Reader {n}" if n % 2 else None)
-        people.add(session, "war-notes", "left@example.org")
-        person = people.require(session, "left@example.org")
+            subscribers.add(session, "war-notes", email, name=f"Reader {n}" if n % 2 else None)
+        subscribers.add(session, "war-notes", "left@example.org")
+        person = subscribers.require(session, "left@example.org")
         assert person.id is not None
-        people.unsubscribe(session, person.id, "war-notes")
-        people.add(session, "war-notes", "blocked@example.org")
-        people.suppress(session, "blocked@example.org", "manual")
-        people.request_subscription(session, "war-notes", "pending@example.org", None)
+        subscribers.unsubscribe(session, person.id, "war-notes")
+        subscribers.add(session, "war-notes", "blocked@example.org")
+        subscribers.suppress(session, "blocked@example.org", "manual")
+        subscribers.request_subscription(session, "war-notes", "pending@example.org", None)
         session.commit()
     return collected
 
@@ -74,7 +74,7 @@ def test_every_active_subscriber_gets_it_once_with_the_right_headers(
         assert unsubscribe.startswith("https://news.example.org/unsubscribe/")
         proof = read_token(key, "unsubscribe", "war-notes", unsubscribe.rsplit("/", 1)[1])
         with Session(ready.engine()) as session:
-            person = people.require(session, item.recipients[0])
+            person = subscribers.require(session, item.recipients[0])
             assert proof is not None and proof.subject == person.token_id
         text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
         html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]

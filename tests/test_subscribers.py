@@ -5,7 +5,7 @@ import json
 import pytest
 from sqlmodel import Session, select
 
-from newsletter import subscribers as people
+from newsletter import subscribers
 from newsletter.errors import InvalidAddress
 from newsletter.models import Subscriber, Suppression
 from newsletter.subscribers import clean_name, parse_address
@@ -38,17 +38,17 @@ def test_names_lose_line_breaks_raw_or_encoded() -> None:
 
 def test_add_merge_and_closed_subscriptions(project: Project) -> None:
     with Session(project.engine()) as session:
-        assert people.add(session, "war-notes", "olena@example.org", name="Olena") == "added"
-        assert people.add(session, "war-notes", "OLENA@example.org") == "unchanged"
-        assert people.add(session, "war-notes", "olena@example.org", name="O. K.") == "updated"
-        assert people.add(session, "Other", "olena@example.org") == "added"  # 2nd newsletter
-        person = people.require(session, "olena@EXAMPLE.org")
+        assert subscribers.add(session, "war-notes", "olena@example.org", name="Olena") == "added"
+        assert subscribers.add(session, "war-notes", "OLENA@example.org") == "unchanged"
+        assert subscribers.add(session, "war-notes", "olena@example.org", name="O. K.") == "updated"
+        assert subscribers.add(session, "Other", "olena@example.org") == "added"  # 2nd newsletter
+        person = subscribers.require(session, "olena@EXAMPLE.org")
         assert person.id is not None and person.name == "O. K."
-        assert people.unsubscribe(session, person.id, "war-notes") is True
-        assert people.unsubscribe(session, person.id, "war-notes") is False  # idempotent
-        assert people.add(session, "war-notes", "olena@example.org") == "closed"
-        assert people.counts(session, "war-notes")["unsubscribed"] == 1
-        assert people.counts(session, "Other")["active"] == 1
+        assert subscribers.unsubscribe(session, person.id, "war-notes") is True
+        assert subscribers.unsubscribe(session, person.id, "war-notes") is False  # idempotent
+        assert subscribers.add(session, "war-notes", "olena@example.org") == "closed"
+        assert subscribers.counts(session, "war-notes")["unsubscribed"] == 1
+        assert subscribers.counts(session, "Other")["active"] == 1
         session.commit()
 
 

@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from newsletter import subscribers as people
+from newsletter import subscribers
 from newsletter.tokens import load_key, make_token, signed_url
 from newsletter.transport import open_transport
-from newsletter.web import Limits, RateLimiter, create_app
+from newsletter.web import Limits, RequestLimiter, create_app
 from tests.conftest import Project
 from tests.smtpserver import SMTPServer
 
@@ -25,7 +25,7 @@ def client(project: Project, smtp_server: SMTPServer) -> Iterator[TestClient]:
         project.engine(),
         load_key(config.signing_key_file),
         transport=lambda: open_transport(smtp_server.url, project.root),
-        limits=Limits(RateLimiter(6, 600), RateLimiter(2, 3600)),
+        limits=Limits(RequestLimiter(6, 600), RequestLimiter(2, 3600)),
     )
     with TestClient(app, base_url="https://news.example.org") as test_client:
         yield test_client
@@ -33,10 +33,10 @@ def client(project: Project, smtp_server: SMTPServer) -> Iterator[TestClient]:
 
 def status_of(project: Project, email: str) -> str | None:
     with Session(project.engine()) as session:
-        person = people.find(session, email)
+        person = subscribers.find(session, email)
         if person is None:
             return None
-        subscription = people.subscription_of(session, person, "war-notes")
+        subscription = subscribers.subscription_of(session, person, "war-notes")
         return subscription.status if subscription else None
 
 
@@ -66,7 +66,7 @@ def test_subscribe_confirm_and_the_same_answer_for_everyone(
 
     # Active, suppressed and new addresses get the same page; only the new one gets mail.
     with Session(project.engine()) as session:
-        people.suppress(session, "blocked@example.org", "manual")
+        subscribers.suppress(session, "blocked@example.org", "manual")
         session.commit()
     pages = {
         email: client.post("/subscribe", data={"email": email}).text.replace(email, "ADDRESS")
@@ -116,7 +116,7 @@ def test_unsubscribe_page_changes_nothing_and_one_click_post_unsubscribes(
     assert project.run("subscribers", "add", "olena@example.org").exit_code == 0
     key = load_key(project.config.signing_key_file)
     with Session(project.engine()) as session:
-        person = people.require(session, "olena@example.org")
+        person = subscribers.require(session, "olena@example.org")
         assert person.id is not None
         url = signed_url("", key, "unsubscribe", "war-notes", person.token_id)
     page = client.get(url)
@@ -140,7 +140,7 @@ def test_bad_tokens_methods_and_bodies(client: TestClient, project: Project) -> 
     assert project.run("subscribers", "add", "olena@example.org").exit_code == 0
     key = load_key(project.config.signing_key_file)
     with Session(project.engine()) as session:
-        token_id = people.require(session, "olena@example.org").token_id
+        token_id = subscribers.require(session, "olena@example.org").token_id
     good = signed_url("", key, "unsubscribe", "war-notes", token_id)
     tampered = good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB")
     unknown = client.get("/unsubscribe/1.0.nope")

@@ -9,7 +9,7 @@ import httpx
 from playwright.sync_api import Browser
 from sqlmodel import Session
 
-from newsletter import subscribers as people
+from newsletter import subscribers
 from newsletter.tokens import load_key, signed_url
 from tests.conftest import Project
 from tests.liveweb import Live
@@ -18,8 +18,8 @@ from tests.smtpserver import SMTPServer
 
 def status_of(project: Project, email: str) -> str | None:
     with Session(project.engine()) as session:
-        person = people.find(session, email)
-        subscription = people.subscription_of(session, person, "war-notes") if person else None
+        person = subscribers.find(session, email)
+        subscription = subscribers.subscription_of(session, person, "war-notes") if person else None
         return subscription.status if subscription else None
 
 
@@ -54,7 +54,7 @@ def test_subscribe_confirm_unsubscribe_in_chromium(
 
     key = load_key(live.project.config.signing_key_file)
     with Session(live.project.engine()) as session:
-        person = people.require(session, "olena@example.org")
+        person = subscribers.require(session, "olena@example.org")
         assert person.id is not None
         unsubscribe_url = signed_url(live.base, key, "unsubscribe", "war-notes", person.token_id)
     page.goto(unsubscribe_url)
@@ -69,7 +69,7 @@ def test_rfc8058_one_click_post_to_the_live_server(live: Live) -> None:
     assert live.project.run("subscribers", "add", "bob@example.org").exit_code == 0
     key = load_key(live.project.config.signing_key_file)
     with Session(live.project.engine()) as session:
-        person = people.require(session, "bob@example.org")
+        person = subscribers.require(session, "bob@example.org")
         assert person.id is not None
         url = signed_url(live.base, key, "unsubscribe", "war-notes", person.token_id)
     response = httpx.post(

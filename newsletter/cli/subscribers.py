@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
-from newsletter import subscribers as people
+from newsletter import subscribers
 from newsletter.cli.output import err, out, plural, print_json, shown
 from newsletter.cli.state import State, state
 from newsletter.db import session_scope
@@ -63,7 +63,7 @@ def add(
     st = state(ctx)
     list_name = _newsletter(st, newsletter)
     with session_scope(st.engine()) as session:
-        outcome = people.add(session, list_name, email, name=name, source="cli", reopen=reopen)
+        outcome = subscribers.add(session, list_name, email, name=name, source="cli", reopen=reopen)
     messages = {
         "added": f"Added {email}",
         "updated": f"Updated {email}",
@@ -132,7 +132,7 @@ def export(
     """
     st = state(ctx)
     list_name = _newsletter(st, newsletter)
-    wanted = people.check_status(status)
+    wanted = subscribers.check_status(status)
     with Session(st.engine()) as session:
         if out_file is None:
             count = export_csv(session, list_name, sys.stdout, wanted)
@@ -156,7 +156,7 @@ def list_command(
     """
     st = state(ctx)
     list_name = _newsletter(st, newsletter)
-    wanted = people.check_status(status)
+    wanted = subscribers.check_status(status)
     with Session(st.engine()) as session:
         rows = [
             {
@@ -166,7 +166,7 @@ def list_command(
                 "source": p.source,
                 "created_at": s.created_at.isoformat(),
             }
-            for p, s in people.listing(session, list_name, wanted)
+            for p, s in subscribers.listing(session, list_name, wanted)
         ]
     if as_json:
         print_json(rows)
@@ -190,7 +190,7 @@ def count(ctx: typer.Context, *, newsletter: Newsletter = None, as_json: AsJson 
     st = state(ctx)
     list_name = _newsletter(st, newsletter)
     with Session(st.engine()) as session:
-        found = people.counts(session, list_name)
+        found = subscribers.counts(session, list_name)
     if as_json:
         print_json(found)
         return
@@ -207,8 +207,8 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
     st = state(ctx)
     config = st.config()
     with Session(st.engine()) as session:
-        person = people.require(session, email)
-        subscription = people.subscription_of(session, person, config.key)
+        person = subscribers.require(session, email)
+        subscription = subscribers.subscription_of(session, person, config.key)
         assert person.id is not None
         detail = {
             "email": person.email,
@@ -243,9 +243,9 @@ def unsubscribe(ctx: typer.Context, email: Email, *, newsletter: Newsletter = No
     st = state(ctx)
     list_name = _newsletter(st, newsletter)
     with session_scope(st.engine()) as session:
-        person = people.require(session, email)
+        person = subscribers.require(session, email)
         assert person.id is not None
-        changed = people.unsubscribe(session, person.id, list_name)
+        changed = subscribers.unsubscribe(session, person.id, list_name)
     out.print(f"Unsubscribed {email}" if changed else f"{email} was not subscribed", markup=False)
 
 
@@ -258,7 +258,7 @@ def remove(ctx: typer.Context, email: Email) -> None:
     """
     st = state(ctx)
     with session_scope(st.engine()) as session:
-        people.erase(session, email)
+        subscribers.erase(session, email)
     out.print(f"Erased {email}; the address stays suppressed", markup=False)
 
 
@@ -275,5 +275,5 @@ def suppress(
     """
     st = state(ctx)
     with session_scope(st.engine()) as session:
-        people.suppress(session, email, reason)
+        subscribers.suppress(session, email, reason)
     out.print(f"Suppressed {email}", markup=False)
