@@ -6,13 +6,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from newsletter.dates import parse_datetime, parse_period, parse_week
-
-
-def week_of(moment: datetime, zone: ZoneInfo) -> str:
-    year, week, _ = moment.astimezone(zone).isocalendar()
-    return f"{year}-W{week:02d}"
-
-
 from newsletter.errors import UsageError
 
 KYIV = ZoneInfo("Europe/Kyiv")
