@@ -144,7 +144,7 @@ def sample_message(env: dict[str, str]) -> bytes:
     """One recipient's message, built as `newsletter send` builds it: the baseline's."""
     from sqlmodel import Session
 
-    from newsletter.send import approved_template, find_approved
+    from newsletter.delivery.send import approved_template, find_approved
 
     config = load_config(Path(env["NEWSLETTER_CONFIG"]), env)
     with Session(open_database(config.database_url)) as session:
@@ -197,8 +197,8 @@ def ours(env: dict[str, str], port: int, connections: int) -> float:
 def bench_render() -> None:
     from sqlmodel import Session
 
-    from newsletter.mail import build_message
-    from newsletter.render import render_file
+    from newsletter.delivery.message import build_message
+    from newsletter.editorial.render import render_file
 
     with tempfile.TemporaryDirectory() as folder:
         env = project(Path(folder), 1)
@@ -210,7 +210,7 @@ def bench_render() -> None:
                 _, rendered = render_file(config, session, "2022-W51")
                 times.append(time.perf_counter() - start)
         render_ms = statistics.median(times) * 1000
-        from newsletter.mail import issue_template
+        from newsletter.delivery.message import issue_template
 
         template = issue_template(
             config,
@@ -354,8 +354,8 @@ def bench_import(count: int, postgresql: bool) -> None:
         elapsed = time.perf_counter() - start
         assert done.returncode == 0, done.stderr
         # Baseline: reading and validating the same rows, without the database.
-        from newsletter.subscriber_csv import read_csv
-        from newsletter.subscribers import parse_address
+        from newsletter.audience.csv_files import read_csv
+        from newsletter.audience.subscribers import parse_address
 
         start = time.perf_counter()
         header, rows = read_csv(path)

@@ -1,13 +1,21 @@
 """SQLModel tables. The Alembic revisions in `migrations/versions` create exactly these;
 `tests/test_db.py` checks that the two agree on SQLite and PostgreSQL."""
 
+import secrets
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, Relationship, SQLModel
 
-from newsletter.tokens import new_token_id
+
+def new_token_id() -> str:
+    """A subscriber's public id: 96 random bits, never a row id (SQLite hands a deleted
+    row's id to the next insert), and never all digits (those are the old links' row ids)."""
+    while True:
+        value = secrets.token_urlsafe(12)
+        if not value.isdigit():
+            return value
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from newsletter.preview import CHROMIUM_ARGS, chromium_path
+from newsletter.editorial.preview import CHROMIUM_ARGS, chromium_path
 
 
 @pytest.fixture(scope="module")

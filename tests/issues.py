@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from newsletter.collect.authors import author_key
-from newsletter.compose import IssueArticle, IssueFile
 from newsletter.config import Config, load_config
+from newsletter.editorial.issue_file import IssueArticle, IssueFile
 from newsletter.models import Article, ArticleAuthor
 from newsletter.urls import url_key
 

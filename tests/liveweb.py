@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import pytest
 import uvicorn
 
-from newsletter.tokens import load_key
-from newsletter.web import Limits, RequestLimiter, create_app
+from newsletter.audience.tokens import load_key
+from newsletter.web.app import create_app
+from newsletter.web.limits import Limits, RequestLimiter
 from tests.conftest import Project
 from tests.smtpserver import SMTPServer, free_port
 

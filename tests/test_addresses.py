@@ -5,8 +5,8 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from newsletter.audience.subscribers import parse_address
 from newsletter.errors import InvalidAddress
-from newsletter.subscribers import parse_address
 
 local_parts = st.one_of(
     st.from_regex(r"[A-Za-z0-9]{1,30}(\.[a-z0-9+_'-]{1,20}){0,2}", fullmatch=True),

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.checks import check_email, check_rendered, has_errors
-from newsletter.render import Template, render_issue
+from newsletter.editorial.checks import check_email, check_rendered, has_errors
+from newsletter.editorial.render import Template, render_issue
 from tests.conftest import Project
 from tests.issues import make_config, sample_issue
 

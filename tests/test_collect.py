@@ -224,10 +224,10 @@ def test_a_concurrent_insert_of_the_same_article_is_retried_as_an_update(
     retries the document and finds the row (simulated: the first write collides once)."""
     from sqlalchemy.exc import IntegrityError
 
-    from newsletter import articles
+    from newsletter.collect import store
 
     write(project, "feed.xml", FEED)
-    real_store = articles.store
+    real_store = store.store
     collided: list[bool] = []
 
     def store_once_colliding(session, data, source):  # type: ignore[no-untyped-def]
@@ -236,7 +236,7 @@ def test_a_concurrent_insert_of_the_same_article_is_retried_as_an_update(
             raise IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
         return real_store(session, data, source)
 
-    monkeypatch.setattr(articles, "store", store_once_colliding)
+    monkeypatch.setattr(store, "store", store_once_colliding)
     result = project.run("collect", "--feed", "feed.xml", "--json")
     assert result.exit_code == 0, result.output
     assert reports(result.stdout)[str(project.root / "feed.xml")]["new"] == 2

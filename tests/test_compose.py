@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from newsletter.compose import parse_issue
+from newsletter.editorial.issue_file import parse_issue
 from newsletter.errors import IssueFileError
 from tests.conftest import Project
 from tests.smtpserver import SMTPServer

@@ -14,7 +14,7 @@ from collections import Counter
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from newsletter import subscribers
+from newsletter.audience import subscribers
 from newsletter.models import Delivery
 from tests.conftest import Project
 from tests.smtpserver import SMTPServer

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from newsletter.config import check_sender
+from newsletter.delivery.message import build_message, issue_template
 from newsletter.errors import ConfigError
-from newsletter.mail import build_message, issue_template
 from newsletter.untrusted import strip_controls
 from tests.issues import make_config
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Route
 
-from newsletter.render import personalize, render_issue, sample_recipient
+from newsletter.editorial.render import personalize, render_issue, sample_recipient
 from tests.browser import png
 from tests.issues import make_config, sample_issue
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.mail import EncodedPart, issue_template
-from newsletter.render import PLACEHOLDERS, Template
+from newsletter.delivery.message import EncodedPart, issue_template
+from newsletter.editorial.render import PLACEHOLDERS, Template
 from tests.issues import make_config
 
 literal = st.text(alphabet=st.sampled_from(list("ab\n<é日🙂 %")), max_size=12)

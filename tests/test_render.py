@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.render import (
+from newsletter.editorial.render import (
     Recipient,
     RenderError,
     Template,

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from newsletter.checks import check_rendered
 from newsletter.collect.run import collect
 from newsletter.config import load_config
 from newsletter.db import open_database
-from newsletter.render import render_file
+from newsletter.editorial.checks import check_rendered
+from newsletter.editorial.render import render_file
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOTS = Path(__file__).parent / "snapshots"

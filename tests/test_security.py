@@ -26,12 +26,12 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from newsletter import subscribers
+from newsletter.audience import subscribers
+from newsletter.audience.tokens import _b64, load_key, make_token, signed_url
 from newsletter.collect.fetch import fetch_url, make_client
 from newsletter.config import CollectSettings
 from newsletter.errors import SourceError
-from newsletter.tokens import _b64, load_key, make_token, signed_url
-from newsletter.web import RedactTokens
+from newsletter.web.server import RedactTokens
 from tests.conftest import Project
 from tests.liveweb import Live
 from tests.smtpserver import SMTPServer
@@ -128,7 +128,7 @@ def test_a_confirm_link_made_before_an_unsubscribe_cannot_undo_it(
 def test_reopen_is_explicit_and_logged(project: Project, caplog: pytest.LogCaptureFixture) -> None:
     project.run("subscribers", "add", "z@example.org")
     project.run("subscribers", "unsubscribe", "z@example.org")
-    with caplog.at_level(logging.WARNING, logger="newsletter.subscribers"):
+    with caplog.at_level(logging.WARNING, logger="newsletter.audience.subscribers"):
         result = project.run("subscribers", "add", "z@example.org", "--reopen")
     assert result.exit_code == 0 and "Reopened" in result.stdout
     assert status_of(project, "z@example.org") == "active"

@@ -8,9 +8,9 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from newsletter import subscribers
+from newsletter.audience import subscribers
+from newsletter.audience.tokens import load_key, read_token
 from newsletter.models import Delivery
-from newsletter.tokens import load_key, read_token
 from tests.conftest import Project
 from tests.smtpserver import SMTPServer
 
@@ -190,12 +190,12 @@ def test_resolve_resend_sends_unknown_rows_again(ready: Project, smtp_server: SM
 def test_unsubscribing_during_a_send_stops_mail_at_once(
     ready: Project, smtp_server: SMTPServer
 ) -> None:
-    from newsletter import delivery
-    from newsletter.send import find_approved
+    from newsletter.delivery import ledger
+    from newsletter.delivery.send import find_approved
 
     with Session(ready.engine()) as session:
         issue = find_approved(session, ready.config, "2022-W51")
-        assert delivery.enqueue(session, issue) == 20  # the send has begun...
+        assert ledger.enqueue(session, issue) == 20  # the send has begun...
     assert ready.run("subscribers", "unsubscribe", "reader07@example.org").exit_code == 0
     assert ready.run("subscribers", "remove", "reader08@example.org").exit_code == 0
     code, report = send(ready)

@@ -5,10 +5,10 @@ import json
 import pytest
 from sqlmodel import Session, select
 
-from newsletter import subscribers
+from newsletter.audience import subscribers
+from newsletter.audience.subscribers import clean_name, parse_address
 from newsletter.errors import InvalidAddress
 from newsletter.models import Subscriber, Suppression
-from newsletter.subscribers import clean_name, parse_address
 from tests.conftest import Project
 
 

@@ -12,9 +12,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from newsletter import transport as transport_module
+from newsletter.delivery import transport as transport_module
+from newsletter.delivery.transport import open_transport
 from newsletter.errors import ConfigError
-from newsletter.transport import open_transport
 from tests.conftest import Project
 from tests.smtpserver import Handler, free_port
 

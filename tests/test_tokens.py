@@ -11,16 +11,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.errors import ConfigError
-from newsletter.tokens import (
+from newsletter.audience.tokens import (
     Token,
     _b64,
     create_key_file,
     load_key,
     make_token,
-    new_token_id,
     read_token,
 )
+from newsletter.errors import ConfigError
+from newsletter.models import new_token_id
 
 KEY = b"k" * 40
 NOW = datetime(2022, 12, 26, 8, 0, tzinfo=UTC)

@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.errors import ConfigError, TransportError
-from newsletter.mail import build_message
-from newsletter.transport import (
+from newsletter.delivery.message import build_message
+from newsletter.delivery.transport import (
     FileTransport,
     SMTPTransport,
     display_transport,
     open_transport,
 )
+from newsletter.errors import ConfigError, TransportError
 from tests.issues import make_config
 from tests.smtpserver import SMTPServer
 

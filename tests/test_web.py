@@ -9,10 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from newsletter import subscribers
-from newsletter.tokens import load_key, make_token, signed_url
-from newsletter.transport import open_transport
-from newsletter.web import Limits, RequestLimiter, create_app
+from newsletter.audience import subscribers
+from newsletter.audience.tokens import load_key, make_token, signed_url
+from newsletter.delivery.transport import open_transport
+from newsletter.web.app import create_app
+from newsletter.web.limits import Limits, RequestLimiter
 from tests.conftest import Project
 from tests.smtpserver import SMTPServer
 

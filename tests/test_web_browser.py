@@ -9,8 +9,8 @@ import httpx
 from playwright.sync_api import Browser
 from sqlmodel import Session
 
-from newsletter import subscribers
-from newsletter.tokens import load_key, signed_url
+from newsletter.audience import subscribers
+from newsletter.audience.tokens import load_key, signed_url
 from tests.conftest import Project
 from tests.liveweb import Live
 from tests.smtpserver import SMTPServer

@@ -11,10 +11,10 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from newsletter import delivery
-from newsletter.locks import run_lock, sender_alive, sender_identity
+from newsletter.delivery import ledger
+from newsletter.delivery.locks import run_lock, sender_alive, sender_identity
+from newsletter.delivery.send import find_approved
 from newsletter.models import Delivery
-from newsletter.send import find_approved
 from tests.conftest import Project
 from tests.smtpserver import SMTPServer
 from tests.test_crash import COUNT, prepare, sent_count, spawn, unknown_rows
@@ -126,12 +126,12 @@ def test_rows_of_a_worker_that_is_gone_become_unknown_and_a_live_ones_stay(
     with Session(engine) as session, sender_identity(engine) as live:
         issue = find_approved(session, collected.config, "2022-W51")
         assert issue.id is not None
-        delivery.enqueue(session, issue)
+        ledger.enqueue(session, issue)
         with sender_identity(engine) as ended:
-            gone, _ = delivery.claim(session, issue.id, "war-notes", 5, claimed_by=ended.name)
-        alive, _ = delivery.claim(session, issue.id, "war-notes", 7, claimed_by=live.name)
+            gone, _ = ledger.claim(session, issue.id, "war-notes", 5, claimed_by=ended.name)
+        alive, _ = ledger.claim(session, issue.id, "war-notes", 7, claimed_by=live.name)
         assert sender_alive(engine, live.name) and not sender_alive(engine, ended.name)
-        recovered = delivery.recover(session, issue.id, partial(sender_alive, engine))
+        recovered = ledger.recover(session, issue.id, partial(sender_alive, engine))
         assert recovered == 5
         states = dict(
             session.exec(
@@ -146,7 +146,7 @@ def test_rows_of_a_worker_that_is_gone_become_unknown_and_a_live_ones_stay(
         session.execute(sa.update(Delivery).where(col(Delivery.id) == alive[0].id).values(
             claimed_by=None))  # fmt: skip
         session.commit()
-        assert delivery.recover(session, issue.id, lambda who: who == live.name) == 1
+        assert ledger.recover(session, issue.id, lambda who: who == live.name) == 1
 
 
 @postgresql_only
@@ -178,7 +178,7 @@ def test_newsletters_in_two_schemas_of_one_database_do_not_share_send_locks() ->
     import sqlalchemy as sa
 
     from newsletter.db import make_engine
-    from newsletter.locks import run_lock
+    from newsletter.delivery.locks import run_lock
     from tests.conftest import POSTGRES_URL
 
     admin = sa.create_engine(POSTGRES_URL)

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from newsletter.archive import build_archive
 from newsletter.cli.output import err, out, plural, print_json
 from newsletter.cli.state import state
+from newsletter.editorial.archive import build_archive
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="The public archive of issues.")
 

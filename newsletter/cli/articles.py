@@ -8,9 +8,9 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
-from newsletter import articles
 from newsletter.cli.output import err, out, print_json
 from newsletter.cli.state import state
+from newsletter.collect import store
 from newsletter.dates import Period, parse_period, parse_week
 from newsletter.errors import NotFoundError, UsageError
 from newsletter.sanitize import html_to_text
@@ -54,9 +54,9 @@ def list_articles(
     elif since or until:
         period = parse_period(since, until, config.timezone)
     with Session(st.engine()) as session:
-        found = articles.query(session, authors=author or (), period=period)
+        found = store.query(session, authors=author or (), period=period)
         if as_json:
-            print_json([articles.to_dict(article, config.timezone) for article in found])
+            print_json([store.to_dict(article, config.timezone) for article in found])
             return
         if not found:
             who = f" by {' or '.join(author)}" if author else ""
@@ -95,11 +95,11 @@ def show_article(
     st = state(ctx)
     zone = st.config().timezone
     with Session(st.engine()) as session:
-        article = articles.find(session, url)
+        article = store.find(session, url)
         if article is None:
             raise NotFoundError(f"no stored article at {url}: collect its source first")
         if as_json:
-            print_json(articles.to_detail(article, zone))
+            print_json(store.to_detail(article, zone))
             return
         published = article.published.astimezone(zone).strftime("%A %Y-%m-%d %H:%M %Z")
         out.print(f"[bold]{article.title}[/bold]")

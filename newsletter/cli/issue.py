@@ -10,16 +10,16 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
-from newsletter import compose
-from newsletter.approval import approve, approved, is_stale
-from newsletter.checks import Finding, check_rendered, has_errors
 from newsletter.cli.output import err, out, plural, print_json
 from newsletter.cli.state import state
-from newsletter.compose import IssueFile, issue_path, read_issue, write_issue
 from newsletter.dates import parse_datetime
+from newsletter.editorial import issue_file
+from newsletter.editorial.approval import approve, approved, is_stale
+from newsletter.editorial.checks import Finding, check_rendered, has_errors
+from newsletter.editorial.issue_file import IssueFile, issue_path, read_issue, write_issue
+from newsletter.editorial.preview import screenshot, write_preview
+from newsletter.editorial.render import build_folder, render_file, write_rendered
 from newsletter.errors import DONE, FAILED, NewsletterError, UsageError
-from newsletter.preview import screenshot, write_preview
-from newsletter.render import build_folder, render_file, write_rendered
 
 app = typer.Typer(
     no_args_is_help=True, rich_markup_mode=None, help="Issue files: create, edit, render, check."
@@ -64,7 +64,7 @@ def new(
     """
     st = state(ctx)
     with Session(st.engine()) as session:
-        issue = compose.new_issue(
+        issue = issue_file.new_issue(
             st.config(),
             session,
             week=week,
@@ -97,7 +97,7 @@ def list_command(ctx: typer.Context, *, as_json: AsJson = False) -> None:
     """
     st = state(ctx)
     config = st.config()
-    found = compose.list_issues(config)
+    found = issue_file.list_issues(config)
     with Session(st.engine()) as session:
         status = {
             row.slug: "edited since approval" if is_stale(config, row) else "approved"
@@ -154,7 +154,7 @@ def show(ctx: typer.Context, slug: Slug, *, as_json: AsJson = False) -> None:
     st = state(ctx)
     issue = read_issue(issue_path(st.config(), slug))
     with Session(st.engine()) as session:
-        rows = compose.issue_articles(issue, session)
+        rows = issue_file.issue_articles(issue, session)
         items = [
             {
                 "position": n,
@@ -208,7 +208,9 @@ def add(
     st = state(ctx)
     issue = read_issue(issue_path(st.config(), slug))
     with Session(st.engine()) as session:
-        article = compose.add_article(issue, session, url, note=note, section=section, position=at)
+        article = issue_file.add_article(
+            issue, session, url, note=note, section=section, position=at
+        )
     write_issue(issue)
     out.print(f"Added {article.title} to {issue.path}", markup=False)
 
@@ -220,7 +222,7 @@ def remove(ctx: typer.Context, slug: Slug, url: Url) -> None:
     Example: newsletter issue remove 2022-W51 https://kyivindependent.com/story/
     """
     issue = read_issue(issue_path(state(ctx).config(), slug))
-    compose.remove_article(issue, url)
+    issue_file.remove_article(issue, url)
     write_issue(issue)
     out.print(f"Removed {url} from {issue.path}", markup=False)
 
@@ -238,7 +240,7 @@ def move(
     Example: newsletter issue move 2022-W51 https://kyivindependent.com/story/ --to 1
     """
     issue = read_issue(issue_path(state(ctx).config(), slug))
-    compose.move_article(issue, url, to)
+    issue_file.move_article(issue, url, to)
     write_issue(issue)
     out.print(f"Moved {url} to position {to} in {issue.path}", markup=False)
 

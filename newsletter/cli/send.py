@@ -18,14 +18,13 @@ from rich.progress import (
 from rich.table import Table
 from sqlmodel import Session
 
-from newsletter import delivery
 from newsletter.cli.output import err, out, plural, print_error, print_json
 from newsletter.cli.state import State, state
 from newsletter.dates import parse_week
-from newsletter.delivery import RetryPolicy
-from newsletter.errors import DONE, FAILED, TEMPFAIL, USAGE, UsageError
-from newsletter.locks import SenderIdentity, sender_identity
-from newsletter.send import (
+from newsletter.delivery import ledger
+from newsletter.delivery.ledger import RetryPolicy
+from newsletter.delivery.locks import SenderIdentity, sender_identity
+from newsletter.delivery.send import (
     WORKER_NEEDS_POSTGRESQL,
     SendOptions,
     SendReport,
@@ -35,7 +34,8 @@ from newsletter.send import (
     send_issue,
     send_tests,
 )
-from newsletter.transport import Transport, display_transport, open_transport
+from newsletter.delivery.transport import Transport, display_transport, open_transport
+from newsletter.errors import DONE, FAILED, TEMPFAIL, USAGE, UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -289,19 +289,19 @@ def deliveries(
             issue = find_approved(session, config, words[1])
             assert issue.id is not None
             slug = issue.slug
-            changed = delivery.resolve(session, issue.id, resend=resend)
+            changed = ledger.resolve(session, issue.id, resend=resend)
         verb = "queued again" if resend else "marked sent"
         out.print(f"{slug}: {changed} unknown row(s) {verb}", markup=False)
         return
     if len(words) != 1 or resend or mark_sent:
         raise UsageError("use: newsletter deliveries SLUG [--state S], or deliveries resolve SLUG")
-    if state_filter and state_filter not in delivery.STATES:
-        raise UsageError(f"unknown state {state_filter!r}: use one of {', '.join(delivery.STATES)}")
+    if state_filter and state_filter not in ledger.STATES:
+        raise UsageError(f"unknown state {state_filter!r}: use one of {', '.join(ledger.STATES)}")
     with Session(st.engine()) as session:
         issue = find_approved(session, config, words[0])
         assert issue.id is not None
-        tally = delivery.counts(session, issue.id)
-        rows = delivery.rows(session, issue.id, state_filter) if state_filter else []
+        tally = ledger.counts(session, issue.id)
+        rows = ledger.rows(session, issue.id, state_filter) if state_filter else []
         listed = [
             {
                 "email": r.email,

@@ -26,7 +26,8 @@ def serve(
 
     Example: newsletter serve --host 127.0.0.1 --port 8000
     """
-    from newsletter.web import create_app, run  # FastAPI takes 0.2 s to import: only here
+    from newsletter.web.app import create_app  # FastAPI takes 0.2 s to import: only here
+    from newsletter.web.server import run
 
     st = state(ctx)
     web = create_app(st.config(), st.engine(), st.key())

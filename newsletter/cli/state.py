@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 from sqlalchemy.engine import Engine
 
+from newsletter.audience.tokens import load_key
 from newsletter.config import Config, ConfigLocation, load_config, missing_config
 from newsletter.db import open_database
-from newsletter.tokens import load_key
 
 
 @dataclass

@@ -10,14 +10,14 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
-from newsletter import subscribers
+from newsletter.audience import subscribers
+from newsletter.audience.csv_files import export_csv, import_csv
+from newsletter.audience.tokens import signed_url
 from newsletter.cli.output import err, out, plural, print_json, shown
 from newsletter.cli.state import State, state
 from newsletter.db import session_scope
 from newsletter.errors import DONE, FAILED, UsageError
 from newsletter.files import atomic_open
-from newsletter.subscriber_csv import export_csv, import_csv
-from newsletter.tokens import signed_url
 
 app = typer.Typer(
     no_args_is_help=True, rich_markup_mode=None, help="Subscribers: add, import, export, list."

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from newsletter import articles
+from newsletter.collect import store
 from newsletter.collect.article import ArticleData
 from newsletter.collect.feeds import parse_feed
 from newsletter.collect.fetch import Document, Validators, expand, fetch_url, make_client, read_file
@@ -150,7 +150,7 @@ def _collect_document(
         try:
             with session_scope(engine) as session:
                 for article in found:
-                    counts[articles.store(session, article, source.name)] += 1
+                    counts[store.store(session, article, source.name)] += 1
                 if remote:
                     _remember(session, target, document.validators)
         except IntegrityError:

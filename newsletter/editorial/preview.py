@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 
 from newsletter.config import Config
+from newsletter.editorial.render import RenderedIssue, personalize, sample_recipient
 from newsletter.errors import NewsletterError, UsageError
 from newsletter.files import atomic_write
-from newsletter.render import RenderedIssue, personalize, sample_recipient
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 

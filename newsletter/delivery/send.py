@@ -1,4 +1,4 @@
-"""Sending an approved issue through the ledger (see delivery.py for its states).
+"""Sending an approved issue through the ledger (see ledger.py for its states).
 
 One run: take the issue's run lock (or leave: another process is sending it), turn rows a
 crashed run left in `sending` into `unknown`, write the audience once, then repeat: claim a
@@ -7,7 +7,7 @@ record each outcome. A worker (`worker=` its identity, PostgreSQL only) takes th
 shared mode and sends beside other workers: each claims its own rows (FOR UPDATE SKIP
 LOCKED), marked with its identity, and turns into `unknown` only rows of workers that are
 gone (locks.sender_alive). The message for each recipient is the issue's template with their
-placeholders filled (mail.IssueTemplate), never a re-render.
+placeholders filled (message.IssueTemplate), never a re-render.
 
 Errors that are not about a recipient (refused connection, 421, 454, a sender refusal, a
 lost connection) make that connection back off before it reconnects, blame nobody, and after
@@ -30,11 +30,17 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from newsletter import delivery
-from newsletter.approval import is_stale
-from newsletter.compose import issue_path, read_issue
+from newsletter.audience.subscribers import parse_address
+from newsletter.audience.tokens import signed_url
 from newsletter.config import Config
-from newsletter.delivery import Claimed, Outcome, RetryPolicy
+from newsletter.delivery import ledger
+from newsletter.delivery.ledger import Claimed, Outcome, RetryPolicy
+from newsletter.delivery.locks import SenderIdentity, run_lock, sender_alive
+from newsletter.delivery.message import IssueTemplate, dkim_signer, issue_template, sender
+from newsletter.delivery.transport import Transport
+from newsletter.editorial.approval import is_stale
+from newsletter.editorial.issue_file import issue_path, read_issue
+from newsletter.editorial.render import render_file
 from newsletter.errors import (
     DONE,
     FAILED,
@@ -46,13 +52,7 @@ from newsletter.errors import (
     TransportError,
     UsageError,
 )
-from newsletter.locks import SenderIdentity, run_lock, sender_alive
-from newsletter.mail import IssueTemplate, dkim_signer, issue_template, sender
 from newsletter.models import ApprovedIssue
-from newsletter.render import render_file
-from newsletter.subscribers import parse_address
-from newsletter.tokens import signed_url
-from newsletter.transport import Transport
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class SendReport:
     def exit_code(self) -> int:
         if self.locked:
             return 0
-        left = sum(self.ledger.get(state, 0) for state in delivery.OPEN)
+        left = sum(self.ledger.get(state, 0) for state in ledger.OPEN)
         if self.paused or left > self.sending_elsewhere:
             return TEMPFAIL
         if self.ledger.get("failed", 0) or self.ledger.get("unknown", 0):
@@ -253,10 +253,10 @@ def send_issue(
         with Session(engine, expire_on_commit=False) as session:
             issue = find_approved(session, config, report.slug)
             assert issue.id is not None
-            report.recovered = delivery.recover(session, issue.id, alive)
-            report.enqueued = delivery.enqueue(session, issue)
+            report.recovered = ledger.recover(session, issue.id, alive)
+            report.enqueued = ledger.enqueue(session, issue)
             template = approved_template(config, issue)
-            total = sum(delivery.counts(session, issue.id)[s] for s in ("queued", "deferred"))
+            total = sum(ledger.counts(session, issue.id)[s] for s in ("queued", "deferred"))
             _run(
                 config,
                 key,
@@ -272,9 +272,9 @@ def send_issue(
             )
             if alive is not None:
                 # A peer that died while this worker sent left its rows in `sending`.
-                report.recovered += delivery.recover(session, issue.id, alive)
-            report.finished = delivery.finish_if_done(session, issue)
-            report.ledger = delivery.counts(session, issue.id)
+                report.recovered += ledger.recover(session, issue.id, alive)
+            report.finished = ledger.finish_if_done(session, issue)
+            report.ledger = ledger.counts(session, issue.id)
             if worker is not None:
                 report.sending_elsewhere = report.ledger["sending"]
     report.elapsed = round(time.monotonic() - started, 3)
@@ -350,7 +350,7 @@ def _run(
                 if worker is not None and not _still_mine(worker, pool):
                     exhausted = True
                     continue
-                claimed, skipped = delivery.claim(
+                claimed, skipped = ledger.claim(
                     session,
                     issue.id,
                     issue.newsletter,
@@ -373,7 +373,7 @@ def _run(
             if on_progress:
                 on_progress(done, total)
             if len(pending) >= 50 or in_flight == 0:
-                delivery.record(session, pending, options.retry)
+                ledger.record(session, pending, options.retry)
                 # Rows handed back (a 421, a refused connection) are claimable again.
                 exhausted = exhausted and not any(o.kind == "requeue" for o in pending)
                 pending = []
@@ -381,7 +381,7 @@ def _run(
         pool.close()
         while not pool.results.empty():
             pending.append(pool.results.get())
-        delivery.record(session, pending, options.retry)
+        ledger.record(session, pending, options.retry)
     report.paused = pool.paused
     if pool.fatal is not None:
         raise pool.fatal
@@ -417,7 +417,7 @@ def due_issues(session: Session, now: datetime | None = None) -> list[ApprovedIs
 
 
 def audience_preview(session: Session, issue: ApprovedIssue) -> list[str]:
-    return [person.email for person in delivery.audience(session, issue.newsletter)]
+    return [person.email for person in ledger.audience(session, issue.newsletter)]
 
 
 def send_tests(

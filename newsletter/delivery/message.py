@@ -26,16 +26,16 @@ from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
 
 from newsletter.config import Config
-from newsletter.errors import ConfigError
-from newsletter.models import Subscriber
-from newsletter.render import (
+from newsletter.delivery.transport import wire_address
+from newsletter.editorial.render import (
     Recipient,
     Template,
     environment,
     placeholder_values,
     render_template,
 )
-from newsletter.transport import wire_address
+from newsletter.errors import ConfigError
+from newsletter.models import Subscriber
 from newsletter.untrusted import has_control, shown_name, strip_controls
 
 

@@ -29,9 +29,9 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from sqlmodel import Session, SQLModel, col, select
 
+from newsletter.audience.tokens import Token
 from newsletter.errors import InvalidAddress, NotFoundError, UsageError
-from newsletter.models import Subscriber, Subscription, Suppression
-from newsletter.tokens import Token, new_token_id
+from newsletter.models import Subscriber, Subscription, Suppression, new_token_id
 from newsletter.untrusted import ENCODED_BREAK, has_control
 from newsletter.untrusted import clean_name as clean_name
 
@@ -151,7 +151,7 @@ def set_status(subscription: Subscription, status: Status) -> None:
 
 
 SubscriberChange = Literal["added", "updated", "unchanged", "suppressed", "closed", "reopened"]
-log = logging.getLogger("newsletter.subscribers")
+log = logging.getLogger("newsletter.audience.subscribers")
 
 
 @dataclass
@@ -417,7 +417,7 @@ def listing(
 ) -> Iterator[tuple[Subscriber, Subscription]]:
     """Every (person, subscription), by id, fetched in batches: never the whole list at once.
     The status is filtered here rather than in SQL, which would lead SQLite to scan every
-    row of that status for each batch (see delivery.audience)."""
+    row of that status for each batch (see ledger.audience)."""
     last = 0
     while True:
         rows = session.exec(

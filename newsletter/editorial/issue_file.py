@@ -22,7 +22,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 from sqlmodel import Session
 
-from newsletter import articles as article_store
+from newsletter.collect import store as article_store
 from newsletter.config import Config
 from newsletter.dates import Period, parse_week
 from newsletter.errors import IssueFileError, NotFoundError, UsageError

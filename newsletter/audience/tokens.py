@@ -73,15 +73,6 @@ def load_key(key_file: Path, environ: dict[str, str] | None = None) -> bytes:
     return key
 
 
-def new_token_id() -> str:
-    """A subscriber's public id: 96 random bits, never a row id (SQLite hands a deleted
-    row's id to the next insert), and never all digits (those are the old links' row ids)."""
-    while True:
-        value = secrets.token_urlsafe(12)
-        if not value.isdigit():
-            return value
-
-
 @dataclass(frozen=True)
 class Token:
     """What a valid token proves: who (`subject`, a subscriber's token id, or for links

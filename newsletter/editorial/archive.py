@@ -16,10 +16,10 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from newsletter.approval import approved
 from newsletter.config import Config
+from newsletter.editorial.approval import approved
+from newsletter.editorial.render import environment, render_template
 from newsletter.models import ApprovedIssue
-from newsletter.render import environment, render_template
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from newsletter.checks import Finding, check_rendered, has_errors
-from newsletter.compose import issue_path
 from newsletter.config import Config
+from newsletter.editorial.checks import Finding, check_rendered, has_errors
+from newsletter.editorial.issue_file import issue_path
+from newsletter.editorial.render import render_file
 from newsletter.errors import CheckFailed, UsageError
 from newsletter.models import ApprovedIssue
-from newsletter.render import render_file
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,15 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from sqlmodel import Session
 
-from newsletter.compose import IssueFile, issue_articles, issue_path, read_issue, week_dates
 from newsletter.config import Config
 from newsletter.dates import parse_week
+from newsletter.editorial.issue_file import (
+    IssueFile,
+    issue_articles,
+    issue_path,
+    read_issue,
+    week_dates,
+)
 from newsletter.errors import NewsletterError, RenderError
 from newsletter.files import atomic_write
 from newsletter.models import Article

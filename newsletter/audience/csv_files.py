@@ -25,9 +25,9 @@ from typing import Any, TextIO
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from newsletter import subscribers
+from newsletter.audience import subscribers
+from newsletter.audience.subscribers import Status, clean_name, parse_address
 from newsletter.errors import InvalidAddress, UnreadableFile
-from newsletter.subscribers import Status, clean_name, parse_address
 
 MAX_BYTES = 200 * 1024 * 1024
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -38,8 +38,8 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlmodel import Session, SQLModel, col, select
 
+from newsletter.audience.subscribers import key_hash, set_status
 from newsletter.models import ApprovedIssue, Delivery, Subscriber, Subscription, Suppression
-from newsletter.subscribers import key_hash, set_status
 
 States = Literal["queued", "sending", "sent", "deferred", "failed", "unknown", "skipped"]
 STATES: tuple[States, ...] = (

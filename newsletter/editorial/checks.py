@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 import lxml.html
 from lxml import etree
 
-from newsletter.compose import IssueFile
 from newsletter.config import Config
-from newsletter.render import RenderedIssue, Template, personalize, sample_recipient
+from newsletter.editorial.issue_file import IssueFile
+from newsletter.editorial.render import RenderedIssue, Template, personalize, sample_recipient
 
 HTML_LIMIT = 100 * 1024
 HTML_WARNING = 80 * 1024

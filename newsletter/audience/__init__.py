@@ -1,0 +1,1 @@
+"""The audience: subscribers and their statuses, CSV files, and signed links."""

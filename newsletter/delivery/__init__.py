@@ -1,0 +1,1 @@
+"""Delivery: a send run, the ledger, messages, transports and the locks between senders."""

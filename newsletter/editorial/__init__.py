@@ -1,0 +1,1 @@
+"""The editorial side: issue files, rendering, checks, previews, approval and the archive."""

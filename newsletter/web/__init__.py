@@ -1,0 +1,1 @@
+"""The web endpoints: subscribe, confirm, unsubscribe, archive."""

@@ -1,0 +1,83 @@
+"""The web app: the routers (subscribe and confirm, unsubscribe, archive) on one FastAPI app,
+the objects they share on `app.state.site`, security headers on every answer and one page
+for every error. Bounces' and clicks' routes get routers of their own beside these.
+
+A bad token of any kind gets the same 404 page. Responses forbid framing and sniffing, send
+no Referer (links carry tokens) and personal pages are not cached.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from sqlalchemy.engine import Engine
+from starlette.exceptions import HTTPException
+
+from newsletter.config import Config
+from newsletter.delivery.transport import Transport, open_transport
+from newsletter.editorial.render import environment
+from newsletter.web import archive, subscribe, unsubscribe
+from newsletter.web.limits import Limits, default_limits
+from newsletter.web.server import redact
+from newsletter.web.site import Site, secured
+
+log = logging.getLogger("newsletter.web")
+
+
+def create_app(
+    config: Config,
+    engine: Engine,
+    key: bytes,
+    *,
+    transport: Callable[[], Transport] | None = None,
+    limits: Limits | None = None,
+) -> FastAPI:
+    app = FastAPI(title=config.name, docs_url=None, redoc_url=None, openapi_url=None)
+    site = Site(
+        config=config,
+        engine=engine,
+        key=key,
+        make_transport=transport or (lambda: open_transport(config.transport, config.root)),
+        limits=limits or default_limits(),
+        pages=environment(config, autoescape=True),
+    )
+    app.state.site = site
+    for module in (subscribe, unsubscribe, archive):
+        app.include_router(module.router)
+
+    @app.middleware("http")
+    async def headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        return secured(await call_next(request), request.url.path)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, error: Exception) -> Response:
+        # Starlette answers an unhandled error outside every middleware: the page and its
+        # headers are set here. The traceback goes to the log with the token redacted.
+        log.error(
+            "error answering %s %s: %s",
+            request.method,
+            redact(request.url.path),
+            type(error).__name__,
+            exc_info=(type(error), error, error.__traceback__),
+        )
+        response = site.message("Something went wrong", "Nothing was changed. Try later.", 500)
+        return secured(response, request.url.path)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        titles = {404: "Not found", 405: "Method not allowed"}
+        response = site.page(
+            "message",
+            error.status_code,
+            title=titles.get(error.status_code, "Request refused"),
+            text=str(error.detail) if error.status_code not in titles else "",
+        )
+        if error.headers:
+            response.headers.update(error.headers)
+        return response
+
+    return app

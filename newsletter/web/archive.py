@@ -1,0 +1,42 @@
+"""The public archive: the index, one page per approved issue, and the RSS feed."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlmodel import Session, select
+from starlette.exceptions import HTTPException
+
+from newsletter.editorial.approval import approved
+from newsletter.editorial.archive import feed_xml, index_html
+from newsletter.models import ApprovedIssue
+from newsletter.web.site import CurrentSite
+
+router = APIRouter()
+
+
+@router.get("/archive/", response_class=HTMLResponse)
+def archive_index(site: CurrentSite) -> HTMLResponse:
+    with Session(site.engine) as session:
+        return HTMLResponse(index_html(site.config, approved(session)))
+
+
+@router.get("/archive/feed.xml")
+def archive_feed(site: CurrentSite) -> Response:
+    with Session(site.engine) as session:
+        body = feed_xml(site.config, approved(session))
+    return Response(body, media_type="application/rss+xml")
+
+
+@router.get("/archive/{slug}/", response_class=HTMLResponse)
+def archive_issue(slug: str, site: CurrentSite) -> HTMLResponse:
+    with Session(site.engine) as session:
+        row = session.exec(select(ApprovedIssue).where(ApprovedIssue.slug == slug)).first()
+        if row is None:
+            raise HTTPException(404)
+        return HTMLResponse(row.web_html)
+
+
+@router.get("/archive/{slug}", include_in_schema=False)
+def archive_slash(slug: str) -> RedirectResponse:
+    return RedirectResponse(f"/archive/{slug}/", status_code=308)

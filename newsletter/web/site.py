@@ -1,0 +1,73 @@
+"""What every route needs, set once on `app.state.site` by create_app and handed to routes
+as a dependency: the config, the database, the signing key, a way to open the transport,
+the form's limits, and the page templates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import jinja2
+from fastapi import Depends, Request, Response
+from fastapi.responses import HTMLResponse
+from sqlalchemy.engine import Engine
+
+from newsletter.config import Config
+from newsletter.delivery.transport import Transport
+from newsletter.editorial.render import render_template
+from newsletter.web.limits import Limits
+
+
+@dataclass(frozen=True)
+class Site:
+    config: Config
+    engine: Engine
+    key: bytes
+    make_transport: Callable[[], Transport]
+    limits: Limits
+    pages: jinja2.Environment
+
+    def page(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        site = {
+            "name": self.config.name,
+            "language": self.config.language,
+            "base_url": self.config.base_url,
+        }
+        html = render_template(
+            self.pages, f"web/{template}.html.j2", {"newsletter": site} | context
+        )
+        return HTMLResponse(html, status_code=status)
+
+    def message(self, title: str, text: str, status: int = 200) -> HTMLResponse:
+        return self.page("message", status, title=title, text=text)
+
+    def invalid_link(self) -> HTMLResponse:
+        """The one answer to every bad token, whatever is wrong with it."""
+        return self.message(
+            "This link is not valid", "It may be mistyped, or it has expired. Nothing was changed.",
+            404,
+        )  # fmt: skip
+
+
+def current_site(request: Request) -> Site:
+    site: Site = request.app.state.site
+    return site
+
+
+CurrentSite = Annotated[Site, Depends(current_site)]
+
+
+def secured(response: Response, path: str) -> Response:
+    """Every answer, error pages included: no framing, sniffing, Referer (links carry
+    tokens) or caching of personal pages."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    if not path.startswith("/archive"):
+        response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,55 @@
+"""Unsubscribe: a page with a button, and the RFC 8058 one-click POST.
+
+`GET` only shows a button: mail scanners open every link in a message, and a GET that
+unsubscribed would unsubscribe people who never clicked. `POST` unsubscribes at once,
+idempotently, with a 200 and no redirect or cookie, as RFC 8058 requires (Gmail and Yahoo
+post `List-Unsubscribe=One-Click`); the page's button posts the same body.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from newsletter.audience import subscribers
+from newsletter.audience.tokens import Token, read_token
+from newsletter.db import session_scope
+from newsletter.web.forms import read_form
+from newsletter.web.site import CurrentSite, Site
+
+ONE_CLICK = "One-Click"
+router = APIRouter()
+
+
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
+def unsubscribe_page(token: str, site: CurrentSite) -> HTMLResponse:
+    if read_token(site.key, "unsubscribe", site.config.key, token) is None:
+        return site.invalid_link()
+    return site.page("unsubscribe", token=token)
+
+
+@router.post("/unsubscribe/{token}", response_class=HTMLResponse)
+async def unsubscribe(token: str, request: Request, site: CurrentSite) -> HTMLResponse:
+    proof = read_token(site.key, "unsubscribe", site.config.key, token)
+    if proof is None:
+        return site.invalid_link()
+    data = await read_form(request)
+    if data is None or data.get("List-Unsubscribe") != ONE_CLICK:
+        return site.message(
+            "Request refused", "An unsubscribe request carries List-Unsubscribe=One-Click.", 400
+        )
+    if not await run_in_threadpool(_unsubscribe, site, proof):
+        return site.invalid_link()
+    return site.message(
+        "You are unsubscribed", f"You will get no more emails from {site.config.name}."
+    )
+
+
+def _unsubscribe(site: Site, proof: Token) -> bool:
+    with session_scope(site.engine) as session:
+        person = subscribers.by_token(session, proof)
+        if person is None or person.id is None:
+            return False
+        subscribers.unsubscribe(session, person.id, site.config.key)
+        return True
