@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -73,3 +74,15 @@ def sample_issue(folder: Path) -> tuple[IssueFile, list[Article]]:
         intro="Dear readers,\n\nThis week [the front](https://kyivindependent.com/front/) froze.",
     )
     return issue, articles
+
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+
+
+def assert_snapshot(name: str, content: str) -> None:
+    """Golden files guard the theme: a change to them must be a deliberate one
+    (UPDATE_SNAPSHOTS=1 rewrites them; review the diff)."""
+    path = SNAPSHOTS / name
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        path.write_text(content)
+    assert content == path.read_text(), f"{name} changed; rerun with UPDATE_SNAPSHOTS=1 if meant"

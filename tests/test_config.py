@@ -1,6 +1,7 @@
 """`newsletter init` and configuration validation."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,93 @@ def test_commands_find_the_config_from_any_subfolder(
     monkeypatch.delenv("NEWSLETTER_CONFIG")
     nested = runner.invoke(app, ["init", "--name", "Nested"])
     assert nested.exit_code == 0 and (deep / "newsletter.toml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[collect]\ntimeout = true\n", "[collect] timeout must be a positive number"),
+        ("[collect]\nmax_bytes = 'big'\n", "[collect] max_bytes must be a positive number"),
+        ("[collect]\nretries = 3\n", "unknown key 'retries' in [collect] (expected one of"),
+        ("[tracking]\nclicks = true\n", "unknown key 'tracking' in the top level"),
+        ("[delivery]\nretry_hours = 0\n", "[delivery] retry_hours must be a positive number"),
+        ("[delivery]\ndkim_selector = 's1'\n", "[delivery] DKIM needs both"),
+        ("[render]\ntemplates = 'nowhere'\n", "[render] templates: folder"),
+        ("[database]\nurl = ''\n", "[database] url must be a non-empty string"),
+        ("^database = 3\n", "[database] must be a table"),
+        ("^sources = 'x'\n", "'sources' must be an array of tables"),
+        (
+            '[[sources]]\nkind = "feed"\nlocation = "x"\n[[sources]]\nkind = "feed"\n',
+            '[[sources]] #2 needs location = "..."',
+        ),
+        (
+            '[[sources]]\nkind = "text"\nlocation = "x"\nurl = "https://e.org/a"\n'
+            'published = "someday"\n',
+            "[[sources]] #1 published 'someday' is not an ISO 8601 date",
+        ),
+    ],
+)
+def test_each_kind_of_mistake_is_one_line_naming_table_key_and_fix(
+    tmp_path: Path, body: str, message: str
+) -> None:
+    path = write(tmp_path, "" if body.startswith("^") else body)
+    if body.startswith("^"):  # a top-level key: before the first table
+        path.write_text(body[1:] + path.read_text())
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert message in str(caught.value) and str(path) in str(caught.value)
+    assert "\n" not in str(caught.value) and "pydantic" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("newsletter", "message"),
+    [
+        ('name = 3\nfrom = "a@example.org"\nbase_url = "https://e.org"\n', "name must be a"),
+        ('name = "N"\nbase_url = "https://e.org"\n', '[newsletter] needs from = "..."'),
+        ('name = "N"\nfrom = "a@example.org"\nbase_url = "e.org"\n', "base_url: bad base URL"),
+        (
+            'name = "N"\nfrom = "a@example.org"\nbase_url = "https://e.org"\nid = "War Notes"\n',
+            "id 'War Notes': use a-z, 0-9 and -",
+        ),
+        (
+            'name = "N"\nfrom = "a@example.org"\nbase_url = "https://e.org"\nauthors = "A"\n',
+            'authors must be a list of names: authors = ["A", "B"]',
+        ),
+    ],
+)
+def test_newsletter_table_mistakes(tmp_path: Path, newsletter: str, message: str) -> None:
+    path = tmp_path / "newsletter.toml"
+    path.write_text("[newsletter]\n" + newsletter)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert message in str(caught.value)
+
+
+def test_the_starter_config_documents_exactly_the_models_keys() -> None:
+    """Every key of every table is in the file `init` writes (set or commented out), and
+    the file names no key the model does not have."""
+    from newsletter.config import ConfigFile, starter_config
+
+    text = starter_config(
+        name="N", timezone="UTC", sender="a@example.org", base_url="https://e.org"
+    )
+    documented: dict[str, set[str]] = {}
+    table = ""
+    for line in text.splitlines():
+        bare = line.removeprefix("# ").strip()
+        if bare.startswith("[[") and bare.endswith("]]"):
+            table = bare.strip("[]")
+        elif bare.startswith("[") and bare.endswith("]"):
+            table = bare.strip("[]")
+        elif table and re.match(r"^[a-z_]+ = ", bare):
+            documented.setdefault(table, set()).add(bare.split(" = ")[0])
+    expected = {
+        name: {f.alias or key for key, f in field.annotation.model_fields.items()}  # type: ignore[union-attr]
+        for name, field in ConfigFile.model_fields.items()
+        if name != "sources"
+    }
+    expected["sources"] = {
+        f.alias or key
+        for key, f in ConfigFile.model_fields["sources"].annotation.__args__[0].model_fields.items()  # type: ignore[union-attr]
+    }
+    assert documented == expected

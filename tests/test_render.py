@@ -1,6 +1,5 @@
 """The render pipeline and personalize(), without a database."""
 
-import os
 import re
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from newsletter.editorial.render import (
     render_issue,
     sample_recipient,
 )
-from tests.issues import make_config, sample_issue
+from tests.issues import assert_snapshot, make_config, sample_issue
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
@@ -72,16 +71,8 @@ def test_theme_snapshots(rendered) -> None:  # type: ignore[no-untyped-def]
     """Golden files guard the theme: a change to them must be a deliberate one
     (UPDATE_SNAPSHOTS=1 rewrites them; review the diff)."""
     _, result = rendered
-    for name, content in (
-        ("2022-W51.txt", result.text.source),
-        ("2022-W51.html", result.html.source),
-    ):
-        path = SNAPSHOTS / name
-        if os.environ.get("UPDATE_SNAPSHOTS"):
-            path.write_text(content)
-        assert content == path.read_text(), (
-            f"{name} changed; rerun with UPDATE_SNAPSHOTS=1 if meant"
-        )
+    assert_snapshot("2022-W51.txt", result.text.source)
+    assert_snapshot("2022-W51.html", result.html.source)
 
 
 def test_template_errors_name_the_file_and_line(tmp_path: Path) -> None:
