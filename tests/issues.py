@@ -58,19 +58,19 @@ def sample_issue(folder: Path) -> tuple[IssueFile, list[Article]]:
             "notes", "War Notes: the week the front froze", ["Asami Terajima"], 24, image=False
         ),
     ]
-    issue = IssueFile(
-        path=folder / "issues" / "2022-W51.md",
+    issue = IssueFile.build(
+        folder / "issues" / "2022-W51.md",
+        [
+            IssueArticle(articles[0].url, note="Read this *first*."),
+            IssueArticle(articles[1].url),
+            IssueArticle(articles[2].url, section="Notebook"),
+        ],
         newsletter="War Notes",
         slug="2022-W51",
         subject="War Notes: 19–25 December 2022",
         preheader="This week: Bakhmut and more",
         author="Asami Terajima",
         week="2022-W51",
-        articles=[
-            IssueArticle(articles[0].url, note="Read this *first*."),
-            IssueArticle(articles[1].url),
-            IssueArticle(articles[2].url, section="Notebook"),
-        ],
         intro="Dear readers,\n\nThis week [the front](https://kyivindependent.com/front/) froze.",
     )
     return issue, articles

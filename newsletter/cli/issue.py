@@ -19,7 +19,7 @@ from newsletter.editorial.checks import Finding, check_rendered, has_errors
 from newsletter.editorial.issue_file import IssueFile, issue_path, read_issue, write_issue
 from newsletter.editorial.preview import screenshot, write_preview
 from newsletter.editorial.render import build_folder, render_file, write_rendered
-from newsletter.errors import DONE, FAILED, NewsletterError, UsageError
+from newsletter.errors import DONE, FAILED, IssueFileError, NewsletterError, UsageError
 
 app = typer.Typer(
     no_args_is_help=True, rich_markup_mode=None, help="Issue files: create, edit, render, check."
@@ -74,13 +74,7 @@ def new(
             force=force,
         )
     if as_json:
-        print_json(
-            {
-                "slug": issue.slug,
-                "path": str(issue.path),
-                "articles": [a.url for a in issue.articles],
-            }
-        )
+        print_json({"slug": issue.slug, "path": str(issue.path), "articles": issue.article_urls()})
         return
     out.print(str(issue.path), markup=False)
     err.print(
@@ -97,7 +91,13 @@ def list_command(ctx: typer.Context, *, as_json: AsJson = False) -> None:
     """
     st = state(ctx)
     config = st.config()
-    found = issue_file.list_issues(config)
+    listing = issue_file.list_issues(config)
+    # Files in name order, newest first, a broken one in its place as its error.
+    entries: list[tuple[Path, IssueFile | IssueFileError]] = [
+        (issue.path, issue) for issue in listing.issues
+    ]
+    entries += listing.broken.items()
+    found = [item for _, item in sorted(entries, key=lambda e: str(e[0]), reverse=True)]
     with Session(st.engine()) as session:
         status = {
             row.slug: "edited since approval" if is_stale(config, row) else "approved"
@@ -134,15 +134,7 @@ def _status(item: IssueFile | NewsletterError, status: dict[str, str]) -> dict[s
 
 
 def _summary(item: IssueFile | NewsletterError) -> dict[str, object]:
-    if isinstance(item, IssueFile):
-        return {
-            "slug": item.slug,
-            "week": item.week,
-            "subject": item.subject,
-            "articles": len(item.articles),
-            "path": str(item.path),
-        }
-    return {"error": str(item)}
+    return item.summary() if isinstance(item, IssueFile) else {"error": str(item)}
 
 
 @app.command("show")
@@ -370,17 +362,7 @@ def approve_command(
         result = approve(config, session, slug, send_at=when)
     row = result.issue
     if as_json:
-        print_json(
-            {
-                "slug": row.slug,
-                "subject": row.subject,
-                "content_hash": row.content_hash,
-                "approved_at": row.approved_at.isoformat(),
-                "send_at": row.send_at.isoformat() if row.send_at else None,
-                "replaced": result.replaced,
-                "findings": [f.as_dict() for f in result.findings],
-            }
-        )
+        print_json(result.as_dict())
         return
     _print_findings(result.findings)
     again = " again" if result.replaced else ""

@@ -13,6 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import Session, select
 
@@ -29,6 +30,19 @@ class Approval:
     issue: ApprovedIssue
     findings: list[Finding]
     replaced: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """`issue approve --json`."""
+        row = self.issue
+        return {
+            "slug": row.slug,
+            "subject": row.subject,
+            "content_hash": row.content_hash,
+            "approved_at": row.approved_at.isoformat(),
+            "send_at": row.send_at.isoformat() if row.send_at else None,
+            "replaced": self.replaced,
+            "findings": [f.as_dict() for f in self.findings],
+        }
 
 
 def file_hash(path: Path) -> str:

@@ -28,7 +28,7 @@ from newsletter.dates import Period, parse_week
 from newsletter.errors import IssueFileError, NotFoundError, UsageError
 from newsletter.files import atomic_write
 from newsletter.models import Article
-from newsletter.urls import canonical_url, url_key
+from newsletter.urls import url_key
 
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _FENCE = re.compile(r"^(?:---|\.\.\.)\s*$")
@@ -43,6 +43,11 @@ class IssueArticle:
 
 @dataclass
 class IssueFile:
+    """An issue file as read. The front matter's ruamel map is the one truth for what
+    editing changes (the article list): `articles` is read from it each time, so add,
+    remove and move edit the map alone and the comments in it survive. The other fields are
+    never edited, only read."""
+
     path: Path
     newsletter: str
     slug: str
@@ -50,9 +55,39 @@ class IssueFile:
     preheader: str
     author: str | None
     week: str | None
-    articles: list[IssueArticle]
     intro: str
     front: CommentedMap = field(repr=False, default_factory=CommentedMap)
+
+    @classmethod
+    def build(cls, path: Path, articles: list[IssueArticle], **fields: Any) -> IssueFile:
+        """An issue made in code (tests, previews): its front map holds the articles."""
+        seq = CommentedSeq(
+            CommentedMap(
+                [("url", a.url)]
+                + ([("note", a.note)] if a.note else [])
+                + ([("section", a.section)] if a.section else [])
+            )
+            for a in articles
+        )
+        return cls(path=path, front=CommentedMap(articles=seq), **fields)
+
+    @property
+    def articles(self) -> list[IssueArticle]:
+        seq = self.front.get("articles") or CommentedSeq()
+        return [_article(item, index, seq, self.path) for index, item in enumerate(seq)]
+
+    def summary(self) -> dict[str, object]:
+        """`issue list --json` (and the head of `issue show --json`)."""
+        return {
+            "slug": self.slug,
+            "week": self.week,
+            "subject": self.subject,
+            "articles": len(self.articles),
+            "path": str(self.path),
+        }
+
+    def article_urls(self) -> list[str]:
+        return [article.url for article in self.articles]
 
     def index_of(self, url: str) -> int:
         key = url_key(url)
@@ -136,7 +171,8 @@ def parse_issue(text: str, path: Path) -> IssueFile:
         front["articles"] = raw_articles
     if not isinstance(raw_articles, list):
         raise IssueFileError(f"{path}:{line_of('articles')}: 'articles' must be a list")
-    items = [_article(item, index, raw_articles, path) for index, item in enumerate(raw_articles)]
+    for index, item in enumerate(raw_articles):  # every entry checked now, with its line
+        _article(item, index, raw_articles, path)
     return IssueFile(
         path=path,
         newsletter=text_field("newsletter", required=False) or "",
@@ -145,14 +181,17 @@ def parse_issue(text: str, path: Path) -> IssueFile:
         preheader=text_field("preheader", required=False) or "",
         author=text_field("author", required=False),
         week=text_field("week", required=False),
-        articles=items,
         intro=intro,
         front=front,
     )
 
 
 def _article(item: Any, index: int, seq: Any, path: Path) -> IssueArticle:
-    line = seq.lc.item(index)[0] + 2 if hasattr(seq, "lc") else 2
+    try:
+        position = seq.lc.item(index)  # where the entry was read; None for one made in code
+    except (AttributeError, KeyError):
+        position = None
+    line = position[0] + 2 if position else 2
     if isinstance(item, str):
         return IssueArticle(url=item.strip())
     if not isinstance(item, dict) or not isinstance(item.get("url"), str):
@@ -294,22 +333,18 @@ def add_article(
     index = len(seq) if position is None else _position(position, len(seq) + 1)
     entry.yaml_add_eol_comment(" ".join(article.title.split()).replace("#", ""), "url")
     seq.insert(index, entry)
-    issue.articles.insert(index, IssueArticle(canonical_url(article.url), note, section))
     return article
 
 
 def remove_article(issue: IssueFile, url: str) -> None:
-    index = issue.index_of(url)
-    del _seq(issue)[index]
-    del issue.articles[index]
+    del _seq(issue)[issue.index_of(url)]
 
 
 def move_article(issue: IssueFile, url: str, to: int) -> None:
     index = issue.index_of(url)
-    target = _position(to, len(issue.articles))
     seq = _seq(issue)
+    target = _position(to, len(seq))
     seq.insert(target, seq.pop(index))
-    issue.articles.insert(target, issue.articles.pop(index))
 
 
 def _seq(issue: IssueFile) -> CommentedSeq:
@@ -326,15 +361,23 @@ def _position(number: int, count: int) -> int:
     return number - 1
 
 
-def list_issues(config: Config) -> list[IssueFile | IssueFileError]:
-    """Every issue file, newest slug first; a broken file is listed as its error."""
-    found: list[IssueFile | IssueFileError] = []
+@dataclass
+class IssueListing:
+    """The issue files that read, and beside them the ones that do not, with their errors."""
+
+    issues: list[IssueFile]
+    broken: dict[Path, IssueFileError]
+
+
+def list_issues(config: Config) -> IssueListing:
+    """Every issue file, newest slug first."""
+    listing = IssueListing([], {})
     for path in sorted(config.issues_dir.glob("*.md"), reverse=True):
         try:
-            found.append(read_issue(path))
+            listing.issues.append(read_issue(path))
         except IssueFileError as error:
-            found.append(error)
-    return found
+            listing.broken[path] = error
+    return listing
 
 
 def issue_articles(issue: IssueFile, session: Session) -> list[Article]:
