@@ -188,3 +188,24 @@ def test_the_weekly_cron_line_needs_no_flags(collected: Project, smtp_server: SM
     sent = collected.run("send", "2022-W51", "--test-to", "editor@example.org")
     assert sent.exit_code == 0, sent.output
     assert smtp_server.handler.addresses() == ["editor@example.org"]
+
+
+def test_the_preheader_follows_the_lead_unless_the_editor_wrote_one(collected: Project) -> None:
+    from newsletter.editorial.issue_file import effective_preheader
+
+    path = new_issue(collected)
+    last = json.loads(collected.run("issue", "show", "2022-W51", "--json").stdout)["items"][-1]
+    moved = collected.run("issue", "move", "2022-W51", last["url"], "--to", "1")
+    assert moved.exit_code == 0, moved.output
+    rendered = json.loads(collected.run("issue", "render", "2022-W51", "--json").stdout)
+    html = (Path(rendered["folder"]) / "email.html").read_text()
+    assert f"This week: {last['title']} and 6 more" in html
+    path.write_text(path.read_text().replace("preheader: ", "preheader: \"Our pick\" #", 1))
+    collected.run("issue", "render", "2022-W51")
+    assert "Our pick" in (Path(rendered["folder"]) / "email.html").read_text()
+    titles = ["Lead story", "Second"]
+    assert effective_preheader("", titles) == "This week: Lead story and 1 more"
+    assert effective_preheader("This week: Second and 1 more", titles).startswith(
+        "This week: Lead story"
+    )
+    assert effective_preheader("This week: a scoop", titles) == "This week: a scoop"

@@ -85,7 +85,7 @@ def approve(
     row.newsletter = config.key
     row.week = issue.week
     row.subject = issue.subject
-    row.preheader = issue.preheader
+    row.preheader = rendered.preheader
     row.html = rendered.html.source
     row.text = rendered.text.source
     row.web_html = rendered.web_html

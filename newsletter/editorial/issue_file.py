@@ -220,6 +220,27 @@ def write_issue(issue: IssueFile) -> None:
     atomic_write(issue.path, text)
 
 
+def lead_preheader(titles: list[str]) -> str:
+    """The inbox preview `issue new` writes: the lead's title and how many follow."""
+    more = f" and {len(titles) - 1} more" if len(titles) > 1 else ""
+    return f"This week: {' '.join(titles[0].split())}{more}" if titles else ""
+
+
+_LEAD = re.compile(r"^This week: (?P<title>.*?)(?: and \d+ more)?$", re.S)
+
+
+def effective_preheader(preheader: str, titles: list[str]) -> str:
+    """The preheader to send: one the editor wrote stays as written; one `issue new` wrote
+    (naming one of the issue's articles as the lead, or none at all) follows the issue as
+    it is now, so moving another story to the top changes the inbox preview with it."""
+    found = _LEAD.match(preheader.strip())
+    written_by_us = not preheader.strip() or (
+        found is not None
+        and " ".join(found["title"].split()) in {" ".join(t.split()) for t in titles}
+    )
+    return lead_preheader(titles) if written_by_us else preheader
+
+
 def week_dates(period: Period, config: Config) -> str:
     """'19–25 December 2022', or '26 December 2022 – 1 January 2023' across months."""
     first = period.start.astimezone(config.timezone)
@@ -266,8 +287,7 @@ def new_issue(
         )
     dates = week_dates(period, config)
     subject = f"{config.name}: {dates}"
-    more = f" and {len(found) - 1} more" if len(found) > 1 else ""
-    preheader = f"This week: {found[0].title}{more}"
+    preheader = lead_preheader([article.title for article in found])
     text = _starter(config.name, slug, subject, preheader, author, period.label, found)
     path.parent.mkdir(parents=True, exist_ok=True)
     issue = parse_issue(text, path)

@@ -36,6 +36,7 @@ from newsletter.config import Config
 from newsletter.dates import parse_week
 from newsletter.editorial.issue_file import (
     IssueFile,
+    effective_preheader,
     issue_articles,
     issue_path,
     read_issue,
@@ -271,6 +272,7 @@ def render_issue(config: Config, issue: IssueFile, articles: list[Article]) -> R
     zone = config.timezone
     dates = issue.week and _dates(issue.week, config)
     intro_html = markdown_html(issue.intro)
+    preheader = effective_preheader(issue.preheader, [a.title for a in articles])
     context: dict[str, Any] = {
         "newsletter": {
             "name": config.name,
@@ -281,7 +283,7 @@ def render_issue(config: Config, issue: IssueFile, articles: list[Article]) -> R
         },
         "issue": {
             "subject": issue.subject,
-            "preheader": issue.preheader,
+            "preheader": preheader,
             "slug": issue.slug,
             "week": issue.week,
             "dates": dates or "",
@@ -305,7 +307,7 @@ def render_issue(config: Config, issue: IssueFile, articles: list[Article]) -> R
     return RenderedIssue(
         slug=issue.slug,
         subject=issue.subject,
-        preheader=issue.preheader,
+        preheader=preheader,
         html=Template.parse(email_html),
         text=Template.parse(re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"),
         web_html=web_html,
