@@ -200,7 +200,7 @@ def test_the_preheader_follows_the_lead_unless_the_editor_wrote_one(collected: P
     rendered = json.loads(collected.run("issue", "render", "2022-W51", "--json").stdout)
     html = (Path(rendered["folder"]) / "email.html").read_text()
     assert f"This week: {last['title']} and 6 more" in html
-    path.write_text(path.read_text().replace("preheader: ", "preheader: \"Our pick\" #", 1))
+    path.write_text(path.read_text().replace("preheader: ", 'preheader: "Our pick" #', 1))
     collected.run("issue", "render", "2022-W51")
     assert "Our pick" in (Path(rendered["folder"]) / "email.html").read_text()
     titles = ["Lead story", "Second"]
