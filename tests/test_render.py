@@ -145,3 +145,28 @@ def test_parts_are_split_once_at_their_placeholders(rendered) -> None:  # type: 
     recipient = sample_recipient(config, "x")
     assert len(result.html.parts) == 2 * 4 + 1  # four placeholders, split once
     assert personalize(result.html, recipient, "r", "html").startswith("<!doctype html>")
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: str, b: str) -> float:
+    light, dark = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_the_preheader_is_hidden_without_colour_and_dark_links_are_readable(rendered) -> None:  # type: ignore[no-untyped-def]
+    _, result = rendered
+    html = result.html.source
+    hidden = re.search(r'<div class="preheader" style="([^"]*)">([^<]*)</div>', html)
+    assert hidden and "color" not in hidden[1] and "mso-hide:all" in hidden[1]
+    assert hidden[2].startswith("This week:") and hidden[2].count("\u200c\xa0") >= 50
+    assert html.index('class="preheader"') < html.index("View in your browser")
+    dark = html[html.index("prefers-color-scheme: dark") :]
+    link = re.search(r"\.intro a, \.card-note a, \.card-summary a \{ color: (#[0-9a-f]{6})", dark)
+    assert link and contrast(link[1], "#1e1e1e") >= 4.5  # WCAG AA on the dark card
+    assert "[data-ogsc] .intro a" in html  # Outlook.com's dark mode
+    assert contrast("#0b57d0", "#ffffff") >= 4.5  # the light links
