@@ -146,7 +146,7 @@ def config_path(explicit: str | Path | None = None, cwd: Path | None = None) -> 
     """The config file: `--config`, else `NEWSLETTER_CONFIG`, else the first newsletter.toml
     in the current folder or one of its parents (as git and ruff find theirs), so commands
     work from `issues/` or `build/` too."""
-    chosen = explicit or os.environ.get("NEWSLETTER_CONFIG")
+    chosen = explicit or environment_value("NEWSLETTER_CONFIG")
     if chosen:
         return ConfigLocation(Path(chosen).expanduser())
     start = (cwd or Path.cwd()).absolute()
@@ -313,9 +313,27 @@ class ConfigFile(_Table):
     sources: tuple[SourceTable, ...] = ()
 
 
-# Environment variables that override a key, applied here and nowhere else in the file's
-# reading (secrets, NEWSLETTER_SMTP_PASSWORD and NEWSLETTER_SECRET_KEY, are read where used
-# and never stored in the Config).
+# Every environment variable the program reads, in one place: code reads them through
+# `environment_value`, and docs/configuration.md lists each (tests/test_config.py checks).
+ENVIRONMENT: dict[str, str] = {
+    "NEWSLETTER_CONFIG": "the config file's path",
+    "NEWSLETTER_DATABASE_URL": "[database] url",
+    "NEWSLETTER_TRANSPORT_URL": "[delivery] transport",
+    "NEWSLETTER_SMTP_PASSWORD": "the SMTP password (a secret: read where it is used, never kept)",
+    "NEWSLETTER_SECRET_KEY": "the signing key (a secret: read where it is used, never kept)",
+    "NEWSLETTER_CHROMIUM": "the Chromium executable for screenshots",
+    "NEWSLETTER_DEBUG": "show the traceback of an unexpected error",
+}
+
+
+def environment_value(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """A NEWSLETTER_* variable (one of ENVIRONMENT), or None when unset or empty."""
+    if name not in ENVIRONMENT:
+        raise KeyError(f"{name} is not one of the environment variables in config.ENVIRONMENT")
+    return (os.environ if environ is None else environ).get(name) or None
+
+
+# The variables that override a key of the file, applied in parse_config and nowhere else.
 ENV_OVERRIDES = {
     "NEWSLETTER_DATABASE_URL": ("database", "url"),
     "NEWSLETTER_TRANSPORT_URL": ("delivery", "transport"),
@@ -325,10 +343,11 @@ ENV_OVERRIDES = {
 def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
     data = dict(data)
     for variable, (table, key) in ENV_OVERRIDES.items():
-        if env.get(variable):
+        value = environment_value(variable, env)
+        if value:
             section = data.get(table, {})
             if isinstance(section, dict):
-                data[table] = section | {key: env[variable]}
+                data[table] = section | {key: value}
     try:
         model = ConfigFile.model_validate(data)
     except ValidationError as error:

@@ -236,3 +236,24 @@ def test_the_starter_config_documents_exactly_the_models_keys() -> None:
         for key, f in ConfigFile.model_fields["sources"].annotation.__args__[0].model_fields.items()  # type: ignore[union-attr]
     }
     assert documented == expected
+
+
+def test_every_environment_variable_is_read_through_config_and_documented() -> None:
+    from newsletter.config import ENVIRONMENT
+
+    root = Path(__file__).resolve().parent.parent
+    used = {
+        name
+        for path in (root / "newsletter").rglob("*.py")
+        for name in re.findall(r"\bNEWSLETTER_[A-Z_]+[A-Z]\b", path.read_text())
+    }
+    assert used <= set(ENVIRONMENT), used - set(ENVIRONMENT)
+    documented = (root / "docs" / "configuration.md").read_text()
+    assert all(f"`{name}`" in documented for name in ENVIRONMENT)
+    direct = [
+        str(path)
+        for path in (root / "newsletter").rglob("*.py")
+        if path.name != "config.py"
+        and re.search(r"(environ|env)(\.get\(|\[)\"NEWSLETTER_", path.read_text())
+    ]
+    assert direct == []

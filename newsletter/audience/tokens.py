@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+from newsletter.config import environment_value
 from newsletter.errors import ConfigError
 
 Purpose = Literal["confirm", "unsubscribe"]
@@ -54,8 +55,7 @@ def create_key_file(path: Path) -> bool:
 
 
 def load_key(key_file: Path, environ: dict[str, str] | None = None) -> bytes:
-    env = os.environ if environ is None else environ
-    value = env.get("NEWSLETTER_SECRET_KEY")
+    value = environment_value("NEWSLETTER_SECRET_KEY", environ)
     if value is None:
         try:
             mode = key_file.stat().st_mode

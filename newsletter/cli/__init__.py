@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +22,7 @@ from newsletter.cli import subscribers as subscribers_cli
 from newsletter.cli.help import PlainHelp, plain
 from newsletter.cli.output import print_error
 from newsletter.cli.state import State
-from newsletter.config import config_path
+from newsletter.config import config_path, environment_value
 from newsletter.errors import SOFTWARE, NewsletterError
 
 
@@ -95,7 +94,7 @@ def main() -> None:
     try:
         app()
     except Exception as error:  # only reached through a bug
-        if os.environ.get("NEWSLETTER_DEBUG"):
+        if environment_value("NEWSLETTER_DEBUG"):
             raise
         print(
             f"error: unexpected {type(error).__name__}: {error} "

@@ -15,7 +15,7 @@ from newsletter.cli.state import state
 from newsletter.dates import parse_datetime
 from newsletter.editorial import issue_file
 from newsletter.editorial.approval import approve, approved, is_stale
-from newsletter.editorial.checks import Finding, check_rendered, has_errors
+from newsletter.editorial.checks import Finding, check_rendered, findings_report, has_errors
 from newsletter.editorial.issue_file import IssueFile, issue_path, read_issue, write_issue
 from newsletter.editorial.preview import screenshot, write_preview
 from newsletter.editorial.render import build_folder, render_file, write_rendered
@@ -260,13 +260,8 @@ def render(
     findings = check_rendered(config, issue, rendered)
     if as_json:
         print_json(
-            {
-                "slug": rendered.slug,
-                "folder": str(written.folder),
-                "files": written.files,
-                "findings": [f.as_dict() for f in findings],
-                "ok": not has_errors(findings),
-            }
+            findings_report(rendered.slug, findings)
+            | {"folder": str(written.folder), "files": written.files}
         )
     else:
         for name, size in written.files.items():
@@ -288,13 +283,7 @@ def check(ctx: typer.Context, slug: Slug, *, as_json: AsJson = False) -> None:
         issue, rendered = render_file(config, session, slug)
     findings = check_rendered(config, issue, rendered)
     if as_json:
-        print_json(
-            {
-                "slug": rendered.slug,
-                "ok": not has_errors(findings),
-                "findings": [f.as_dict() for f in findings],
-            }
-        )
+        print_json(findings_report(rendered.slug, findings))
     else:
         _print_findings(findings)
         if not has_errors(findings):

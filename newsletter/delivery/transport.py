@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from newsletter.config import environment_value
 from newsletter.errors import ConfigError, TransportError
 from newsletter.files import atomic_write
 
@@ -359,7 +360,7 @@ def open_transport(url: str, root: Path, environ: Mapping[str, str] | None = Non
             implicit_tls=scheme == "smtps",
             tls=options.get("tls", "on") == "on",
             user=unquote(parts.username) if parts.username else None,
-            password=env.get("NEWSLETTER_SMTP_PASSWORD"),
+            password=environment_value("NEWSLETTER_SMTP_PASSWORD", env),
         )
     raise ConfigError(
         f"unknown transport {display_transport(url)}: use file://DIR, console://, "

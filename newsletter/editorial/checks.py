@@ -134,6 +134,15 @@ def has_errors(findings: list[Finding]) -> bool:
     return any(finding.level == "error" for finding in findings)
 
 
+def findings_report(slug: str, findings: list[Finding]) -> dict[str, Any]:
+    """`issue check --json` (and the checks in `issue render --json`)."""
+    return {
+        "slug": slug,
+        "ok": not has_errors(findings),
+        "findings": [finding.as_dict() for finding in findings],
+    }
+
+
 def check_rendered(config: Config, issue: IssueFile, rendered: RenderedIssue) -> list[Finding]:
     """Check what a subscriber would get: the parts filled for a sample recipient."""
     recipient = sample_recipient(config, rendered.slug)

@@ -22,7 +22,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 from sqlmodel import Session
 
-from newsletter.collect import store as article_store
+from newsletter.collect import store
 from newsletter.config import Config
 from newsletter.dates import Period, parse_week
 from newsletter.errors import IssueFileError, NotFoundError, UsageError
@@ -278,7 +278,7 @@ def new_issue(
         raise UsageError(f"{path} already exists: edit it, or pass --force to replace it")
     authors = list(authors) or list(config.authors)
     author = " and ".join(authors) if authors else None
-    found = article_store.query(session, authors=authors, period=period)
+    found = store.query(session, authors=authors, period=period)
     if not found:
         who = f" by {author}" if author else ""
         raise NotFoundError(
@@ -339,7 +339,7 @@ def add_article(
     section: str | None = None,
     position: int | None = None,
 ) -> Article:
-    article = article_store.find(session, url)
+    article = store.find(session, url)
     if article is None:
         raise NotFoundError(f"no stored article at {url}: collect it first")
     if any(url_key(item.url) == url_key(url) for item in issue.articles):
@@ -405,7 +405,7 @@ def issue_articles(issue: IssueFile, session: Session) -> list[Article]:
     naming the file, because rendering a card without its article would be a silent hole."""
     rows: list[Article] = []
     for item in issue.articles:
-        article = article_store.find(session, item.url)
+        article = store.find(session, item.url)
         if article is None:
             raise IssueFileError(
                 f"{issue.path}: {item.url} is not a stored article: collect it or remove it"

@@ -7,11 +7,10 @@ a browser here: it is pointed at the system's executable.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
-from newsletter.config import Config
+from newsletter.config import Config, environment_value
 from newsletter.editorial.render import RenderedIssue, personalize, sample_recipient
 from newsletter.errors import NewsletterError, UsageError
 from newsletter.files import atomic_write
@@ -28,7 +27,7 @@ def write_preview(config: Config, rendered: RenderedIssue, folder: Path) -> Path
 
 
 def chromium_path() -> str:
-    configured = os.environ.get("NEWSLETTER_CHROMIUM")
+    configured = environment_value("NEWSLETTER_CHROMIUM")
     found = configured or shutil.which("chromium") or shutil.which("chromium-browser")
     if not found or not Path(found).exists():
         raise UsageError(
