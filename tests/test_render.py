@@ -170,3 +170,11 @@ def test_the_preheader_is_hidden_without_colour_and_dark_links_are_readable(rend
     assert link and contrast(link[1], "#1e1e1e") >= 4.5  # WCAG AA on the dark card
     assert "[data-ogsc] .intro a" in html  # Outlook.com's dark mode
     assert contrast("#0b57d0", "#ffffff") >= 4.5  # the light links
+
+
+def test_image_width_attributes_fit_their_column(rendered) -> None:  # type: ignore[no-untyped-def]
+    """Outlook honours the width attribute: a card image's must be its column's content
+    width (38% of 600 px less 2 x 24 px padding = 180), not the column's (228)."""
+    _, result = rendered
+    widths = re.findall(r'<img\b[^>]*\bwidth="(\d+)"', result.html.source)
+    assert widths and all(int(width) <= 180 for width in widths), widths
