@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from newsletter.config import load_config  # noqa: E402
 from newsletter.db import open_database  # noqa: E402
+from newsletter.models import new_token_id  # noqa: E402
 from newsletter.project import init_project  # noqa: E402
 
 SAMPLES = ROOT / "samples"
@@ -122,12 +123,18 @@ def project(folder: Path, subscribers: int, database_url: str | None = None) -> 
             connection.execute(
                 sa.text(
                     "INSERT INTO subscribers (id, email, email_key, name, source, attributes,"
-                    " created_at) VALUES (:id, :e, :e, :n, 'bench', '{}', :t)"
+                    " created_at, token_id) VALUES (:id, :e, :e, :n, 'bench', '{}', :t, :k)"
                 ),
                 [
-                    {"id": i + 1, "e": f"reader{i}@example.org", "n": f"Reader {i}", "t": now}
+                    {
+                        "id": i + 1,
+                        "e": f"reader{i}@example.org",
+                        "n": f"Reader {i}",
+                        "t": now,
+                        "k": new_token_id(),
+                    }
                     for i in rows
-                ],
+                ],  # fmt: skip
             )
             connection.execute(
                 sa.text(

@@ -2,6 +2,7 @@
 `tests/test_db.py` checks that the two agree on SQLite and PostgreSQL."""
 
 import secrets
+import time
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -10,12 +11,12 @@ from sqlmodel import Field, Relationship, SQLModel
 
 
 def new_token_id() -> str:
-    """A subscriber's public id: 96 random bits, never a row id (SQLite hands a deleted
-    row's id to the next insert), and never all digits (those are the old links' row ids)."""
-    while True:
-        value = secrets.token_urlsafe(12)
-        if not value.isdigit():
-            return value
+    """A subscriber's public id, never a row id (SQLite hands a deleted row's id to the next
+    insert): `t`, the time in milliseconds (hex), and 72 random bits. Never all digits (those
+    are old links' row ids). Time first, so ids made together sort together: a million-row
+    import appends to the unique index's right edge instead of writing all over it (fully
+    random ids cost the import 40 %). The signature, not the id, is what cannot be forged."""
+    return f"t{time.time_ns() // 1_000_000:011x}{secrets.token_urlsafe(9)}"
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
