@@ -26,6 +26,7 @@ from newsletter.delivery.ledger import RetryPolicy
 from newsletter.delivery.locks import SenderIdentity, sender_identity
 from newsletter.delivery.send import (
     WORKER_NEEDS_POSTGRESQL,
+    DueRun,
     SendOptions,
     SendReport,
     audience_preview,
@@ -35,7 +36,7 @@ from newsletter.delivery.send import (
     send_tests,
 )
 from newsletter.delivery.transport import Transport, display_transport, open_transport
-from newsletter.errors import DONE, FAILED, TEMPFAIL, USAGE, UsageError
+from newsletter.errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -164,30 +165,18 @@ def send(
             if as_json:
                 print_json(report.as_dict())
             raise typer.Exit(report.exit_code)
-        # --due: one issue's problem (edited after approval, say) must not hold up the others.
-        reports: list[SendReport] = []
-        errors: list[dict[str, str]] = []
+        run = DueRun(display_transport(transport or config.transport))
         for name in slugs:
             try:
-                reports.append(_send_one(st, name, make, key, options, as_json, identity))
+                run.reports.append(_send_one(st, name, make, key, options, as_json, identity))
             except UsageError as error:
-                errors.append({"slug": name, "error": str(error)})
+                run.errors[name] = str(error)
                 print_error(error)
     if as_json:
-        print_json(
-            {
-                "issues": [r.as_dict() for r in reports],
-                "errors": errors,
-                "transport": display_transport(transport or config.transport),
-            }
-        )
-    elif not reports and not errors:
+        print_json(run.as_dict())
+    elif not run.reports and not run.errors:
         out.print("Nothing due.", markup=False)
-    codes = [r.exit_code for r in reports]
-    worst = (
-        USAGE if errors else TEMPFAIL if TEMPFAIL in codes else FAILED if FAILED in codes else DONE
-    )
-    raise typer.Exit(worst)
+    raise typer.Exit(run.exit_code)
 
 
 def _send_one(

@@ -45,6 +45,7 @@ from newsletter.errors import (
     DONE,
     FAILED,
     TEMPFAIL,
+    USAGE,
     ConfigError,
     IdentityLost,
     NewsletterError,
@@ -96,6 +97,31 @@ class SendReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"exit_code": self.exit_code}
+
+
+@dataclass
+class DueRun:
+    """`send --due`: a report per issue sent or resumed, and the issues that could not be
+    (edited after approval, say), which do not hold up the others."""
+
+    transport: str
+    reports: list[SendReport] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """The worst of the run: a usage error, then try-later, then failures."""
+        codes = [report.exit_code for report in self.reports]
+        if self.errors:
+            return USAGE
+        return next((code for code in (TEMPFAIL, FAILED) if code in codes), DONE)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "issues": [report.as_dict() for report in self.reports],
+            "errors": [{"slug": slug, "error": error} for slug, error in self.errors.items()],
+            "transport": self.transport,
+        }
 
 
 class RateLimiter:
