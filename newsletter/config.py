@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -40,7 +40,6 @@ from newsletter.untrusted import has_control
 CONFIG_FILE = "newsletter.toml"
 DEFAULT_DATABASE = "sqlite:///newsletter.db"
 SourceKind = Literal["feed", "page", "text"]
-SOURCE_KINDS: tuple[SourceKind, ...] = ("feed", "page", "text")
 
 
 @dataclass(frozen=True)
@@ -295,7 +294,7 @@ class DeliveryTable(_Table):
 
 class SourceTable(_Table):
     name: Text | None = None
-    kind: Literal["feed", "page", "text"]
+    kind: SourceKind
     location: Text
     url: Text | None = None
     published: datetime | Text | None = None
@@ -441,7 +440,9 @@ def _friendly(error: Any, data: dict[str, Any]) -> str:
     ):
         return f'{where} {key} must be a list of names: {key} = ["A", "B"]'
     if kind == "literal_error":
-        return f"{where} {key} {error.get('input')!r} must be one of feed, page, text"
+        return (
+            f"{where} {key} {error.get('input')!r} must be one of {', '.join(get_args(SourceKind))}"
+        )
     if kind == "value_error" and not rest:
         return f"[{table}] {message.removeprefix('Value error, ')}"
     if kind == "value_error" and key in ("timezone", "from", "base_url"):

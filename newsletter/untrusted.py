@@ -60,9 +60,7 @@ def clean_name(raw: str | None, limit: int = MAX_NAME) -> str | None:
     if raw is None:
         return None
     text = ENCODED_BREAK.sub(" ", decode_words(raw))
-    text = " ".join(strip_controls(text).split())
-    text = ENCODED_BREAK.sub(" ", text)
-    text = " ".join(text.split())[:limit].rstrip()
+    text = " ".join(strip_controls(text).split())[:limit].rstrip()
     return text or None
 
 

@@ -17,8 +17,6 @@ from newsletter.editorial.render import (
 )
 from tests.issues import assert_snapshot, make_config, sample_issue
 
-SNAPSHOTS = Path(__file__).parent / "snapshots"
-
 
 @pytest.fixture
 def rendered(tmp_path: Path):  # type: ignore[no-untyped-def]

@@ -141,6 +141,15 @@ def subscription_of(
     ).first()
 
 
+def reopen_subscription(subscription: Subscription, status: Status = "active") -> None:
+    """A closed subscription open again: by the person's own confirmation, or the operator's
+    --reopen. The time they left is forgotten; an active one is confirmed now."""
+    subscription.status = status
+    subscription.unsubscribed_at = None
+    if status == "active":
+        subscription.confirmed_at = _now()
+
+
 def set_status(subscription: Subscription, status: Status) -> None:
     now = _now()
     subscription.status = status
@@ -234,10 +243,7 @@ def upsert(
                 "reopened %s's %s subscription to %s (was %s) by the operator's --reopen",
                 person.email_key, newsletter, status, membership.status,
             )  # fmt: skip
-            membership.status = status
-            membership.unsubscribed_at = None
-            if status == "active":
-                membership.confirmed_at = membership.confirmed_at or now
+            reopen_subscription(membership, status)
             session.add(membership)
             outcomes.append("reopened")
             continue
@@ -389,9 +395,7 @@ def confirm(session: Session, person: Subscriber, newsletter: str, issued_at: da
         if left is not None and left.astimezone(UTC) >= issued_at:
             return False
     if subscription.status in ("pending", "unsubscribed"):
-        subscription.status = "active"
-        subscription.confirmed_at = _now()
-        subscription.unsubscribed_at = None
+        reopen_subscription(subscription)
         session.add(subscription)
         session.flush()
     return subscription.status == "active"

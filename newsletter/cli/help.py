@@ -43,7 +43,7 @@ def _argument_usage(param: Param) -> str:
     return name if param.required or param.metavar else f"[{name}]"
 
 
-def _option_record(param: Param, ctx: Context) -> tuple[str, str]:
+def _option_record(param: Param) -> tuple[str, str]:
     names = ", ".join(param.opts)
     if param.secondary_opts:
         names += " / " + ", ".join(param.secondary_opts)
@@ -143,7 +143,7 @@ class PlainHelp:
             if param.param_type_name == "argument"
         ]
         options = [
-            _option_record(param, ctx)
+            _option_record(param)
             for param in self.get_params(ctx)
             if param.param_type_name == "option" and not param.hidden
         ]

@@ -237,12 +237,13 @@ def _print_report(report: SendReport) -> None:
         err.print(f"{report.slug}: {report.paused}; run again later", markup=False)
     if report.sending_elsewhere:
         out.print(
-            f"{report.slug}: {report.sending_elsewhere} row(s) still being sent by other workers",
+            f"{report.slug}: {plural(report.sending_elsewhere, 'row')} still being sent by other "
+            "workers",
             markup=False,
         )
-    ledger = ", ".join(f"{state} {n}" for state, n in report.ledger.items() if n)
+    states = ", ".join(f"{state} {n}" for state, n in report.ledger.items() if n)
     out.print(
-        f"{report.slug} ledger: {ledger or 'empty'}" + (" (finished)" if report.finished else ""),
+        f"{report.slug} ledger: {states or 'empty'}" + (" (finished)" if report.finished else ""),
         markup=False,
     )
 

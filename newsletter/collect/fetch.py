@@ -214,25 +214,30 @@ def decode(document: Document) -> str:
             f"{document.location}: not valid {charset} text (byte {error.start}); "
             "save it as UTF-8 or declare its encoding"
         ) from None
-    if codecs.lookup(charset).name in _SINGLE_BYTE_LATIN and not text.isascii():
-        text = _relabelled(document.content) or text
+    codec = codecs.lookup(charset).name
+    if codec in _SINGLE_BYTE_LATIN and not text.isascii():
+        text = _relabelled(document.content, codec) or text
     return text.lstrip("\ufeff")
 
 
 # Encodings in which any byte sequence decodes, so a wrong label never shows as an error.
 _SINGLE_BYTE_LATIN = {"latin-1", "iso8859-1", "cp1252", "iso8859-15", "iso8859-2", "cp1250"}
+# charset-normalizer's mess ratios: the declared reading must be at least this noisy, and
+# the other one at most this clean, before the label is overruled.
 _NOISE = 0.2
+_CLEAN = 0.05
 
 
-def _relabelled(content: bytes) -> str | None:
+def _relabelled(content: bytes, declared_codec: str) -> str | None:
     """The text in the encoding it is really in, when the declared one reads as noise."""
     from charset_normalizer import from_bytes
 
     sample = content[:262_144]
     best = from_bytes(sample).best()
-    if best is None or best.chaos > 0.05:
+    if best is None or best.chaos > _CLEAN:
         return None
-    declared = from_bytes(sample, cp_isolation=["latin_1"], threshold=1.0).best()
+    isolated = [declared_codec.replace("-", "_")]
+    declared = from_bytes(sample, cp_isolation=isolated, threshold=1.0).best()
     if declared is not None and declared.chaos < _NOISE:
         return None
     try:

@@ -31,6 +31,7 @@ from newsletter.editorial.render import (
     Recipient,
     Template,
     environment,
+    html_escaped,
     placeholder_values,
     render_template,
 )
@@ -185,8 +186,8 @@ _LINKISH = re.compile(r"://|www\.|@|\.(?:com|net|org|ru|info|biz|xyz|top|io)\b",
 
 @dataclass(frozen=True)
 class IssueTemplate:
-    """An issue's message, built once: the headers shared by every recipient (already
-    folded and encoded by the email package), and the two parts with their placeholders.
+    """An issue's message, built once: the headers shared by every recipient (made by
+    `header` and `address_header`), and the two parts with their placeholders.
     `render` makes one recipient's bytes without an EmailMessage, which would cost about
     3.5 ms a message."""
 
@@ -214,16 +215,18 @@ class IssueTemplate:
         unsubscribe_url: str,
         view_url: str,
     ) -> bytes:
-        person = Recipient(first_name=name, unsubscribe_url=unsubscribe_url, view_url=view_url)
-        text = self.text.encode(placeholder_values(person, self.fallback, "text"))
-        html = self.html.encode(placeholder_values(person, self.fallback, "html"))
+        # The name and links are cleaned once here (the per-recipient step); the HTML
+        # part's values are the text's, escaped.
+        shown = shown_name(name)
+        person = Recipient(first_name=shown, unsubscribe_url=unsubscribe_url, view_url=view_url)
+        values = placeholder_values(person, self.fallback, "text")
+        text = self.text.encode(values)
+        html = self.html.encode(html_escaped(values))
         head = (
             self.head
-            + address_header("To", wire_address(email), name)
-            + b"Message-ID: "
-            + self.message_id(email_key).encode()
-            + b"\r\n"
-            + header("List-Unsubscribe", f"<{strip_controls(unsubscribe_url, '')}>")
+            + address_header("To", wire_address(email), shown)
+            + header("Message-ID", self.message_id(email_key))
+            + header("List-Unsubscribe", f"<{values['unsubscribe_url']}>")
         )
         boundary = self.boundary.encode()
         data = b"".join(

@@ -80,6 +80,8 @@ def wire_address(email: str) -> str:
     """The address as the envelope and the headers carry it: the domain in its IDNA (ASCII)
     form, so anna@bücher.example needs no SMTPUTF8; a non-ASCII local part stays UTF-8
     (RFC 6531/6532), which only an SMTPUTF8 relay is given."""
+    if email.isascii():
+        return email
     local, _, domain = email.rpartition("@")
     try:
         domain = domain.encode("idna").decode("ascii")

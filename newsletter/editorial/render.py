@@ -104,9 +104,12 @@ def placeholder_values(
         "unsubscribe_url": strip_controls(recipient.unsubscribe_url, ""),
         "view_url": strip_controls(recipient.view_url, ""),
     }
-    if kind == "html":
-        values = {key: html.escape(value, quote=True) for key, value in values.items()}
-    return values
+    return html_escaped(values) if kind == "html" else values
+
+
+def html_escaped(values: dict[str, str]) -> dict[str, str]:
+    """Text values for the HTML part (they may sit in an attribute)."""
+    return {key: html.escape(value, quote=True) for key, value in values.items()}
 
 
 def sample_recipient(config: Config, slug: str) -> Recipient:

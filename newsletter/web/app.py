@@ -70,11 +70,10 @@ def create_app(
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
         titles = {404: "Not found", 405: "Method not allowed"}
-        response = site.page(
-            "message",
+        response = site.message(
+            titles.get(error.status_code, "Request refused"),
+            str(error.detail) if error.status_code not in titles else "",
             error.status_code,
-            title=titles.get(error.status_code, "Request refused"),
-            text=str(error.detail) if error.status_code not in titles else "",
         )
         if error.headers:
             response.headers.update(error.headers)
