@@ -80,8 +80,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     # With WAL, NORMAL syncs at checkpoints, not at every commit: a power loss may undo the
-    # last commits, never corrupt the file. For the ledger that means rows back in
-    # `sending`, which recovery reports as `unknown`: the guarantee holds.
+    # last commits, never corrupt the file; a killed process loses nothing committed. For
+    # the ledger see delivery/writer.py.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()

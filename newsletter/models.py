@@ -204,7 +204,9 @@ class Suppression(SQLModel, table=True):
     __tablename__ = "suppressions"
 
     key_hash: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
-    email: str | None = Field(default=None, sa_column=sa.Column(sa.String(320)))
+    # The normalised address, kept for every reason but erasure (whose subscriber is gone):
+    # what a send's start checks each row against (ledger.start).
+    email: str | None = Field(default=None, sa_column=sa.Column(sa.String(320), index=True))
     reason: str = Field(sa_column=sa.Column(sa.String(50), nullable=False))
     created_at: datetime = Field(
         default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)

@@ -42,7 +42,8 @@ ARGUMENTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("collect",): (),
     ("serve",): ("--port", "1"),
     ("send",): ("2099-W01",),
-    ("deliveries",): ("2099-W01",),
+    ("deliveries", "show"): ("2099-W01",),
+    ("deliveries", "resolve"): ("2099-W01", "--resend"),
     ("articles", "list"): (),
     ("articles", "show"): ("https://example.org/none/",),
     ("issue", "new"): ("--week", "2022-W51"),
@@ -106,7 +107,7 @@ def test_no_configuration_is_a_usage_error_that_names_the_folders(
         (("send", "--due", "--worker"), USAGE),  # workers need PostgreSQL
         (("send", "2022-W51", "--rate", "fast"), USAGE),
         (("send", "2022-W51", "--connections", "0"), USAGE),
-        (("deliveries", "2099-W01"), USAGE),
+        (("deliveries", "show", "2099-W01"), USAGE),
         (("deliveries", "resolve", "2099-W01", "--resend"), USAGE),
         (("articles", "show", "https://example.org/none/"), USAGE),
         (("articles", "list", "--week", "2022-W99"), USAGE),

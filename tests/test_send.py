@@ -2,6 +2,7 @@
 and PostgreSQL."""
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -50,7 +51,7 @@ def send(project: Project, *args: str) -> tuple[int, dict[str, object]]:
 
 
 def ledger(project: Project) -> dict[str, int]:
-    report = json.loads(project.run("deliveries", "2022-W51", "--json").stdout)
+    report = json.loads(project.run("deliveries", "show", "2022-W51", "--json").stdout)
     return {state: n for state, n in report["counts"].items() if n}
 
 
@@ -97,7 +98,9 @@ def test_a_5xx_for_one_address_fails_it_suppresses_it_and_the_rest_go(
     code, report = send(ready)
     assert code == 1 and report["failed"] == 1 and report["sent"] == 19
     assert ledger(ready) == {"sent": 19, "failed": 1}
-    failed = json.loads(ready.run("deliveries", "2022-W51", "--state", "failed", "--json").stdout)
+    failed = json.loads(
+        ready.run("deliveries", "show", "2022-W51", "--state", "failed", "--json").stdout
+    )
     (row,) = failed["rows"]
     assert row["email"] == "reader03@example.org" and row["code"] == 550
     shown = json.loads(ready.run("subscribers", "show", "reader03@example.org", "--json").stdout)
@@ -169,11 +172,13 @@ def test_connection_lost_before_the_dot_defers_and_after_it_is_unknown(
     code, report = send(ready)
     assert code == 75
     assert ledger(ready) == {"sent": 18, "deferred": 1, "unknown": 1}
-    unknown = json.loads(ready.run("deliveries", "2022-W51", "--state", "unknown", "--json").stdout)
+    unknown = json.loads(
+        ready.run("deliveries", "show", "2022-W51", "--state", "unknown", "--json").stdout
+    )
     assert [row["email"] for row in unknown["rows"]] == ["reader02@example.org"]
     assert smtp_server.handler.addresses().count("reader02@example.org") == 1  # it did arrive
     resolved = ready.run("deliveries", "resolve", "2022-W51", "--mark-sent")
-    assert "1 unknown row(s) marked sent" in resolved.stdout
+    assert "1 unknown row marked sent" in resolved.stdout
     assert ledger(ready) == {"sent": 19, "deferred": 1}
 
 
@@ -268,3 +273,86 @@ def test_rate_caps_the_sending_speed(ready: Project, smtp_server: SMTPServer) ->
     code, report = send(ready, "--rate", "10/s")
     assert code == 0 and report["sent"] == 20
     assert report["elapsed"] >= 19 / 10
+
+
+class Recorder:
+    """A Watcher that keeps what it is told, and can act when the first outcome lands."""
+
+    def __init__(self, on_first: Callable[[], None] | None = None) -> None:
+        self.totals: list[int | None] = []
+        self.done: list[int] = []
+        self.reports: list[object] = []
+        self.on_first = on_first
+
+    def begin(self, slug: str, total: int | None) -> None:
+        self.totals.append(total)
+
+    def advance(self, done: int) -> None:
+        if not self.done and self.on_first:
+            self.on_first()
+        self.done.append(done)
+
+    def end(self, report: object) -> None:
+        self.reports.append(report)
+
+    def refused(self, slug: str, error: object) -> None:
+        raise AssertionError(error)
+
+
+def test_an_unsubscribe_mid_send_stops_every_message_not_yet_started(
+    ready: Project, smtp_server: SMTPServer
+) -> None:
+    """All 20 rows are claimed at once (a batch is 32); people who leave after the first
+    message went out get nothing, but for the at most two rows the connection had started."""
+    from newsletter.delivery.connections import SendOptions
+    from newsletter.delivery.send import SendRun
+    from newsletter.delivery.transport import open_transport
+
+    smtp_server.handler.delay = 0.02
+    leaving = AUDIENCE[5:]
+
+    def unsubscribe_the_rest() -> None:
+        with Session(ready.engine()) as session:
+            for email in leaving:
+                person = subscribers.require(session, email)
+                assert person.id is not None
+                subscribers.unsubscribe(session, person.id, "war-notes")
+            session.commit()
+
+    watcher = Recorder(on_first=unsubscribe_the_rest)
+    config = ready.config
+    run = SendRun(
+        config,
+        ready.engine(),
+        load_key(config.signing_key_file),
+        "2022-W51",
+        lambda: open_transport(config.transport, config.root),
+        SendOptions(connections=1),
+        watcher=watcher,
+    )
+    report = run.execute()
+    received = smtp_server.handler.addresses()
+    assert len(set(received) & set(leaving)) <= 2, received
+    assert report.skipped >= len(leaving) - 2 and report.sent == 20 - report.skipped
+    assert watcher.totals == [20] and watcher.done[-1] == report.sent
+    assert report.exit_code == 0 and report.ledger["claimed"] == report.ledger["sending"] == 0
+
+
+def test_exit_codes_follow_from_the_reports() -> None:
+    from newsletter.delivery.send import DueRun, SendReport
+
+    done = {"sent": 3}
+    assert SendReport("a", ledger=done).exit_code == 0
+    assert SendReport("a", locked=True).exit_code == 0
+    assert SendReport("a", ledger=done | {"failed": 1}).exit_code == 1
+    assert SendReport("a", ledger=done | {"unknown": 1}).exit_code == 1
+    for left in ("queued", "claimed", "sending", "deferred"):
+        assert SendReport("a", ledger=done | {left: 1, "failed": 1}).exit_code == 75
+    assert SendReport("a", paused="server down", ledger=done).exit_code == 75
+    # A worker's rows that peers are still sending are theirs, not work left.
+    assert SendReport("a", ledger={"sending": 2}, sending_elsewhere=2).exit_code == 0
+    failed, later = SendReport("a", ledger={"failed": 1}), SendReport("b", paused="x")
+    assert DueRun("smtp://relay").exit_code == 0
+    assert DueRun("t", reports=[failed]).exit_code == 1
+    assert DueRun("t", reports=[failed, later]).exit_code == 75
+    assert DueRun("t", reports=[failed, later], errors={"c": "edited"}).exit_code == 2

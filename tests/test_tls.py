@@ -159,7 +159,7 @@ def test_bad_credentials_make_send_exit_2_and_leave_rows_queued(
     result = collected.run("send", "2022-W51", "--transport", f"smtp://news@localhost:{port}")
     assert result.exit_code == 2 and "authentication failed" in result.stderr
     assert "nope" not in result.output
-    counts = json.loads(collected.run("deliveries", "2022-W51", "--json").stdout)["counts"]
+    counts = json.loads(collected.run("deliveries", "show", "2022-W51", "--json").stdout)["counts"]
     assert counts["queued"] == 1 and counts["sending"] == 0
 
 

@@ -2,7 +2,10 @@
 SMTP server, and a peer that dies mid-send."""
 
 import json
+import os
+import random
 import signal
+import subprocess
 import time
 from collections import Counter
 from functools import partial
@@ -42,7 +45,8 @@ def test_two_workers_share_the_issue_and_send_each_message_once(
         assert {r.state for r in rows} == {"sent"} and {r.attempts for r in rows} == {1}
         assert {r.claimed_by for r in rows} == {r["worker"] for r in reports}
     assert any(r["finished"] for r in reports)
-    listed = json.loads(collected.run("deliveries", "2022-W51", "--state", "sent", "--json").stdout)
+    shown = collected.run("deliveries", "show", "2022-W51", "--state", "sent", "--json")
+    listed = json.loads(shown.stdout)
     assert {row["claimed_by"] for row in listed["rows"]} == {r["worker"] for r in reports}
 
 
@@ -75,6 +79,68 @@ def test_a_worker_killed_mid_send_leaves_only_its_claimed_rows_in_doubt(
     assert collected.run("deliveries", "resolve", "2022-W51", "--resend").exit_code == 0
     assert collected.run("send", "--due", "--worker").exit_code == 0
     assert set(smtp_server.handler.addresses()) == set(audience)
+
+
+@postgresql_only
+def test_workers_killed_at_random_moments_leave_two_rows_per_connection_in_doubt(
+    collected: Project, smtp_server: SMTPServer
+) -> None:
+    """Rounds of two workers, one of them killed at a random moment (seeded): after each
+    kill at most two rows per connection of the dead worker are `sending`; the survivor
+    sends the dead one's claimed rows, reports its started ones `unknown` (even when the
+    peer dies after the survivor's own share is done) and finishes the issue. Everyone not
+    in doubt got exactly one message."""
+    audience = prepare(collected, smtp_server, send_at="2022-12-26T08:00")
+    smtp_server.handler.delay = 0.005
+    rng = random.Random(os.environ.get("NEWSLETTER_TEST_SEED", "workers"))
+    connections = 3
+    args = ("send", "--due", "--worker", "--connections", str(connections), "--json")
+    targets = sorted(rng.sample(range(5, COUNT - 20), 5))
+    kills = 0
+    for round in range(3):
+        pair = [spawn(collected, *args), spawn(collected, *args)]
+        rng.shuffle(pair)
+        # Rounds but the last: both die, one after the other; in the last, one survives.
+        last = round == 2
+        for process in pair[: 1 if last else 2]:
+            wait_until_sent(collected, targets.pop(0), pair)
+            time.sleep(rng.uniform(0, 0.02))
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                kills += 1
+            process.wait()
+            with Session(collected.engine()) as session:
+                assert rows_sending_by(session, process) <= 2 * connections
+    survivor = pair[1]
+    out, errors = survivor.communicate(timeout=120)
+    assert survivor.returncode in (0, 1), out + errors
+    (report,) = json.loads(out)["issues"]
+    assert report["finished"] is True, report
+    counts = json.loads(collected.run("deliveries", "show", "2022-W51", "--json").stdout)["counts"]
+    assert counts["claimed"] == counts["sending"] == counts["queued"] == 0, counts
+    assert kills >= 3
+    in_doubt = unknown_rows(collected)
+    assert len(in_doubt) <= kills * 2 * connections
+    received = Counter(smtp_server.handler.addresses())
+    for address in audience:
+        assert address in in_doubt or received[address] == 1, address
+
+
+def wait_until_sent(project: Project, target: int, senders: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + 60
+    while sent_count(project) < target and any(p.poll() is None for p in senders):
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+
+
+def rows_sending_by(session: Session, process: subprocess.Popen[bytes]) -> int:
+    """Rows `sending` under that process's worker name (`host:pid:random`)."""
+    claimants = session.execute(
+        sa.select(Delivery.claimed_by, sa.func.count())
+        .where(Delivery.state == "sending")
+        .group_by(Delivery.claimed_by)
+    ).all()
+    return sum(n for who, n in claimants if f":{process.pid}:" in (who or ""))
 
 
 @postgresql_only
@@ -129,10 +195,14 @@ def test_rows_of_a_worker_that_is_gone_become_unknown_and_a_live_ones_stay(
         ledger.enqueue(session, issue)
         with sender_identity(engine) as ended:
             gone, _ = ledger.claim(session, issue.id, "war-notes", 5, claimed_by=ended.name)
+            ledger.start(session, gone[:3], "war-notes", ended.name)
         alive, _ = ledger.claim(session, issue.id, "war-notes", 7, claimed_by=live.name)
+        ledger.start(session, alive[:4], "war-notes", live.name)
+        session.commit()
         assert sender_alive(engine, live.name) and not sender_alive(engine, ended.name)
         recovered = ledger.recover(session, issue.id, partial(sender_alive, engine))
-        assert recovered == 5
+        # The dead one's started rows are in doubt; those it only claimed are queued again.
+        assert recovered == 3
         states = dict(
             session.exec(
                 select(Delivery.id, Delivery.state).where(
@@ -140,8 +210,8 @@ def test_rows_of_a_worker_that_is_gone_become_unknown_and_a_live_ones_stay(
                 )
             ).all()
         )
-        assert {states[r.id] for r in gone} == {"unknown"}
-        assert {states[r.id] for r in alive} == {"sending"}
+        assert [states[r.id] for r in gone] == ["unknown"] * 3 + ["queued"] * 2
+        assert [states[r.id] for r in alive] == ["sending"] * 4 + ["claimed"] * 3
         # Rows with no claimant (a plain sender's) are in doubt once workers hold the issue.
         session.execute(sa.update(Delivery).where(col(Delivery.id) == alive[0].id).values(
             claimed_by=None))  # fmt: skip
@@ -203,3 +273,30 @@ def test_newsletters_in_two_schemas_of_one_database_do_not_share_send_locks() ->
             for schema in schemas:
                 connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@postgresql_only
+def test_a_workers_progress_counts_its_own_share(
+    collected: Project, smtp_server: SMTPServer
+) -> None:
+    """Its total is not known beforehand (peers take part): no total, its own messages."""
+    from newsletter.audience.tokens import load_key
+    from newsletter.delivery.send import SendReport, SendRequest, send
+    from newsletter.delivery.transport import open_transport
+    from tests.test_send import Recorder
+
+    prepare(collected, smtp_server, send_at="2022-12-26T08:00")
+    config = collected.config
+    watcher = Recorder()
+    result = send(
+        config,
+        collected.engine(),
+        load_key(config.signing_key_file),
+        lambda: open_transport(config.transport, config.root),
+        SendRequest(due=True, worker=True),
+        watcher,
+    )
+    assert result.exit_code == 0
+    (report,) = watcher.reports
+    assert isinstance(report, SendReport) and report.sent == COUNT
+    assert watcher.totals == [None] and watcher.done[-1] == report.sent

@@ -1,9 +1,9 @@
-"""`newsletter send` and `newsletter deliveries`."""
+"""`newsletter send` and `newsletter deliveries show|resolve`: parse, call the core
+(delivery/send.py), print."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import ExitStack
 from datetime import timedelta
 from typing import Annotated
 
@@ -12,6 +12,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
@@ -21,27 +22,31 @@ from sqlmodel import Session
 from newsletter.cli.output import err, out, plural, print_error, print_json
 from newsletter.cli.state import State, state
 from newsletter.dates import parse_week
-from newsletter.delivery import ledger
+from newsletter.delivery.connections import SendOptions
 from newsletter.delivery.ledger import RetryPolicy
-from newsletter.delivery.locks import SenderIdentity, sender_identity
 from newsletter.delivery.send import (
-    WORKER_NEEDS_POSTGRESQL,
     DueRun,
-    SendOptions,
     SendReport,
+    SendRequest,
     audience_preview,
-    due_issues,
-    find_approved,
-    send_issue,
+    ledger_view,
+    resolve,
     send_tests,
 )
+from newsletter.delivery.send import send as send_issues
 from newsletter.delivery.transport import Transport, display_transport, open_transport
 from newsletter.errors import UsageError
+
+deliveries_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="An issue's delivery ledger: show it, or settle the rows in doubt.",
+)
 
 
 def register(app: typer.Typer) -> None:
     app.command("send")(send)
-    app.command("deliveries")(deliveries)
+    app.add_typer(deliveries_app, name="deliveries")
 
 
 def _rate(value: str | None) -> float | None:
@@ -115,104 +120,92 @@ def send(
     config = st.config()
     if worker and (test_to or dry_run):
         raise UsageError("--worker is for sending: not with --test-to or --dry-run")
-    if worker and st.engine().dialect.name != "postgresql":
-        raise UsageError(WORKER_NEEDS_POSTGRESQL)
     if not 1 <= connections <= 256:
         raise UsageError(f"--connections {connections}: use 1 to 256")
-    if test_to and not slug and not due:
-        # What `issue new` made by default: the last complete week's issue.
-        slug = parse_week("last", config.timezone).label
-    if due == bool(slug):
-        raise UsageError("give an issue SLUG, or --due (not both)")
-    options = SendOptions(
-        connections=connections,
-        rate=_rate(rate),
-        retry=RetryPolicy(give_up_after=timedelta(hours=config.retry_hours)),
-    )
     if test_to:
-        if slug is None:
+        if due:
             raise UsageError("--test-to sends one issue: give its SLUG, not --due")
+        # What `issue new` made by default: the last complete week's issue.
+        chosen = slug or parse_week("last", config.timezone).label
         with Session(st.engine()) as session:
-            count = send_tests(config, session, slug, test_to, _transport(st, transport))
-        out.print(f"Sent {plural(count, 'test message')} of {slug}", markup=False)
+            count = send_tests(config, session, chosen, test_to, _transport(st, transport))
+        out.print(f"Sent {plural(count, 'test message')} of {chosen}", markup=False)
         return
-    engine = st.engine()
+    request = SendRequest(
+        slug=slug,
+        due=due,
+        worker=worker,
+        options=SendOptions(
+            connections=connections,
+            rate=_rate(rate),
+            retry=RetryPolicy(give_up_after=timedelta(hours=config.retry_hours)),
+        ),
+        transport=display_transport(transport or config.transport),
+    )
     if dry_run:
-        with Session(engine) as session:
-            issues = due_issues(session) if due else [find_approved(session, config, slug or "")]
-            audience = {issue.slug: audience_preview(session, issue) for issue in issues}
+        preview = audience_preview(config, st.engine(), request)
         if as_json:
-            print_json(
-                {
-                    name: {"count": len(people), "recipients": people}
-                    for name, people in audience.items()
-                }
-            )
-        else:
-            for name, people in audience.items():
-                for email in people:
-                    out.print(email, markup=False)
-                err.print(f"{name}: {plural(len(people), 'recipient')}; nothing sent", markup=False)
+            print_json(preview.as_dict())
+            return
+        for name, people in preview.audiences.items():
+            for email in people:
+                out.print(email, markup=False)
+            err.print(f"{name}: {plural(len(people), 'recipient')}; nothing sent", markup=False)
         return
     make = _transport(st, transport)
-    key = st.key()
-    with Session(engine) as session:
-        slugs = [issue.slug for issue in due_issues(session)] if due else [slug or ""]
-    with ExitStack() as stack:
-        identity = stack.enter_context(sender_identity(engine)) if worker else None
-        if not due:
-            report = _send_one(st, slug or "", make, key, options, as_json, identity)
-            if as_json:
-                print_json(report.as_dict())
-            raise typer.Exit(report.exit_code)
-        run = DueRun(display_transport(transport or config.transport))
-        for name in slugs:
-            try:
-                run.reports.append(_send_one(st, name, make, key, options, as_json, identity))
-            except UsageError as error:
-                run.errors[name] = str(error)
-                print_error(error)
+    watcher = TerminalWatcher(show_progress=not as_json and err.is_terminal, quiet=as_json)
+    try:
+        result = send_issues(config, st.engine(), st.key(), make, request, watcher)
+    finally:
+        watcher.close()
     if as_json:
-        print_json(run.as_dict())
-    elif not run.reports and not run.errors:
+        print_json(result.as_dict())
+    elif isinstance(result, DueRun) and not result.reports and not result.errors:
         out.print("Nothing due.", markup=False)
-    raise typer.Exit(run.exit_code)
+    raise typer.Exit(result.exit_code)
 
 
-def _send_one(
-    st: State,
-    slug: str,
-    make: Callable[[], Transport],
-    key: bytes,
-    options: SendOptions,
-    as_json: bool,
-    worker: SenderIdentity | None,
-) -> SendReport:
-    config, engine = st.config(), st.engine()
-    if as_json or not err.is_terminal:
-        report = send_issue(config, engine, key, slug, make, options, worker=worker)
-    else:
-        with Progress(
-            TextColumn(f"{slug}"),
+class TerminalWatcher:
+    """A progress bar per issue on a terminal, and each report once its send ends."""
+
+    def __init__(self, *, show_progress: bool, quiet: bool) -> None:
+        self.show_progress, self.quiet = show_progress, quiet
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+
+    def begin(self, slug: str, total: int | None) -> None:
+        if not self.show_progress:
+            return
+        self.close()
+        self.progress = Progress(
+            TextColumn(slug),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"),
             TimeRemainingColumn(),
             console=err,
             transient=True,
-        ) as progress:
-            task = progress.add_task("send", total=None, rate="")
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("send", total=total, rate="")
 
-            def update(done: int, total: int) -> None:
-                speed = progress.tasks[0].speed or 0
-                progress.update(task, completed=done, total=total, rate=f"{speed:.0f}/s")
+    def advance(self, done: int) -> None:
+        if self.progress is not None and self.task is not None:
+            speed = self.progress.tasks[0].speed or 0
+            self.progress.update(self.task, completed=done, rate=f"{speed:.0f}/s")
 
-            report = send_issue(
-                config, engine, key, slug, make, options, worker=worker, on_progress=update
-            )
-    if not as_json:
-        _print_report(report)
-    return report
+    def end(self, report: SendReport) -> None:
+        self.close()
+        if not self.quiet:
+            _print_report(report)
+
+    def refused(self, slug: str, error: UsageError) -> None:
+        print_error(error)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = self.task = None
 
 
 def _print_report(report: SendReport) -> None:
@@ -229,8 +222,9 @@ def _print_report(report: SendReport) -> None:
     )
     if report.recovered:
         err.print(
-            f"{report.recovered} row(s) left in 'sending' by a stopped run are now "
-            "'unknown': see 'newsletter deliveries resolve'",
+            f"{plural(report.recovered, 'row')} left in 'sending' by a stopped run "
+            f"{'is' if report.recovered == 1 else 'are'} now 'unknown': see "
+            "'newsletter deliveries resolve'",
             markup=False,
         )
     if report.paused:
@@ -248,82 +242,64 @@ def _print_report(report: SendReport) -> None:
     )
 
 
-def deliveries(
+Slug = Annotated[str, typer.Argument(help="The approved issue.")]
+
+
+@deliveries_app.command("show")
+def deliveries_show(
     ctx: typer.Context,
-    words: Annotated[
-        list[str], typer.Argument(metavar="[resolve] SLUG", help="SLUG or 'resolve SLUG'.")
-    ],
+    slug: Slug,
     *,
     state_filter: Annotated[
-        str | None, typer.Option("--state", help="Only rows in this state.")
+        str | None, typer.Option("--state", help="Also list the rows in this state.")
     ] = None,
-    resend: Annotated[
-        bool, typer.Option("--resend", help="resolve: send unknown rows again.")
-    ] = False,
-    mark_sent: Annotated[
-        bool, typer.Option("--mark-sent", help="resolve: count unknown rows as sent.")
-    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show an issue's ledger (counts and rows per state), or settle the rows in 'unknown'
-    with 'deliveries resolve SLUG --resend|--mark-sent'.
+    """An issue's ledger: how many rows are in each state and, with --state, which.
 
-    Example: newsletter deliveries 2022-W51 --state failed
+    Example: newsletter deliveries show 2022-W51 --state failed
     """
     st = state(ctx)
-    config = st.config()
-    if words[:1] == ["resolve"]:
-        if len(words) != 2 or resend == mark_sent:
-            raise UsageError("use: newsletter deliveries resolve SLUG --resend|--mark-sent")
-        with Session(st.engine()) as session:
-            issue = find_approved(session, config, words[1])
-            assert issue.id is not None
-            slug = issue.slug
-            changed = ledger.resolve(session, issue.id, resend=resend)
-        verb = "queued again" if resend else "marked sent"
-        out.print(f"{slug}: {changed} unknown row(s) {verb}", markup=False)
-        return
-    if len(words) != 1 or resend or mark_sent:
-        raise UsageError("use: newsletter deliveries SLUG [--state S], or deliveries resolve SLUG")
-    if state_filter and state_filter not in ledger.STATES:
-        raise UsageError(f"unknown state {state_filter!r}: use one of {', '.join(ledger.STATES)}")
-    with Session(st.engine()) as session:
-        issue = find_approved(session, config, words[0])
-        assert issue.id is not None
-        tally = ledger.counts(session, issue.id)
-        rows = ledger.rows(session, issue.id, state_filter) if state_filter else []
-        listed = [
-            {
-                "email": r.email,
-                "state": r.state,
-                "attempts": r.attempts,
-                "code": r.last_code,
-                "error": r.last_error,
-                "updated_at": r.updated_at.isoformat(),
-                "sent_at": r.sent_at.isoformat() if r.sent_at else None,
-                "claimed_by": r.claimed_by,
-            }
-            for r in rows
-        ]
-        finished = issue.finished_at is not None
+    view = ledger_view(st.config(), st.engine(), slug, state_filter)
     if as_json:
-        print_json({"slug": issue.slug, "finished": finished, "counts": tally, "rows": listed})
+        print_json(view.as_dict())
         return
     out.print(
-        f"{issue.slug}: "
-        + ", ".join(f"{s} {n}" for s, n in tally.items())
-        + (" (finished)" if finished else ""),
+        f"{view.slug}: "
+        + ", ".join(f"{s} {n}" for s, n in view.counts.items())
+        + (" (finished)" if view.finished else ""),
         markup=False,
     )
-    if listed:
+    if view.rows:
+        columns = ("email", "state", "attempts", "code", "error")
         table = Table(show_edge=False, pad_edge=False)
-        for column in ("email", "state", "attempts", "code", "error"):
+        for column in columns:
             table.add_column(column, overflow="fold")
-        for row in listed:
-            table.add_row(
-                *(
-                    str(row[c] if row[c] is not None else "")
-                    for c in ("email", "state", "attempts", "code", "error")
-                )
-            )
+        for row in view.rows:
+            table.add_row(*(str(row[c] if row[c] is not None else "") for c in columns))
         out.print(table)
+
+
+@deliveries_app.command("resolve")
+def deliveries_resolve(
+    ctx: typer.Context,
+    slug: Slug,
+    *,
+    resend: Annotated[
+        bool, typer.Option("--resend", help="Queue the unknown rows again (some may get two).")
+    ] = False,
+    mark_sent: Annotated[
+        bool,
+        typer.Option("--mark-sent", help="Count the unknown rows as sent (some may get none)."),
+    ] = False,
+) -> None:
+    """Settle the rows in doubt ('unknown': a sender stopped while they were on the wire).
+
+    Example: newsletter deliveries resolve 2022-W51 --resend
+    """
+    if resend == mark_sent:
+        raise UsageError("use: newsletter deliveries resolve SLUG --resend|--mark-sent")
+    st = state(ctx)
+    name, changed = resolve(st.config(), st.engine(), slug, resend=resend)
+    verb = "queued again" if resend else "marked sent"
+    out.print(f"{name}: {plural(changed, 'unknown row')} {verb}", markup=False)

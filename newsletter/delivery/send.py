@@ -1,31 +1,33 @@
 """Sending an approved issue through the ledger (see ledger.py for its states).
 
-One run: take the issue's run lock (or leave: another process is sending it), turn rows a
-crashed run left in `sending` into `unknown`, write the audience once, then repeat: claim a
-batch (committed as `sending`), let a pool of N connections send it at the allowed rate,
-record each outcome. A worker (`worker=` its identity, PostgreSQL only) takes the lock in
-shared mode and sends beside other workers: each claims its own rows (FOR UPDATE SKIP
-LOCKED), marked with its identity, and turns into `unknown` only rows of workers that are
-gone (locks.sender_alive). The message for each recipient is the issue's template with their
-placeholders filled (message.IssueTemplate), never a re-render.
+A send is a `SendRun`: take the issue's run lock (or leave: another process is sending it),
+recover what a stopped run left (claimed rows queued again, started ones `unknown`), write
+the audience once, then let the connections (connections.py) send the rows the ledger writer
+(writer.py) claims and starts for them, each outcome committed before it is counted. The
+message for each recipient is the issue's template with their placeholders filled
+(message.IssueTemplate), never a re-render.
 
-Errors that are not about a recipient (refused connection, 421, 454, a sender refusal, a
-lost connection) make that connection back off before it reconnects, blame nobody, and after
-`pause_after` of them in a row pause the whole send, leaving the remaining rows queued for a
-later run (exit 75). A configuration error (bad credentials, no TLS where TLS is required)
-stops the send at once (exit 2).
+A worker (`--worker`, PostgreSQL only) takes the lock in shared mode and sends beside other
+workers: each claims its own rows (FOR UPDATE SKIP LOCKED), marked with its identity, and
+recovers only rows of workers that are gone (locks.sender_alive). A worker whose share is
+done stays until the peers' rows are settled: when a peer dies, its claimed rows come back
+to be sent and its started ones are reported, by whichever worker is still there.
+
+`send()` is what the command runs (one issue, or every due one); `resolve()` settles the
+rows in doubt; `ledger_view()` is what `deliveries show` prints. Exit codes follow from the
+reports alone (`SendReport.exit_code`, `DueRun.exit_code`).
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -34,10 +36,12 @@ from newsletter.audience.subscribers import parse_address
 from newsletter.audience.tokens import signed_url
 from newsletter.config import Config
 from newsletter.delivery import ledger
-from newsletter.delivery.ledger import Claimed, Outcome, RetryPolicy
-from newsletter.delivery.locks import SenderIdentity, run_lock, sender_alive
+from newsletter.delivery.connections import Connections, SendOptions
+from newsletter.delivery.ledger import Claimed, Outcome
+from newsletter.delivery.locks import SenderIdentity, run_lock, sender_alive, sender_identity
 from newsletter.delivery.message import IssueTemplate, dkim_signer, issue_template, sender
 from newsletter.delivery.transport import Transport
+from newsletter.delivery.writer import LedgerWriter
 from newsletter.editorial.approval import is_stale
 from newsletter.editorial.issue_file import issue_path, read_issue
 from newsletter.editorial.render import render_file
@@ -46,23 +50,15 @@ from newsletter.errors import (
     FAILED,
     TEMPFAIL,
     USAGE,
-    ConfigError,
-    IdentityLost,
-    NewsletterError,
     NotFoundError,
-    TransportError,
     UsageError,
 )
 from newsletter.models import ApprovedIssue
 
+__all__ = ["SendOptions", "SendReport", "DueRun", "SendRun", "send", "resolve", "ledger_view"]
 
-@dataclass(frozen=True)
-class SendOptions:
-    connections: int = 4
-    rate: float | None = None
-    pause_after: int = 10
-    backoff: float = 0.5
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+# How often a worker whose share is done looks again at its peers' rows.
+PEER_POLL = 0.5
 
 
 @dataclass
@@ -87,7 +83,7 @@ class SendReport:
     @property
     def exit_code(self) -> int:
         if self.locked:
-            return 0
+            return DONE
         left = sum(self.ledger.get(state, 0) for state in ledger.OPEN)
         if self.paused or left > self.sending_elsewhere:
             return TEMPFAIL
@@ -124,126 +120,78 @@ class DueRun:
         }
 
 
-class RateLimiter:
-    """At most `rate` sends a second across every connection, evenly spaced."""
+class Watcher(Protocol):
+    """What a front end is told as a send goes: to draw progress and print reports."""
 
-    def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate
-        self.next = time.monotonic()
-        self.lock = threading.Lock()
+    def begin(self, slug: str, total: int | None) -> None: ...
 
-    def wait(self) -> None:
-        with self.lock:
-            now = time.monotonic()
-            slot = max(self.next, now)
-            self.next = slot + self.interval
-        if slot > now:
-            time.sleep(slot - now)
+    def advance(self, done: int) -> None: ...
+
+    def end(self, report: SendReport) -> None: ...
+
+    def refused(self, slug: str, error: UsageError) -> None: ...
 
 
-def classify(error: TransportError, delivery_id: int) -> tuple[Outcome, bool]:
-    """(the row's outcome, whether the fault is the connection's rather than the recipient's).
-    smtplib raises one class for 4xx and 5xx: the code decides."""
-    code, text = error.code, str(error)
-    if error.stage in ("connect", "envelope") or code in (421, 454):
-        return Outcome(delivery_id, "requeue", code, text), True
-    if error.stage == "after-dot":
-        return Outcome(delivery_id, "unknown", code, text), True
-    if error.stage == "before-dot":
-        return Outcome(delivery_id, "deferred", code, text), True
-    if code is not None and 500 <= code < 600:
-        return Outcome(delivery_id, "failed", code, text), False
-    return Outcome(delivery_id, "deferred", code, text), code is None
+@dataclass(frozen=True)
+class SendRequest:
+    """What `newsletter send` was asked: one issue (`slug`) or every due one (`due`)."""
+
+    slug: str | None = None
+    due: bool = False
+    worker: bool = False
+    options: SendOptions = field(default_factory=SendOptions)
+    transport: str = ""  # the transport as it may be shown, for the JSON report
 
 
-class Pool:
-    """N threads, each with its own connection, fed claimed rows through a queue."""
+WORKER_NEEDS_POSTGRESQL = (
+    "--worker needs PostgreSQL (NEWSLETTER_DATABASE_URL=postgresql+psycopg://...): on SQLite "
+    "run one sender and raise --connections instead"
+)
 
-    def __init__(
-        self,
-        make_transport: Callable[[], Transport],
-        build: Callable[[Claimed], bytes],
-        envelope_from: str,
-        options: SendOptions,
-    ) -> None:
-        self.jobs: queue.Queue[Claimed | None] = queue.Queue()
-        self.results: queue.Queue[Outcome] = queue.Queue()
-        self.build, self.envelope_from, self.options = build, envelope_from, options
-        self.make_transport = make_transport
-        self.rate = RateLimiter(options.rate) if options.rate else None
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.errors_in_a_row = 0
-        self.paused: str | None = None
-        self.fatal: NewsletterError | None = None
-        self.threads = [
-            threading.Thread(target=self._work, name=f"smtp-{n}", daemon=True)
-            for n in range(max(1, options.connections))
-        ]
-        for thread in self.threads:
-            thread.start()
 
-    def _work(self) -> None:
-        transport: Transport | None = None
-        failures = 0
-        while True:
-            job = self.jobs.get()
-            if job is None:
-                break
-            if self.stop.is_set():
-                self.results.put(Outcome(job.id, "requeue"))
-                continue
-            if self.rate:
-                self.rate.wait()
+def send(
+    config: Config,
+    engine: Engine,
+    key: bytes,
+    make_transport: Callable[[], Transport],
+    request: SendRequest,
+    watcher: Watcher | None = None,
+) -> SendReport | DueRun:
+    """Send one approved issue, or every due one; the report says what happened and which
+    exit code that is. A due issue that cannot be sent (edited after approval) is reported
+    and the others go on."""
+    if request.due == bool(request.slug):
+        raise UsageError("give an issue SLUG, or --due (not both)")
+    if request.worker:
+        _check_worker(engine)
+    identity: AbstractContextManager[SenderIdentity | None] = (
+        sender_identity(engine) if request.worker else nullcontext()
+    )
+    with identity as worker:
+
+        def run(slug: str) -> SendReport:
+            return SendRun(
+                config, engine, key, slug, make_transport, request.options, worker, watcher
+            ).execute()
+
+        if request.slug:
+            return run(request.slug)
+        with Session(engine) as session:
+            slugs = [issue.slug for issue in due_issues(session)]
+        due = DueRun(request.transport)
+        for slug in slugs:
             try:
-                transport = transport or self.make_transport()
-                transport.send(self.envelope_from, job.email, self.build(job))
-                outcome, connection_fault = Outcome(job.id, "sent", 250), False
-            except ConfigError as error:
-                self.fatal = error
-                self.stop.set()
-                outcome, connection_fault = Outcome(job.id, "requeue"), False
-            except TransportError as error:
-                outcome, connection_fault = classify(error, job.id)
-            except Exception as error:  # a bug must stop the send, not hang it
-                self.fatal = NewsletterError(f"sending stopped: {type(error).__name__}: {error}")
-                self.stop.set()
-                outcome, connection_fault = Outcome(job.id, "requeue"), False
-            self._count(connection_fault, outcome)
-            self.results.put(outcome)
-            if connection_fault:
-                failures += 1
-                # wait() rather than sleep(): a pause or a fatal error ends the back-off.
-                self.stop.wait(min(self.options.backoff * 2 ** min(failures - 1, 6), 30.0))
-            else:
-                failures = 0
-        if transport is not None:
-            transport.close()
-
-    def _count(self, connection_fault: bool, outcome: Outcome) -> None:
-        with self.lock:
-            self.errors_in_a_row = self.errors_in_a_row + 1 if connection_fault else 0
-            if self.errors_in_a_row >= self.options.pause_after and not self.paused:
-                self.paused = (
-                    f"paused after {self.errors_in_a_row} errors in a row: {outcome.error}"
-                )
-                self.stop.set()
-
-    def close(self) -> None:
-        for _ in self.threads:
-            self.jobs.put(None)
-        for thread in self.threads:
-            thread.join()
+                due.reports.append(run(slug))
+            except UsageError as error:
+                due.errors[slug] = str(error)
+                if watcher:
+                    watcher.refused(slug, error)
+        return due
 
 
-def find_approved(session: Session, config: Config, slug_or_path: str) -> ApprovedIssue:
-    slug = slug_or_path
-    if slug.endswith(".md") or "/" in slug:
-        slug = read_issue(issue_path(config, slug_or_path)).slug
-    row = session.exec(select(ApprovedIssue).where(ApprovedIssue.slug == slug)).first()
-    if row is None:
-        raise NotFoundError(f"issue {slug} is not approved: run 'newsletter issue approve {slug}'")
-    return row
+def _check_worker(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        raise UsageError(WORKER_NEEDS_POSTGRESQL)
 
 
 def send_issue(
@@ -255,66 +203,210 @@ def send_issue(
     options: SendOptions | None = None,
     *,
     worker: SenderIdentity | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    watcher: Watcher | None = None,
 ) -> SendReport:
-    """Send (or resume) one approved issue. `on_progress(done, total)` after each outcome.
-    `worker`: this sender's identity (locks.sender_identity), to share the issue."""
-    options = options or SendOptions()
-    started = time.monotonic()
-    if worker is not None and engine.dialect.name != "postgresql":
-        raise UsageError(WORKER_NEEDS_POSTGRESQL)
-    alive = None if worker is None else partial(_peer_alive, engine, worker.name)
-    with Session(engine, expire_on_commit=False) as session:
-        issue = find_approved(session, config, slug_or_path)
-        report = SendReport(slug=issue.slug, worker=worker.name if worker else None)
-        if issue.enqueued_at is None and is_stale(config, issue):
-            raise UsageError(
-                f"{issue.slug} was edited after approval: run 'newsletter issue approve "
-                f"{issue.slug}' again before sending"
-            )
-    with run_lock(engine, f"send:{report.slug}", shared=worker is not None) as mine:
-        if not mine:
-            report.locked = True
-            return report
+    """Send (or resume) one approved issue: `SendRun(...).execute()`."""
+    run = SendRun(
+        config, engine, key, slug_or_path, make_transport, options or SendOptions(), worker, watcher
+    )
+    return run.execute()
+
+
+class SendRun:
+    """One sender's run of one issue. Its parts: the ledger writer (claims, starts and
+    outcomes, committed in groups), the connections, and the report they fill."""
+
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        key: bytes,
+        slug_or_path: str,
+        make_transport: Callable[[], Transport],
+        options: SendOptions,
+        worker: SenderIdentity | None = None,
+        watcher: Watcher | None = None,
+    ) -> None:
+        if worker is not None:
+            _check_worker(engine)
+        self.config, self.engine, self.key = config, engine, key
+        self.make_transport, self.options = make_transport, options
+        self.worker, self.watcher = worker, watcher
+        self.alive = None if worker is None else partial(_peer_alive, engine, worker.name)
         with Session(engine, expire_on_commit=False) as session:
-            issue = find_approved(session, config, report.slug)
-            assert issue.id is not None
-            report.recovered = ledger.recover(session, issue.id, alive)
-            report.enqueued = ledger.enqueue(session, issue)
-            template = approved_template(config, issue)
-            total = sum(ledger.counts(session, issue.id)[s] for s in ("queued", "deferred"))
-            _run(
-                config,
-                key,
-                session,
-                issue,
-                template,
-                make_transport,
-                options,
-                report,
-                total,
-                on_progress,
-                worker,
+            issue = find_approved(session, config, slug_or_path)
+            if issue.enqueued_at is None and is_stale(config, issue):
+                raise UsageError(
+                    f"{issue.slug} was edited after approval: run 'newsletter issue approve "
+                    f"{issue.slug}' again before sending"
+                )
+        self.issue = issue
+        self.report = SendReport(slug=issue.slug, worker=worker.name if worker else None)
+        self.done = 0
+
+    def execute(self) -> SendReport:
+        started = time.monotonic()
+        report = self.report
+        with run_lock(self.engine, f"send:{report.slug}", shared=self.worker is not None) as mine:
+            if not mine:
+                report.locked = True
+                return report
+            with Session(self.engine, expire_on_commit=False) as session:
+                issue = self.issue = find_approved(session, self.config, report.slug)
+                assert issue.id is not None
+                report.recovered = ledger.recover(session, issue.id, self.alive)
+                report.enqueued = ledger.enqueue(session, issue)
+                tally = ledger.counts(session, issue.id)
+            template = approved_template(self.config, issue)
+            # A worker's share is not known beforehand: it counts its own messages.
+            total = None if self.worker else tally["queued"] + tally["deferred"]
+            if self.watcher:
+                self.watcher.begin(report.slug, total)
+            self._deliver(template)
+            while self.worker is not None and not report.paused and self._peers_unsettled():
+                self._deliver(template)
+            with Session(self.engine, expire_on_commit=False) as session:
+                report.finished = ledger.finish_if_done(session, issue)
+                report.ledger = ledger.counts(session, issue.id)
+            if self.worker is not None:
+                report.sending_elsewhere = report.ledger["claimed"] + report.ledger["sending"]
+        report.elapsed = round(time.monotonic() - started, 3)
+        if self.watcher:
+            self.watcher.end(report)
+        return report
+
+    def _deliver(self, template: IssueTemplate) -> None:
+        """Send until the ledger has nothing more for this sender, or the send pauses."""
+        issue, options = self.issue, self.options
+        assert issue.id is not None
+        view_url = self.config.archive_url(issue.slug)
+        base_url, key, newsletter = self.config.base_url, self.key, issue.newsletter
+
+        def build(row: Claimed) -> bytes:
+            unsubscribe = signed_url(base_url, key, "unsubscribe", newsletter, row.token_id)
+            return template.render(
+                email=row.email,
+                email_key=row.email_key,
+                name=row.name,
+                unsubscribe_url=unsubscribe,
+                view_url=view_url,
             )
-            if alive is not None:
-                # A peer that died while this worker sent left its rows in `sending`.
-                report.recovered += ledger.recover(session, issue.id, alive)
-            report.finished = ledger.finish_if_done(session, issue)
-            report.ledger = ledger.counts(session, issue.id)
-            if worker is not None:
-                report.sending_elsewhere = report.ledger["sending"]
-    report.elapsed = round(time.monotonic() - started, 3)
-    return report
 
+        writer = LedgerWriter(
+            self.engine,
+            issue.id,
+            issue.newsletter,
+            halt=threading.Event(),
+            policy=options.retry,
+            # Claimed rows are not in doubt, but a short queue is what lets several workers
+            # finish together (rows claimed by one cannot go out through another's idle
+            # connections); 32 at a time keeps the claims' cost small on a fast relay.
+            batch=max(32, 2 * options.connections),
+            claimed_by=self.worker.name if self.worker else None,
+            confirm=self.worker.confirm if self.worker else None,
+            on_written=self._written,
+        )
+        connections = Connections(
+            writer, self.make_transport, build, sender(self.config).addr_spec, options
+        )
+        try:
+            connections.run()
+        finally:
+            writer.close()
+        self.report.paused = self.report.paused or connections.paused or writer.paused
+        if connections.fatal is not None:
+            raise connections.fatal
+        if writer.error is not None:
+            raise writer.error
 
-WORKER_NEEDS_POSTGRESQL = (
-    "--worker needs PostgreSQL (NEWSLETTER_DATABASE_URL=postgresql+psycopg://...): on SQLite "
-    "run one sender and raise --connections instead"
-)
+    def _written(self, outcomes: list[Outcome], skipped: int) -> None:
+        """After each commit, in the writer's thread: count what is now durable."""
+        report = self.report
+        report.skipped += skipped
+        for outcome in outcomes:
+            if outcome.kind in ("sent", "deferred", "failed", "unknown"):
+                setattr(report, outcome.kind, getattr(report, outcome.kind) + 1)
+                self.done += 1
+        if self.watcher and outcomes:
+            self.watcher.advance(self.done)
+
+    def _peers_unsettled(self) -> bool:
+        """A worker whose share is done: whether to send again (a peer died and its claimed
+        rows are queued again, or rows were handed back). Waits while live peers still hold
+        rows, so that the last worker standing notices a peer that dies at the end."""
+        assert self.issue.id is not None
+        while True:
+            with Session(self.engine) as session:
+                self.report.recovered += ledger.recover(session, self.issue.id, self.alive)
+                tally = ledger.counts(session, self.issue.id)
+            if tally["queued"]:
+                return True
+            if not tally["claimed"] and not tally["sending"]:
+                return False
+            time.sleep(PEER_POLL)
 
 
 def _peer_alive(engine: Engine, me: str, identity: str) -> bool:
     return identity == me or sender_alive(engine, identity)
+
+
+@dataclass
+class LedgerView:
+    """`deliveries show`: an issue's counts per state and, optionally, its rows in one."""
+
+    slug: str
+    finished: bool
+    counts: dict[str, int]
+    rows: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ledger_view(config: Config, engine: Engine, slug: str, state: str | None) -> LedgerView:
+    if state and state not in ledger.STATES:
+        raise UsageError(f"unknown state {state!r}: use one of {', '.join(ledger.STATES)}")
+    with Session(engine) as session:
+        issue = find_approved(session, config, slug)
+        assert issue.id is not None
+        rows = ledger.rows(session, issue.id, state) if state else []
+        return LedgerView(
+            slug=issue.slug,
+            finished=issue.finished_at is not None,
+            counts=ledger.counts(session, issue.id),
+            rows=[
+                {
+                    "email": r.email,
+                    "state": r.state,
+                    "attempts": r.attempts,
+                    "code": r.last_code,
+                    "error": r.last_error,
+                    "updated_at": r.updated_at.isoformat(),
+                    "sent_at": r.sent_at.isoformat() if r.sent_at else None,
+                    "claimed_by": r.claimed_by,
+                }
+                for r in rows
+            ],
+        )
+
+
+def resolve(config: Config, engine: Engine, slug: str, *, resend: bool) -> tuple[str, int]:
+    """Settle an issue's `unknown` rows: queue them again (`resend`: some readers may get
+    two) or count them sent (some may have got none). (The issue's slug, rows changed.)"""
+    with Session(engine) as session:
+        issue = find_approved(session, config, slug)
+        assert issue.id is not None
+        return issue.slug, ledger.resolve(session, issue.id, resend=resend)
+
+
+def find_approved(session: Session, config: Config, slug_or_path: str) -> ApprovedIssue:
+    slug = slug_or_path
+    if slug.endswith(".md") or "/" in slug:
+        slug = read_issue(issue_path(config, slug_or_path)).slug
+    row = session.exec(select(ApprovedIssue).where(ApprovedIssue.slug == slug)).first()
+    if row is None:
+        raise NotFoundError(f"issue {slug} is not approved: run 'newsletter issue approve {slug}'")
+    return row
 
 
 def approved_template(config: Config, issue: ApprovedIssue) -> IssueTemplate:
@@ -331,105 +423,6 @@ def approved_template(config: Config, issue: ApprovedIssue) -> IssueTemplate:
     )
 
 
-def _run(
-    config: Config,
-    key: bytes,
-    session: Session,
-    issue: ApprovedIssue,
-    template: IssueTemplate,
-    make_transport: Callable[[], Transport],
-    options: SendOptions,
-    report: SendReport,
-    total: int,
-    on_progress: Callable[[int, int], None] | None,
-    worker: SenderIdentity | None,
-) -> None:
-    assert issue.id is not None
-    view_url = config.archive_url(issue.slug)
-
-    def build(row: Claimed) -> bytes:
-        unsubscribe = signed_url(
-            config.base_url, key, "unsubscribe", issue.newsletter, row.token_id
-        )
-        return template.render(
-            email=row.email,
-            email_key=row.email_key,
-            name=row.name,
-            unsubscribe_url=unsubscribe,
-            view_url=view_url,
-        )
-
-    pool = Pool(make_transport, build, sender(config).addr_spec, options)
-    # Keep every connection busy and a short queue behind them: claim the next batch once
-    # the queue is down to half a batch. A short queue is what lets several workers finish
-    # together (rows claimed by one cannot go out through another's idle connections), and
-    # bounds what a crash can leave in doubt: at most connections + 1.5 batches in
-    # `sending`. 32 rows at a time keeps the claims' cost small on a fast relay.
-    batch = max(32, options.connections)
-    refill = options.connections + batch // 2
-    done = in_flight = 0
-    exhausted = False
-    pending: list[Outcome] = []
-    try:
-        while True:
-            if not exhausted and not pool.stop.is_set() and in_flight <= refill:
-                if worker is not None and not _still_mine(worker, pool):
-                    exhausted = True
-                    continue
-                claimed, skipped = ledger.claim(
-                    session,
-                    issue.id,
-                    issue.newsletter,
-                    batch,
-                    claimed_by=worker.name if worker else None,
-                )
-                report.skipped += skipped
-                for row in claimed:
-                    pool.jobs.put(row)
-                in_flight += len(claimed)
-                exhausted = not claimed and not skipped
-                continue
-            if in_flight == 0:
-                break
-            outcome = pool.results.get()
-            in_flight -= 1
-            pending.append(outcome)
-            _tally(report, outcome)
-            done += 1
-            if on_progress:
-                on_progress(done, total)
-            if len(pending) >= 50 or in_flight == 0:
-                ledger.record(session, pending, options.retry)
-                # Rows handed back (a 421, a refused connection) are claimable again.
-                exhausted = exhausted and not any(o.kind == "requeue" for o in pending)
-                pending = []
-    finally:
-        pool.close()
-        while not pool.results.empty():
-            pending.append(pool.results.get())
-        ledger.record(session, pending, options.retry)
-    report.paused = pool.paused
-    if pool.fatal is not None:
-        raise pool.fatal
-
-
-def _still_mine(worker: SenderIdentity, pool: Pool) -> bool:
-    """Whether the worker may claim more: with its identity lock gone, peers may already be
-    turning its rows into `unknown`. If not, the send pauses (exit 75) after what is in
-    flight."""
-    try:
-        worker.confirm()
-    except IdentityLost as error:
-        pool.paused = str(error)
-        return False
-    return True
-
-
-def _tally(report: SendReport, outcome: Outcome) -> None:
-    if outcome.kind in ("sent", "deferred", "failed", "unknown"):
-        setattr(report, outcome.kind, getattr(report, outcome.kind) + 1)
-
-
 def due_issues(session: Session, now: datetime | None = None) -> list[ApprovedIssue]:
     """Approved issues whose time has come, and sends left unfinished, oldest first."""
     moment = now or datetime.now(UTC)
@@ -442,8 +435,34 @@ def due_issues(session: Session, now: datetime | None = None) -> list[ApprovedIs
     return sorted(due, key=lambda row: row.send_at or row.approved_at)
 
 
-def audience_preview(session: Session, issue: ApprovedIssue) -> list[str]:
-    return [person.email for person in ledger.audience(session, issue.newsletter)]
+@dataclass
+class AudiencePreview:
+    """`send --dry-run`: who each issue would go to now; nothing is written."""
+
+    audiences: dict[str, list[str]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            slug: {"count": len(people), "recipients": people}
+            for slug, people in self.audiences.items()
+        }
+
+
+def audience_preview(config: Config, engine: Engine, request: SendRequest) -> AudiencePreview:
+    if request.due == bool(request.slug):
+        raise UsageError("give an issue SLUG, or --due (not both)")
+    with Session(engine) as session:
+        issues = (
+            due_issues(session)
+            if request.due
+            else [find_approved(session, config, request.slug or "")]
+        )
+        return AudiencePreview(
+            {
+                issue.slug: [person.email for person in ledger.audience(session, issue.newsletter)]
+                for issue in issues
+            }
+        )
 
 
 def send_tests(

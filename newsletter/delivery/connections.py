@@ -1,0 +1,167 @@
+"""N SMTP connections, each a thread sending the rows the ledger writer hands it.
+
+Each connection starts its next row while the current one is on the wire, so the start's
+commit never holds it up, and no more: at most two rows per connection are `sending` at any
+moment, which bounds what a crash leaves in doubt (ledger.py).
+
+Errors that are not about a recipient (refused connection, 421, 454, a sender refusal, a
+lost connection) make the connection hand its started next row back, back off before it
+reconnects, blame nobody, and after `pause_after` of them in a row pause the whole send
+(the rows left stay queued for a later run). A configuration error (bad credentials, no TLS
+where TLS is required) or a bug stops the send at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from newsletter.delivery.ledger import Claimed, Outcome, RetryPolicy
+from newsletter.delivery.transport import Transport
+from newsletter.delivery.writer import LedgerWriter, Ticket
+from newsletter.errors import ConfigError, NewsletterError, TransportError
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    connections: int = 4
+    rate: float | None = None
+    pause_after: int = 10
+    backoff: float = 0.5
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+class RateLimiter:
+    """At most `rate` sends a second across every connection, evenly spaced."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self.next = time.monotonic()
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self.lock:
+            now = time.monotonic()
+            slot = max(self.next, now)
+            self.next = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+def classify(error: TransportError, delivery_id: int) -> tuple[Outcome, bool]:
+    """(the row's outcome, whether the fault is the connection's rather than the recipient's).
+    smtplib raises one class for 4xx and 5xx: the code decides."""
+    code, text = error.code, str(error)
+    if error.stage in ("connect", "envelope") or code in (421, 454):
+        return Outcome(delivery_id, "requeue", code, text), True
+    if error.stage == "after-dot":
+        return Outcome(delivery_id, "unknown", code, text), True
+    if error.stage == "before-dot":
+        return Outcome(delivery_id, "deferred", code, text), True
+    if code is not None and 500 <= code < 600:
+        return Outcome(delivery_id, "failed", code, text), False
+    return Outcome(delivery_id, "deferred", code, text), code is None
+
+
+class Connections:
+    """The connection threads of one send; `run` returns when they have all ended: the
+    ledger has no more rows for them, or the send paused (`paused`) or stopped (`fatal`)."""
+
+    def __init__(
+        self,
+        writer: LedgerWriter,
+        make_transport: Callable[[], Transport],
+        build: Callable[[Claimed], bytes],
+        envelope_from: str,
+        options: SendOptions,
+    ) -> None:
+        self.writer, self.make_transport, self.build = writer, make_transport, build
+        self.envelope_from, self.options = envelope_from, options
+        self.rate = RateLimiter(options.rate) if options.rate else None
+        self.lock = threading.Lock()
+        self.errors_in_a_row = 0
+        self.paused: str | None = None
+        self.fatal: NewsletterError | None = None
+
+    def run(self) -> None:
+        threads = [
+            threading.Thread(target=self._work, name=f"smtp-{n}", daemon=True)
+            for n in range(max(1, self.options.connections))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _work(self) -> None:
+        transport: Transport | None = None
+        failures = 0
+        writer = self.writer
+        ticket = self._next()
+        try:
+            while ticket is not None:
+                if not ticket.wait():  # unsubscribed since the claim, or the send halted
+                    ticket = self._next()
+                    continue
+                if writer.halt.is_set():
+                    writer.record(Outcome(ticket.row.id, "requeue"))
+                    break
+                if self.rate:
+                    self.rate.wait()
+                following = writer.take(wait=False)
+                upcoming = writer.start(following) if following else None
+                outcome, connection_fault, transport = self._send(transport, ticket.row)
+                writer.record(outcome)
+                self._count(connection_fault, outcome)
+                if connection_fault:
+                    failures += 1
+                    # Not held through the back-off: started, it would count as in doubt.
+                    self._hand_back(upcoming)
+                    upcoming = None
+                    # wait() rather than sleep(): a pause or a fatal error ends the back-off.
+                    writer.halt.wait(min(self.options.backoff * 2 ** min(failures - 1, 6), 30.0))
+                else:
+                    failures = 0
+                ticket = upcoming or self._next()
+        finally:
+            if transport is not None:
+                transport.close()
+
+    def _next(self) -> Ticket | None:
+        row = self.writer.take(wait=True)
+        return self.writer.start(row) if row else None
+
+    def _hand_back(self, ticket: Ticket | None) -> None:
+        if ticket is not None and ticket.wait():
+            self.writer.record(Outcome(ticket.row.id, "requeue"))
+
+    def _send(
+        self, transport: Transport | None, row: Claimed
+    ) -> tuple[Outcome, bool, Transport | None]:
+        try:
+            transport = transport or self.make_transport()
+            transport.send(self.envelope_from, row.email, self.build(row))
+            return Outcome(row.id, "sent", 250), False, transport
+        except ConfigError as error:
+            self._stop(error)
+        except TransportError as error:
+            outcome, connection_fault = classify(error, row.id)
+            return outcome, connection_fault, transport
+        except Exception as error:  # a bug must stop the send, not hang it
+            self._stop(NewsletterError(f"sending stopped: {type(error).__name__}: {error}"))
+        return Outcome(row.id, "requeue"), False, transport
+
+    def _stop(self, error: NewsletterError) -> None:
+        self.fatal = self.fatal or error
+        self.writer.stop()
+
+    def _count(self, connection_fault: bool, outcome: Outcome) -> None:
+        with self.lock:
+            self.errors_in_a_row = self.errors_in_a_row + 1 if connection_fault else 0
+            if self.errors_in_a_row >= self.options.pause_after and not self.paused:
+                self.paused = (
+                    f"paused after {self.errors_in_a_row} errors in a row: {outcome.error}"
+                )
+                self.writer.stop()
