@@ -82,6 +82,8 @@ class Config:
     transport: str = "file://outbox"
     dkim_selector: str | None = None
     dkim_key_file: Path | None = None
+    dkim_ed25519_selector: str | None = None
+    dkim_ed25519_key_file: Path | None = None
     feedback_id: str | None = None
     retry_hours: float = 72.0
 
@@ -282,6 +284,8 @@ class DeliveryTable(_Table):
     transport: Text = "file://outbox"
     dkim_selector: Text | None = None
     dkim_key_file: Text | None = None
+    dkim_ed25519_selector: Text | None = None
+    dkim_ed25519_key_file: Text | None = None
     feedback_id: Text | None = None
     retry_hours: Positive = 72.0
 
@@ -289,6 +293,13 @@ class DeliveryTable(_Table):
     def _dkim_pair(self) -> DeliveryTable:
         if bool(self.dkim_selector) != bool(self.dkim_key_file):
             raise ValueError("DKIM needs both dkim_selector and dkim_key_file")
+        if bool(self.dkim_ed25519_selector) != bool(self.dkim_ed25519_key_file):
+            raise ValueError("DKIM needs both dkim_ed25519_selector and dkim_ed25519_key_file")
+        if self.dkim_ed25519_selector and not self.dkim_selector:
+            raise ValueError(
+                "an Ed25519 DKIM signature goes beside an RSA one (receivers that do not "
+                "know Ed25519 ignore it): set dkim_selector and dkim_key_file too"
+            )
         return self
 
 
@@ -391,6 +402,10 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
         dkim_selector=delivery.dkim_selector,
         dkim_key_file=(path.parent / delivery.dkim_key_file).resolve()
         if delivery.dkim_key_file
+        else None,
+        dkim_ed25519_selector=delivery.dkim_ed25519_selector,
+        dkim_ed25519_key_file=(path.parent / delivery.dkim_ed25519_key_file).resolve()
+        if delivery.dkim_ed25519_key_file
         else None,
         feedback_id=delivery.feedback_id,
         retry_hours=delivery.retry_hours,
@@ -547,6 +562,9 @@ transport = "file://outbox"
 # selector published in DNS and the PEM private key (keep it outside the repository).
 # dkim_selector = "news2022"
 # dkim_key_file = "/etc/newsletter/dkim.pem"
+# A second signature with Ed25519 (RFC 8463), beside the RSA one; PEM or dkimpy's base64.
+# dkim_ed25519_selector = "news2022e"
+# dkim_ed25519_key_file = "/etc/newsletter/dkim-ed25519.pem"
 # How long a message refused with a 4xx (mailbox full, greylisting) is retried before it
 # counts as failed; retries back off from 5 minutes to at most 6 hours.
 retry_hours = 72

@@ -224,7 +224,7 @@ def test_the_starter_config_documents_exactly_the_models_keys() -> None:
             table = bare.strip("[]")
         elif bare.startswith("[") and bare.endswith("]"):
             table = bare.strip("[]")
-        elif table and re.match(r"^[a-z_]+ = ", bare):
+        elif table and re.match(r"^[a-z][a-z0-9_]* = ", bare):
             documented.setdefault(table, set()).add(bare.split(" = ")[0])
     expected = {
         name: {f.alias or key for key, f in field.annotation.model_fields.items()}  # type: ignore[union-attr]

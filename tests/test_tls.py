@@ -163,10 +163,17 @@ def test_bad_credentials_make_send_exit_2_and_leave_rows_queued(
     assert counts["queued"] == 1 and counts["sending"] == 0
 
 
-def test_dkim_signature_verifies_and_covers_list_unsubscribe(
+def test_dkim_rsa_and_ed25519_signatures_verify_with_dkimpy_and_resist_added_headers(
     collected: Project, tmp_path: Path
 ) -> None:
+    """Every message of a send carries an RSA and an Ed25519 signature that dkimpy, the
+    reference implementation, verifies; a List-Unsubscribe or From added on the way (the
+    oversigned headers) breaks them, as does a changed body."""
+    import base64
+
     import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
 
     key = tmp_path / "dkim.pem"
     subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
@@ -174,30 +181,74 @@ def test_dkim_signature_verifies_and_covers_list_unsubscribe(
         ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
         check=True, capture_output=True,
     ).stdout  # fmt: skip
-    import base64
-
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    edwards = ed25519.Ed25519PrivateKey.generate()
+    ed_key = tmp_path / "dkim-ed25519.pem"
+    ed_key.write_bytes(
+        edwards.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    ed_public = edwards.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    records = {
+        b"news2022._domainkey.example.org.": b"v=DKIM1; k=rsa; p=" + base64.b64encode(public),
+        b"news2022e._domainkey.example.org.": b"v=DKIM1; k=ed25519; p="
+        + base64.b64encode(ed_public),
+    }
     text = (
         collected.config_file.read_text()
         .replace('# dkim_selector = "news2022"', 'dkim_selector = "news2022"')
         .replace('# dkim_key_file = "/etc/newsletter/dkim.pem"', f'dkim_key_file = "{key}"')
+        .replace('# dkim_ed25519_selector = "news2022e"', 'dkim_ed25519_selector = "news2022e"')
+        .replace(
+            '# dkim_ed25519_key_file = "/etc/newsletter/dkim-ed25519.pem"',
+            f'dkim_ed25519_key_file = "{ed_key}"',
+        )
     )
     collected.config_file.write_text(text)
     assert collected.run("issue", "new", "--week", "2022-W51").exit_code == 0
     path = collected.root / "issues" / "2022-W51.md"
     path.write_text(path.read_text() + "Hello.\n")
     assert collected.run("issue", "approve", "2022-W51").exit_code == 0
-    assert collected.run("subscribers", "add", "olena@example.org").exit_code == 0
+    people = [("olena@example.org", "Olena"), ("maksym@example.org", "Максим Ковальчук")]
+    people += [("a.b@example.org", "")]
+    for email, name in people:
+        extra = ("--name", name) if name else ()
+        assert collected.run("subscribers", "add", email, *extra).exit_code == 0
     assert collected.run("send", "2022-W51").exit_code == 0
-    (message,) = (collected.root / "outbox").glob("*.eml")
-    data = message.read_bytes()
-    assert data.startswith(b"DKIM-Signature:")
-    header = data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n ", b" ").replace(b"\r\n\t", b" ")
-    signed = header.split(b" h=", 1)[1].split(b";", 1)[0].lower()
-    assert b"list-unsubscribe" in signed and b"list-unsubscribe-post" in signed
 
     def dns(name: bytes, timeout: int = 5) -> bytes:
-        assert name == b"news2022._domainkey.example.org."
-        return record
+        return records[name]
 
-    assert dkim.verify(data, dnsfunc=dns)
+    def verifies(data: bytes, index: int) -> bool:
+        try:
+            return bool(dkim.DKIM(data).verify(idx=index, dnsfunc=dns))
+        except dkim.ValidationError:  # a body hash mismatch is raised, not returned
+            return False
+
+    messages = sorted((collected.root / "outbox").glob("*.eml"))
+    assert len(messages) == len(people)
+    for message in messages:
+        data = message.read_bytes()
+        head = data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n ", b" ")
+        signatures = [line for line in head.split(b"\r\n") if line.startswith(b"DKIM-Signature")]
+        assert [b"a=rsa-sha256" in signatures[0], b"a=ed25519-sha256" in signatures[1]] == [
+            True,
+            True,
+        ]
+        signed = signatures[0].split(b" h=", 1)[1].split(b";", 1)[0].lower().split(b":")
+        for name in (b"from", b"subject", b"list-unsubscribe", b"list-unsubscribe-post"):
+            assert signed.count(name) == 2, (name, signed)  # oversigned
+        assert b"content-type" in signed and b"to" in signed and b"message-id" in signed
+        assert verifies(data, 0) and verifies(data, 1)
+        for added in (
+            b"List-Unsubscribe: <https://evil.example/u>\r\n",
+            b"From: someone@evil.example\r\n",
+        ):
+            tampered = data.replace(b"\r\n\r\n", b"\r\n" + added.rstrip(b"\r\n") + b"\r\n\r\n", 1)
+            assert not verifies(tampered, 0) and not verifies(tampered, 1)
+        before, boundary = data.rsplit(b"\r\n--", 1)
+        assert not verifies(before + b"\r\nAdded.\r\n--" + boundary, 0)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import os
 import re
@@ -101,7 +100,7 @@ def _unb64(text: str) -> bytes:
 
 def _mac(key: bytes, purpose: Purpose, newsletter: str, subject: str, expires: int) -> bytes:
     message = f"{purpose}\x00{newsletter}\x00{subject}\x00{expires}".encode()
-    return hmac.new(key, message, hashlib.sha256).digest()
+    return hmac.digest(key, message, "sha256")  # one C call; hmac.new is several in Python
 
 
 def make_token(

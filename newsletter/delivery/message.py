@@ -26,6 +26,8 @@ from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
 
 from newsletter.config import Config
+from newsletter.delivery.dkim import DKIMSigner
+from newsletter.delivery.dkim import load_key as load_dkim_key
 from newsletter.delivery.transport import wire_address
 from newsletter.editorial.render import (
     Recipient,
@@ -35,7 +37,6 @@ from newsletter.editorial.render import (
     placeholder_values,
     render_template,
 )
-from newsletter.errors import ConfigError
 from newsletter.models import Subscriber
 from newsletter.untrusted import has_control, shown_name, strip_controls
 
@@ -322,15 +323,17 @@ def _base64(data: bytes) -> bytes:
 
 
 def dkim_signer(config: Config) -> DKIMSigner | None:
+    """The configured signer: RSA, and Ed25519 beside it when configured; None without."""
     if not config.dkim_selector or not config.dkim_key_file:
         return None
-    try:
-        key = config.dkim_key_file.read_bytes()
-    except OSError as error:
-        raise ConfigError(
-            f"cannot read the DKIM key {config.dkim_key_file}: {error.strerror}"
-        ) from None
-    return DKIMSigner(config.dkim_selector, sender(config).domain, key)
+    keys = [load_dkim_key(config.dkim_selector, config.dkim_key_file)]
+    if config.dkim_ed25519_selector and config.dkim_ed25519_key_file:
+        keys.append(
+            load_dkim_key(
+                config.dkim_ed25519_selector, config.dkim_ed25519_key_file, ed25519_key=True
+            )
+        )
+    return DKIMSigner(sender(config).domain, keys)
 
 
 def list_id_header(config: Config) -> bytes:
@@ -368,41 +371,5 @@ def issue_template(
         slug=slug,
         domain=sender(config).domain,
         fallback=config.name_fallback,
-        dkim=dkim,
+        dkim=dkim.prepared(headers) if dkim else None,
     )
-
-
-@dataclass(frozen=True)
-class DKIMSigner:
-    """DKIM (RFC 6376) with relaxed canonicalisation; the signature covers From, To,
-    Subject, Date, Message-ID, List-Id and both List-Unsubscribe headers, as Gmail's
-    one-click unsubscribe requires."""
-
-    selector: str
-    domain: str
-    private_key: bytes
-
-    HEADERS = (
-        b"from",
-        b"to",
-        b"subject",
-        b"date",
-        b"message-id",
-        b"list-id",
-        b"list-unsubscribe",
-        b"list-unsubscribe-post",
-        b"mime-version",
-    )
-
-    def sign(self, message: bytes) -> bytes:
-        import dkim
-
-        signature = dkim.sign(
-            message,
-            self.selector.encode(),
-            self.domain.encode(),
-            self.private_key,
-            include_headers=list(self.HEADERS),
-            canonicalize=(b"relaxed", b"relaxed"),
-        )
-        return bytes(signature).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + message

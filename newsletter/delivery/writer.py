@@ -152,6 +152,9 @@ class LedgerWriter:
             reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
             self.error = DatabaseError(f"sending stopped: cannot write the ledger: {reason}")
             self._fail(batch, closing)
+        except Exception as error:  # a bug must stop the send, not leave connections waiting
+            self.error = NewsletterError(f"sending stopped: {type(error).__name__}: {error}")
+            self._fail(batch, closing)
 
     def _next_batch(self) -> list[_Request]:
         batch = [self._requests.get()]
