@@ -130,6 +130,33 @@ def test_a_4xx_defers_with_backoff_and_a_later_run_delivers(
     assert smtp_server.handler.addresses().count("reader05@example.org") == 1
 
 
+def test_a_4xx_past_the_retry_window_fails_and_counts_attempts(
+    ready: Project, smtp_server: SMTPServer
+) -> None:
+    """A row deferred again after `retry_hours` (72 by default) since the send began fails;
+    one within the window stays deferred; attempts count every try."""
+    smtp_server.handler.refuse["reader05@example.org"] = "451 4.3.0 Try again later"
+    smtp_server.handler.refuse["reader06@example.org"] = "452 4.2.2 Mailbox full"
+    send(ready)
+    with Session(ready.engine()) as session:
+        session.execute(
+            sa.update(Delivery)
+            .where(Delivery.email == "reader05@example.org")
+            .values(created_at=datetime.now(UTC) - timedelta(hours=73))
+        )
+        session.execute(sa.update(Delivery).values(next_attempt_at=datetime.now(UTC)))
+        session.commit()
+    code, report = send(ready)
+    assert code == 75 and ledger(ready) == {"sent": 18, "deferred": 1, "failed": 1}
+    with Session(ready.engine()) as session:
+        rows = {r.email: r for r in session.exec(sa.select(Delivery)).scalars()}
+    failed, deferred = rows["reader05@example.org"], rows["reader06@example.org"]
+    assert (failed.state, failed.attempts, failed.last_code) == ("failed", 2, 451)
+    assert (deferred.state, deferred.attempts, deferred.last_code) == ("deferred", 2, 452)
+    assert deferred.next_attempt_at is not None and deferred.next_attempt_at > datetime.now(UTC)
+    assert "Mailbox full" in (deferred.last_error or "")
+
+
 @pytest.mark.parametrize("pipelining", [True, False])
 @pytest.mark.parametrize(
     ("reply", "closes"),

@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session
 
 from newsletter.delivery import ledger
 from newsletter.delivery.ledger import Claimed, Outcome, RetryPolicy
@@ -51,7 +49,6 @@ class Ticket:
 
 
 _REFILL = "refill"
-GATHER = 0.001
 _Request = Ticket | Outcome | str | None
 
 
@@ -69,13 +66,12 @@ class LedgerWriter:
         halt: threading.Event,
         policy: RetryPolicy,
         batch: int,
-        gather: int = 1,
         claimed_by: str | None = None,
         confirm: Callable[[], None] | None = None,
         on_written: Callable[[list[Outcome], int], None] | None = None,
     ) -> None:
         self.engine, self.issue_id, self.newsletter = engine, issue_id, newsletter
-        self.halt, self.policy, self.batch, self.gather = halt, policy, batch, gather
+        self.halt, self.policy, self.batch = halt, policy, batch
         self.claimed_by, self.confirm, self.on_written = claimed_by, confirm, on_written
         self.paused: str | None = None
         self.error: NewsletterError | None = None
@@ -138,16 +134,13 @@ class LedgerWriter:
         closing = False
         try:
             with self.engine.connect() as connection:
-                if connection.dialect.name == "sqlite":
-                    # Ended here: a session bound to a connection inside a transaction
-                    # joins it, and its commits would commit nothing until the send ends.
-                    connection.commit()
-                with Session(bind=connection, expire_on_commit=False) as session:
-                    closing = False
-                    while not closing:
-                        batch = self._next_batch()
-                        closing = None in batch
-                        self._write(session, batch, closing)
+                # The driver's own cursor and transactions: no session, whose bookkeeping
+                # cost more than the statements (ledger.Cursor).
+                cursor = ledger.Cursor(connection)
+                while not closing:
+                    batch = self._next_batch()
+                    closing = None in batch
+                    self._write(cursor, batch, closing)
         except (SQLAlchemyError, OSError) as error:
             reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
             self.error = DatabaseError(f"sending stopped: cannot write the ledger: {reason}")
@@ -158,46 +151,37 @@ class LedgerWriter:
 
     def _next_batch(self) -> list[_Request]:
         batch = [self._requests.get()]
-        deadline = time.monotonic() + GATHER
-        while len(batch) < self.gather:
-            left = deadline - time.monotonic()
-            try:
-                batch.append(
-                    self._requests.get(timeout=left) if left > 0 else self._requests.get_nowait()
-                )
-            except queue.Empty:
-                break
         while True:
             try:
                 batch.append(self._requests.get_nowait())
             except queue.Empty:
                 return batch
 
-    def _write(self, session: Session, batch: list[_Request], closing: bool) -> None:
+    def _write(self, cursor: ledger.Cursor, batch: list[_Request], closing: bool) -> None:
         outcomes = [item for item in batch if isinstance(item, Outcome)]
         tickets = [item for item in batch if isinstance(item, Ticket)]
         halted = self.halt.is_set()
         if outcomes:
-            ledger.record(session, outcomes, self.policy)
+            ledger.record(cursor, outcomes, self.policy)
         started: set[int] = set()
         skipped = 0
         if tickets and not halted:
             rows = [ticket.row for ticket in tickets]
-            started, skipped = ledger.start(session, rows, self.newsletter, self.claimed_by)
+            started, skipped = ledger.start(cursor, rows, self.newsletter, self.claimed_by)
         elif tickets:
-            ledger.release(session, [ticket.row.id for ticket in tickets])
+            ledger.release(cursor, [ticket.row.id for ticket in tickets])
         claimed: list[Claimed] = []
         exhausted = None
         if _REFILL in batch and not halted and not closing:
-            claimed, claim_skipped = self._claim(session)
+            claimed, claim_skipped = self._claim(cursor)
             skipped += claim_skipped
             exhausted = not claimed and not claim_skipped
         if closing:
             with self._cond:
                 left = [row.id for row in self._ready]
                 self._ready.clear()
-            ledger.release(session, left)
-        session.commit()
+            ledger.release(cursor, left)
+        cursor.commit()
         with self._cond:
             self._ready.extend(claimed)
             if _REFILL in batch:
@@ -214,7 +198,7 @@ class LedgerWriter:
         if self.on_written and (outcomes or skipped):
             self.on_written(outcomes, skipped)
 
-    def _claim(self, session: Session) -> tuple[list[Claimed], int]:
+    def _claim(self, cursor: ledger.Cursor) -> tuple[list[Claimed], int]:
         if self.confirm is not None:
             try:
                 self.confirm()
@@ -223,7 +207,7 @@ class LedgerWriter:
                 self.paused = str(error)
                 self.stop()
                 return [], 0
-        return ledger.claim(session, self.issue_id, self.newsletter, self.batch, self.claimed_by)
+        return ledger.claim(cursor, self.issue_id, self.newsletter, self.batch, self.claimed_by)
 
     def _fail(self, batch: list[_Request], closing: bool) -> None:
         """After a database error: stop the send, and settle every ticket, of the failed
