@@ -14,9 +14,11 @@ throughput, latency, memory and import on PostgreSQL instead of SQLite.
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import json
 import os
+import random
 import shutil
 import smtplib
 import socket
@@ -30,6 +32,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from subprocess import DEVNULL
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -525,13 +529,123 @@ def bench_parallel(per_sender: int) -> None:
     )
 
 
+@contextmanager
+def slow_relay(delay: float) -> Iterator[tuple[int, collections.Counter[str]]]:
+    """An SMTP server (aiosmtpd) that takes `delay` seconds over each message, as a remote
+    relay does, and counts what it accepted per recipient."""
+    import asyncio
+
+    from aiosmtpd.controller import Controller
+
+    received: collections.Counter[str] = collections.Counter()
+
+    class Handler:
+        async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:  # noqa: N802
+            await asyncio.sleep(delay)
+            received.update(envelope.rcpt_tos)
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield controller.port, received
+    finally:
+        controller.stop()
+
+
+def ledger_states(env: dict[str, str], pid: int | None = None) -> dict[str, int]:
+    """Rows per state; with `pid`, only that worker's (its name holds its pid)."""
+    engine = open_database(load_config(Path(env["NEWSLETTER_CONFIG"]), env).database_url)
+    where = f" WHERE claimed_by LIKE '%:{pid}:%'" if pid else ""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(f"SELECT state, count(*) FROM deliveries{where} GROUP BY state")
+        ).all()
+    engine.dispose()
+    return {state: int(n) for state, n in rows}
+
+
+def bench_doubt(count: int, kills: int) -> None:
+    """kill -9 at random moments (seeded), as the issue measured it: how many rows each kill
+    leaves in doubt, and whether everyone else got exactly one message."""
+    connections, delay = 4, 0.05
+    rng = random.Random(13)
+    args = ["send", "2022-W51", "--json", "--connections", str(connections)]
+    with tempfile.TemporaryDirectory() as folder, slow_relay(delay) as (port, received):
+        env = project(Path(folder), count)
+        command = [sys.executable, "-m", "newsletter", *args, "--transport"]
+        command.append(f"smtp://127.0.0.1:{port}")
+        doubts = []
+        for _ in range(kills):
+            process = subprocess.Popen(command, env=env, stdout=DEVNULL, stderr=DEVNULL)
+            time.sleep(rng.uniform(0.8, 4.0))  # start-up takes about 0.7 s
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+                doubts.append(ledger_states(env).get("sending", 0))
+        finished = run(*args, "--transport", f"smtp://127.0.0.1:{port}", env=env)
+        unknown = json.loads(finished.stdout)["ledger"]["unknown"]
+        once = _exactly_once_but(env, received, count)
+    print(
+        f"doubt after kill -9 (SQLite): {count} subscribers, {connections} connections, a relay "
+        f"taking {delay * 1000:.0f} ms a message, {len(doubts)} kills at random moments: rows "
+        f"in doubt per kill {', '.join(map(str, doubts))} (max {max(doubts, default=0)}; bound "
+        f"2 x connections = {2 * connections}; 28-74 before); {unknown} unknown in all; every "
+        f"other recipient got exactly one message: {'yes' if once else 'NO'}"
+    )
+    doubts = []
+    onces = []
+    for _ in range(max(1, kills // 2)):
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            slow_relay(delay) as (port, received),
+            postgres_schema() as url,
+        ):
+            env = project(Path(folder), count, url)
+            approved = run("issue", "approve", "2022-W51", "--send-at", "2022-12-26T08:00", env=env)
+            assert approved.returncode == 0, approved.stderr
+            command = [sys.executable, "-m", "newsletter", "send", "--due", "--worker"]
+            command += ["--connections", str(connections), "--transport"]
+            command.append(f"smtp://127.0.0.1:{port}")
+            pair = [
+                subprocess.Popen(command, env=env, stdout=DEVNULL, stderr=DEVNULL) for _ in "ab"
+            ]
+            time.sleep(rng.uniform(0.8, 3.0))
+            doomed = rng.choice(pair)
+            doomed.kill()
+            doomed.wait()
+            doubts.append(ledger_states(env, doomed.pid).get("sending", 0))
+            for process in pair:
+                process.wait()
+            onces.append(_exactly_once_but(env, received, count))
+    print(
+        f"doubt after kill -9 of one of two --worker senders (PostgreSQL), same relay: rows "
+        f"in doubt per kill {', '.join(map(str, doubts))} (max {max(doubts)}; bound "
+        f"{2 * connections}; 74 before); the survivor finished each issue, and every other "
+        f"recipient got exactly one message: {'yes' if all(onces) else 'NO'}"
+    )
+
+
+def _exactly_once_but(env: dict[str, str], received: collections.Counter[str], count: int) -> bool:
+    """Whether every recipient not in `unknown` got exactly one message."""
+    engine = open_database(load_config(Path(env["NEWSLETTER_CONFIG"]), env).database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT email, state FROM deliveries")).all()
+    engine.dispose()
+    states = dict(rows)
+    return len(states) == count and all(
+        state == "unknown" or (state == "sent" and received[email] == 1)
+        for email, state in states.items()
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "which",
         nargs="?",
         default="all",
-        choices=["all", "render", "throughput", "latency", "memory", "import", "parallel"],
+        choices=["all", "render", "throughput", "latency", "memory", "import", "parallel", "doubt"],
     )
     parser.add_argument(
         "--quick", action="store_true", help="memory: 100,000 subscribers, not 1,000,000"
@@ -558,6 +672,8 @@ def main() -> None:
         bench_import(1_000_000, args.postgresql)
     if args.which in ("all", "parallel"):
         bench_parallel(32 * 30)
+    if args.which in ("all", "doubt"):
+        bench_doubt(2000, 6)
 
 
 if __name__ == "__main__":

@@ -148,3 +148,34 @@ def test_two_due_runs_started_together_send_each_message_once(
     assert Counter(smtp_server.handler.addresses()) == Counter(audience)
     again = collected.run("send", "--due", "--json")
     assert again.exit_code == 0 and json.loads(again.stdout)["issues"] == []
+
+
+def test_against_a_slow_relay_a_kill_leaves_one_row_per_connection_in_doubt(
+    collected: Project, smtp_server: SMTPServer
+) -> None:
+    """A relay that takes 30 ms a message, as remote ones do: a connection starts its next
+    row only with its current one's outcome, so a kill leaves at most the messages on the
+    wire in doubt, one per connection."""
+    audience = prepare(collected, smtp_server)
+    smtp_server.handler.delay = 0.03
+    rng = random.Random(os.environ.get("NEWSLETTER_TEST_SEED", "slow-relay"))
+    connections = 3
+    args = ("send", "2022-W51", "--connections", str(connections))
+    kills = 0
+    for target in sorted(rng.sample(range(5, COUNT // 2), 3)):
+        process = spawn(collected, *args)
+        deadline = time.monotonic() + 60
+        while sent_count(collected) < target and process.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.05))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+        assert ledger_states(collected)["sending"] <= connections
+    assert kills == 3
+    assert collected.run("send", "2022-W51").exit_code in (0, 1)
+    in_doubt = unknown_rows(collected)
+    assert 0 < len(in_doubt) <= kills * connections
+    check_exactly_once(Counter(smtp_server.handler.addresses()), audience, in_doubt)

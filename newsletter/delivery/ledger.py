@@ -18,10 +18,11 @@ States:
     skipped: unsubscribed, erased or suppressed before its message was started.
 
 `claimed` rows wait in the sender's memory; a row becomes `sending` (committed) only when a
-connection is about to send it: the row it is sending now, or the next one it will send,
-started while the current one is on the wire so the commit never holds the connection up.
-So a sender that is killed leaves at most two rows per connection in `sending`: those and
-only those are in doubt. The next run (which takes the issue's run lock, so the crashed one
+connection is about to send it (connections.py: with a remote relay, one row per
+connection; with a fast local one, the next row too, started while the current one is on
+the wire so that the commit never holds the connection up). So a sender that is killed
+leaves at most two rows per connection in `sending`, one against a remote relay: those
+and only those are in doubt. The next run (which takes the issue's run lock, so the crashed one
 is certainly gone) turns them into `unknown` and its `claimed` rows back into `queued`;
 `newsletter deliveries resolve` settles the unknown ones by resending or marking them sent.
 Nothing else is ever sent twice, and nothing is skipped: an issue is finished only when no
