@@ -1,14 +1,17 @@
 """Benchmarks: each figure beside a baseline measured in the same run, printed, not asserted.
 
-    .venv/bin/python bench/bench.py [all|render|throughput|latency|memory|import|parallel] [--quick]
+    .venv/bin/python bench/bench.py [all|render|throughput|latency|memory|import|parallel|doubt]
+        [--quick] [--postgresql]
 
 throughput, latency and parallel send to Postfix's smtp-sink on 127.0.0.1 (started and
-stopped here); parallel needs PostgreSQL (NEWSLETTER_BENCH_POSTGRES, by default the test
-server on 127.0.0.1:5432, which bench/run starts);
-Every benchmark uses the issue's sizes: memory sends to 10,000 and to 1,000,000 subscribers
-(about 15 minutes of the whole run's 20), import reads 1,000,000 rows. `--quick` sends to
-100,000 instead of 1,000,000 for memory, and says so; `--postgresql` puts the database of
-throughput, latency, memory and import on PostgreSQL instead of SQLite.
+stopped here); throughput also times Postfix's smtp-source, the physical reference, and a
+DKIM-signed send; doubt kills senders at random moments against a slow relay (aiosmtpd).
+parallel and doubt need PostgreSQL (NEWSLETTER_BENCH_POSTGRES, by default the test server
+on 127.0.0.1:5432, which bench/run starts). Every benchmark uses the issue's sizes: memory
+sends to 10,000 and to 1,000,000 subscribers (about 15 minutes of the whole run's 20),
+import reads 1,000,000 rows. `--quick` sends to 100,000 instead of 1,000,000 for memory,
+and says so; `--postgresql` puts the database of throughput, latency, memory and import on
+PostgreSQL instead of SQLite.
 """
 
 from __future__ import annotations
