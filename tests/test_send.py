@@ -69,6 +69,8 @@ def test_every_active_subscriber_gets_it_once_with_the_right_headers(
         assert message["From"] == "War Notes <notes@example.org>"
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert message["List-Id"] == "War Notes <war-notes.example.org>"
+        # Auto-responders keep quiet (RFC 3834), older ones by Precedence.
+        assert message["Auto-Submitted"] == "auto-generated" and message["Precedence"] == "bulk"
         assert message["Message-ID"].endswith("@example.org>")
         ids.add(message["Message-ID"])
         unsubscribe = message["List-Unsubscribe"].strip("<>")

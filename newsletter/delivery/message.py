@@ -361,6 +361,10 @@ def issue_template(
             list_id_header(config),
             header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
             header("Feedback-ID", feedback_id) if feedback_id else b"",
+            # Vacation responders and other auto-repliers stay silent (RFC 3834 section 5;
+            # Precedence for the older ones): their replies would only fill the return path.
+            header("Auto-Submitted", "auto-generated"),
+            header("Precedence", "bulk"),
         ]
     )
     return IssueTemplate(
