@@ -17,6 +17,7 @@ from newsletter.editorial import issue_file
 from newsletter.editorial.approval import approve, approved, is_stale
 from newsletter.editorial.checks import Finding, check_rendered, findings_report, has_errors
 from newsletter.editorial.issue_file import IssueFile, issue_path, read_issue, write_issue
+from newsletter.editorial.link_check import check_rendered_links
 from newsletter.editorial.preview import screenshot, write_preview
 from newsletter.editorial.render import build_folder, render_file, write_rendered
 from newsletter.errors import DONE, FAILED, IssueFileError, NewsletterError, UsageError
@@ -271,17 +272,32 @@ def render(
 
 
 @app.command("check")
-def check(ctx: typer.Context, slug: Slug, *, as_json: AsJson = False) -> None:
+def check(
+    ctx: typer.Context,
+    slug: Slug,
+    *,
+    links: Annotated[
+        bool,
+        typer.Option(
+            "--links",
+            help="Also fetch every link and image (broken, redirected elsewhere, oversized).",
+        ),
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
     """Check an issue as subscribers would get it: size, doctype, lang, alt text, links,
     unsubscribe, scripts, remote CSS, the text part. Errors exit 1; warnings are printed.
+    With --links, every link and image is fetched too (offline, it says it could not).
 
-    Example: newsletter issue check 2022-W51
+    Example: newsletter issue check 2022-W51 --links
     """
     st = state(ctx)
     config = st.config()
     with Session(st.engine()) as session:
         issue, rendered = render_file(config, session, slug)
     findings = check_rendered(config, issue, rendered)
+    if links:
+        findings += check_rendered_links(config, rendered)
     if as_json:
         print_json(findings_report(rendered.slug, findings))
     else:
