@@ -43,8 +43,8 @@ hostile = st.one_of(
 )
 
 ISSUE_HEADERS = [
-    "from", "subject", "date", "mime-version", "list-id", "list-unsubscribe-post", "to",
-    "message-id", "list-unsubscribe", "content-type",
+    "from", "subject", "date", "mime-version", "list-id", "list-unsubscribe-post",
+    "auto-submitted", "precedence", "to", "message-id", "list-unsubscribe", "content-type",
 ]  # fmt: skip
 CONFIRM_HEADERS = [
     "from", "to", "subject", "date", "message-id", "auto-submitted", "mime-version",

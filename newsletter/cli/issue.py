@@ -335,7 +335,14 @@ def preview(
     page = write_preview(config, rendered, build_folder(config, rendered.slug))
     out.print(str(page), markup=False)
     if screenshot_file is not None:
-        out.print(str(screenshot(page, screenshot_file, width)), markup=False)
+        shot = screenshot(page, screenshot_file, width)
+        out.print(str(shot.path), markup=False)
+        if shot.placeholders:
+            err.print(
+                f"{plural(shot.placeholders, 'image')} could not be fetched (offline, or not "
+                "published yet): drawn as grey placeholders of the same size",
+                markup=False,
+            )
     if open_browser:
         webbrowser.open(page.resolve().as_uri())
 
