@@ -385,3 +385,17 @@ def test_exit_codes_follow_from_the_reports() -> None:
     assert DueRun("t", reports=[failed]).exit_code == 1
     assert DueRun("t", reports=[failed, later]).exit_code == 75
     assert DueRun("t", reports=[failed, later], errors={"c": "edited"}).exit_code == 2
+
+
+def test_a_send_another_process_holds_says_so_and_exits_0(
+    ready: Project, smtp_server: SMTPServer
+) -> None:
+    from newsletter.delivery.locks import run_lock
+
+    with run_lock(ready.engine(), "send:2022-W51") as mine:
+        assert mine
+        result = ready.run("send", "2022-W51")
+        as_json = ready.run("send", "2022-W51", "--json")
+    assert result.exit_code == 0 and "another process is sending it" in result.stdout
+    assert json.loads(as_json.stdout)["locked"] is True
+    assert smtp_server.received == []

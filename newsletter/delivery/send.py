@@ -194,24 +194,6 @@ def _check_worker(engine: Engine) -> None:
         raise UsageError(WORKER_NEEDS_POSTGRESQL)
 
 
-def send_issue(
-    config: Config,
-    engine: Engine,
-    key: bytes,
-    slug_or_path: str,
-    make_transport: Callable[[], Transport],
-    options: SendOptions | None = None,
-    *,
-    worker: SenderIdentity | None = None,
-    watcher: Watcher | None = None,
-) -> SendReport:
-    """Send (or resume) one approved issue: `SendRun(...).execute()`."""
-    run = SendRun(
-        config, engine, key, slug_or_path, make_transport, options or SendOptions(), worker, watcher
-    )
-    return run.execute()
-
-
 class SendRun:
     """One sender's run of one issue. Its parts: the ledger writer (claims, starts and
     outcomes, committed in groups), the connections, and the report they fill."""
@@ -248,32 +230,37 @@ class SendRun:
         started = time.monotonic()
         report = self.report
         with run_lock(self.engine, f"send:{report.slug}", shared=self.worker is not None) as mine:
-            if not mine:
+            if mine:
+                self._send()
+            else:
                 report.locked = True
-                return report
-            with Session(self.engine, expire_on_commit=False) as session:
-                issue = self.issue = find_approved(session, self.config, report.slug)
-                assert issue.id is not None
-                report.recovered = ledger.recover(session, issue.id, self.alive)
-                report.enqueued = ledger.enqueue(session, issue)
-                tally = ledger.counts(session, issue.id)
-            template = approved_template(self.config, issue)
-            # A worker's share is not known beforehand: it counts its own messages.
-            total = None if self.worker else tally["queued"] + tally["deferred"]
-            if self.watcher:
-                self.watcher.begin(report.slug, total)
-            self._deliver(template)
-            while self.worker is not None and not report.paused and self._peers_unsettled():
-                self._deliver(template)
-            with Session(self.engine, expire_on_commit=False) as session:
-                report.finished = ledger.finish_if_done(session, issue)
-                report.ledger = ledger.counts(session, issue.id)
-            if self.worker is not None:
-                report.sending_elsewhere = report.ledger["claimed"] + report.ledger["sending"]
         report.elapsed = round(time.monotonic() - started, 3)
         if self.watcher:
             self.watcher.end(report)
         return report
+
+    def _send(self) -> None:
+        """Under the run lock: recover, enqueue, send, and settle with the peers."""
+        report = self.report
+        with Session(self.engine, expire_on_commit=False) as session:
+            issue = self.issue = find_approved(session, self.config, report.slug)
+            assert issue.id is not None
+            report.recovered = ledger.recover(session, issue.id, self.alive)
+            report.enqueued = ledger.enqueue(session, issue)
+            tally = ledger.counts(session, issue.id)
+        template = approved_template(self.config, issue)
+        # A worker's share is not known beforehand: it counts its own messages.
+        total = None if self.worker else tally["queued"] + tally["deferred"]
+        if self.watcher:
+            self.watcher.begin(report.slug, total)
+        self._deliver(template)
+        while self.worker is not None and not report.paused and self._peers_unsettled():
+            self._deliver(template)
+        with Session(self.engine, expire_on_commit=False) as session:
+            report.finished = ledger.finish_if_done(session, issue)
+            report.ledger = ledger.counts(session, issue.id)
+        if self.worker is not None:
+            report.sending_elsewhere = report.ledger["claimed"] + report.ledger["sending"]
 
     def _deliver(self, template: IssueTemplate) -> None:
         """Send until the ledger has nothing more for this sender, or the send pauses."""
