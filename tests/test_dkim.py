@@ -89,3 +89,17 @@ def test_bad_keys_are_one_line_errors(
         load_key("s", path, ed25519_key=ed)
     assert text in str(caught.value) and str(path) in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_the_confirmation_email_is_signed_too(tmp_path: Path) -> None:
+    from newsletter.delivery.message import confirmation_message
+    from newsletter.models import Subscriber
+    from tests.issues import make_config
+
+    path, record = rsa_key(tmp_path)
+    config = make_config(tmp_path, f'[delivery]\ndkim_selector = "s1"\ndkim_key_file = "{path}"\n')
+    person = Subscriber(email="olena@example.org", email_key="olena@example.org", name="Olena")
+    person.token_id = "t0123456789abcdef"
+    data = confirmation_message(config, person, "https://news.example.org/confirm/x")
+    assert data.startswith(b"DKIM-Signature: v=1; a=rsa-sha256;")
+    assert dkim.DKIM(data).verify(dnsfunc=lambda name, timeout=5: record)
