@@ -191,23 +191,35 @@ def test_the_confirmation_goes_to_exactly_one_well_formed_address(
 def test_subscribe_answers_new_and_known_addresses_in_the_same_time(
     live_unlimited: Live, smtp_server: SMTPServer
 ) -> None:
+    """Medians of 20 interleaved requests each, within 3 ms (or half the faster). A leak
+    (the work done before answering) is there every time; a busy machine's scheduling
+    sometimes is not, so one of up to three rounds must agree (one round in about six
+    failed on a loaded 2-core machine, before and after the sending core changed)."""
     live = live_unlimited
     for n in range(20):
         live.project.run("subscribers", "add", f"known{n}@example.org")
-    timings: dict[str, list[float]] = {"new": [], "known": []}
+    rounds = []
     with httpx.Client(timeout=10) as client:
         client.get(f"{live.base}/subscribe")
-        for n in range(20):
-            for kind in ("new", "known"):
-                start = time.perf_counter()
-                answer = client.post(
-                    f"{live.base}/subscribe", data={"email": f"{kind}{n}@example.org"}
-                )
-                timings[kind].append(time.perf_counter() - start)
-                assert answer.status_code == 200
-                time.sleep(0.03)  # let the background work finish between requests
-    new, known = statistics.median(timings["new"]), statistics.median(timings["known"])
-    assert abs(new - known) < max(0.003, 0.5 * min(new, known)), timings
+        for attempt in range(3):
+            timings: dict[str, list[float]] = {"new": [], "known": []}
+            for n in range(20):
+                for kind in ("new", "known"):
+                    email = (
+                        f"{kind}{n}@example.org"
+                        if kind == "known"
+                        else f"new{attempt}-{n}@example.org"
+                    )
+                    start = time.perf_counter()
+                    answer = client.post(f"{live.base}/subscribe", data={"email": email})
+                    timings[kind].append(time.perf_counter() - start)
+                    assert answer.status_code == 200
+                    time.sleep(0.03)  # let the background work finish between requests
+            new, known = statistics.median(timings["new"]), statistics.median(timings["known"])
+            rounds.append((new, known))
+            if abs(new - known) < max(0.003, 0.5 * min(new, known)):
+                return
+    raise AssertionError(f"medians (new, known) in seconds, each round: {rounds}")
 
 
 # Medium 7: a chunked body is cut off at the cap, not read whole.
