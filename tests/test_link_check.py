@@ -2,22 +2,16 @@
 501, as some do, so every check also takes the GET path)."""
 
 import json
-import socket
 
 from newsletter.editorial.link_check import check_links
 from tests.conftest import Project
+from tests.smtpserver import free_port
 from tests.webserver import Route, Server
 
 OWN = "https://news.example.org"
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])  # closed again when the block ends
-
-
-def page(web: Server, *links: str, images: tuple[str, ...] = ()) -> str:
+def page(*links: str, images: tuple[str, ...] = ()) -> str:
     anchors = "".join(f'<a href="{link}">x</a>' for link in links)
     pictures = "".join(f'<img src="{image}" alt="x">' for image in images)
     return f"<html><body>{anchors}{pictures}</body></html>"
@@ -33,9 +27,8 @@ def test_broken_redirected_and_oversized_are_reported_and_good_ones_are_not(
     web.routes["/big.jpg"] = Route(b"0" * 1_500_000, content_type="image/jpeg")
     web.routes["/not-image.png"] = Route(b"<html></html>", content_type="text/html")
     web.routes["/error"] = Route(b"", status=500)
-    dead = f"http://127.0.0.1:{closed_port()}/gone"
+    dead = f"http://127.0.0.1:{free_port()}/gone"
     html = page(
-        web,
         web.url("/ok"),
         web.url("/ok"),  # twice in the message, fetched once
         web.url("/missing"),
@@ -68,9 +61,9 @@ def test_broken_redirected_and_oversized_are_reported_and_good_ones_are_not(
     assert len(web.hits("/error")) == 3  # a 5xx is tried three times
 
 
-def test_offline_it_says_it_could_not_check(tmp_path: object) -> None:
-    port = closed_port()
-    html = page(None, f"http://127.0.0.1:{port}/a", images=(f"http://127.0.0.1:{port}/b.png",))  # type: ignore[arg-type]
+def test_offline_it_says_it_could_not_check() -> None:
+    port = free_port()
+    html = page(f"http://127.0.0.1:{port}/a", images=(f"http://127.0.0.1:{port}/b.png",))
     (finding,) = check_links(html, OWN)
     assert (finding.level, finding.code) == ("warning", "links-unchecked")
     assert "could not check 2 link(s) and image(s)" in finding.message

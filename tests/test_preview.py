@@ -7,7 +7,7 @@ from playwright.sync_api import sync_playwright
 from newsletter.editorial.preview import CHROMIUM_ARGS, chromium_path
 from tests.browser import png, png_size
 from tests.conftest import Project
-from tests.test_link_check import closed_port
+from tests.smtpserver import free_port
 from tests.webserver import Route, Server
 
 
@@ -44,7 +44,7 @@ def test_images_that_cannot_be_fetched_are_drawn_as_placeholders_of_their_size(
     from newsletter.editorial.preview import screenshot
 
     web.routes["/ok.png"] = Route(png(120, 80), content_type="image/png")
-    dead = f"http://127.0.0.1:{closed_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     page = tmp_path / "page.html"
     page.write_text(
         "<!doctype html><html><body style='margin:0'>"

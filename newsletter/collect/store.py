@@ -82,28 +82,19 @@ def takes_over(row: Article, kind: str, source: str) -> bool:
 
 def merge(old: StoredFields, new: StoredFields, *, new_wins: bool) -> StoredFields:
     """What the row holds after `new` arrives: see the module docstring."""
-    if new_wins:
-        return StoredFields(
-            title=new.title or old.title,
-            authors=new.authors or old.authors,
-            published=new.published,
-            summary_html=new.summary_html or old.summary_html,
-            body_html=new.body_html or old.body_html,
-            image=new.image or old.image,
-            tags=new.tags or old.tags,
-            reading_minutes=new.reading_minutes if new.body_html else old.reading_minutes,
-            guid=new.guid or old.guid,
-        )
+    # The winner's fields, each filled from the other where the winner has none; the
+    # winner's date always, and the reading time of whichever has the body.
+    first, second = (new, old) if new_wins else (old, new)
     return StoredFields(
-        title=old.title or new.title,
-        authors=old.authors or new.authors,
-        published=old.published,
-        summary_html=old.summary_html or new.summary_html,
-        body_html=old.body_html or new.body_html,
-        image=old.image or new.image,
-        tags=old.tags or new.tags,
-        reading_minutes=old.reading_minutes if old.body_html else new.reading_minutes,
-        guid=old.guid or new.guid,
+        title=first.title or second.title,
+        authors=first.authors or second.authors,
+        published=first.published,
+        summary_html=first.summary_html or second.summary_html,
+        body_html=first.body_html or second.body_html,
+        image=first.image or second.image,
+        tags=first.tags or second.tags,
+        reading_minutes=first.reading_minutes if first.body_html else second.reading_minutes,
+        guid=first.guid or second.guid,
     )
 
 

@@ -224,7 +224,6 @@ class SendRun:
                 )
         self.issue = issue
         self.report = SendReport(slug=issue.slug, worker=worker.name if worker else None)
-        self.done = 0
 
     def execute(self) -> SendReport:
         started = time.monotonic()
@@ -313,9 +312,8 @@ class SendRun:
         for outcome in outcomes:
             if outcome.kind in ("sent", "deferred", "failed", "unknown"):
                 setattr(report, outcome.kind, getattr(report, outcome.kind) + 1)
-                self.done += 1
         if self.watcher and outcomes:
-            self.watcher.advance(self.done)
+            self.watcher.advance(report.sent + report.deferred + report.failed + report.unknown)
 
     def _peers_unsettled(self) -> bool:
         """A worker whose share is done: whether to send again (a peer died and its claimed

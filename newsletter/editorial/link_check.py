@@ -128,6 +128,7 @@ async def _check(client: httpx.AsyncClient, target: Target) -> Answer:
     response: httpx.Response | None = None
     size: int | None = None
     error = ""
+    answered = False  # whether the host said anything at all (a redirect loop counts)
     for attempt in range(RETRIES + 1):
         if attempt:
             await asyncio.sleep(0.5 * attempt)
@@ -141,16 +142,18 @@ async def _check(client: httpx.AsyncClient, target: Target) -> Answer:
                 response, size = await _get(client, target)
             elif "content-length" in response.headers:
                 size = _length(response)
-        except (httpx.TransportError, httpx.TooManyRedirects) as failure:
+        except httpx.TooManyRedirects as failure:
+            response, error, answered = None, _reason(failure), True
+            break
+        except httpx.TransportError as failure:
             response, error = None, _reason(failure)
-            if isinstance(failure, httpx.TooManyRedirects):
-                break
             continue
         if response.status_code < 500:
             break
     if response is None:
-        return Answer(Finding("error", f"{what}-unreachable", f"{what} {target.url}: {error}"),
-                      "redirect" in error)  # fmt: skip
+        return Answer(
+            Finding("error", f"{what}-unreachable", f"{what} {target.url}: {error}"), answered
+        )
     status = response.status_code
     if status >= 400:
         return Answer(
