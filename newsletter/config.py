@@ -62,6 +62,19 @@ class CollectSettings:
 
 
 @dataclass(frozen=True)
+class BounceSettings:
+    """How returned mail is judged (feedback/policy.py) and where webhooks come from."""
+
+    soft_limit: int = 3
+    soft_days: float = 30.0
+    processed_folder: str = "Processed"
+    unrecognised_folder: str = "Unrecognised"
+    ses_topic_arns: tuple[str, ...] = ()
+    ses_certificate_file: Path | None = None
+    webhook_max_age: float = 3600.0
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     name: str
@@ -86,6 +99,8 @@ class Config:
     dkim_ed25519_key_file: Path | None = None
     feedback_id: str | None = None
     retry_hours: float = 72.0
+    bounce_address: str | None = None
+    bounces: BounceSettings = field(default_factory=lambda: BounceSettings())
 
     def archive_url(self, slug: str | None = None) -> str:
         """The public archive, or one issue's page in it (the "view in your browser" link)."""
@@ -199,6 +214,26 @@ def check_sender(value: str) -> str:
     return value
 
 
+# Room for "+" and a return token (return_path.py) within RFC 5321's 64-character local part.
+BOUNCE_LOCAL_MAX = 20
+_SNS_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$"
+
+
+def check_bounce_address(value: str) -> str:
+    """A plain address whose local part leaves room for a VERP token."""
+    try:
+        valid = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise ValueError(f"{value!r} is not an address: {error}") from None
+    local = valid.local_part
+    if not re.fullmatch(rf"[A-Za-z0-9._-]{{1,{BOUNCE_LOCAL_MAX}}}", local):
+        raise ValueError(
+            f"{value!r}: the part before @ must be at most {BOUNCE_LOCAL_MAX} of A-Z, a-z, "
+            "0-9, '.', '_' and '-' (room for the per-recipient token), as in bounces@example.org"
+        )
+    return value
+
+
 def resolve_database_url(url: str, root: Path) -> str:
     """Relative SQLite paths are relative to the config file, not to the working directory,
     so cron (which starts in $HOME) and the editor's shell open the same database."""
@@ -288,6 +323,7 @@ class DeliveryTable(_Table):
     dkim_ed25519_key_file: Text | None = None
     feedback_id: Text | None = None
     retry_hours: Positive = 72.0
+    bounce_address: Annotated[Text, _checked(check_bounce_address)] | None = None
 
     @model_validator(mode="after")
     def _dkim_pair(self) -> DeliveryTable:
@@ -301,6 +337,20 @@ class DeliveryTable(_Table):
                 "know Ed25519 ignore it): set dkim_selector and dkim_key_file too"
             )
         return self
+
+
+class BouncesTable(_Table):
+    soft_limit: Annotated[int, Field(ge=1, le=100)] = 3
+    soft_days: Positive = 30.0
+    processed_folder: Annotated[Text, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,50}$")] = (
+        "Processed"
+    )
+    unrecognised_folder: Annotated[Text, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,50}$")] = (
+        "Unrecognised"
+    )
+    ses_topic_arns: tuple[Annotated[Text, StringConstraints(pattern=_SNS_ARN)], ...] = ()
+    ses_certificate_file: Text | None = None
+    webhook_max_age: Positive = 3600.0
 
 
 class SourceTable(_Table):
@@ -320,6 +370,7 @@ class ConfigFile(_Table):
     collect: CollectTable = CollectTable()
     render: RenderTable = RenderTable()
     delivery: DeliveryTable = DeliveryTable()
+    bounces: BouncesTable = BouncesTable()
     sources: tuple[SourceTable, ...] = ()
 
 
@@ -332,6 +383,8 @@ ENVIRONMENT: dict[str, str] = {
     "NEWSLETTER_SMTP_PASSWORD": "the SMTP password (a secret: read where it is used, never kept)",
     "NEWSLETTER_SECRET_KEY": "the signing key (a secret: read where it is used, never kept)",
     "NEWSLETTER_CHROMIUM": "the Chromium executable for screenshots",
+    "NEWSLETTER_IMAP_PASSWORD": "the IMAP password for `bounces process imap://...` (a secret)",
+    "NEWSLETTER_MAILGUN_SIGNING_KEY": "Mailgun's webhook signing key (a secret)",
     "NEWSLETTER_DEBUG": "show the traceback of an unexpected error",
 }
 
@@ -409,6 +462,18 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
         else None,
         feedback_id=delivery.feedback_id,
         retry_hours=delivery.retry_hours,
+        bounce_address=delivery.bounce_address,
+        bounces=BounceSettings(
+            soft_limit=model.bounces.soft_limit,
+            soft_days=model.bounces.soft_days,
+            processed_folder=model.bounces.processed_folder,
+            unrecognised_folder=model.bounces.unrecognised_folder,
+            ses_topic_arns=model.bounces.ses_topic_arns,
+            ses_certificate_file=(path.parent / model.bounces.ses_certificate_file).resolve()
+            if model.bounces.ses_certificate_file
+            else None,
+            webhook_max_age=model.bounces.webhook_max_age,
+        ),
     )
 
 
@@ -418,6 +483,7 @@ _TABLES: dict[str, type[BaseModel]] = {
     "collect": CollectTable,
     "render": RenderTable,
     "delivery": DeliveryTable,
+    "bounces": BouncesTable,
     "sources": SourceTable,
 }
 
@@ -460,11 +526,19 @@ def _friendly(error: Any, data: dict[str, Any]) -> str:
         )
     if kind == "value_error" and not rest:
         return f"[{table}] {message.removeprefix('Value error, ')}"
-    if kind == "value_error" and key in ("timezone", "from", "base_url"):
+    if kind == "value_error" and key in ("timezone", "from", "base_url", "bounce_address"):
         return f"{where} {key}: {message.removeprefix('Value error, ')}"
     if kind == "string_pattern_mismatch":
         return f"{where} {key} {error.get('input')!r}: use a-z, 0-9 and -"
-    if key in ("timeout", "max_bytes", "retry_hours"):
+    if key == "ses_topic_arns":
+        return (
+            f'{where} {key} must be a list of SNS topic ARNs: ["arn:aws:sns:REGION:ACCOUNT:TOPIC"]'
+        )
+    if key in ("processed_folder", "unrecognised_folder"):
+        return f"{where} {key} {error.get('input')!r}: use A-Z, a-z, 0-9, _ and - (a folder name)"
+    if key == "soft_limit":
+        return f"{where} {key} must be a whole number from 1 to 100"
+    if key in ("timeout", "max_bytes", "retry_hours", "soft_days", "webhook_max_age"):
         return f"{where} {key} must be a positive number"
     return f"{where} {key} must be a non-empty string"
 
@@ -570,6 +644,29 @@ transport = "file://outbox"
 retry_hours = 72
 # Gmail's Feedback-ID header, to see complaint rates per campaign in Postmaster Tools.
 # feedback_id = "war-notes:newsletter:example"
+# The mailbox that takes returned mail. Set, each message's envelope sender becomes
+# bounces+<signed token>@... (the MTA must deliver bounces+anything to it: Postfix does
+# with its recipient_delimiter set to +), and List-Unsubscribe gains a mailto: there too.
+# `newsletter bounces process` reads the mailbox (docs/bounces.md).
+# bounce_address = "bounces@news.example.org"
+
+[bounces]
+# Soft bounces (mailbox full, a refusal that is not about the address) on this many
+# distinct issues within soft_days make a subscription bounced; a delivery between that
+# did not bounce starts the count again.
+soft_limit = 3
+soft_days = 30
+# Folders that processed mail, and mail no one could read, are moved to (Maildir, IMAP;
+# an mbox file gets FILE.processed and FILE.unrecognised beside it).
+processed_folder = "Processed"
+unrecognised_folder = "Unrecognised"
+# Amazon SES notifications through SNS are believed only from these topics, signed by
+# Amazon's certificate (fetched from sns.REGION.amazonaws.com, or this pinned PEM file).
+# ses_topic_arns = ["arn:aws:sns:eu-west-1:123456789012:ses-feedback"]
+# ses_certificate_file = "/etc/newsletter/sns.pem"
+# Webhook calls older than this many seconds are refused (replays); Mailgun's key comes from
+# NEWSLETTER_MAILGUN_SIGNING_KEY.
+webhook_max_age = 3600
 
 [render]
 # A folder with your own email.mjml.j2 / email.txt.j2 (any file you leave out comes from the

@@ -263,3 +263,44 @@ class RunLock(SQLModel, table=True):
     pid: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
     # When the lock was taken (for operators reading the table; takeover goes by the pid).
     taken_at: datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
+
+
+class FeedbackReport(SQLModel, table=True):
+    """One report heard back about one recipient: a bounce, a complaint, a mailto
+    unsubscribe, an auto-reply, or mail nobody could read (kept whole for a person). See
+    feedback/policy.py for what each changes. Erasing a subscriber erases their reports."""
+
+    __tablename__ = "feedback_reports"
+    __table_args__ = (
+        sa.Index("ix_feedback_reports_subscriber", "subscriber_id", "kind"),
+        sa.Index("ix_feedback_reports_received", "received_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    # SHA-256 of the message (or webhook event) and the report's place in it: the same
+    # report read twice is recognised and changes nothing the second time.
+    fingerprint: str = Field(sa_column=sa.Column(sa.String(64), nullable=False, unique=True))
+    received_at: datetime = Field(
+        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+    )
+    origin: str = Field(sa_column=sa.Column(sa.String(20), nullable=False))
+    source: str = Field(sa_column=sa.Column(sa.String(500), nullable=False))
+    kind: str = Field(sa_column=sa.Column(sa.String(20), nullable=False))
+    status: str | None = Field(default=None, sa_column=sa.Column(sa.String(20)))
+    recipient: str | None = Field(default=None, sa_column=sa.Column(sa.String(320)))
+    action: str = Field(sa_column=sa.Column(sa.String(20), nullable=False))
+    diagnostic: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    issue_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("issues.id", ondelete="SET NULL")),
+    )
+    delivery_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("deliveries.id", ondelete="SET NULL")),
+    )
+    subscriber_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE")),
+    )
+    # The message itself, only when nobody could read it (capped): for the person who will.
+    raw: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary))

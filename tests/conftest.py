@@ -103,7 +103,14 @@ def project(
     sa.create_engine(database_url).dispose()
 
 
-pytest_plugins = ["tests.webserver", "tests.browser", "tests.smtpserver", "tests.liveweb"]
+pytest_plugins = [
+    "tests.webserver",
+    "tests.browser",
+    "tests.smtpserver",
+    "tests.liveweb",
+    "tests.sending",
+    "tests.imapserver",
+]
 
 
 SAMPLE_SOURCES = f"""

@@ -67,6 +67,9 @@ ARGUMENTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("subscribers", "remove"): ("nobody@example.org",),
     ("subscribers", "suppress"): ("nobody@example.org",),
     ("db", "upgrade"): (),
+    ("bounces", "process"): ("missing-maildir",),
+    ("bounces", "list"): (),
+    ("bounces", "show"): ("1",),
 }
 
 
@@ -137,6 +140,12 @@ def test_no_configuration_is_a_usage_error_that_names_the_folders(
         (("serve", "--host", "192.0.2.1"), USAGE),  # not an address of this machine
         (("archive", "build"), DONE),
         (("db", "upgrade"), DONE),
+        (("bounces", "process", "missing-maildir"), USAGE),
+        (("bounces", "process", "imap://user:pw@127.0.0.1/INBOX"), USAGE),
+        (("bounces", "process", "pop3://mail.example.org"), USAGE),
+        (("bounces", "list", "--kind", "lost"), USAGE),
+        (("bounces", "show", "12345"), USAGE),
+        (("bounces", "list"), DONE),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, tuple) else str(value),
 )

@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "newsletter"
-STAGES = ("collect", "editorial", "audience", "delivery", "web", "cli", "migrations")
+STAGES = ("collect", "editorial", "audience", "delivery", "feedback", "web", "cli", "migrations")
 # What each part may import besides the base and itself.
 ALLOWED: dict[str, set[str]] = {
     "base": set(),
@@ -16,10 +16,11 @@ ALLOWED: dict[str, set[str]] = {
     "editorial": {"collect"},
     "audience": set(),
     "delivery": {"audience", "editorial"},
-    "web": {"audience", "delivery", "editorial"},
+    "feedback": {"audience", "delivery"},
+    "web": {"audience", "delivery", "editorial", "feedback"},
     "project": {"audience"},
     "migrations": set(),
-    "cli": {"collect", "editorial", "audience", "delivery", "web", "project"},
+    "cli": {"collect", "editorial", "audience", "delivery", "feedback", "web", "project"},
     "__main__": {"cli"},
 }
 

@@ -31,7 +31,13 @@ from sqlmodel import Session, SQLModel, col, select
 
 from newsletter.audience.tokens import Token
 from newsletter.errors import InvalidAddress, NotFoundError, UsageError
-from newsletter.models import Subscriber, Subscription, Suppression, new_token_id
+from newsletter.models import (
+    FeedbackReport,
+    Subscriber,
+    Subscription,
+    Suppression,
+    new_token_id,
+)
 from newsletter.untrusted import ENCODED_BREAK, has_control
 from newsletter.untrusted import clean_name as clean_name
 
@@ -412,6 +418,14 @@ def erase(session: Session, email: str) -> None:
     else:
         existing.email = None
     session.execute(sa.delete(Subscription).where(col(Subscription.subscriber_id) == person.id))
+    # Reports about them, tied to them or naming their address (the aggregates in the
+    # ledger stay: its rows lose the person, not the count).
+    session.execute(
+        sa.delete(FeedbackReport).where(
+            (col(FeedbackReport.subscriber_id) == person.id)
+            | (col(FeedbackReport.recipient) == person.email_key)
+        )
+    )
     session.delete(person)
     session.flush()
 

@@ -13,6 +13,7 @@ import typer.core
 from newsletter import __version__
 from newsletter.cli import archive as archive_cli
 from newsletter.cli import articles as articles_cli
+from newsletter.cli import bounces as bounces_cli
 from newsletter.cli import collect as collect_cli
 from newsletter.cli import issue as issue_cli
 from newsletter.cli import send as send_cli
@@ -87,6 +88,7 @@ app.add_typer(issue_cli.app, name="issue")
 app.add_typer(archive_cli.app, name="archive")
 app.add_typer(subscribers_cli.app, name="subscribers")
 app.add_typer(setup_cli.db_app, name="db")
+app.add_typer(bounces_cli.app, name="bounces")
 
 
 def main() -> None:

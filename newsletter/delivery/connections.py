@@ -83,12 +83,11 @@ class Connections:
         self,
         writer: LedgerWriter,
         make_transport: Callable[[], Transport],
-        build: Callable[[Claimed], bytes],
-        envelope_from: str,
+        build: Callable[[Claimed], tuple[str, bytes]],
         options: SendOptions,
     ) -> None:
         self.writer, self.make_transport, self.build = writer, make_transport, build
-        self.envelope_from, self.options = envelope_from, options
+        self.options = options
         self.rate = RateLimiter(options.rate) if options.rate else None
         self.lock = threading.Lock()
         self.errors_in_a_row = 0
@@ -155,7 +154,8 @@ class Connections:
     ) -> tuple[Outcome, bool, Transport | None]:
         try:
             transport = transport or self.make_transport()
-            transport.send(self.envelope_from, row.email, self.build(row))
+            envelope_from, data = self.build(row)
+            transport.send(envelope_from, row.email, data)
             return Outcome(row.id, "sent", 250), False, transport
         except ConfigError as error:
             self._stop(error)

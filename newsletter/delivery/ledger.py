@@ -17,6 +17,9 @@ States:
 
     skipped: unsubscribed, erased or suppressed before its message was started.
 
+    sent ──a hard bounce heard back later──▶ bounced; ──a complaint──▶ complained
+    (feedback/policy.py: returned mail and providers' webhooks, after the send).
+
 `claimed` rows wait in the sender's memory; a row becomes `sending` (committed) only when a
 connection is about to send it (connections.py: with a remote relay, one row per
 connection; with a fast local one, the next row too, started while the current one is on
@@ -44,7 +47,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -59,8 +62,7 @@ from newsletter.models import (
     UTCDateTime,
 )
 
-States = Literal["queued", "claimed", "sending", "sent", "deferred", "failed", "unknown", "skipped"]
-STATES: tuple[States, ...] = (
+States = Literal[
     "queued",
     "claimed",
     "sending",
@@ -69,7 +71,10 @@ STATES: tuple[States, ...] = (
     "failed",
     "unknown",
     "skipped",
-)
+    "bounced",
+    "complained",
+]
+STATES: tuple[States, ...] = get_args(States)
 OPEN: tuple[States, ...] = ("queued", "claimed", "sending", "deferred")
 # What a stopped sender leaves behind, and what becomes of it.
 _LEFT = {"claimed": "queued", "sending": "unknown"}

@@ -219,7 +219,11 @@ class IssueTemplate:
         name: str | None,
         unsubscribe_url: str,
         view_url: str,
+        message_id: str | None = None,
+        unsubscribe_mailto: str | None = None,
     ) -> bytes:
+        """One recipient's message. `message_id` and `unsubscribe_mailto` are the ledger
+        row's signed ones (return_path.py); test sends, which have no row, go without."""
         # The name and links are cleaned once here (the per-recipient step); the HTML
         # part's values are the text's, escaped.
         shown = shown_name(name)
@@ -227,11 +231,14 @@ class IssueTemplate:
         values = placeholder_values(person, self.fallback, "text")
         text = self.text.encode(values)
         html = self.html.encode(html_escaped(values))
+        unsubscribe = f"<{values['unsubscribe_url']}>"
+        if unsubscribe_mailto:
+            unsubscribe += f", <{unsubscribe_mailto}>"
         head = (
             self.head
             + address_header("To", wire_address(email), shown)
-            + header("Message-ID", self.message_id(email_key))
-            + header("List-Unsubscribe", f"<{values['unsubscribe_url']}>")
+            + header("Message-ID", message_id or self.message_id(email_key))
+            + header("List-Unsubscribe", unsubscribe)
         )
         boundary = self.boundary.encode()
         data = b"".join(

@@ -40,7 +40,8 @@ from newsletter.delivery.connections import Connections, SendOptions
 from newsletter.delivery.ledger import Claimed, Outcome
 from newsletter.delivery.locks import SenderIdentity, run_lock, sender_alive, sender_identity
 from newsletter.delivery.message import IssueTemplate, dkim_signer, issue_template, sender
-from newsletter.delivery.transport import Transport
+from newsletter.delivery.return_path import ReturnAddresses
+from newsletter.delivery.transport import Transport, wire_address
 from newsletter.delivery.writer import LedgerWriter
 from newsletter.editorial.approval import is_stale
 from newsletter.editorial.issue_file import issue_path, read_issue
@@ -189,6 +190,19 @@ def send(
         return due
 
 
+def return_addresses(config: Config, key: bytes, issue_id: int, newsletter: str) -> ReturnAddresses:
+    me = sender(config)
+    bounce = config.bounce_address
+    return ReturnAddresses(
+        key=key,
+        newsletter=newsletter,
+        issue_id=issue_id,
+        domain=me.domain,
+        default_sender=me.addr_spec,
+        bounce_address=wire_address(bounce) if bounce else None,
+    )
+
+
 def _check_worker(engine: Engine) -> None:
     if engine.dialect.name != "postgresql":
         raise UsageError(WORKER_NEEDS_POSTGRESQL)
@@ -268,15 +282,20 @@ class SendRun:
         view_url = self.config.archive_url(issue.slug)
         base_url, key, newsletter = self.config.base_url, self.key, issue.newsletter
 
-        def build(row: Claimed) -> bytes:
+        returns = return_addresses(self.config, key, issue.id, newsletter)
+
+        def build(row: Claimed) -> tuple[str, bytes]:
             unsubscribe = signed_url(base_url, key, "unsubscribe", newsletter, row.token_id)
-            return template.render(
+            data = template.render(
                 email=row.email,
                 email_key=row.email_key,
                 name=row.name,
                 unsubscribe_url=unsubscribe,
                 view_url=view_url,
+                message_id=returns.message_id(row.id),
+                unsubscribe_mailto=returns.mailto(row.id),
             )
+            return returns.envelope_from(row.id), data
 
         writer = LedgerWriter(
             self.engine,
@@ -292,9 +311,7 @@ class SendRun:
             confirm=self.worker.confirm if self.worker else None,
             on_written=self._written,
         )
-        connections = Connections(
-            writer, self.make_transport, build, sender(self.config).addr_spec, options
-        )
+        connections = Connections(writer, self.make_transport, build, options)
         try:
             connections.run()
         finally:

@@ -1,0 +1,154 @@
+"""`newsletter bounces process|list|show`: parse, call the core (feedback/), print."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlmodel import Session
+
+from newsletter.cli.output import err, out, plural, print_json
+from newsletter.cli.state import state
+from newsletter.feedback.history import one, recent
+from newsletter.feedback.policy import Handled
+from newsletter.feedback.process import process
+
+app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Returned mail: bounces, complaints and mailto unsubscribes (docs/bounces.md).",
+)
+
+
+@app.command("process")
+def process_command(
+    ctx: typer.Context,
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="SOURCE...",
+            help="A Maildir folder, an mbox file, imap://user@host/Folder or "
+            "imaps://user@host/Folder (password in NEWSLETTER_IMAP_PASSWORD), or - for one "
+            "message on standard input.",
+            show_default=False,
+        ),
+    ],
+    *,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would happen; change and move nothing.")
+    ] = False,
+    recipient: Annotated[
+        str | None,
+        typer.Option(
+            "--recipient",
+            metavar="ADDRESS",
+            help="The address the MTA delivered the message on standard input to (Postfix's "
+            "${original_recipient}).",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per line per report.")
+    ] = False,
+) -> None:
+    """Read returned mail, act on each report, and file each message in the processed
+    folder (mail nobody could read goes to the unrecognised folder, for a person). Exits 1
+    when some message could not be read.
+
+    Example: newsletter bounces process ~/Maildir/.bounces
+    Example: newsletter bounces process imaps://bounces@mail.example.org/INBOX --json
+    """
+    st = state(ctx)
+
+    def shown(item: Handled) -> None:
+        if as_json:
+            out.out(json.dumps(item.as_dict(), ensure_ascii=False), highlight=False)
+        else:
+            who = item.recipient or "(no address)"
+            code = f" {item.status}" if item.status else ""
+            extra = " (seen before)" if item.duplicate else ""
+            out.print(
+                f"{item.source}: {who} {item.kind}{code} -> {item.action}{extra}", markup=False
+            )
+
+    report = process(
+        st.config(),
+        st.engine(),
+        st.key(),
+        sources,
+        dry_run=dry_run,
+        envelope_to=recipient,
+        on_report=shown,
+    )
+    summary = ", ".join(f"{action} {count}" for action, count in sorted(report.actions.items()))
+    err.print(
+        f"{plural(report.messages, 'message')} read"
+        + (f": {summary}" if summary else "")
+        + (f"; {report.unreadable} could not be read (kept aside)" if report.unreadable else "")
+        + (" (dry run: nothing changed)" if dry_run else ""),
+        markup=False,
+    )
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context,
+    *,
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            "--kind",
+            help="Only this kind: hard, soft, complaint, unsubscribe, auto-reply, unrecognised.",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Recent reports, newest first, including the unrecognised mail kept for a person.
+
+    Example: newsletter bounces list --kind unrecognised
+    """
+    st = state(ctx)
+    with Session(st.engine()) as session:
+        entries = recent(session, kind, limit)
+    if as_json:
+        print_json([entry.as_dict() for entry in entries])
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    columns = ("id", "received", "kind", "status", "recipient", "action", "issue", "diagnostic")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        table.add_row(
+            str(e.id),
+            e.received_at.strftime("%Y-%m-%d %H:%M"),
+            e.kind,
+            e.status or "",
+            e.recipient or "",
+            e.action,
+            e.issue or "",
+            (e.diagnostic or "")[:80],
+        )
+    out.print(table)
+
+
+@app.command("show")
+def show_command(
+    ctx: typer.Context,
+    report_id: Annotated[int, typer.Argument(metavar="ID", help="A report's id (bounces list).")],
+) -> None:
+    """One report, and the whole message when it was kept (mail nobody could read).
+
+    Example: newsletter bounces show 12
+    """
+    st = state(ctx)
+    with Session(st.engine()) as session:
+        entry, raw = one(session, report_id)
+    for name, value in entry.as_dict().items():
+        out.print(f"{name}: {'' if value is None else value}", markup=False)
+    if raw:
+        out.print("", markup=False)
+        out.out(raw.decode("utf-8", "replace"), highlight=False)

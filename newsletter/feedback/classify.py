@@ -1,0 +1,92 @@
+"""Hard or soft: is the address itself dead, or did something else refuse the message?
+
+A hard bounce suppresses a reader for good, so a hard call needs evidence about the address
+(RFC 3463's 5.1.1 bad mailbox, 5.1.2 bad domain, 5.1.3 bad syntax, 5.1.6 moved, 5.1.10 null
+MX, 5.2.1 disabled, or a server's words for the same) and nothing that points elsewhere:
+a block list, spam or content filter, policy, authentication (SPF, DKIM, DMARC), a rate
+limit, a full mailbox, a message too large. Those are soft, even with a 5xx and even with
+5.1.1 beside them (some servers put 5.1.1 on every refusal): the reader is not at fault,
+and suppressing them is the costlier mistake. Delays are not failures at all.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+Severity = Literal["hard", "soft", "delayed"]
+
+STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+REPLY_CODE = re.compile(r"(?:^|[\s(:;])([245])\d\d(?=[\s-]|$)")
+
+# Status codes that are about the address itself.
+_DEAD_STATUSES = {"5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1"}
+
+# Words that mean the refusal is about us, the message or the mailbox's state, not the
+# address. Checked first: any of them makes the call soft.
+_NOT_THE_ADDRESS = re.compile(
+    r"block ?list|black ?list|blocked|\bbanned|spamhaus|spamcop|barracuda|\brbl\b|\bdnsbl|"
+    r"reputation|\bspam\b|junk|content (?:filter|rejected)|message content|virus|malware|"
+    r"\bpolicy\b|policies|\bdmarc\b|\bspf\b|\bdkim\b|authenticat|not authori[sz]ed|"
+    r"relay(?:ing)? (?:denied|not permitted|access denied)|rate limit|too many|try again|"
+    r"temporar|throttl|quota|mailbox (?:is )?full|over ?quota|storage|insufficient|"
+    r"exceed|too (?:large|big)|size limit|message size|greylist|"
+    r"access denied|refused to talk|connection refused|timed? ?out|tls|certificate|"
+    r"loop|hop count|unsolicited|suspicious|bulk",
+    re.IGNORECASE,
+)
+
+# A server's words for "this address does not exist (any more)".
+_DEAD_ADDRESS = re.compile(
+    r"user(?:name)? (?:is )?unknown|unknown (?:user|recipient|local[- ]part|mailbox|address|"
+    r"alias)|no such (?:user|person|recipient|mailbox|account|address|local user)|"
+    r"(?:user|recipient|mailbox|account|address|addressee)(?: name)? (?:does not|doesn't|"
+    r"did not) exist|does not exist|doesn't exist|not (?:a )?(?:valid|known) (?:user|"
+    r"recipient|mailbox|address)|invalid (?:user|recipient|mailbox|address)|"
+    r"(?:recipient|user|mailbox|address) (?:not found|not known|unknown|invalid)|"
+    r"mailbox (?:unavailable|not available|disabled|has been disabled|removed|deleted|"
+    r"closed|inactive)|account (?:has been |is )?(?:disabled|deactivated|closed|deleted|"
+    r"removed|suspended|inactive|expired)|(?:is|has been) (?:disabled|deactivated)|"
+    r"no longer (?:active|valid|in use|available|exists|with)|"
+    r"unrouteable address|undeliverable address|addressee unknown|"
+    r"host (?:or domain name )?not found|domain (?:not found|does not exist|not exist)|"
+    r"host unknown|unknown (?:host|domain)|no mx|nxdomain|name or service not known|"
+    r"no mailbox here|recipient rejected|bad (?:destination )?(?:mailbox|address)|"
+    r"user not found|rejected: user|no such file or directory|not listed in",
+    re.IGNORECASE,
+)
+
+
+def severity(status: str | None, text: str, *, permanent: bool | None = None) -> Severity:
+    """The call for one failed recipient. `status` is the enhanced status code if the report
+    gives one; `text` the server's words (Diagnostic-Code, or the bounce's prose);
+    `permanent` what the report itself says (a DSN's Action: failed or delayed), if it does."""
+    words = " ".join(text.split())[:2000]
+    code = status or _status_in(words)
+    if permanent is False or (code is not None and code[0] == "4"):
+        return "delayed" if permanent is False else "soft"
+    if _NOT_THE_ADDRESS.search(words):
+        return "soft"
+    if code is not None and code[0] == "5":
+        if code in _DEAD_STATUSES:
+            # 5.2.1 is also "rate limited" at some providers: only with words that agree.
+            return "hard" if code != "5.2.1" or _DEAD_ADDRESS.search(words) else "soft"
+        elsewhere = code.startswith("5.7.") or code in ("5.2.2", "5.3.4")
+        return "hard" if _DEAD_ADDRESS.search(words) and not elsewhere else "soft"
+    reply = REPLY_CODE.search(words)
+    if reply and reply.group(1) == "4":
+        return "soft"
+    return "hard" if _DEAD_ADDRESS.search(words) else "soft"
+
+
+def _status_in(text: str) -> str | None:
+    match = STATUS.search(text)
+    return ".".join(match.groups()) if match else None
+
+
+def normal_status(value: str | None) -> str | None:
+    """`5.1.1` out of a DSN's Status field (which may carry a comment), or None."""
+    if not value:
+        return None
+    match = STATUS.search(value)
+    return ".".join(str(int(part)) for part in match.groups()) if match else None

@@ -1,0 +1,403 @@
+"""A returned message into reports: what happened to which recipient, in the message's own
+words, and the traces of our mail in it.
+
+Read in this order, the most authoritative first: an ARF feedback report (RFC 5965) is a
+complaint; a delivery status notification (RFC 3464) gives a recipient, an action and a
+status per failed address; an auto-reply (RFC 3834's Auto-Submitted, vacation and
+out-of-office notes) is nobody's failure; a message to our mailto: unsubscribe address is
+an unsubscribe; then the bounces real MTAs send in prose (qmail, Exchange, old Sendmail,
+providers' templates), through Mailman's `flufl.bounce`, whose detectors know dozens of
+them. What none of these reads is `unrecognised`, kept for a person.
+
+Nothing here believes the message: it is mail anyone can send to the bounce address.
+identify.py decides, from the signed tokens collected here, whether it is about our mail.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email
+import email.policy
+import logging
+import quopri
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Literal
+
+from flufl.bounce import all_failures
+
+from newsletter.delivery import return_path
+from newsletter.delivery.return_path import RowToken
+from newsletter.feedback.classify import Severity, normal_status, severity
+
+# A detector that fails logs its traceback at ERROR; here it only means "not that format".
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
+
+Kind = Literal["hard", "soft", "complaint", "unsubscribe", "auto-reply", "unrecognised"]
+KINDS: tuple[Kind, ...] = ("hard", "soft", "complaint", "unsubscribe", "auto-reply", "unrecognised")
+
+# Bounds on hostile input: bytes of one message read at all, of text judged, of parts.
+MAX_MESSAGE = 10_000_000
+MAX_TEXT = 20_000
+MAX_PARTS = 200
+MAX_REPORTS = 100
+
+_UNSUBSCRIBE_LINK = re.compile(
+    rb"/unsubscribe/([A-Za-z0-9_-]{1,40}\.[0-9]{1,18}\.[A-Za-z0-9_-]{20,64})(?![A-Za-z0-9_.-])"
+)
+_ADDRESS = re.compile(r"[^\s<>\"';,()\[\]]+@[^\s<>\"';,()\[\]]+\.[A-Za-z0-9-]+")
+_COMPLAINT_TYPES = {"abuse", "fraud", "virus", "other", "dmarc"}
+_AUTO_SUBJECT = re.compile(
+    r"out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?(?:reply|response|antwort)|"
+    r"^auto:|vacation|away from|abwesen|absence|r[ée]ponse automatique|on leave|"
+    r"autoreply|ooo\b",
+    re.IGNORECASE,
+)
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|deliver(?:y|ed)? (?:status|failure|fail|notification|problem|report)|"
+    r"returned mail|failure notice|mail delivery|non[- ]?deliver|delivery has failed|"
+    r"could not be delivered|rejected|nicht zustellbar|mail system error|"
+    r"not delivered|failed|warning: could not send",
+    re.IGNORECASE,
+)
+# Where a bounce's own words end and the returned message begins.
+_ORIGINAL_STARTS = re.compile(
+    r"^.{0,10}(?:original message|returned message|message headers follow|this is a copy of|"
+    r"below this line is a copy|unsent message below|text of (?:the )?(?:original|returned)|"
+    r"message follows|content-type: message/rfc822|received: from)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+@dataclass(frozen=True)
+class Report:
+    """One recipient's fate as the message tells it. `index` numbers the reports of one
+    message (the fingerprint of a report is the message's and its index)."""
+
+    kind: Kind
+    recipient: str | None = None
+    status: str | None = None
+    diagnostic: str | None = None
+    counts: bool = True  # False for a delay warning: not a failure, nothing to count
+    index: int = 0
+
+
+@dataclass
+class Traces:
+    """Our signed tokens found in the message: anywhere (`tokens`), in its own recipient
+    headers (`addressed`: the VERP or mailto address it was sent to), and the subscriber
+    token ids of our https unsubscribe links (`people`)."""
+
+    tokens: list[RowToken] = field(default_factory=list)
+    addressed: list[RowToken] = field(default_factory=list)
+    people: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Parsed:
+    reports: list[Report]
+    traces: Traces
+    subject: str = ""
+
+
+def parse(raw: bytes, key: bytes, newsletter: str, envelope_to: str | None = None) -> Parsed:
+    """Reports and traces of one message. `envelope_to` is the address the MTA delivered it
+    to, when the caller knows it (a pipe transport's recipient)."""
+    raw = raw[:MAX_MESSAGE]
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    traces = _traces(raw, message, key, newsletter, envelope_to)
+    subject = _header(message, "Subject")
+    reports = _reports(message, traces, subject)
+    return Parsed([_numbered(r, i) for i, r in enumerate(reports[:MAX_REPORTS])], traces, subject)
+
+
+def _numbered(report: Report, index: int) -> Report:
+    return Report(
+        report.kind, report.recipient, report.status, report.diagnostic, report.counts, index
+    )
+
+
+def _reports(message: Message, traces: Traces, subject: str) -> list[Report]:
+    parts = list(_walk(message))
+    feedback = [p for p in parts if p.get_content_type() == "message/feedback-report"]
+    if feedback or _report_type(message) == "feedback-report":
+        return _complaints(feedback)
+    status = [p for p in parts if p.get_content_type() in _DSN_TYPES]
+    if status:
+        found = _delivery_status(status, _human_text(message))
+        if found:
+            return found
+    if _is_auto_reply(message, subject):
+        return [Report("auto-reply", counts=False)]
+    if any(t.kind == "u" for t in traces.addressed) and not _auto_submitted(message):
+        return [Report("unsubscribe", recipient=_sender_address(message))]
+    prose = _prose(message, traces, subject)
+    if prose:
+        return prose
+    return [Report("unrecognised", counts=False)]
+
+
+_DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
+
+
+def _walk(message: Message) -> Iterator[Message]:
+    """The parts, at most MAX_PARTS of them, not descending into returned messages."""
+    stack = [message]
+    count = 0
+    while stack and count < MAX_PARTS:
+        part = stack.pop(0)
+        count += 1
+        yield part
+        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
+            continue
+        payload = part.get_payload()
+        if part.is_multipart() and isinstance(payload, list):
+            stack.extend(p for p in payload if isinstance(p, Message))
+
+
+def _report_type(message: Message) -> str:
+    return str(message.get_param("report-type", "", header="content-type") or "").lower()
+
+
+def _complaints(feedback: list[Message]) -> list[Report]:
+    fields = _fields(feedback[0]) if feedback else {}
+    kind = fields.get("feedback-type", "abuse").strip().lower()
+    recipient = _address(fields.get("original-rcpt-to") or fields.get("removal-recipient") or "")
+    if kind not in _COMPLAINT_TYPES:  # "not-spam", "auth-failure": not a complaint
+        return [Report("unrecognised", recipient, diagnostic=f"feedback type {kind}", counts=False)]
+    return [Report("complaint", recipient, diagnostic=f"feedback type {kind}")]
+
+
+def _fields(part: Message) -> dict[str, str]:
+    """The fields of a report part: its payload parsed as header blocks."""
+    found: dict[str, str] = {}
+    for block in _blocks(part):
+        for name, value in block.items():
+            found.setdefault(name.lower(), " ".join(str(value).split()))
+    return found
+
+
+def _blocks(part: Message) -> list[Message]:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return [p for p in payload if isinstance(p, Message)]
+    text = payload if isinstance(payload, str) else ""
+    if part.get("content-transfer-encoding", "").lower() in ("base64", "quoted-printable"):
+        data = part.get_payload(decode=True)
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else text
+    blocks = re.split(r"\r?\n[ \t]*\r?\n", text.strip())
+    return [email.message_from_string(block.strip() + "\n") for block in blocks if block.strip()]
+
+
+def _delivery_status(parts: list[Message], human: str) -> list[Report]:
+    reports: list[Report] = []
+    for part in parts:
+        blocks = _blocks(part)
+        for block in blocks[1:] or blocks:  # the first block is about the message
+            recipient = _address(
+                str(block.get("original-recipient") or block.get("final-recipient") or "")
+            )
+            action = str(block.get("action", "")).strip().lower()
+            if action in ("delivered", "relayed", "expanded") or not (recipient or action):
+                continue
+            status = normal_status(str(block.get("status", "")))
+            diagnostic = " ".join(str(block.get("diagnostic-code", "")).split())
+            diagnostic = re.sub(r"^(?:smtp|x-[a-z-]+)\s*;\s*", "", diagnostic, flags=re.I)
+            text = diagnostic or human
+            judged = severity(status, text, permanent=None if action != "delayed" else False)
+            kind: Kind = "soft" if judged == "delayed" else judged
+            shown = (diagnostic or _first_line(human) or "")[:500] or None
+            if any(r.recipient == recipient and r.status == status for r in reports):
+                continue  # the same recipient in several blocks (a DSN of DSNs)
+            reports.append(Report(kind, recipient, status, shown, counts=judged != "delayed"))
+    return reports
+
+
+def _prose(message: Message, traces: Traces, subject: str) -> list[Report]:
+    """Bounces without a DSN: flufl.bounce finds the failed addresses; the words around
+    them judge hard or soft."""
+    if message.get("From") is None:  # some detectors need one
+        message["From"] = "unknown@invalid"
+    try:
+        temporary, permanent = all_failures(message)
+    except Exception:  # a detector that trips over a hostile message reads nothing
+        temporary, permanent = frozenset(), frozenset()
+    text = _human_text(message)
+    reports = [
+        Report("soft", _address(_text(a)), diagnostic=_first_line(text), counts=False)
+        for a in sorted(temporary)
+    ]
+    for failed in sorted(permanent):
+        recipient = _address(_text(failed))
+        words = _near(text, recipient) if recipient else text
+        reports.append(
+            Report(
+                _failure(severity(None, words)), recipient, normal_status(words), _first_line(words)
+            )
+        )
+    if reports:
+        return reports
+    looks_returned = _BOUNCE_SUBJECT.search(subject) or _sender_is_daemon(message)
+    if looks_returned and any(t.kind == "b" for t in traces.addressed):
+        # Sent back to a VERP address but naming no recipient we could read: the token
+        # names the row, the words judge it.
+        return [
+            Report(_failure(severity(None, text)), None, normal_status(text), _first_line(text))
+        ]
+    return []
+
+
+def _failure(judged: Severity) -> Kind:
+    return "hard" if judged == "hard" else "soft"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _near(text: str, recipient: str) -> str:
+    """The bounce's words about one address: the lines around it, else all of them."""
+    lower = text.lower()
+    at = lower.find(recipient.lower())
+    if at < 0:
+        return text
+    return text[max(0, at - 300) : at + 600]
+
+
+def _human_text(message: Message) -> str:
+    """The bounce's own words: its text parts, outside any returned message, cut where a
+    copy of the original starts (whose words are ours, not the server's)."""
+    chunks: list[str] = []
+    size = 0
+    for part in _walk(message):
+        if (
+            part.get_content_maintype() != "text"
+            or part.get_content_type() == "text/rfc822-headers"
+        ):
+            continue
+        data = part.get_payload(decode=True)
+        if not isinstance(data, bytes):
+            continue
+        charset = part.get_content_charset() or "utf-8"
+        try:
+            text = data[:MAX_TEXT].decode(charset, "replace")
+        except LookupError:
+            text = data[:MAX_TEXT].decode("utf-8", "replace")
+        if part.get_content_subtype() == "html":
+            text = re.sub(r"<[^>]{0,2000}>", " ", text)
+        cut = _ORIGINAL_STARTS.search(text)
+        chunks.append(text[: cut.start()] if cut else text)
+        size += len(chunks[-1])
+        if cut or size > MAX_TEXT:
+            break
+    return "\n".join(chunks)[:MAX_TEXT]
+
+
+def _first_line(text: str) -> str | None:
+    """A short diagnostic: the first line that says something about a failure."""
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    for line in lines:
+        if re.search(
+            r"\b[45]\d\d\b|\b[45]\.\d|unknown|not exist|no such|rejected|full|quota|"
+            r"blocked|refused|failed|denied|invalid",
+            line,
+            re.IGNORECASE,
+        ):
+            return line[:500]
+    useful = [line for line in lines if line]
+    return useful[0][:500] if useful else None
+
+
+def _is_auto_reply(message: Message, subject: str) -> bool:
+    if _BOUNCE_SUBJECT.search(subject) or _sender_is_daemon(message):
+        return False
+    if _auto_submitted(message) == "auto-replied":
+        return True
+    if message.get("X-Autoreply") or message.get("X-Autorespond") or message.get("X-Autoresponder"):
+        return True
+    precedence = _header(message, "Precedence").lower()
+    return precedence == "auto_reply" or bool(_AUTO_SUBJECT.search(subject))
+
+
+def _auto_submitted(message: Message) -> str:
+    value = _header(message, "Auto-Submitted").lower().split(";")[0].strip()
+    return "" if value == "no" else value
+
+
+def _sender_is_daemon(message: Message) -> bool:
+    sender = (_header(message, "From") + " " + _header(message, "Return-Path")).lower()
+    return bool(re.search(r"mailer-daemon|postmaster|<>|mail delivery (?:sub)?system", sender))
+
+
+def _sender_address(message: Message) -> str | None:
+    return _address(_header(message, "From"))
+
+
+def _header(message: Message, name: str) -> str:
+    value = message.get(name)
+    if value is None:
+        return ""
+    try:
+        return str(email.header.make_header(email.header.decode_header(str(value))))[:1000]
+    except (ValueError, LookupError, UnicodeError):
+        return str(value)[:1000]
+
+
+def _address(text: str) -> str | None:
+    """The address in `rfc822; a@b`, `<a@b>` or prose, lower-cased; None without one."""
+    text = text.rsplit(";", 1)[-1] if ";" in text[:20] else text
+    match = _ADDRESS.search(text)
+    return match.group(0).strip(".").lower()[:320] if match else None
+
+
+# Headers the delivering MTA writes with the address it delivered to.
+_ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To", "Cc")
+
+
+def _traces(
+    raw: bytes, message: Message, key: bytes, newsletter: str, envelope_to: str | None
+) -> Traces:
+    texts = [raw, *_decoded_parts(message)]
+    traces = Traces()
+    for text in texts:
+        for token in return_path.find(key, newsletter, text):
+            if token not in traces.tokens:
+                traces.tokens.append(token)
+        for match in _UNSUBSCRIBE_LINK.finditer(text):
+            subject = match.group(1).decode("ascii")
+            if subject not in traces.people:
+                traces.people.append(subject)
+    heads = [envelope_to or ""] + [
+        str(value) for name in _ENVELOPE_HEADERS for value in message.get_all(name) or []
+    ]
+    for value in heads:
+        for token in return_path.find(key, newsletter, value.encode("utf-8", "replace")):
+            if token not in traces.addressed:
+                traces.addressed.append(token)
+    return traces
+
+
+def _decoded_parts(message: Message) -> Iterator[bytes]:
+    """Parts whose transfer encoding hides our tokens from a search of the raw bytes."""
+    seen = 0
+    for part in message.walk():
+        seen += 1
+        if seen > MAX_PARTS:
+            return
+        encoding = str(part.get("content-transfer-encoding", "")).lower()
+        if part.is_multipart() or encoding not in ("base64", "quoted-printable"):
+            continue
+        payload = part.get_payload()
+        if not isinstance(payload, str):
+            continue
+        data = payload.encode("ascii", "replace")[:MAX_MESSAGE]
+        try:
+            if encoding == "base64":
+                yield base64.b64decode(data, validate=False)
+            else:
+                yield quopri.decodestring(data)
+        except (binascii.Error, ValueError):
+            continue

@@ -1,0 +1,121 @@
+"""`newsletter bounces process`: read every message of every source, act on its reports,
+file it. One function the CLI calls and the tests call directly.
+
+Reports are committed in groups (a commit per message would cost more than the parsing on
+a folder of a hundred thousand) and each group's messages are filed only after its commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from newsletter.config import Config
+from newsletter.feedback.mailboxes import Mail, Mailbox, open_source
+from newsletter.feedback.parse import MAX_MESSAGE, Parsed, Report, Traces, parse
+from newsletter.feedback.policy import Handled, apply
+
+GROUP = 500  # messages per commit
+GROUP_SECONDS = 1.0
+
+
+@dataclass
+class ProcessReport:
+    messages: int = 0
+    unreadable: int = 0  # kept aside for a person: nothing we could read in them
+    actions: Counter[str] = field(default_factory=Counter)
+    kinds: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.unreadable else 0
+
+
+def process(
+    config: Config,
+    engine: Engine,
+    key: bytes,
+    locations: list[str],
+    *,
+    dry_run: bool = False,
+    envelope_to: str | None = None,
+    on_report: Callable[[Handled], None] | None = None,
+) -> ProcessReport:
+    sources = [open_source(location, envelope_to=envelope_to) for location in locations]
+    report = ProcessReport()
+    try:
+        for source in sources:
+            _process_one(config, engine, key, source, report, dry_run, on_report)
+    finally:
+        for source in sources:
+            source.close()
+    return report
+
+
+def _process_one(
+    config: Config,
+    engine: Engine,
+    key: bytes,
+    source: Mailbox,
+    report: ProcessReport,
+    dry_run: bool,
+    on_report: Callable[[Handled], None] | None,
+) -> None:
+    settings = config.bounces
+    pending: list[tuple[Mail, str]] = []
+    started = time.monotonic()
+    with Session(engine, expire_on_commit=False) as session:
+
+        def settle() -> None:
+            if dry_run:
+                session.rollback()
+            else:
+                session.commit()
+                for mail, folder in pending:
+                    source.file(mail, folder)
+            pending.clear()
+
+        for mail in source.messages():
+            report.messages += 1
+            parsed = _read(mail, key, config.key)
+            readable = not all(r.kind == "unrecognised" for r in parsed.reports)
+            handled = apply(
+                session,
+                config,
+                key,
+                parsed,
+                origin=source.origin,
+                source=mail.source,
+                digest=hashlib.sha256(mail.raw).hexdigest(),
+                raw=mail.raw,
+            )
+            if not readable:
+                report.unreadable += 1
+            for item in handled:
+                report.actions[item.action] += 1
+                report.kinds[item.kind] += 1
+                if on_report:
+                    on_report(item)
+            folder = settings.processed_folder if readable else settings.unrecognised_folder
+            pending.append((mail, folder))
+            if len(pending) >= GROUP or time.monotonic() - started > GROUP_SECONDS:
+                settle()
+                started = time.monotonic()
+        settle()
+
+
+def _read(mail: Mail, key: bytes, newsletter: str) -> Parsed:
+    """The message's reports; one `unrecognised` report for one too big or too broken to
+    read (a parser bug on hostile input must cost one message, not the run)."""
+    if not mail.raw or len(mail.raw) > MAX_MESSAGE:
+        return Parsed([Report("unrecognised", counts=False)], Traces())
+    try:
+        return parse(mail.raw, key, newsletter, mail.envelope_to)
+    except Exception:  # noqa: BLE001 - one unreadable message is not the run's end
+        return Parsed([Report("unrecognised", counts=False)], Traces())

@@ -1,0 +1,53 @@
+"""A project ready to send (an approved sample issue, 20 active subscribers and a few who
+must get nothing) and helpers to send it and read its ledger: a pytest plugin, shared by
+the send and bounce tests."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlmodel import Session
+
+from newsletter.audience import subscribers
+from tests.conftest import Project
+from tests.smtpserver import SMTPServer
+
+AUDIENCE = [f"reader{n:02d}@example.org" for n in range(20)]
+
+
+@pytest.fixture
+def ready(collected: Project, smtp_server: SMTPServer) -> Project:
+    """An approved sample issue, 20 active subscribers and a few who must get nothing."""
+    text = collected.config_file.read_text()
+    collected.config_file.write_text(
+        text.replace('transport = "file://outbox"', f'transport = "{smtp_server.url}"')
+    )
+    made = collected.run("issue", "new", "--week", "2022-W51", "--author", "Asami Terajima")
+    assert made.exit_code == 0, made.output
+    path = collected.root / "issues" / "2022-W51.md"
+    path.write_text(path.read_text() + "Dear readers.\n")
+    assert collected.run("issue", "approve", "2022-W51").exit_code == 0
+    with Session(collected.engine()) as session:
+        for n, email in enumerate(AUDIENCE):
+            subscribers.add(session, "war-notes", email, name=f"Reader {n}" if n % 2 else None)
+        subscribers.add(session, "war-notes", "left@example.org")
+        person = subscribers.require(session, "left@example.org")
+        assert person.id is not None
+        subscribers.unsubscribe(session, person.id, "war-notes")
+        subscribers.add(session, "war-notes", "blocked@example.org")
+        subscribers.suppress(session, "blocked@example.org", "manual")
+        subscribers.request_subscription(session, "war-notes", "pending@example.org", None)
+        session.commit()
+    return collected
+
+
+def send(project: Project, *args: str) -> tuple[int, dict[str, object]]:
+    result = project.run("send", "2022-W51", "--json", "--connections", "3", *args)
+    assert result.exit_code in (0, 1, 75), result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def ledger(project: Project) -> dict[str, int]:
+    report = json.loads(project.run("deliveries", "show", "2022-W51", "--json").stdout)
+    return {state: n for state, n in report["counts"].items() if n}
