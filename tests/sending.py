@@ -10,8 +10,9 @@ import pytest
 from sqlmodel import Session
 
 from newsletter.audience import subscribers
+from tests import returned
 from tests.conftest import Project
-from tests.smtpserver import SMTPServer
+from tests.smtpserver import Received, SMTPServer
 
 AUDIENCE = [f"reader{n:02d}@example.org" for n in range(20)]
 
@@ -51,3 +52,18 @@ def send(project: Project, *args: str) -> tuple[int, dict[str, object]]:
 def ledger(project: Project) -> dict[str, int]:
     report = json.loads(project.run("deliveries", "show", "2022-W51", "--json").stdout)
     return {state: n for state, n in report["counts"].items() if n}
+
+
+@pytest.fixture
+def sent(ready: Project, smtp_server: SMTPServer) -> dict[str, Received]:
+    """The sample issue sent with a bounce address: what each reader got, by address."""
+    text = ready.config_file.read_text()
+    ready.config_file.write_text(
+        text.replace(
+            '# bounce_address = "bounces@news.example.org"',
+            f'bounce_address = "{returned.BOUNCE_MAILBOX}"',
+        )
+    )
+    code, report = send(ready)
+    assert code == 0 and report["sent"] == len(AUDIENCE)
+    return {item.recipients[0]: item for item in smtp_server.received}

@@ -22,23 +22,8 @@ from newsletter.models import Delivery, FeedbackReport, Subscription, Suppressio
 from tests import returned
 from tests.conftest import Project
 from tests.imapserver import PASSWORD, IMAPServer
-from tests.sending import AUDIENCE, ledger, send
-from tests.smtpserver import Received, SMTPServer
-
-
-@pytest.fixture
-def sent(ready: Project, smtp_server: SMTPServer) -> dict[str, Received]:
-    """The sample issue sent with a bounce address: what each reader got, by address."""
-    text = ready.config_file.read_text()
-    ready.config_file.write_text(
-        text.replace(
-            '# bounce_address = "bounces@news.example.org"',
-            f'bounce_address = "{returned.BOUNCE_MAILBOX}"',
-        )
-    )
-    code, report = send(ready)
-    assert code == 0 and report["sent"] == len(AUDIENCE)
-    return {item.recipients[0]: item for item in smtp_server.received}
+from tests.sending import AUDIENCE, ledger
+from tests.smtpserver import Received
 
 
 def status_of(project: Project, email: str) -> str:

@@ -1,6 +1,6 @@
 """The web app: the routers (subscribe and confirm, unsubscribe, archive) on one FastAPI app,
 the objects they share on `app.state.site`, security headers on every answer and one page
-for every error. Bounces' and clicks' routes get routers of their own beside these.
+for every error. Providers' bounce webhooks (webhooks.py) have a router of their own.
 
 A bad token of any kind gets the same 404 page. Responses forbid framing and sniffing, send
 no Referer (links carry tokens) and personal pages are not cached.
@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from newsletter.config import Config
 from newsletter.delivery.transport import Transport, open_transport
 from newsletter.editorial.render import environment
-from newsletter.web import archive, subscribe, unsubscribe
+from newsletter.web import archive, subscribe, unsubscribe, webhooks
 from newsletter.web.limits import Limits, default_limits
 from newsletter.web.server import redact
 from newsletter.web.site import Site, secured
@@ -44,7 +44,7 @@ def create_app(
         pages=environment(config, autoescape=True),
     )
     app.state.site = site
-    for module in (subscribe, unsubscribe, archive):
+    for module in (subscribe, unsubscribe, archive, webhooks):
         app.include_router(module.router)
 
     @app.middleware("http")
