@@ -1,7 +1,7 @@
 """Benchmarks: each figure beside a baseline measured in the same run, printed, not asserted.
 
-    .venv/bin/python bench/bench.py [all|render|throughput|latency|memory|import|parallel|doubt]
-        [--quick] [--postgresql]
+    .venv/bin/python bench/bench.py [all|render|throughput|latency|memory|import|parallel|doubt|
+        bounces|corpus] [--quick] [--postgresql]
 
 throughput, latency and parallel send to Postfix's smtp-sink on 127.0.0.1 (started and
 stopped here); throughput also times Postfix's smtp-source, the physical reference, and a
@@ -10,7 +10,9 @@ parallel and doubt need PostgreSQL (NEWSLETTER_BENCH_POSTGRES, by default the te
 on 127.0.0.1:5432, which bench/run starts). Every benchmark uses the issue's sizes: memory
 sends to 10,000 and to 1,000,000 subscribers (about 15 minutes of the whole run's 20),
 import reads 1,000,000 rows. `--quick` sends to 100,000 instead of 1,000,000 for memory,
-and says so; `--postgresql` puts the database of throughput, latency, memory and import on
+and says so (and 10,000 returned messages instead of 100,000 for bounces); bounces times
+`bounces process` over a Maildir of returned mail, corpus prints the classification figures
+of tests/bounces/; `--postgresql` puts the database of throughput, latency, memory and import on
 PostgreSQL instead of SQLite.
 """
 
@@ -642,13 +644,145 @@ def _exactly_once_but(env: dict[str, str], received: collections.Counter[str], c
     )
 
 
+def returned_messages(folder: Path, sent: list[Path], count: int) -> Path:
+    """A Maildir of `count` returned messages made from the sent ones, every kind mixed as
+    a bounce mailbox receives them (DSN hard and soft, qmail prose, ARF complaints,
+    auto-replies, mail nobody can read), each unique."""
+    from email import message_from_bytes
+
+    inbox = folder / "bounces"
+    for sub in ("new", "cur", "tmp"):
+        (inbox / sub).mkdir(parents=True)
+    originals = []
+    for path in sent:
+        data = path.read_bytes()
+        message = message_from_bytes(data)
+        head = data.split(b"\r\n\r\n", 1)[0].decode()
+        verp = str(message["Return-Path"]).strip("<>")
+        originals.append((verp, str(message["To"]), head))
+    kinds = ["hard", "soft", "hard", "qmail", "complaint", "auto", "soft", "junk", "hard", "delay"]
+    for n in range(count):
+        verp, to, head = originals[n % len(originals)]
+        kind = kinds[n % len(kinds)]
+        unique = f"X-Bench: {n}"
+        if kind in ("hard", "soft", "delay"):
+            status, words, action = {
+                "hard": (
+                    "5.1.1",
+                    "550 5.1.1 <x>: Recipient address rejected: User unknown",
+                    "failed",
+                ),
+                "soft": ("5.2.2", "552 5.2.2 Mailbox full", "failed"),
+                "delay": ("4.4.1", "Connection timed out", "delayed"),
+            }[kind]
+            body = (
+                f"Return-Path: <>\r\nDelivered-To: {verp}\r\n{unique}\r\n"
+                f"From: MAILER-DAEMON@mx.example.net\r\n"
+                f"Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+                f'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+                f"--B\r\nContent-Type: text/plain\r\n\r\nYour message was not delivered.\r\n\r\n"
+                f"--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+                f"Reporting-MTA: dns; mx\r\n\r\n"
+                f"Final-Recipient: rfc822; {to}\r\nAction: {action}\r\nStatus: {status}\r\n"
+                f"Diagnostic-Code: smtp; {words}\r\n\r\n"
+                f"--B\r\nContent-Type: text/rfc822-headers\r\n\r\n{head}\r\n\r\n--B--\r\n"
+            )
+        elif kind == "qmail":
+            body = (
+                f"Delivered-To: {verp}\r\n{unique}\r\nFrom: MAILER-DAEMON@mail.example.com\r\n"
+                f"Subject: failure notice\r\n\r\nHi. This is the qmail-send program.\r\n"
+                f"<{to}>:\r\nSorry, no mailbox here by that name. (#5.1.1)\r\n\r\n"
+                f"--- Below this line is a copy of the message.\r\n\r\n{head}\r\n"
+            )
+        elif kind == "complaint":
+            body = (
+                f"Delivered-To: fbl@example.org\r\n{unique}\r\nFrom: fbl@feedback.example\r\n"
+                f"Subject: complaint\r\nMIME-Version: 1.0\r\n"
+                f'Content-Type: multipart/report; report-type=feedback-report; boundary="F"\r\n\r\n'
+                f"--F\r\nContent-Type: text/plain\r\n\r\nAbuse report.\r\n\r\n"
+                f"--F\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n"
+                f"Version: 1\r\nOriginal-Rcpt-To: redacted@example.net\r\n\r\n"
+                f"--F\r\nContent-Type: text/rfc822-headers\r\n\r\n{head}\r\n\r\n--F--\r\n"
+            )
+        elif kind == "auto":
+            body = (
+                f"Delivered-To: {verp}\r\n{unique}\r\nFrom: {to}\r\n"
+                f"Auto-Submitted: auto-replied\r\n"
+                f"Subject: Out of office\r\n\r\nAway until Monday.\r\n"
+            )
+        else:
+            body = f"From: someone@example.net\r\n{unique}\r\nSubject: hello\r\n\r\nBuy now.\r\n"
+        (inbox / "new" / f"{1700000000 + n}.M{n}P1.bench").write_bytes(body.encode())
+    return inbox
+
+
+def bench_bounces(count: int) -> None:
+    """`bounces process` over a Maildir of returned mail: messages a second and peak memory
+    at a tenth of the size and at full size; the baseline is the standard library only
+    reading and parsing the same files."""
+    from email import message_from_bytes
+
+    results = {}
+    for size in (count // 10, count):
+        with tempfile.TemporaryDirectory() as folder:
+            env = project(Path(folder), 1000)
+            text = (Path(folder) / "newsletter.toml").read_text()
+            (Path(folder) / "newsletter.toml").write_text(
+                text.replace('# bounce_address = "bounces@news.example.org"',
+                             'bounce_address = "bounces@example.org"')
+            )  # fmt: skip
+            done = run("send", "2022-W51", env=env)
+            assert done.returncode == 0, done.stderr
+            sent = sorted((Path(folder) / "outbox").glob("*.eml"))
+            inbox = returned_messages(Path(folder), sent, size)
+            started = time.perf_counter()
+            for path in sorted((inbox / "new").iterdir()):
+                message_from_bytes(path.read_bytes())
+            baseline = size / (time.perf_counter() - started)
+            script = (
+                "import resource, subprocess, sys, time; t = time.perf_counter(); "
+                "subprocess.run(sys.argv[1:], capture_output=True); "
+                "print(time.perf_counter() - t, "
+                "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+            )
+            timed = subprocess.run(
+                [sys.executable, "-c", script, sys.executable, "-m", "newsletter", "bounces",
+                 "process", str(inbox)],
+                env=env, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            seconds, peak = timed.stdout.split()
+            left = len(os.listdir(inbox / "new"))
+            results[size] = (size / float(seconds), int(peak) / 1024, baseline, left)
+    small, large = results[count // 10], results[count]
+    print(
+        f"bounces: {count:,} returned messages processed at {large[0]:,.0f} msg/s "
+        f"(start-up included; stdlib parse alone {large[2]:,.0f} msg/s, ratio "
+        f"{large[0] / large[2]:.2f}); target >= 500 msg/s; {large[3]} left unread"
+    )
+    print(
+        f"bounces memory: peak RSS {small[1]:.0f} MB at {count // 10:,}, {large[1]:.0f} MB at "
+        f"{count:,} (ratio {large[1] / small[1]:.2f}; flat is ~1)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "which",
         nargs="?",
         default="all",
-        choices=["all", "render", "throughput", "latency", "memory", "import", "parallel", "doubt"],
+        choices=[
+            "all",
+            "render",
+            "throughput",
+            "latency",
+            "memory",
+            "import",
+            "parallel",
+            "doubt",
+            "bounces",
+            "corpus",
+        ],  # fmt: skip
     )
     parser.add_argument(
         "--quick", action="store_true", help="memory: 100,000 subscribers, not 1,000,000"
@@ -677,6 +811,10 @@ def main() -> None:
         bench_parallel(32 * 30)
     if args.which in ("all", "doubt"):
         bench_doubt(2000, 6)
+    if args.which in ("all", "bounces"):
+        bench_bounces(10_000 if args.quick else 100_000)
+    if args.which in ("all", "corpus"):
+        subprocess.run([sys.executable, "-m", "tests.bounces.corpus"], cwd=ROOT, check=True)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,8 @@ def test_file_outbox_writes_whole_files(tmp_path: Path) -> None:
     assert isinstance(transport, FileTransport)
     transport.send("a@example.org", "b@example.org", message(tmp_path))
     (written,) = (tmp_path / "outbox").iterdir()
-    assert written.suffix == ".eml" and written.read_bytes().startswith(b"From: War Notes")
+    assert written.suffix == ".eml"
+    assert written.read_bytes().startswith(b"Return-Path: <a@example.org>\r\nFrom: War Notes")
     assert not list((tmp_path / "outbox").glob(".*.tmp"))
 
 

@@ -56,7 +56,9 @@ class FileTransport:
         self.folder.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(message).hexdigest()[:16]
         name = f"{time.time_ns()}-{digest}.eml"
-        atomic_write(self.folder / name, message, private=True)
+        # The envelope sender, as a delivering MTA records it (a VERP address shows here).
+        envelope = f"Return-Path: <{wire_address(sender)}>\r\n".encode()
+        atomic_write(self.folder / name, envelope + message, private=True)
 
     def close(self) -> None:
         pass

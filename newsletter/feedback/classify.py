@@ -52,7 +52,12 @@ _DEAD_ADDRESS = re.compile(
     r"host (?:or domain name )?not found|domain (?:not found|does not exist|not exist)|"
     r"host unknown|unknown (?:host|domain)|no mx|nxdomain|name or service not known|"
     r"no mailbox here|recipient rejected|bad (?:destination )?(?:mailbox|address)|"
-    r"user not found|rejected: user|no such file or directory|not listed in",
+    r"user not found|rejected: user|not listed in|not a valid user|invalid (?:final delivery )?"
+    r"user ?id|(?:does not|doesn't) have an? [\w.-]{0,40} ?account|no account|"
+    r"no final (?:e-?mail )?delivery point|does not have a final|no matches? (?:to|in) "
+    r"(?:the )?(?:nameserver|directory)|"
+    # the same in the languages bounces most often come in after English
+    r"n'existe pas|existiert nicht|unbekannt|no existe|non esiste|n[aã]o existe",
     re.IGNORECASE,
 )
 

@@ -11,13 +11,25 @@ proof (it is what a forger would write), only the way to choose among several pr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from newsletter.audience.subscribers import by_token
 from newsletter.audience.tokens import read_token
+from newsletter.delivery.ledger import Cursor
 from newsletter.feedback.parse import Report, Traces
-from newsletter.models import Delivery
+
+
+@dataclass(frozen=True)
+class Row:
+    """What the policy needs of a ledger row."""
+
+    id: int
+    issue_id: int
+    subscriber_id: int | None
+    email_key: str
+    sent_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -25,21 +37,34 @@ class Target:
     """What a verified report acts on: a ledger row (and its person), or only a person."""
 
     subscriber_id: int | None
-    delivery: Delivery | None = None
+    delivery: Row | None = None
 
     @property
     def issue_id(self) -> int | None:
         return self.delivery.issue_id if self.delivery else None
 
 
-def proven_rows(session: Session, traces: Traces) -> list[Delivery]:
+def read_time(value: object) -> datetime | None:
+    """A UTCDateTime column read through the driver's cursor (SQLite gives text)."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    assert isinstance(moment, datetime)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def proven_rows(session: Session, traces: Traces) -> list[Row]:
     """The ledger rows our valid tokens name (a token for a row that no longer exists, or
     whose issue differs, proves nothing)."""
-    ids = {t.delivery_id for t in traces.tokens} | {t.delivery_id for t in traces.addressed}
-    if not ids:
-        return []
-    rows = session.exec(select(Delivery).where(col(Delivery.id).in_(sorted(ids)))).all()
     named = {(t.issue_id, t.delivery_id) for t in traces.tokens + traces.addressed}
+    if not named:
+        return []
+    cursor = Cursor.of(session)
+    found = cursor.rows(
+        "SELECT id, issue_id, subscriber_id, email_key, sent_at FROM deliveries WHERE id IN ?",
+        sorted({delivery for _, delivery in named}),
+    )
+    rows = [Row(i, issue, person, key, read_time(sent)) for i, issue, person, key, sent in found]
     return [row for row in rows if (row.issue_id, row.id) in named]
 
 
@@ -49,7 +74,7 @@ def target(
     newsletter: str,
     report: Report,
     traces: Traces,
-    rows: list[Delivery],
+    rows: list[Row],
 ) -> Target | None:
     """The proven row (or person) this report is about, or None: unverified."""
     addressed = {t.delivery_id for t in traces.addressed if t.kind in ("b", "u")}

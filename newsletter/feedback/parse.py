@@ -134,10 +134,29 @@ def _reports(message: Message, traces: Traces, subject: str) -> list[Report]:
         return [Report("auto-reply", counts=False)]
     if any(t.kind == "u" for t in traces.addressed) and not _auto_submitted(message):
         return [Report("unsubscribe", recipient=_sender_address(message))]
+    if _reads_like_away(message, subject):
+        return [Report("auto-reply", counts=False)]
     prose = _prose(message, traces, subject)
     if prose:
         return prose
     return [Report("unrecognised", counts=False)]
+
+
+_AWAY = re.compile(
+    r"out of (?:the )?office|on (?:vacation|holiday|leave|annual leave|parental leave)|"
+    r"away from (?:the|my) (?:office|desk|email)|limited access to (?:my )?e-?mail|"
+    r"(?:i am|i'm) (?:currently )?(?:away|travel+ing)|will (?:be back|return) on|"
+    r"no longer (?:work|with)|abwesend|absent(?:e)? du bureau|fuera de la oficina",
+    re.IGNORECASE,
+)
+
+
+def _reads_like_away(message: Message, subject: str) -> bool:
+    """An auto-reply without the headers that say so: a short note from a person's
+    address, not a mail system, that reads like one."""
+    if _BOUNCE_SUBJECT.search(subject) or _sender_is_daemon(message):
+        return False
+    return bool(_AWAY.search(subject + "\n" + _human_text(message)[:3000]))
 
 
 _DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
@@ -241,13 +260,40 @@ def _prose(message: Message, traces: Traces, subject: str) -> list[Report]:
     if reports:
         return reports
     looks_returned = _BOUNCE_SUBJECT.search(subject) or _sender_is_daemon(message)
-    if looks_returned and any(t.kind == "b" for t in traces.addressed):
-        # Sent back to a VERP address but naming no recipient we could read: the token
-        # names the row, the words judge it.
-        return [
-            Report(_failure(severity(None, text)), None, normal_status(text), _first_line(text))
-        ]
+    if looks_returned and (any(t.kind == "b" for t in traces.addressed) or text.strip()):
+        # A bounce naming no recipient we could read: the returned copy's To names the
+        # address (our VERP token, if any, names the row); the words judge it.
+        recipient = _returned_to(message)
+        judged = severity(None, text)
+        return [Report(_failure(judged), recipient, normal_status(text), _first_line(text))]
     return []
+
+
+def _returned_to(message: Message) -> str | None:
+    """The To of the returned copy of our message, when the bounce carries one."""
+    for part in message.walk():
+        kind = part.get_content_type()
+        if kind == "message/rfc822":
+            payload = part.get_payload()
+            inner = payload[0] if isinstance(payload, list) and payload else None
+            if isinstance(inner, Message) and inner.get("To"):
+                return _address(str(inner.get("To")))
+        elif kind == "text/rfc822-headers":
+            data = part.get_payload(decode=True)
+            if isinstance(data, bytes):
+                found = re.search(rb"^To:[ \t]*(.+)$", data, re.MULTILINE | re.IGNORECASE)
+                if found:
+                    return _address(found.group(1).decode("utf-8", "replace"))
+    body = message.get_payload(decode=True) if not message.is_multipart() else None
+    if isinstance(body, bytes):
+        text = body[:MAX_MESSAGE].decode("utf-8", "replace")
+        cut = _ORIGINAL_STARTS.search(text)
+        if cut:
+            rest = text[cut.end() :]
+            line = re.search(r"^To:[ \t]*(.+)$", rest, re.MULTILINE | re.IGNORECASE)
+            if line:
+                return _address(line.group(1))
+    return None
 
 
 def _failure(judged: Severity) -> Kind:

@@ -7,10 +7,12 @@
 - complaint: the row `complained`, the subscription `complained`, the address suppressed;
 - mailto unsubscribe: as the one-click POST (the subscription `unsubscribed`).
 
-All of them are reversible only by the person (a new confirmation; subscribers.py). Every
+Nothing here reopens a closed subscription (subscribers.py: only the person can). Every
 report is stored with a fingerprint of its message and place, so reading the same mail
 twice, from a folder copied back or an IMAP move that failed halfway, changes nothing the
 second time. Reports nothing proves are ours (`unverified`) are stored and change nothing.
+The statements go through the ledger's driver cursor (delivery/ledger.Cursor): through the
+ORM they cost more than reading the mail.
 """
 
 from __future__ import annotations
@@ -20,14 +22,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from newsletter.audience.subscribers import key_hash
 from newsletter.config import Config
-from newsletter.feedback.identify import Target, proven_rows, target
+from newsletter.delivery.ledger import Cursor
+from newsletter.feedback.identify import Target, proven_rows, read_time, target
 from newsletter.feedback.parse import Kind, Parsed, Report
-from newsletter.models import Delivery, FeedbackReport, Subscriber, Subscription, Suppression
 
 Action = Literal["bounced", "counted", "complained", "unsubscribed", "none", "unverified"]
 ACTIONS: tuple[Action, ...] = (
@@ -39,6 +40,7 @@ ACTIONS: tuple[Action, ...] = (
     "unverified",
 )
 MAX_KEPT = 256_000  # bytes of an unrecognised message kept for a person
+OPEN = ["active", "pending"]
 
 
 @dataclass(frozen=True)
@@ -74,14 +76,15 @@ def apply(
 ) -> list[Handled]:
     """Store and act on every report of one message. Does not commit."""
     moment = now or datetime.now(UTC)
-    rows = proven_rows(session, parsed.traces)
+    cursor = Cursor.of(session)
+    prints = [fingerprint(digest, report.index) for report in parsed.reports]
+    seen = {row[0] for row in cursor.rows(
+        "SELECT fingerprint FROM feedback_reports WHERE fingerprint IN ?", prints
+    )}  # fmt: skip
+    rows = proven_rows(session, parsed.traces) if len(seen) < len(prints) else []
     handled = []
-    for report in parsed.reports:
-        print_ = fingerprint(digest, report.index)
-        seen = session.exec(
-            select(FeedbackReport).where(FeedbackReport.fingerprint == print_)
-        ).first()
-        if seen is not None:
+    for report, print_ in zip(parsed.reports, prints, strict=True):
+        if print_ in seen:
             handled.append(
                 Handled(source, report.recipient, report.kind, report.status, "none", True)
             )
@@ -89,152 +92,140 @@ def apply(
         found = None
         if report.kind not in ("auto-reply", "unrecognised"):
             found = target(session, key, config.key, report, parsed.traces, rows)
-        action = _act(session, config, report, found, moment)
-        session.add(
-            FeedbackReport(
-                fingerprint=print_,
-                received_at=moment,
-                origin=origin,
-                source=source[:500],
-                kind=report.kind,
-                status=report.status,
-                recipient=report.recipient,
-                action=action,
-                diagnostic=report.diagnostic,
-                issue_id=found.issue_id if found else None,
-                delivery_id=found.delivery.id if found and found.delivery else None,
-                subscriber_id=found.subscriber_id if found else None,
-                raw=raw[:MAX_KEPT] if raw is not None and report.kind == "unrecognised" else None,
-            )
+        action = _act(cursor, config, report, found, moment)
+        kept = raw[:MAX_KEPT] if raw is not None and report.kind == "unrecognised" else None
+        cursor.count(
+            "INSERT INTO feedback_reports (fingerprint, received_at, origin, source, kind,"
+            " status, recipient, action, diagnostic, issue_id, delivery_id, subscriber_id, raw)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            print_,
+            cursor.stamp(moment),
+            origin,
+            source[:500],
+            report.kind,
+            report.status,
+            report.recipient,
+            action,
+            report.diagnostic,
+            found.issue_id if found else None,
+            found.delivery.id if found and found.delivery else None,
+            found.subscriber_id if found else None,
+            kept,
         )
-        session.flush()
+        seen.add(print_)
         handled.append(Handled(source, report.recipient, report.kind, report.status, action))
     return handled
 
 
 def _act(
-    session: Session, config: Config, report: Report, found: Target | None, now: datetime
+    cursor: Cursor, config: Config, report: Report, found: Target | None, now: datetime
 ) -> Action:
     if report.kind in ("auto-reply", "unrecognised"):
         return "none"
     if found is None:
         return "unverified"
     if report.kind == "hard":
-        _bounce(session, found, now)
+        _bounce(cursor, found, now)
         return "bounced"
     if report.kind == "soft":
         if not report.counts:
             return "none"
-        if _soft_limit_reached(session, config, found, now):
-            _bounce(session, found, now)
+        if _soft_limit_reached(cursor, config, found, now):
+            _bounce(cursor, found, now)
             return "bounced"
         return "counted"
     if report.kind == "complaint":
-        _close(session, found, config.key, "complained", now)
-        _suppress(session, found, "complained", now)
-        _mark_row(session, found, "complained", now)
+        _close(cursor, found, "complained", now, config.key)
+        _suppress(cursor, found, "complained", now)
+        _mark_row(cursor, found, "complained", now)
         return "complained"
     # unsubscribe: as the one-click POST, which neither suppresses nor touches the ledger
-    _close(session, found, config.key, "unsubscribed", now)
+    _close(cursor, found, "unsubscribed", now, config.key)
     return "unsubscribed"
 
 
-def _bounce(session: Session, found: Target, now: datetime) -> None:
-    _suppress(session, found, "bounced", now)
-    _mark_row(session, found, "bounced", now)
-    if found.subscriber_id is not None:
-        session.execute(
-            sa.update(Subscription)
-            .where(
-                col(Subscription.subscriber_id) == found.subscriber_id,
-                col(Subscription.status).in_(["active", "pending"]),
-            )
-            .values(
-                status="bounced",
-                unsubscribed_at=sa.func.coalesce(Subscription.unsubscribed_at, now),
-            )
-        )
+def _bounce(cursor: Cursor, found: Target, now: datetime) -> None:
+    _suppress(cursor, found, "bounced", now)
+    _mark_row(cursor, found, "bounced", now)
+    _close(cursor, found, "bounced", now, None)  # the address is dead for every list
 
 
-def _close(session: Session, found: Target, newsletter: str, status: str, now: datetime) -> None:
+def _close(
+    cursor: Cursor, found: Target, status: str, now: datetime, newsletter: str | None
+) -> None:
     if found.subscriber_id is None:
         return
-    session.execute(
-        sa.update(Subscription)
-        .where(
-            col(Subscription.subscriber_id) == found.subscriber_id,
-            col(Subscription.newsletter) == newsletter,
-            col(Subscription.status).in_(["active", "pending"]),
-        )
-        .values(status=status, unsubscribed_at=sa.func.coalesce(Subscription.unsubscribed_at, now))
+    which = " AND newsletter = ?" if newsletter is not None else ""
+    cursor.count(
+        "UPDATE subscriptions SET status = ?, unsubscribed_at = COALESCE(unsubscribed_at, ?)"
+        f" WHERE subscriber_id = ? AND status IN ?{which}",
+        status,
+        cursor.stamp(now),
+        found.subscriber_id,
+        OPEN,
+        *([newsletter] if newsletter is not None else []),
     )
 
 
-def _suppress(session: Session, found: Target, reason: str, now: datetime) -> None:
+def _suppress(cursor: Cursor, found: Target, reason: str, now: datetime) -> None:
     email_key = found.delivery.email_key if found.delivery else None
     if email_key is None and found.subscriber_id is not None:
-        person = session.get(Subscriber, found.subscriber_id)
-        email_key = person.email_key if person else None
+        people = cursor.rows("SELECT email_key FROM subscribers WHERE id = ?", found.subscriber_id)
+        email_key = people[0][0] if people else None
     if email_key is None:
         return
-    digest = key_hash(email_key)
-    if session.get(Suppression, digest) is None:
-        session.add(Suppression(key_hash=digest, email=email_key, reason=reason, created_at=now))
-        session.flush()
+    cursor.count(
+        "INSERT INTO suppressions (key_hash, email, reason, created_at)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (key_hash) DO NOTHING",
+        key_hash(email_key),
+        email_key,
+        reason,
+        cursor.stamp(now),
+    )
 
 
-def _mark_row(session: Session, found: Target, state: str, now: datetime) -> None:
+def _mark_row(cursor: Cursor, found: Target, state: str, now: datetime) -> None:
     """The ledger row of a message that was accepted and then came back."""
     if found.delivery is None:
         return
-    session.execute(
-        sa.update(Delivery)
-        .where(
-            col(Delivery.id) == found.delivery.id,
-            col(Delivery.state).in_(["sent", "unknown", "bounced", "deferred", "failed"]),
-        )
-        .values(state=state, updated_at=now)
+    cursor.count(
+        "UPDATE deliveries SET state = ?, updated_at = ? WHERE id = ? AND state IN ?",
+        state,
+        cursor.stamp(now),
+        found.delivery.id,
+        ["sent", "unknown", "bounced", "deferred", "failed"],
     )
 
 
-def _soft_limit_reached(session: Session, config: Config, found: Target, now: datetime) -> bool:
+def _soft_limit_reached(cursor: Cursor, config: Config, found: Target, now: datetime) -> bool:
     """Whether this soft bounce (not yet stored) brings the person to the limit: distinct
     issues with a soft bounce within the window, after their last delivery that did not
     bounce."""
     if found.subscriber_id is None:
         return False
     settings = config.bounces
-    bounced_rows = select(FeedbackReport.delivery_id).where(
-        col(FeedbackReport.subscriber_id) == found.subscriber_id,
-        col(FeedbackReport.kind).in_(["soft", "hard"]),
-        col(FeedbackReport.delivery_id).is_not(None),
+    this = found.delivery.id if found.delivery else -1
+    clean = cursor.rows(
+        "SELECT MAX(sent_at) FROM deliveries WHERE subscriber_id = ? AND state = 'sent'"
+        " AND id <> ? AND id NOT IN (SELECT delivery_id FROM feedback_reports"
+        " WHERE subscriber_id = ? AND kind IN ('soft', 'hard') AND delivery_id IS NOT NULL)",
+        found.subscriber_id,
+        this,
+        found.subscriber_id,
     )
-    last_clean = session.exec(
-        select(sa.func.max(Delivery.sent_at)).where(
-            col(Delivery.subscriber_id) == found.subscriber_id,
-            col(Delivery.state) == "sent",
-            col(Delivery.id).not_in(bounced_rows),
-            *([col(Delivery.id) != found.delivery.id] if found.delivery else []),
-        )
-    ).one()
-    query = (
-        select(FeedbackReport.issue_id)
-        .join(Delivery, col(Delivery.id) == col(FeedbackReport.delivery_id))
-        .where(
-            col(FeedbackReport.subscriber_id) == found.subscriber_id,
-            col(FeedbackReport.kind) == "soft",
-            col(FeedbackReport.action).in_(["counted", "bounced"]),
-            col(FeedbackReport.received_at) >= now - timedelta(days=settings.soft_days),
-        )
+    last_clean = read_time(clean[0][0]) if clean else None
+    counted = cursor.rows(
+        "SELECT DISTINCT r.issue_id FROM feedback_reports r JOIN deliveries d"
+        " ON d.id = r.delivery_id WHERE r.subscriber_id = ? AND r.kind = 'soft'"
+        " AND r.action IN ('counted', 'bounced') AND r.received_at >= ? AND d.sent_at > ?",
+        found.subscriber_id,
+        cursor.stamp(now - timedelta(days=settings.soft_days)),
+        cursor.stamp(last_clean or datetime(1970, 1, 1, tzinfo=UTC)),
     )
-    if last_clean is not None:
-        query = query.where(col(Delivery.sent_at) > last_clean)
-    issues = {issue for issue in session.exec(query).all() if issue is not None}
+    issues = {row[0] for row in counted if row[0] is not None}
+    sent = found.delivery.sent_at if found.delivery else None
+    if last_clean is not None and sent is not None and sent <= last_clean:
+        return False  # an old bounce, from before a delivery that did not bounce
     if found.issue_id is not None:
         issues.add(found.issue_id)
-    this_one_counts = (
-        found.delivery is None
-        or last_clean is None
-        or (found.delivery.sent_at is None or found.delivery.sent_at > last_clean)
-    )
-    return this_one_counts and len(issues) + (found.issue_id is None) >= settings.soft_limit
+    return len(issues) + (found.issue_id is None) >= settings.soft_limit
