@@ -6,6 +6,7 @@ is put in with IMAP APPEND, as an MTA's delivery would leave it."""
 from __future__ import annotations
 
 import getpass
+import ipaddress
 import imaplib
 import os
 import pwd
@@ -16,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -29,11 +31,17 @@ PASSWORD = "imap-test-password"
 @dataclass
 class IMAPServer:
     port: int
+    tls_port: int
     root: Path
 
     @property
     def url(self) -> str:
+        """IMAP with STARTTLS (the server offers it; the client requires it)."""
         return f"imap://{USER}@127.0.0.1:{self.port}/INBOX"
+
+    @property
+    def tls_url(self) -> str:
+        return f"imaps://{USER}@localhost:{self.tls_port}/INBOX"
 
     def connect(self) -> imaplib.IMAP4:
         client = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
@@ -58,7 +66,57 @@ class IMAPServer:
             client.logout()
 
 
-def _config(root: Path, port: int) -> str:
+def _certificates(root: Path) -> Path:
+    """A test CA and a certificate for localhost and 127.0.0.1 signed by it; returns the
+    CA's file, which the test's client trusts through SSL_CERT_FILE."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("newsletter test CA"))
+        .issuer_name(name("newsletter test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name("localhost"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (root / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (root / "cert.pem").write_bytes(certificate.public_bytes(pem))
+    (root / "key.pem").write_bytes(
+        key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    (root / "key.pem").chmod(0o600)
+    return root / "ca.pem"
+
+
+def _config(root: Path, port: int, tls_port: int) -> str:
     if os.geteuid() == 0:  # Dovecot refuses root as a mail user: the package's users
         login, internal = "dovenull", "dovecot"
         owner = pwd.getpwnam("dovecot")
@@ -76,7 +134,9 @@ listen = 127.0.0.1
 base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/dovecot.log
-ssl = no
+ssl = yes
+ssl_cert = <{root}/cert.pem
+ssl_key = <{root}/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_internal_user = {internal}
@@ -98,7 +158,9 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
+    ssl = yes
   }}
 }}
 service anvil {{
@@ -108,7 +170,7 @@ service anvil {{
 
 
 @pytest.fixture
-def imap_server() -> Iterator[IMAPServer]:
+def imap_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[IMAPServer]:
     binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
     if not Path(binary).exists():
         pytest.fail("Dovecot is not installed: run scripts/dovecot (scripts/test does)")
@@ -116,9 +178,10 @@ def imap_server() -> Iterator[IMAPServer]:
     # mail processes run as other users.
     root = Path(tempfile.mkdtemp(prefix="newsletter-dovecot-"))
     root.chmod(0o755)
-    port = free_port()
+    port, tls_port = free_port(), free_port()
+    monkeypatch.setenv("SSL_CERT_FILE", str(_certificates(root)))
     conf = root / "dovecot.conf"
-    conf.write_text(_config(root, port))
+    conf.write_text(_config(root, port, tls_port))
     subprocess.run([binary, "-c", str(conf)], check=True, timeout=30)
     deadline = time.monotonic() + 15
     while True:
@@ -131,7 +194,7 @@ def imap_server() -> Iterator[IMAPServer]:
                 pytest.fail(f"Dovecot did not start: {log[-2000:]}")
             time.sleep(0.05)
     try:
-        yield IMAPServer(port, root)
+        yield IMAPServer(port, tls_port, root)
     finally:
         subprocess.run([binary, "-c", str(conf), "stop"], check=False, timeout=30)
         shutil.rmtree(root, ignore_errors=True)

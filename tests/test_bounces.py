@@ -342,7 +342,18 @@ def test_imap_reads_files_and_never_shows_the_password(
     assert PASSWORD not in "".join(json.dumps(line) for line in lines)
     for n, (_, _, status) in EXPECTED.items():
         assert status_of(ready, AUDIENCE[n]) == status
-    # Read again (moved back by hand): nothing changes.
+    # Read again (moved back by hand), over imaps this time: nothing changes.
     imap_server.append(list(mail.values()))
-    code, again = process(ready, imap_server.url)
-    assert code == 0 and all(line["duplicate"] for line in again)
+    code, again = process(ready, imap_server.tls_url)
+    assert code == 0 and len(again) == len(mail) and all(line["duplicate"] for line in again)
+    assert imap_server.count("INBOX") == 0
+
+
+def test_imap_refuses_a_server_it_cannot_trust(
+    ready: Project, imap_server: IMAPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_IMAP_PASSWORD", PASSWORD)
+    monkeypatch.delenv("SSL_CERT_FILE")  # the test CA is no longer trusted
+    result = ready.run("bounces", "process", imap_server.tls_url)
+    assert result.exit_code != 0 and "certificate" in result.output.lower()
+    assert "Traceback" not in result.output and PASSWORD not in result.output
