@@ -108,9 +108,7 @@ def _certificates(root: Path) -> Path:
     (root / "ca.pem").write_bytes(ca.public_bytes(pem))
     (root / "cert.pem").write_bytes(certificate.public_bytes(pem))
     (root / "key.pem").write_bytes(
-        key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     (root / "key.pem").chmod(0o600)
     return root / "ca.pem"

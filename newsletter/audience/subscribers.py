@@ -388,19 +388,36 @@ def unsubscribe(session: Session, subscriber_id: int, newsletter: str) -> bool:
     return True
 
 
+# Suppressions the person lifts by confirming again: what we concluded from mail about
+# their address (a bounce, a complaint), which their own confirmation disproves or
+# withdraws; never the operator's (manual) or an erasure.
+SELF_LIFTED = ("bounced", "complained")
+# Subscriptions a person may reopen through the double opt-in.
+REOPENED_BY_PERSON = ("pending", "unsubscribed", "bounced", "complained")
+
+
 def confirm(session: Session, person: Subscriber, newsletter: str, issued_at: datetime) -> bool:
-    """Double opt-in: pending becomes active, and an unsubscribed person who asked again is
-    active again, but only through a link made after they left (an older confirm link
-    still in their inbox must not undo their unsubscribe). Bounced, complained and
-    suppressed addresses stay out."""
+    """Double opt-in: pending becomes active, and a person who left (unsubscribed, or
+    closed by a bounce or a complaint) is active again, but only through a link made after
+    they left (an older confirm link still in their inbox must not undo their leaving); a
+    bounce or complaint suppression goes with it, since the person's own click proves the
+    address works and that they want the mail. Other suppressions stay absolute."""
     subscription = subscription_of(session, person, newsletter)
-    if subscription is None or is_suppressed(session, person.email_key):
+    if subscription is None:
         return False
-    if subscription.status == "unsubscribed":
+    suppression = session.get(Suppression, key_hash(person.email_key))
+    if suppression is not None and (
+        suppression.reason not in SELF_LIFTED or suppression.created_at.astimezone(UTC) >= issued_at
+    ):
+        return False
+    if subscription.status in ("unsubscribed", "bounced", "complained"):
         left = subscription.unsubscribed_at
         if left is not None and left.astimezone(UTC) >= issued_at:
             return False
-    if subscription.status in ("pending", "unsubscribed"):
+    if suppression is not None:
+        log.info("suppression (%s) lifted by the person's confirmation", suppression.reason)
+        session.delete(suppression)
+    if subscription.status in REOPENED_BY_PERSON:
         reopen_subscription(subscription)
         session.add(subscription)
         session.flush()
@@ -465,14 +482,17 @@ def request_subscription(
     session: Session, newsletter: str, email: str, name: str | None
 ) -> Subscriber | None:
     """The web form's half of the double opt-in: the person to send a confirmation to, or
-    None when nothing may be sent (suppressed, bounced, complained, or already active).
+    None when nothing may be sent (already active, or suppressed by the operator or an
+    erasure; a person closed by a bounce or a complaint may ask again, and only their
+    own click on the confirmation reopens them).
 
     Nothing here changes a subscription that exists: anyone can type any address into the
     form, so an unsubscribed person stays unsubscribed (no import or admin command can then
     mistake them for a pending sign-up) until their own click on the confirmation link;
     and an existing person's name is not overwritten by whatever the form said."""
     address = parse_address(email)
-    if is_suppressed(session, address.key):
+    suppression = session.get(Suppression, key_hash(address.key))
+    if suppression is not None and suppression.reason not in SELF_LIFTED:
         return None
     person = session.exec(select(Subscriber).where(Subscriber.email_key == address.key)).first()
     if person is None:
@@ -489,7 +509,7 @@ def request_subscription(
     if subscription is None:
         assert person.id is not None
         session.add(Subscription(subscriber_id=person.id, newsletter=newsletter, status="pending"))
-    elif subscription.status not in ("pending", "unsubscribed"):
+    elif subscription.status not in REOPENED_BY_PERSON:
         return None
     session.flush()
     return person
