@@ -6,8 +6,8 @@ is put in with IMAP APPEND, as an MTA's delivery would leave it."""
 from __future__ import annotations
 
 import getpass
-import ipaddress
 import imaplib
+import ipaddress
 import os
 import pwd
 import shutil
