@@ -11,7 +11,8 @@ on 127.0.0.1:5432, which bench/run starts). Every benchmark uses the issue's siz
 sends to 10,000 and to 1,000,000 subscribers (about 15 minutes of the whole run's 20),
 import reads 1,000,000 rows. `--quick` sends to 100,000 instead of 1,000,000 for memory,
 and says so (and 10,000 returned messages instead of 100,000 for bounces); bounces times
-`bounces process` over a Maildir of returned mail, corpus prints the classification figures
+`bounces process` over a Maildir of returned mail, redirects loads the counted-link
+redirect with wrk (Debian package wrk), corpus prints the classification figures
 of tests/bounces/; `--postgresql` puts the database of throughput, latency, memory and import on
 PostgreSQL instead of SQLite.
 """
@@ -24,6 +25,7 @@ import csv
 import json
 import os
 import random
+import re
 import shutil
 import smtplib
 import socket
@@ -40,6 +42,7 @@ from pathlib import Path
 from subprocess import DEVNULL
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,7 +264,41 @@ def bench_render() -> None:
                 message_id_parts=("b", str(i)),
             )
         email_us = (time.perf_counter() - start) / m * 1e6
+        # As a send with a bounce address and per-subscriber click tracking fills it: the
+        # links rewritten, and five signed tokens a recipient (VERP sender, mailto,
+        # Message-ID, unsubscribe mark, reader).
+        from newsletter.delivery.links import extract, rewrite
+        from newsletter.delivery.return_path import ReturnAddresses
+
+        links = extract(rendered.html.source, config.base_url)
+        target = {link.url: f"{config.base_url}/c/1-{link.index}-x" for link in links}
+        html, text = rewrite(rendered.html.source, rendered.text.source, links, target, True)
+        tracked = issue_template(
+            config, slug="b", subject=rendered.subject, html=html, text=text,
+            date=datetime.now(UTC),
+        )  # fmt: skip
+        returns = ReturnAddresses(
+            b"k" * 32, "war-notes", 1, "example.org", "notes@example.org", "bounces@example.org"
+        )
+        start = time.perf_counter()
+        for i in range(n):
+            returns.envelope_from(i)
+            tracked.render(
+                email=f"r{i}@example.org",
+                email_key=f"r{i}@example.org",
+                name="Olena",
+                unsubscribe_url="https://news.example.org/u/1.0.x?m=" + returns.unsubscribe_mark(i),
+                view_url="https://news.example.org/archive/b/",
+                message_id=returns.message_id(i),
+                unsubscribe_mailto=returns.mailto(i),
+                reader=returns.reader(i),
+            )
+        tracked_us = (time.perf_counter() - start) / n * 1e6
     print(f"render: full issue render {render_ms:.1f} ms (target < 50 ms)")
+    print(
+        f"render: fill one recipient with {len(links)} counted links and every per-recipient "
+        f"token {tracked_us:.0f} us (target < 100 us)"
+    )
     print(
         f"render: fill one recipient {fill_us:.0f} us (target < 100 us); "
         f"baseline EmailMessage per recipient {email_us:.0f} us; ratio {email_us / fill_us:.1f}x"
@@ -765,6 +802,97 @@ def bench_bounces(count: int) -> None:
     )
 
 
+def _wrk(url: str, seconds: int, connections: int) -> tuple[int, float, float]:
+    """requests, requests/s and p99 in ms from a wrk run with a browser's User-Agent."""
+    done = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
+         "-H", "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/120 Safari/537.36", url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    out = done.stdout
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    return total, rate, float(p99) * scale
+
+
+def bench_redirects(seconds: int) -> None:
+    """Counted-link redirects under wrk on loopback: throughput, p99, and the count the
+    database holds against the 302s the server's access log says it answered. Baseline: the
+    same server answering a tampered link (the token checked, no database, no count)."""
+    if not shutil.which("wrk"):
+        print("redirects: skipped (wrk is not installed: apt-get install wrk)")
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        env = project(Path(folder), 200)
+        done = run("send", "2022-W51", env=env)
+        assert done.returncode == 0, done.stderr
+        sent = sorted((Path(folder) / "outbox").glob("*.eml"))[0].read_bytes().decode()
+        link = re.search(r"https://news\.example\.org(/c/[0-9a-z-]+)", sent.replace("=\r\n", ""))
+        if link is None:  # the parts are base64: decode the HTML one
+            from email import message_from_string
+
+            body = message_from_string(sent).get_payload()[1].get_payload(decode=True).decode()
+            link = re.search(r"https://news\.example\.org(/c/[0-9a-z-]+)", body)
+        assert link is not None
+        port = free_port()
+        log = Path(folder) / "serve.log"
+        with log.open("w") as handle:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "newsletter", "serve", "--port", str(port)],
+                env=env, stdout=handle, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            tampered = base + link.group(1)[:-1] + ("a" if link.group(1)[-1] != "a" else "b")
+            _, base_rate, base_p99 = _wrk(tampered, seconds, 8)
+            total, rate, p99 = _wrk(base + link.group(1), seconds, 8)
+            time.sleep(0.5)
+            engine = open_database(load_config(Path(folder) / "newsletter.toml", env).database_url)
+            with engine.connect() as connection:
+                after_wrk = connection.execute(
+                    sa.text("SELECT SUM(count) FROM click_counts")
+                ).scalar()
+            # Then a client that waits for every answer: the count must move by exactly as many.
+            exact = 2000
+            with httpx.Client(timeout=30) as client:
+                agent = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/120"}
+                codes = collections.Counter(
+                    client.get(base + link.group(1), headers=agent).status_code
+                    for _ in range(exact)
+                )
+            with engine.connect() as connection:
+                final = connection.execute(sa.text("SELECT SUM(count) FROM click_counts")).scalar()
+            engine.dispose()
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+        answered = sum(
+            1 for line in log.read_text().splitlines() if "/c/" in line and " 302" in line
+        )
+    moved = int(final or 0) - int(after_wrk or 0)
+    print(
+        f"redirects: {rate:,.0f}/s, p99 {p99:.1f} ms over {seconds} s with 8 connections "
+        f"(wrk, loopback); a tampered link (no database) {base_rate:,.0f}/s, p99 "
+        f"{base_p99:.1f} ms, ratio {rate / base_rate:.2f}; targets >= 1,000/s, p99 < 50 ms"
+    )
+    print(
+        f"redirects counted under wrk: {after_wrk} in the database, {total} completed by wrk "
+        f"(it abandons up to one request a connection when it stops; those were counted); "
+        f"then {exact} requests waited for one by one: {codes[302]} redirects, the count "
+        f"moved by {moved} ({'exact' if moved == codes[302] == exact else 'NOT exact'}); "
+        f"302s in the access log {answered}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -782,6 +910,7 @@ def main() -> None:
             "doubt",
             "bounces",
             "corpus",
+            "redirects",
         ],  # fmt: skip
     )
     parser.add_argument(
@@ -813,6 +942,8 @@ def main() -> None:
         bench_doubt(2000, 6)
     if args.which in ("all", "bounces"):
         bench_bounces(10_000 if args.quick else 100_000)
+    if args.which in ("all", "redirects"):
+        bench_redirects(10)
     if args.which in ("all", "corpus"):
         subprocess.run([sys.executable, "-m", "tests.bounces.corpus"], cwd=ROOT, check=True)
 

@@ -75,6 +75,15 @@ class BounceSettings:
 
 
 @dataclass(frozen=True)
+class TrackingSettings:
+    """What a sent message counts (delivery/links.py; docs/privacy.md)."""
+
+    clicks: bool = True
+    per_subscriber: bool = False
+    opens: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     name: str
@@ -101,6 +110,7 @@ class Config:
     retry_hours: float = 72.0
     bounce_address: str | None = None
     bounces: BounceSettings = field(default_factory=lambda: BounceSettings())
+    tracking: TrackingSettings = field(default_factory=lambda: TrackingSettings())
 
     def archive_url(self, slug: str | None = None) -> str:
         """The public archive, or one issue's page in it (the "view in your browser" link)."""
@@ -353,6 +363,12 @@ class BouncesTable(_Table):
     webhook_max_age: Positive = 3600.0
 
 
+class TrackingTable(_Table):
+    clicks: bool = True
+    per_subscriber: bool = False
+    opens: bool = False
+
+
 class SourceTable(_Table):
     name: Text | None = None
     kind: SourceKind
@@ -371,6 +387,7 @@ class ConfigFile(_Table):
     render: RenderTable = RenderTable()
     delivery: DeliveryTable = DeliveryTable()
     bounces: BouncesTable = BouncesTable()
+    tracking: TrackingTable = TrackingTable()
     sources: tuple[SourceTable, ...] = ()
 
 
@@ -474,6 +491,11 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
             else None,
             webhook_max_age=model.bounces.webhook_max_age,
         ),
+        tracking=TrackingSettings(
+            clicks=model.tracking.clicks,
+            per_subscriber=model.tracking.per_subscriber,
+            opens=model.tracking.opens,
+        ),
     )
 
 
@@ -484,6 +506,7 @@ _TABLES: dict[str, type[BaseModel]] = {
     "render": RenderTable,
     "delivery": DeliveryTable,
     "bounces": BouncesTable,
+    "tracking": TrackingTable,
     "sources": SourceTable,
 }
 
@@ -530,6 +553,8 @@ def _friendly(error: Any, data: dict[str, Any]) -> str:
         return f"{where} {key}: {message.removeprefix('Value error, ')}"
     if kind == "string_pattern_mismatch":
         return f"{where} {key} {error.get('input')!r}: use a-z, 0-9 and -"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"{where} {key} must be true or false"
     if key == "ses_topic_arns":
         return (
             f'{where} {key} must be a list of SNS topic ARNs: ["arn:aws:sns:REGION:ACCOUNT:TOPIC"]'
@@ -667,6 +692,17 @@ unrecognised_folder = "Unrecognised"
 # Webhook calls older than this many seconds are refused (replays); Mailgun's key comes from
 # NEWSLETTER_MAILGUN_SIGNING_KEY.
 webhook_max_age = 3600
+
+[tracking]
+# Article links (and the intro's and notes' links) in sent messages go through a signed
+# redirect on base_url that counts clicks per issue and link, never per person
+# (docs/privacy.md). false: links go straight to the articles.
+clicks = true
+# Also record which subscriber clicked (shown by `subscribers show`, erased with them).
+per_subscriber = false
+# A 1-pixel image that counts opens; Apple Mail and some proxies fetch every image, so
+# the report separates those and says how little the number means.
+opens = false
 
 [render]
 # A folder with your own email.mjml.j2 / email.txt.j2 (any file you leave out comes from the

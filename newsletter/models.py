@@ -304,3 +304,63 @@ class FeedbackReport(SQLModel, table=True):
     )
     # The message itself, only when nobody could read it (capped): for the person who will.
     raw: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary))
+
+
+class IssueLink(SQLModel, table=True):
+    """A counted link of an approved issue: its index in the order it first appears, the
+    URL a redirect goes to, and the text that links it (delivery/links.py)."""
+
+    __tablename__ = "issue_links"
+    __table_args__ = (sa.UniqueConstraint("issue_id", "index"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("issues.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    index: int = Field(sa_column=sa.Column("index", sa.Integer, nullable=False))
+    url: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    title: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+
+
+class ClickCount(SQLModel, table=True):
+    """Clicks on one link of one issue in one hour (UTC), or opens (`index` -1) split into
+    machine and other: counts, never people. Survives every erasure."""
+
+    __tablename__ = "click_counts"
+
+    issue_id: int = Field(
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    index: int = Field(sa_column=sa.Column("index", sa.Integer, primary_key=True))
+    hour: datetime = Field(sa_column=sa.Column(UTCDateTime, primary_key=True))
+    machine: bool = Field(sa_column=sa.Column(sa.Boolean, primary_key=True))
+    count: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+
+
+class ReaderClick(SQLModel, table=True):
+    """One reader's click (or open, `index` -1), kept only with `[tracking] per_subscriber
+    = true`; erasing the reader erases these."""
+
+    __tablename__ = "reader_clicks"
+    __table_args__ = (sa.Index("ix_reader_clicks_issue", "issue_id", "index"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("issues.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    index: int = Field(sa_column=sa.Column("index", sa.Integer, nullable=False))
+    subscriber_id: int = Field(
+        sa_column=sa.Column(
+            sa.Integer,
+            sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    clicked_at: datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))

@@ -70,6 +70,7 @@ ARGUMENTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("bounces", "process"): ("missing-maildir",),
     ("bounces", "list"): (),
     ("bounces", "show"): ("1",),
+    ("report",): (),
 }
 
 
@@ -146,6 +147,10 @@ def test_no_configuration_is_a_usage_error_that_names_the_folders(
         (("bounces", "list", "--kind", "lost"), USAGE),
         (("bounces", "show", "12345"), USAGE),
         (("bounces", "list"), DONE),
+        (("report", "2099-W01"), USAGE),
+        (("report", "--last", "0"), USAGE),
+        (("report", "--html", "r.html"), USAGE),  # nothing sent yet
+        (("report",), DONE),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, tuple) else str(value),
 )

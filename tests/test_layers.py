@@ -8,7 +8,17 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "newsletter"
-STAGES = ("collect", "editorial", "audience", "delivery", "feedback", "web", "cli", "migrations")
+STAGES = (
+    "collect",
+    "editorial",
+    "audience",
+    "delivery",
+    "feedback",
+    "reporting",
+    "web",
+    "cli",
+    "migrations",
+)
 # What each part may import besides the base and itself.
 ALLOWED: dict[str, set[str]] = {
     "base": set(),
@@ -17,10 +27,20 @@ ALLOWED: dict[str, set[str]] = {
     "audience": set(),
     "delivery": {"audience", "editorial"},
     "feedback": {"audience", "delivery"},
+    "reporting": {"audience", "delivery", "feedback"},
     "web": {"audience", "delivery", "editorial", "feedback"},
     "project": {"audience"},
     "migrations": set(),
-    "cli": {"collect", "editorial", "audience", "delivery", "feedback", "web", "project"},
+    "cli": {
+        "collect",
+        "editorial",
+        "audience",
+        "delivery",
+        "feedback",
+        "reporting",
+        "web",
+        "project",
+    },
     "__main__": {"cli"},
 }
 

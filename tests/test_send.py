@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from newsletter.audience import subscribers
 from newsletter.audience.tokens import load_key, read_token
+from newsletter.delivery import return_path
 from newsletter.models import Delivery
 from tests.conftest import Project
 from tests.sending import AUDIENCE, ledger, send
@@ -37,10 +38,16 @@ def test_every_active_subscriber_gets_it_once_with_the_right_headers(
         ids.add(message["Message-ID"])
         unsubscribe = message["List-Unsubscribe"].strip("<>")
         assert unsubscribe.startswith("https://news.example.org/unsubscribe/")
-        proof = read_token(key, "unsubscribe", "war-notes", unsubscribe.rsplit("/", 1)[1])
+        path, _, query = unsubscribe.partition("?m=")
+        proof = read_token(key, "unsubscribe", "war-notes", path.rsplit("/", 1)[1])
+        # ?m= says which message the link came in (the report counts who left after it).
+        mark = return_path.read(key, "war-notes", query)
         with Session(ready.engine()) as session:
             person = subscribers.require(session, item.recipients[0])
             assert proof is not None and proof.subject == person.token_id
+            assert mark is not None and mark.kind == "u"
+            row = session.get(Delivery, mark.delivery_id)
+            assert row is not None and row.email == item.recipients[0]
         text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
         html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
         assert f"Unsubscribe: {unsubscribe}" in text and unsubscribe in html

@@ -32,7 +32,10 @@ from sqlmodel import Session, SQLModel, col, select
 from newsletter.audience.tokens import Token
 from newsletter.errors import InvalidAddress, NotFoundError, UsageError
 from newsletter.models import (
+    ApprovedIssue,
     FeedbackReport,
+    IssueLink,
+    ReaderClick,
     Subscriber,
     Subscription,
     Suppression,
@@ -443,6 +446,7 @@ def erase(session: Session, email: str) -> None:
             | (col(FeedbackReport.recipient) == person.email_key)
         )
     )
+    session.execute(sa.delete(ReaderClick).where(col(ReaderClick.subscriber_id) == person.id))
     session.delete(person)
     session.flush()
 
@@ -513,3 +517,22 @@ def request_subscription(
         return None
     session.flush()
     return person
+
+
+def clicks_of(session: Session, person_id: int) -> list[dict[str, str]]:
+    """What this person clicked (per-subscriber tracking only; `subscribers show`)."""
+    rows = session.exec(
+        select(ApprovedIssue.slug, IssueLink.url, ReaderClick.clicked_at, ReaderClick.index)
+        .join(ApprovedIssue, col(ApprovedIssue.id) == col(ReaderClick.issue_id))
+        .join(
+            IssueLink,
+            (col(IssueLink.issue_id) == col(ReaderClick.issue_id))
+            & (col(IssueLink.index) == col(ReaderClick.index)),
+            isouter=True,
+        )
+        .where(col(ReaderClick.subscriber_id) == person_id)
+        .order_by(col(ReaderClick.clicked_at))
+    ).all()
+    return [
+        {"issue": slug, "url": url or "(opened)", "at": at.isoformat()} for slug, url, at, _ in rows
+    ]

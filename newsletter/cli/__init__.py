@@ -16,6 +16,7 @@ from newsletter.cli import articles as articles_cli
 from newsletter.cli import bounces as bounces_cli
 from newsletter.cli import collect as collect_cli
 from newsletter.cli import issue as issue_cli
+from newsletter.cli import report as report_cli
 from newsletter.cli import send as send_cli
 from newsletter.cli import serve as serve_cli
 from newsletter.cli import setup as setup_cli
@@ -83,6 +84,7 @@ setup_cli.register(app)
 collect_cli.register(app)
 serve_cli.register(app)
 send_cli.register(app)
+report_cli.register(app)
 app.add_typer(articles_cli.app, name="articles")
 app.add_typer(issue_cli.app, name="issue")
 app.add_typer(archive_cli.app, name="archive")

@@ -226,6 +226,8 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
             "unsubscribe_url": signed_url(
                 config.base_url, st.key(), "unsubscribe", config.key, person.token_id
             ),
+            # Recorded only with [tracking] per_subscriber = true (docs/privacy.md).
+            "clicks": subscribers.clicks_of(session, person.id),
         }
     if as_json:
         print_json(detail)

@@ -221,13 +221,16 @@ class IssueTemplate:
         view_url: str,
         message_id: str | None = None,
         unsubscribe_mailto: str | None = None,
+        reader: str = "",
     ) -> bytes:
         """One recipient's message. `message_id` and `unsubscribe_mailto` are the ledger
         row's signed ones (return_path.py); test sends, which have no row, go without."""
         # The name and links are cleaned once here (the per-recipient step); the HTML
         # part's values are the text's, escaped.
         shown = shown_name(name)
-        person = Recipient(first_name=shown, unsubscribe_url=unsubscribe_url, view_url=view_url)
+        person = Recipient(
+            first_name=shown, unsubscribe_url=unsubscribe_url, view_url=view_url, reader=reader
+        )
         values = placeholder_values(person, self.fallback, "text")
         text = self.text.encode(values)
         html = self.html.encode(html_escaped(values))

@@ -22,13 +22,14 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["b", "u", "m"]
-KINDS: dict[Kind, str] = {"b": "bounce", "u": "unsubscribe", "m": "message"}
+Kind = Literal["b", "u", "m", "r"]
+# r: the reader of a counted link or open (links.py), with per-subscriber tracking only.
+KINDS: dict[Kind, str] = {"b": "bounce", "u": "unsubscribe", "m": "message", "r": "reader"}
 _MAC_BYTES = 10
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 # kind - issue - row - mac; bounded lengths so a hostile text costs nothing to scan.
 TOKEN = re.compile(
-    rb"(?<![0-9a-z])([bum])-([0-9a-z]{1,12})-([0-9a-z]{1,12})-([a-z2-7]{16})(?![0-9a-z])",
+    rb"(?<![0-9a-z])([bumr])-([0-9a-z]{1,12})-([0-9a-z]{1,12})-([a-z2-7]{16})(?![0-9a-z])",
     re.IGNORECASE,
 )
 
@@ -42,7 +43,7 @@ class RowToken:
     delivery_id: int
 
 
-def _base36(number: int) -> str:
+def base36(number: int) -> str:
     if number < 0:
         raise ValueError("ids are not negative")
     digits = ""
@@ -62,7 +63,7 @@ def _mac(key: bytes, kind: Kind, newsletter: str, issue_id: int, delivery_id: in
 def make(key: bytes, kind: Kind, newsletter: str, issue_id: int, delivery_id: int) -> str:
     """`<kind>-<issue>-<row>-<mac>`: at most 43 characters, 20 for small ids."""
     mac = _mac(key, kind, newsletter, issue_id, delivery_id)
-    return f"{kind}-{_base36(issue_id)}-{_base36(delivery_id)}-{mac}"
+    return f"{kind}-{base36(issue_id)}-{base36(delivery_id)}-{mac}"
 
 
 def read(key: bytes, newsletter: str, token: str | bytes) -> RowToken | None:
@@ -126,6 +127,13 @@ class ReturnAddresses:
 
     def message_id(self, delivery_id: int) -> str:
         return f"<{self._token('m', delivery_id)}@{self.domain}>"
+
+    def unsubscribe_mark(self, delivery_id: int) -> str:
+        """Added to the https unsubscribe link: which message it came in."""
+        return self._token("u", delivery_id)
+
+    def reader(self, delivery_id: int) -> str:
+        return self._token("r", delivery_id)
 
     def _token(self, kind: Kind, delivery_id: int) -> str:
         return make(self.key, kind, self.newsletter, self.issue_id, delivery_id)

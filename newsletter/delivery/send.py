@@ -30,6 +30,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from newsletter.audience.subscribers import parse_address
@@ -38,6 +39,7 @@ from newsletter.config import Config
 from newsletter.delivery import ledger
 from newsletter.delivery.connections import Connections, SendOptions
 from newsletter.delivery.ledger import Claimed, Outcome
+from newsletter.delivery.links import Link, link_token, open_token, register, rewrite, with_pixel
 from newsletter.delivery.locks import SenderIdentity, run_lock, sender_alive, sender_identity
 from newsletter.delivery.message import IssueTemplate, dkim_signer, issue_template, sender
 from newsletter.delivery.return_path import ReturnAddresses
@@ -51,6 +53,7 @@ from newsletter.errors import (
     FAILED,
     TEMPFAIL,
     USAGE,
+    NewsletterError,
     NotFoundError,
     UsageError,
 )
@@ -261,7 +264,9 @@ class SendRun:
             report.recovered = ledger.recover(session, issue.id, self.alive)
             report.enqueued = ledger.enqueue(session, issue)
             tally = ledger.counts(session, issue.id)
-        template = approved_template(self.config, issue)
+        template = approved_template(
+            self.config, issue, self.key, counted_links(self.config, self.engine, issue)
+        )
         # A worker's share is not known beforehand: it counts its own messages.
         total = None if self.worker else tally["queued"] + tally["deferred"]
         if self.watcher:
@@ -283,9 +288,11 @@ class SendRun:
         base_url, key, newsletter = self.config.base_url, self.key, issue.newsletter
 
         returns = return_addresses(self.config, key, issue.id, newsletter)
+        per_reader = self.config.tracking.per_subscriber
 
         def build(row: Claimed) -> tuple[str, bytes]:
             unsubscribe = signed_url(base_url, key, "unsubscribe", newsletter, row.token_id)
+            unsubscribe += f"?m={returns.unsubscribe_mark(row.id)}"
             data = template.render(
                 email=row.email,
                 email_key=row.email_key,
@@ -294,6 +301,7 @@ class SendRun:
                 view_url=view_url,
                 message_id=returns.message_id(row.id),
                 unsubscribe_mailto=returns.mailto(row.id),
+                reader=returns.reader(row.id) if per_reader else "",
             )
             return returns.envelope_from(row.id), data
 
@@ -411,18 +419,55 @@ def find_approved(session: Session, config: Config, slug_or_path: str) -> Approv
     return row
 
 
-def approved_template(config: Config, issue: ApprovedIssue) -> IssueTemplate:
-    """The message every recipient's bytes are filled from: the approved copy, dated now."""
+def approved_template(
+    config: Config,
+    issue: ApprovedIssue,
+    key: bytes | None = None,
+    counted: list[Link] | None = None,
+) -> IssueTemplate:
+    """The message every recipient's bytes are filled from: the approved copy, dated now,
+    its `counted` links going through the redirect and, with `[tracking] opens`, a pixel
+    (links.py; both need the key)."""
+    html, text = issue.html, issue.text
+    tracking = config.tracking
+    if key is not None and issue.id is not None:
+        reader = tracking.per_subscriber
+        if tracking.clicks and counted:
+            target = {
+                link.url: f"{config.base_url}/c/"
+                + link_token(key, issue.newsletter, issue.id, link.index)
+                for link in counted
+            }
+            html, text = rewrite(html, text, counted, target, reader)
+        if tracking.opens:
+            token = open_token(key, issue.newsletter, issue.id)
+            html = with_pixel(html, f"{config.base_url}/o/{token}.gif", reader)
     return issue_template(
         config,
         slug=issue.slug,
         subject=issue.subject,
-        html=issue.html,
-        text=issue.text,
+        html=html,
+        text=text,
         date=datetime.now(UTC),
         dkim=dkim_signer(config),
         feedback_id=config.feedback_id,
     )
+
+
+def counted_links(config: Config, engine: Engine, issue: ApprovedIssue) -> list[Link]:
+    """The issue's counted links, registered by the first sender that asks (two workers
+    asking at once: one stores them, the other reads them back)."""
+    if not config.tracking.clicks or issue.id is None:
+        return []
+    for _ in range(2):
+        try:
+            with Session(engine) as session:
+                found = register(session, issue.id, issue.html, config.base_url)
+                session.commit()
+                return found
+        except IntegrityError:
+            continue
+    raise NewsletterError(f"{issue.slug}: could not store the issue's links; try again")
 
 
 def due_issues(session: Session, now: datetime | None = None) -> list[ApprovedIssue]:

@@ -48,7 +48,9 @@ from newsletter.models import Article
 from newsletter.sanitize import card_html, clean_html, html_to_text
 from newsletter.untrusted import shown_name, strip_controls
 
-PLACEHOLDERS = ("first_name", "unsubscribe_url", "view_url")
+# `reader`: the signed reader token of counted links, per-subscriber tracking only
+# (delivery/links.py); empty otherwise.
+PLACEHOLDERS = ("first_name", "unsubscribe_url", "view_url", "reader")
 _TOKEN = re.compile(r"%%(" + "|".join(PLACEHOLDERS) + r")%%")
 _INLINE_STYLE = re.compile(
     r"<mj-style\b[^>]*\binline\s*=\s*[\"']inline[\"'][^>]*>(.*?)</mj-style>", re.S | re.I
@@ -82,6 +84,7 @@ class Recipient:
     first_name: str | None
     unsubscribe_url: str
     view_url: str
+    reader: str = ""
 
 
 def personalize(
@@ -103,6 +106,7 @@ def placeholder_values(
         "first_name": shown_name(recipient.first_name) or fallback,
         "unsubscribe_url": strip_controls(recipient.unsubscribe_url, ""),
         "view_url": strip_controls(recipient.view_url, ""),
+        "reader": strip_controls(recipient.reader, ""),
     }
     return html_escaped(values) if kind == "html" else values
 

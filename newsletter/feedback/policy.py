@@ -117,6 +117,29 @@ def apply(
     return handled
 
 
+def record_unsubscribe(session: Session, delivery_id: int, subscriber_id: int) -> None:
+    """A one-click unsubscribe from the link in one issue's message: stored as a report, so
+    the issue's report counts who left after it. Only the person's own message counts."""
+    cursor = Cursor.of(session)
+    found = cursor.rows(
+        "SELECT issue_id FROM deliveries WHERE id = ? AND subscriber_id = ?",
+        delivery_id,
+        subscriber_id,
+    )
+    if not found:
+        return
+    cursor.count(
+        "INSERT INTO feedback_reports (fingerprint, received_at, origin, source, kind, action,"
+        " issue_id, delivery_id, subscriber_id) VALUES (?, ?, 'web', 'one-click', 'unsubscribe',"
+        " 'unsubscribed', ?, ?, ?) ON CONFLICT (fingerprint) DO NOTHING",
+        fingerprint(f"web-unsubscribe:{delivery_id}", 0),
+        cursor.stamp(datetime.now(UTC)),
+        found[0][0],
+        delivery_id,
+        subscriber_id,
+    )
+
+
 def _act(
     cursor: Cursor, config: Config, report: Report, found: Target | None, now: datetime
 ) -> Action:

@@ -1,6 +1,7 @@
 """The web app: the routers (subscribe and confirm, unsubscribe, archive) on one FastAPI app,
 the objects they share on `app.state.site`, security headers on every answer and one page
-for every error. Providers' bounce webhooks (webhooks.py) have a router of their own.
+for every error. Providers' bounce webhooks (webhooks.py) and the counted links and opens
+(clicks.py) have routers of their own.
 
 A bad token of any kind gets the same 404 page. Responses forbid framing and sniffing, send
 no Referer (links carry tokens) and personal pages are not cached.
@@ -18,7 +19,8 @@ from starlette.exceptions import HTTPException
 from newsletter.config import Config
 from newsletter.delivery.transport import Transport, open_transport
 from newsletter.editorial.render import environment
-from newsletter.web import archive, subscribe, unsubscribe, webhooks
+from newsletter.web import archive, clicks, subscribe, unsubscribe, webhooks
+from newsletter.web.counting import CountWriter
 from newsletter.web.limits import Limits, default_limits
 from newsletter.web.server import redact
 from newsletter.web.site import Site, secured
@@ -42,10 +44,12 @@ def create_app(
         make_transport=transport or (lambda: open_transport(config.transport, config.root)),
         limits=limits or default_limits(),
         pages=environment(config, autoescape=True),
+        counter=CountWriter(engine),
     )
     app.state.site = site
-    for module in (subscribe, unsubscribe, archive, webhooks):
+    for module in (subscribe, unsubscribe, archive, webhooks, clicks):
         app.include_router(module.router)
+    app.router.add_event_handler("shutdown", site.counter.close)
 
     @app.middleware("http")
     async def headers(

@@ -5,7 +5,7 @@ the form's limits, and the page templates."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import jinja2
@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from newsletter.config import Config
 from newsletter.delivery.transport import Transport
 from newsletter.editorial.render import render_template
+from newsletter.web.counting import CountWriter
 from newsletter.web.limits import Limits
 
 
@@ -27,6 +28,9 @@ class Site:
     make_transport: Callable[[], Transport]
     limits: Limits
     pages: jinja2.Environment
+    counter: CountWriter
+    # Counted links' URLs by (issue, index): they never change once stored.
+    link_cache: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def page(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         site = {

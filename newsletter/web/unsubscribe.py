@@ -15,6 +15,9 @@ from starlette.concurrency import run_in_threadpool
 from newsletter.audience import subscribers
 from newsletter.audience.tokens import Token, read_token
 from newsletter.db import session_scope
+from newsletter.delivery import return_path
+from newsletter.delivery.return_path import RowToken
+from newsletter.feedback.policy import record_unsubscribe
 from newsletter.web.forms import read_form
 from newsletter.web.site import CurrentSite, Site
 
@@ -23,10 +26,11 @@ router = APIRouter()
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
-def unsubscribe_page(token: str, site: CurrentSite) -> HTMLResponse:
+def unsubscribe_page(token: str, request: Request, site: CurrentSite) -> HTMLResponse:
     if read_token(site.key, "unsubscribe", site.config.key, token) is None:
         return site.invalid_link()
-    return site.page("unsubscribe", token=token)
+    mark = request.query_params.get("m", "")
+    return site.page("unsubscribe", token=token, mark=mark if _message(site, mark) else "")
 
 
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
@@ -39,17 +43,26 @@ async def unsubscribe(token: str, request: Request, site: CurrentSite) -> HTMLRe
         return site.message(
             "Request refused", "An unsubscribe request carries List-Unsubscribe=One-Click.", 400
         )
-    if not await run_in_threadpool(_unsubscribe, site, proof):
+    message = _message(site, request.query_params.get("m", ""))
+    if not await run_in_threadpool(_unsubscribe, site, proof, message):
         return site.invalid_link()
     return site.message(
         "You are unsubscribed", f"You will get no more emails from {site.config.name}."
     )
 
 
-def _unsubscribe(site: Site, proof: Token) -> bool:
+def _message(site: Site, mark: str) -> RowToken | None:
+    """The message the link came in (`?m=`, a signed token the send adds), so the report
+    can say which issue a reader left after; a missing or bad one only loses that."""
+    token = return_path.read(site.key, site.config.key, mark[:60]) if mark else None
+    return token if token is not None and token.kind == "u" else None
+
+
+def _unsubscribe(site: Site, proof: Token, message: RowToken | None) -> bool:
     with session_scope(site.engine) as session:
         person = subscribers.by_token(session, proof)
         if person is None or person.id is None:
             return False
-        subscribers.unsubscribe(session, person.id, site.config.key)
+        if subscribers.unsubscribe(session, person.id, site.config.key) and message:
+            record_unsubscribe(session, message.delivery_id, person.id)
         return True

@@ -1,0 +1,84 @@
+"""GET /c/{token}: a counted link's redirect; GET /o/{token}.gif: the open pixel.
+
+A link token names an issue and a link index, signed (delivery/links.py): a tampered or
+invented one is a 404, and the redirect goes only to the URL stored for that index, so
+the route cannot be used to send anyone anywhere else. The reader token (`?r=`, with
+per-subscriber tracking only) is checked the same way; a bad one drops the per-person
+record, never the redirect. Which requests count: web/counting.py.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse
+from sqlmodel import Session, select
+
+from newsletter.delivery import return_path
+from newsletter.delivery.links import read_link_token, read_open_token
+from newsletter.models import IssueLink
+from newsletter.web.counting import Hit, counts, machine_open
+from newsletter.web.site import CurrentSite, Site
+
+router = APIRouter()
+# A transparent 1x1 GIF.
+PIXEL = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
+_CACHE_LIMIT = 10_000
+
+
+@router.api_route("/c/{token}", methods=["GET", "HEAD"])
+async def click(token: str, request: Request, site: CurrentSite) -> Response:
+    named = read_link_token(site.key, site.config.key, token)
+    url = await _url(site, *named) if named else None
+    if named is None or url is None:
+        return site.invalid_link()
+    if counts(request.method, request.headers):
+        issue_id, index = named
+        reader = _reader(site, issue_id, request.query_params.get("r"))
+        await site.counter.count(Hit(issue_id, index, delivery_id=reader))
+    response = RedirectResponse(url, status_code=302)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.api_route("/o/{token}.gif", methods=["GET", "HEAD"])
+async def opened(token: str, request: Request, site: CurrentSite) -> Response:
+    issue_id = read_open_token(site.key, site.config.key, token)
+    if issue_id is None:
+        return site.invalid_link()
+    machine = machine_open(request.headers, request.client.host if request.client else None)
+    if request.method == "GET" and (machine or counts(request.method, request.headers)):
+        reader = _reader(site, issue_id, request.query_params.get("r"))
+        await site.counter.count(Hit(issue_id, -1, machine=machine, delivery_id=reader))
+    return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
+
+
+def _reader(site: Site, issue_id: int, value: str | None) -> int | None:
+    if not value or not site.config.tracking.per_subscriber:
+        return None
+    token = return_path.read(site.key, site.config.key, value[:60])
+    if token is None or token.kind != "r" or token.issue_id != issue_id:
+        return None
+    return token.delivery_id
+
+
+async def _url(site: Site, issue_id: int, index: int) -> str | None:
+    cache = site.link_cache
+    found = cache.get((issue_id, index))
+    if found is None:
+        found = await run_in_threadpool(_stored_url, site, issue_id, index)
+        if found is not None:
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            cache[(issue_id, index)] = found
+    return found
+
+
+def _stored_url(site: Site, issue_id: int, index: int) -> str | None:
+    with Session(site.engine) as session:
+        row = session.exec(
+            select(IssueLink.url).where(IssueLink.issue_id == issue_id, IssueLink.index == index)
+        ).first()
+        return str(row) if row is not None else None
