@@ -100,6 +100,11 @@ class Config:
     # Whose week an issue collects when `issue new` gets no --author.
     authors: tuple[str, ...] = ()
     theme: Path | None = None
+    # The masthead's logo, and the footer's "support us" and "forwarded to you?" blocks.
+    logo: str | None = None
+    support_url: str | None = None
+    support_text: str = "Our reporting is free to read and paid for by readers."
+    forward_prompt: bool = True
     key_file: Path | None = None
     transport: str = "file://outbox"
     dkim_selector: str | None = None
@@ -244,6 +249,14 @@ def check_bounce_address(value: str) -> str:
     return value
 
 
+def check_https_image(value: str) -> str:
+    """An https URL (mail clients block other schemes' images, and the checks refuse them)."""
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.netloc or has_control(value):
+        raise ConfigError(f"{value!r} is not an https:// URL")
+    return value
+
+
 def resolve_database_url(url: str, root: Path) -> str:
     """Relative SQLite paths are relative to the config file, not to the working directory,
     so cron (which starts in $HOME) and the editor's shell open the same database."""
@@ -309,6 +322,7 @@ class NewsletterTable(_Table):
     name_fallback: Text = "reader"
     key_file: Text | None = None
     authors: tuple[Text, ...] = ()
+    logo: Annotated[Text, _checked(check_https_image)] | None = None
 
 
 class DatabaseTable(_Table):
@@ -323,6 +337,9 @@ class CollectTable(_Table):
 
 class RenderTable(_Table):
     templates: Text | None = None
+    support_url: Annotated[Text, _checked(check_https_image)] | None = None
+    support_text: Text = "Our reporting is free to read and paid for by readers."
+    forward_prompt: bool = True
 
 
 class DeliveryTable(_Table):
@@ -467,6 +484,10 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
         authors=news.authors,
         newsletter_id=news.id or slugify(news.name),
         theme=theme,
+        logo=news.logo,
+        support_url=model.render.support_url,
+        support_text=model.render.support_text,
+        forward_prompt=model.render.forward_prompt,
         key_file=(path.parent / news.key_file).resolve() if news.key_file else None,
         transport=delivery.transport,
         dkim_selector=delivery.dkim_selector,
@@ -549,7 +570,9 @@ def _friendly(error: Any, data: dict[str, Any]) -> str:
         )
     if kind == "value_error" and not rest:
         return f"[{table}] {message.removeprefix('Value error, ')}"
-    if kind == "value_error" and key in ("timezone", "from", "base_url", "bounce_address"):
+    if kind == "value_error" and key in (
+        "timezone", "from", "base_url", "bounce_address", "logo", "support_url"
+    ):  # fmt: skip
         return f"{where} {key}: {message.removeprefix('Value error, ')}"
     if kind == "string_pattern_mismatch":
         return f"{where} {key} {error.get('input')!r}: use a-z, 0-9 and -"
@@ -633,6 +656,8 @@ name_fallback = "reader"
 # Whose articles `newsletter issue new` collects when no --author is given (an article by
 # any of them, or by several, appears once): a weekly cron line then needs no flags.
 # authors = ["Asami Terajima", "Illia Ponomarenko"]
+# A logo for the masthead (https, about 2x the 40 px it is shown at): the name shows without.
+# logo = "https://example.org/war-notes-logo.png"
 # The key that signs confirm and unsubscribe links: `newsletter init` creates it with mode
 # 0600 and lists it in .gitignore. NEWSLETTER_SECRET_KEY overrides it. Never share it.
 # key_file = "newsletter.key"
@@ -708,6 +733,11 @@ opens = false
 # A folder with your own email.mjml.j2 / email.txt.j2 (any file you leave out comes from the
 # default theme).
 # templates = "theme"
+# A "support us" block above the footer, linking here (a membership or donation page).
+# support_url = "https://example.org/membership"
+support_text = "Our reporting is free to read and paid for by readers."
+# "Was this forwarded to you? Subscribe" in every issue.
+forward_prompt = true
 
 # Sources: kind is feed (RSS or Atom), page (an article's web page) or text (a saved article
 # text). location is an http(s) URL, a file:// URL, a path or a glob, relative to this file.

@@ -60,6 +60,9 @@ class Article(SQLModel, table=True):
     summary_html: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
     body_html: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
     image: str | None = Field(default=None, sa_column=sa.Column(sa.String(2048)))
+    image_caption: str = Field(
+        default="", sa_column=sa.Column(sa.Text, nullable=False, server_default="")
+    )
     published: datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False, index=True))
     reading_minutes: int = Field(default=1)
     tags: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
@@ -364,3 +367,18 @@ class ReaderClick(SQLModel, table=True):
         )
     )
     clicked_at: datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
+
+
+class AuthorProfileRow(SQLModel, table=True):
+    """A reporter's card as the sources give it (collect/store.py), by the folded name."""
+
+    __tablename__ = "author_profiles"
+
+    key: str = Field(sa_column=sa.Column(sa.String(300), primary_key=True))
+    name: str = Field(sa_column=sa.Column(sa.String(300), nullable=False))
+    role: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
+    bio: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
+    photo: str | None = Field(default=None, sa_column=sa.Column(sa.String(2048)))
+    updated_at: datetime = Field(
+        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+    )

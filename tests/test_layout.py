@@ -1,7 +1,9 @@
-"""The rendered email in real Chromium: cards are two columns on desktop and stack on phones,
-judged from element boxes, not pixels."""
+"""The rendered email in real Chromium: the lead story's picture spans the card above its
+headline; the other cards are two columns on desktop and stack on phones; judged from
+element boxes, not pixels."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Route
@@ -23,7 +25,7 @@ def email_file(tmp_path: Path) -> Path:
     return path
 
 
-def boxes(browser: Browser, page_file: Path, width: int) -> list[dict[str, dict[str, float]]]:
+def boxes(browser: Browser, page_file: Path, width: int) -> list[dict[str, Any]]:
     page = browser.new_page(viewport={"width": width, "height": 900})
 
     def serve(route: Route) -> None:
@@ -37,17 +39,21 @@ def boxes(browser: Browser, page_file: Path, width: int) -> list[dict[str, dict[
         if card.locator("img").count() == 0:
             continue
         image = card.locator("img").bounding_box()
-        title = card.locator("h2").bounding_box()
+        title = card.locator("h2, h3").first.bounding_box()
         assert image and title
-        found.append({"image": dict(image), "title": dict(title)})
+        lead = "lead" in (card.get_attribute("class") or "")
+        found.append({"image": dict(image), "title": dict(title), "lead": lead})
     page.close()
     return found
 
 
 def test_desktop_image_beside_headline(browser: Browser, email_file: Path) -> None:
     cards = boxes(browser, email_file, 600)
-    assert len(cards) == 2
-    for card in cards:
+    assert len(cards) == 2 and cards[0]["lead"] and not cards[1]["lead"]
+    lead = cards[0]
+    assert lead["image"]["y"] + lead["image"]["height"] <= lead["title"]["y"]
+    assert lead["image"]["width"] >= 600 - 2 * 24 - 2  # the whole card's width
+    for card in cards[1:]:
         image, title = card["image"], card["title"]
         assert image["x"] + image["width"] <= title["x"]  # left of the headline
         assert (

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from newsletter.editorial.issue_file import IssueArticle, IssueFile
 from newsletter.editorial.render import (
     Recipient,
     RenderError,
@@ -15,7 +16,7 @@ from newsletter.editorial.render import (
     render_issue,
     sample_recipient,
 )
-from tests.issues import assert_snapshot, make_config, sample_issue
+from tests.issues import assert_snapshot, make_article, make_config, sample_issue
 
 
 @pytest.fixture
@@ -50,7 +51,8 @@ def test_parts_carry_the_same_articles_and_links(rendered) -> None:  # type: ign
         assert f'href="{article.url}"' in result.html.source
     assert "the front (https://kyivindependent.com/front/)" in text
     assert "a link (https://e.org/ref)" in text
-    assert "== NOTEBOOK ==" in text and "NOTEBOOK" in result.html.source
+    # A real heading, upper-cased by CSS (screen readers read the words, not the capitals).
+    assert "== NOTEBOOK ==" in text and re.search(r"<h2\b[^>]*>Notebook</h2>", result.html.source)
     assert "Editor’s note: Read this first." in text
     assert "<em>first</em>" in result.html.source
     assert (
@@ -172,7 +174,46 @@ def test_the_preheader_is_hidden_without_colour_and_dark_links_are_readable(rend
 
 def test_image_width_attributes_fit_their_column(rendered) -> None:  # type: ignore[no-untyped-def]
     """Outlook honours the width attribute: a card image's must be its column's content
-    width (38% of 600 px less 2 x 24 px padding = 180), not the column's (228)."""
+    width (38% of 600 px less 2 x 24 px padding = 180), not the column's (228); the lead
+    story's picture spans the whole card (600 less 2 x 24 = 552)."""
     _, result = rendered
-    widths = re.findall(r'<img\b[^>]*\bwidth="(\d+)"', result.html.source)
-    assert widths and all(int(width) <= 180 for width in widths), widths
+    widths = [int(w) for w in re.findall(r'<img\b[^>]*\bwidth="(\d+)"', result.html.source)]
+    lead, *cards = widths
+    assert lead <= 552 and cards and all(width <= 180 for width in cards), widths
+
+
+def test_twelve_articles_with_sections_and_the_reporter_stay_under_gmails_clip(
+    tmp_path: Path,
+) -> None:
+    """Gmail cuts a message's HTML at 102 KB ("[Message clipped]"), hiding the footer and
+    its unsubscribe link: a full issue must stay under it with room for the per-recipient
+    values and counted links."""
+    from newsletter.editorial.render import Reporter
+
+    config = make_config(
+        tmp_path, extra='[render]\nsupport_url = "https://example.org/support"\n',
+        newsletter_extra='logo = "https://example.org/logo.png"\n',
+    )  # fmt: skip
+    long = "<p>" + "A two-sentence summary of the story, as the feed gives it. " * 4 + "</p>"
+    title = "Headline number {} about the week at the front"
+    articles = [
+        make_article(f"story-{n}", title.format(n), ["Asami Terajima"], 19 + n % 6,
+                     image=n % 3 != 2, summary=long)
+        for n in range(12)
+    ]  # fmt: skip
+    note = "An editor's *note* with [a link](https://e.org/x)."
+    heads = ("Front line", "Home front", "Notebook")
+    issue = IssueFile.build(
+        tmp_path / "issues" / "2022-W51.md",
+        [
+            IssueArticle(a.url, note=note if n % 2 else None,
+                         section=heads[n // 4] if n % 4 == 0 else None)
+            for n, a in enumerate(articles)
+        ],
+        newsletter="War Notes", slug="2022-W51", subject="War Notes", preheader="",
+        author="Asami Terajima", week="2022-W51", intro="Dear readers,\n\n" + "An intro. " * 60,
+    )  # fmt: skip
+    reporter = Reporter("Asami Terajima", "Reporter", "A bio. " * 80, "https://e.org/a.jpg")
+    rendered = render_issue(config, issue, articles, [reporter])
+    size = len(rendered.html.source.encode())
+    assert size < 90_000, size  # 102 KB less room for names, links and tokens

@@ -18,7 +18,7 @@ from urllib.parse import urljoin
 import lxml.html
 from lxml import etree
 
-from newsletter.collect.article import ArticleData
+from newsletter.collect.article import ArticleData, AuthorProfile
 from newsletter.collect.authors import author_key, unique_names
 from newsletter.collect.fetch import Document, decode
 from newsletter.dates import parse_datetime
@@ -125,6 +125,7 @@ def parse_page(document: Document, zone: tzinfo) -> ArticleData:
         body_text or description or ""
     )
     image = _ld_image(data.get("image")) or meta.get("og:image") or meta.get("twitter:image")
+    caption = _ld_caption(data.get("image")) or _figcaption(root)
     tags = _tags(data, root)
     return ArticleData(
         url=url,
@@ -135,6 +136,8 @@ def parse_page(document: Document, zone: tzinfo) -> ArticleData:
         summary_html=summary_html,
         body_html=body_html,
         image=urljoin(url, image) if image else first_image(body_html, url),
+        image_caption=caption,
+        profiles=_profiles(data, ld_nodes, url),
         tags=tags,
         reading_minutes=minutes,
         guid=None,
@@ -220,6 +223,24 @@ def _ld_url(data: dict[str, Any]) -> str | None:
     return _text(page)
 
 
+def _ld_caption(value: Any) -> str:
+    """An ImageObject's caption (or description): what the picture shows."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, dict):
+        words = _text(value.get("caption") or value.get("description")) or ""
+        return " ".join(words.split())[:300]
+    return ""
+
+
+def _figcaption(root: Any) -> str:
+    """The caption of the article's first figure with a picture."""
+    for figure in root.xpath("//article//figure[.//img] | //figure[.//img]")[:1]:
+        for caption in figure.xpath(".//figcaption"):
+            return " ".join(caption.text_content().split())[:300]
+    return ""
+
+
 def _ld_image(value: Any) -> str | None:
     if isinstance(value, list):
         value = value[0] if value else None
@@ -239,6 +260,27 @@ def _time_element(root: Any, zone: tzinfo) -> datetime | None:
         if moment:
             return moment
     return None
+
+
+def _profiles(
+    data: dict[str, Any], ld_nodes: dict[str, dict[str, Any]], base: str
+) -> tuple[AuthorProfile, ...]:
+    """JSON-LD Person authors with more than a name: jobTitle, description, image."""
+    found = []
+    value = data.get("author") or data.get("creator")
+    for item in value if isinstance(value, list) else [value] if value else []:
+        if isinstance(item, dict) and "name" not in item and str(item.get("@id")) in ld_nodes:
+            item = ld_nodes[str(item["@id"])]
+        if not isinstance(item, dict):
+            continue
+        name = " ".join((_text(item.get("name")) or "").split())
+        role = " ".join((_text(item.get("jobTitle")) or "").split())[:120]
+        bio = " ".join((_text(item.get("description")) or "").split())[:1200]
+        photo = _ld_image(item.get("image"))
+        photo = urljoin(base, photo) if photo else None
+        if name and (role or bio or photo):
+            found.append(AuthorProfile(name, role, bio, photo))
+    return tuple(found)
 
 
 def _authors(

@@ -19,10 +19,10 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from newsletter.collect.article import ArticleData
+from newsletter.collect.article import ArticleData, AuthorProfile
 from newsletter.collect.authors import author_key
 from newsletter.dates import Period
-from newsletter.models import Article, ArticleAuthor
+from newsletter.models import Article, ArticleAuthor, AuthorProfileRow
 from newsletter.sanitize import html_to_text
 from newsletter.urls import url_key
 
@@ -38,6 +38,7 @@ class StoredFields:
     summary_html: str
     body_html: str
     image: str | None
+    image_caption: str
     tags: tuple[str, ...]
     reading_minutes: int
     guid: str | None
@@ -54,6 +55,8 @@ class StoredFields:
                 self.tags,
                 self.reading_minutes,
                 self.guid,
+                # Only when there is one: rows stored before captions keep their digest.
+                *([self.image_caption] if self.image_caption else []),
             ],
             ensure_ascii=False,
         )
@@ -70,6 +73,7 @@ def _fields(source: Article | ArticleData) -> StoredFields:
         summary_html=source.summary_html,
         body_html=source.body_html,
         image=source.image,
+        image_caption=source.image_caption,
         tags=tuple(source.tags),
         reading_minutes=source.reading_minutes,
         guid=source.guid,
@@ -92,6 +96,8 @@ def merge(old: StoredFields, new: StoredFields, *, new_wins: bool) -> StoredFiel
         summary_html=first.summary_html or second.summary_html,
         body_html=first.body_html or second.body_html,
         image=first.image or second.image,
+        # The caption of whichever image is kept.
+        image_caption=first.image_caption if first.image else second.image_caption,
         tags=first.tags or second.tags,
         reading_minutes=first.reading_minutes if first.body_html else second.reading_minutes,
         guid=first.guid or second.guid,
@@ -104,6 +110,7 @@ def _apply(row: Article, fields: StoredFields) -> None:
     row.summary_html = fields.summary_html
     row.body_html = fields.body_html
     row.image = fields.image
+    row.image_caption = fields.image_caption
     row.tags = list(fields.tags)
     row.reading_minutes = fields.reading_minutes
     row.guid = fields.guid
@@ -120,6 +127,8 @@ def store(session: Session, data: ArticleData, source: str) -> ArticleChange:
     """Insert or update one article from `source`; the caller's transaction decides when
     it counts."""
     key = url_key(data.url)
+    if data.profiles:
+        store_profiles(session, data.profiles)
     row = session.exec(select(Article).where(Article.url_key == key)).first()
     incoming = _fields(data)
     if row is None:
@@ -148,6 +157,36 @@ def store(session: Session, data: ArticleData, source: str) -> ArticleChange:
     row.updated_at = datetime.now(UTC)
     session.flush()
     return "updated"
+
+
+def store_profiles(session: Session, profiles: tuple[AuthorProfile, ...]) -> None:
+    """Keep each reporter's card: what a source says now replaces what it said before,
+    field by field; a field it leaves out keeps its old value."""
+    now = datetime.now(UTC)
+    for profile in profiles:
+        key = author_key(profile.name)
+        if not key:
+            continue
+        row = session.get(AuthorProfileRow, key)
+        if row is None:
+            row = AuthorProfileRow(key=key, name=profile.name)
+            session.add(row)
+        row.name = profile.name
+        row.role = profile.role or row.role
+        row.bio = profile.bio or row.bio
+        row.photo = profile.photo or row.photo
+        row.updated_at = now
+    session.flush()
+
+
+def profiles_of(session: Session, names: list[str]) -> list[AuthorProfileRow]:
+    """The cards of these bylines, in their order; names without one are left out."""
+    found = []
+    for name in names:
+        row = session.get(AuthorProfileRow, author_key(name))
+        if row is not None and (row.role or row.bio or row.photo):
+            found.append(row)
+    return found
 
 
 def find(session: Session, url: str) -> Article | None:
@@ -185,6 +224,7 @@ def to_dict(article: Article, zone: tzinfo) -> dict[str, Any]:
         "summary": html_to_text(article.summary_html),
         "summary_html": article.summary_html,
         "image": article.image,
+        "image_caption": article.image_caption,
         "reading_minutes": article.reading_minutes,
         "tags": list(article.tags),
         "guid": article.guid,

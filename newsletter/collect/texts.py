@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, tzinfo
 
-from newsletter.collect.article import ArticleData
+from newsletter.collect.article import ArticleData, AuthorProfile
 from newsletter.collect.authors import author_key, split_byline, unique_names
 from newsletter.collect.fetch import Document
 from newsletter.errors import SourceError
@@ -93,7 +93,25 @@ def parse_text(
         summary_html=paragraphs_to_html(summarize(body_text)),
         body_html=paragraphs_to_html(body_text),
         reading_minutes=minutes or reading_minutes(body_text),
+        profiles=_profile(lines, author_at, card_names),
     )
+
+
+def _profile(lines: list[str], at: int, names: list[str]) -> tuple[AuthorProfile, ...]:
+    """The author card after the body: name, a short role line, then the bio (up to "Read
+    more" or the end). Only for a card naming one person (a shared card's bio is whose?)."""
+    if len(names) != 1:
+        return ()
+    rest = [ln for ln in lines[at:] if ln and ln.lower() != "avatar"]
+    if rest and author_key(rest[0]) == author_key(names[0]):
+        rest = rest[1:]
+    while rest and rest[-1].lower() in CHROME:
+        rest.pop()
+    role = rest[0] if rest and len(rest[0].split()) <= 6 and len(rest) > 1 else ""
+    bio = " ".join(rest[1:] if role else rest)
+    if not role and not bio:
+        return ()
+    return (AuthorProfile(names[0], role=role[:120], bio=bio[:1200]),)
 
 
 def _headline(lines: list[str], location: str) -> tuple[str, int | None, int]:

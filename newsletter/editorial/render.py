@@ -32,6 +32,8 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from sqlmodel import Session
 
+from newsletter.collect.authors import split_byline
+from newsletter.collect.store import profiles_of
 from newsletter.config import Config
 from newsletter.dates import parse_week
 from newsletter.editorial.issue_file import (
@@ -130,6 +132,8 @@ class Card:
     title: str
     url: str
     image: str | None
+    # What the picture shows (the source's caption); empty when the source says nothing,
+    # and the picture is then decoration, not a link (a link needs a name).
     image_alt: str
     byline: str
     date: str
@@ -198,7 +202,7 @@ def build_sections(issue: IssueFile, articles: list[Article], zone: tzinfo) -> l
                 # An image must be on https (mixed content is blocked by mail clients and
                 # fails the checks); without one the card is a single column.
                 image=article.image if (article.image or "").startswith("https://") else None,
-                image_alt=article.title,
+                image_alt=article.image_caption,
                 byline=byline(article.author_names),
                 date=f"{local.day} {local:%B %Y}",
                 reading=f"{article.reading_minutes} min read",
@@ -275,7 +279,36 @@ def compile_mjml(mjml: str, template_name: str) -> str:
     return "<!doctype html>\n" + re.sub(r"^\s*<!doctype[^>]*>\s*", "", inlined, flags=re.I)
 
 
-def render_issue(config: Config, issue: IssueFile, articles: list[Article]) -> RenderedIssue:
+@dataclass(frozen=True)
+class Reporter:
+    """The "from the reporter" block: whose digest this is, as the sources describe them."""
+
+    name: str
+    role: str
+    bio: str
+    photo: str | None  # https only: mail clients block the rest
+
+
+def issue_reporters(config: Config, issue: IssueFile, session: Session) -> list[Reporter]:
+    """The issue's author (its `author`, else the config's `authors`), with a card."""
+    names = split_byline(issue.author) if issue.author else list(config.authors)
+    return [
+        Reporter(
+            name=row.name,
+            role=row.role,
+            bio=row.bio,
+            photo=row.photo if (row.photo or "").startswith("https://") else None,
+        )
+        for row in profiles_of(session, names)
+    ]
+
+
+def render_issue(
+    config: Config,
+    issue: IssueFile,
+    articles: list[Article],
+    reporters: list[Reporter] | None = None,
+) -> RenderedIssue:
     zone = config.timezone
     dates = issue.week and _dates(issue.week, config)
     intro_html = markdown_html(issue.intro)
@@ -287,6 +320,10 @@ def render_issue(config: Config, issue: IssueFile, articles: list[Article]) -> R
             "language": config.language,
             "postal_address": config.postal_address,
             "reason": config.subscription_reason,
+            "logo": config.logo,
+            "support_url": config.support_url,
+            "support_text": config.support_text,
+            "forward_prompt": config.forward_prompt,
         },
         "issue": {
             "subject": issue.subject,
@@ -298,6 +335,7 @@ def render_issue(config: Config, issue: IssueFile, articles: list[Article]) -> R
         "intro_html": intro_html,
         "intro_text": text_with_links(intro_html),
         "sections": build_sections(issue, articles, zone),
+        "reporters": reporters or [],
         "first_name": "%%first_name%%",
         "unsubscribe_url": "%%unsubscribe_url%%",
         "view_url": "%%view_url%%",
@@ -357,7 +395,8 @@ def render_file(
 ) -> tuple[IssueFile, RenderedIssue]:
     """Read an issue file, look up its articles and render it."""
     issue = read_issue(issue_path(config, slug_or_path))
-    return issue, render_issue(config, issue, issue_articles(issue, session))
+    reporters = issue_reporters(config, issue, session)
+    return issue, render_issue(config, issue, issue_articles(issue, session), reporters)
 
 
 def build_folder(config: Config, slug: str) -> Path:
