@@ -122,6 +122,23 @@ def summarize(text: str, words: int = 60) -> str:
     return " ".join(tokens[:words]).rstrip(",;:") + "…"
 
 
+_IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
+_ATTR = r"""\b{}\s*=\s*["']([^"']+)["']"""
+
+
 def first_image(fragment: str, base: str) -> str | None:
-    match = re.search(r"""<img\b[^>]*?\bsrc\s*=\s*["']([^"']+)["']""", fragment, re.IGNORECASE)
-    return urljoin(base, match[1]) if match else None
+    """The first picture, at the largest size its `srcset` offers: cards show it at 180 or
+    552 CSS pixels, and a phone's screen wants two or three device pixels for each."""
+    tag = _IMG.search(fragment)
+    if tag is None:
+        return None
+    src = re.search(_ATTR.format("src"), tag[0], re.IGNORECASE)
+    srcset = re.search(_ATTR.format("srcset"), tag[0], re.IGNORECASE)
+    best, widest = (src[1] if src else None), 0
+    for candidate in (srcset[1].split(",") if srcset else []):
+        parts = candidate.split()
+        if len(parts) == 2 and parts[1][:-1].isdigit() and parts[1][-1] in "wx":
+            width = int(parts[1][:-1]) * (1000 if parts[1][-1] == "x" else 1)
+            if width > widest:
+                best, widest = parts[0], width
+    return urljoin(base, best) if best else None

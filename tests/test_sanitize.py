@@ -89,3 +89,17 @@ def test_summary_is_the_first_paragraph_cut_to_size() -> None:
     summary = summarize(text, words=5)
     assert summary == "w0 w1 w2 w3 w4…"
     assert summarize("short one\n\nsecond") == "short one"
+
+
+def test_the_first_image_is_taken_at_the_largest_size_its_srcset_offers() -> None:
+    from newsletter.sanitize import first_image
+
+    html = '<p><img src="/a-300.jpg" srcset="/a-300.jpg 300w, /a-1200.jpg 1200w, /a-600.jpg 600w">'
+    assert first_image(html, "https://e.org/x/") == "https://e.org/a-1200.jpg"
+    retina = '<img src="a.jpg" srcset="a.jpg 1x, a@2x.jpg 2x">'
+    assert first_image(retina, "https://e.org/x/") == "https://e.org/x/a@2x.jpg"
+    assert (
+        first_image('<img src="a.jpg" srcset="nonsense">', "https://e.org/")
+        == "https://e.org/a.jpg"
+    )
+    assert first_image("<p>no picture</p>", "https://e.org/") is None

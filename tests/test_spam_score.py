@@ -5,6 +5,7 @@ HTML_FONT_LOW_CONTRAST (white preheader text on a light page)."""
 import re
 import shutil
 import subprocess
+from email.utils import formatdate
 
 import pytest
 
@@ -23,7 +24,7 @@ UNWANTED = {
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_sent_issue_scores_below_one_point(collected: Project) -> None:
+def test_a_sent_issue_scores_at_most_a_third_of_a_point(collected: Project) -> None:
     spamassassin = shutil.which("spamassassin")
     assert spamassassin, "SpamAssassin is missing: run scripts/spamassassin (scripts/test does)"
     assert collected.run("issue", "new", "--week", "2022-W51").exit_code == 0
@@ -35,10 +36,19 @@ def test_a_sent_issue_scores_below_one_point(collected: Project) -> None:
     )
     assert collected.run("send", "2022-W51").exit_code == 0
     (message,) = (collected.root / "outbox").glob("*.eml")
+    # As it arrives: the receiving relay's trace line on top (a message without one scores
+    # differently from anything a filter really sees).
+    # (A public address and the time now: documentation addresses and an old date are
+    # rules of their own.)
+    received = (
+        "Received: from news.example.org (news.example.org [185.199.108.153])\r\n"
+        f"\tby mx.example.net (Postfix) with ESMTPS id 4NhXk21Qz; {formatdate(localtime=True)}\r\n"
+    ).encode()
     report = subprocess.run(
-        [spamassassin, "-L", "-t"], input=message.read_bytes(), capture_output=True, timeout=120
-    ).stdout.decode("utf-8", "replace")
+        [spamassassin, "-L", "-t"], input=received + message.read_bytes(), capture_output=True,
+        timeout=120,
+    ).stdout.decode("utf-8", "replace")  # fmt: skip
     score = float(re.search(r"Content analysis details:\s+\((-?[\d.]+) points", report)[1])  # type: ignore[index]
     rules = set(re.findall(r"^\s*-?[\d.]+ ([A-Z0-9_]+)\s", report, re.M))
-    assert score < 1.0, report
+    assert score <= 0.3, report
     assert not rules & UNWANTED, rules
