@@ -135,7 +135,7 @@ def first_image(fragment: str, base: str) -> str | None:
     src = re.search(_ATTR.format("src"), tag[0], re.IGNORECASE)
     srcset = re.search(_ATTR.format("srcset"), tag[0], re.IGNORECASE)
     best, widest = (src[1] if src else None), 0
-    for candidate in (srcset[1].split(",") if srcset else []):
+    for candidate in srcset[1].split(",") if srcset else []:
         parts = candidate.split()
         if len(parts) == 2 and parts[1][:-1].isdigit() and parts[1][-1] in "wx":
             width = int(parts[1][:-1]) * (1000 if parts[1][-1] == "x" else 1)

@@ -64,6 +64,9 @@ def test_the_web_pages_have_no_serious_violations_in_light_or_dark_mode(
         f"{live.base}/subscribe",
         signed_url(live.base, key, "confirm", "war-notes", token_id),
         signed_url(live.base, key, "unsubscribe", "war-notes", token_id),
+        signed_url(live.base, key, "unsubscribe", "war-notes", token_id).replace(
+            "/unsubscribe/", "/preferences/"
+        ),
         f"{live.base}/no-such-page",
     ]
     found = [

@@ -14,7 +14,6 @@ the web version keep direct links: only sent messages are rewritten.
 
 from __future__ import annotations
 
-import base64
 import hmac
 import html
 import re
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from lxml import html as lxml_html
 from sqlmodel import Session, col, select
 
-from newsletter.delivery.return_path import base36
+from newsletter.delivery.return_path import base36, short_mac
 from newsletter.models import IssueLink
 
 _HREF = re.compile(r"""(\bhref\s*=\s*)(["'])(https?://[^"'<>\s]+)\2""", re.IGNORECASE)
@@ -40,8 +39,7 @@ class Link:
 
 
 def _mac(key: bytes, newsletter: str, issue_id: int, index: int) -> str:
-    message = f"link\x00{newsletter}\x00{issue_id}\x00{index}".encode()
-    return base64.b32encode(hmac.digest(key, message, "sha256")[:10]).decode().lower()
+    return short_mac(key, "link", newsletter, issue_id, index)
 
 
 def link_token(key: bytes, newsletter: str, issue_id: int, index: int) -> str:
@@ -63,9 +61,7 @@ def read_link_token(key: bytes, newsletter: str, token: str) -> tuple[int, int] 
 
 def open_token(key: bytes, newsletter: str, issue_id: int) -> str:
     """The open pixel's token: the issue only."""
-    message = f"open\x00{newsletter}\x00{issue_id}".encode()
-    mac = base64.b32encode(hmac.digest(key, message, "sha256")[:10]).decode().lower()
-    return f"{base36(issue_id)}-{mac}"
+    return f"{base36(issue_id)}-{short_mac(key, 'open', newsletter, issue_id)}"
 
 
 def read_open_token(key: bytes, newsletter: str, token: str) -> int | None:

@@ -222,6 +222,7 @@ class IssueTemplate:
         message_id: str | None = None,
         unsubscribe_mailto: str | None = None,
         reader: str = "",
+        preferences_url: str = "",
     ) -> bytes:
         """One recipient's message. `message_id` and `unsubscribe_mailto` are the ledger
         row's signed ones (return_path.py); test sends, which have no row, go without."""
@@ -229,7 +230,11 @@ class IssueTemplate:
         # part's values are the text's, escaped.
         shown = shown_name(name)
         person = Recipient(
-            first_name=shown, unsubscribe_url=unsubscribe_url, view_url=view_url, reader=reader
+            first_name=shown,
+            unsubscribe_url=unsubscribe_url,
+            view_url=view_url,
+            reader=reader,
+            preferences_url=preferences_url,
         )
         values = placeholder_values(person, self.fallback, "text")
         text = self.text.encode(values)

@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from newsletter.audience.subscribers import parse_address
-from newsletter.audience.tokens import signed_url
+from newsletter.audience.tokens import make_token
 from newsletter.config import Config
 from newsletter.delivery import ledger
 from newsletter.delivery.connections import Connections, SendOptions
@@ -291,8 +291,8 @@ class SendRun:
         per_reader = self.config.tracking.per_subscriber
 
         def build(row: Claimed) -> tuple[str, bytes]:
-            unsubscribe = signed_url(base_url, key, "unsubscribe", newsletter, row.token_id)
-            unsubscribe += f"?m={returns.unsubscribe_mark(row.id)}"
+            token = make_token(key, "unsubscribe", newsletter, row.token_id)
+            unsubscribe = f"{base_url}/unsubscribe/{token}?m={returns.unsubscribe_mark(row.id)}"
             data = template.render(
                 email=row.email,
                 email_key=row.email_key,
@@ -302,6 +302,7 @@ class SendRun:
                 message_id=returns.message_id(row.id),
                 unsubscribe_mailto=returns.mailto(row.id),
                 reader=returns.reader(row.id) if per_reader else "",
+                preferences_url=f"{base_url}/preferences/{token}",
             )
             return returns.envelope_from(row.id), data
 
@@ -542,6 +543,7 @@ def send_tests(
                 name=None,
                 unsubscribe_url=f"{config.base_url}/unsubscribe/test",
                 view_url=config.archive_url(issue.slug),
+                preferences_url=f"{config.base_url}/preferences/test",
             )
             transport.send(sender(config).addr_spec, address.email, data)
     finally:

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
+import sqlalchemy as sa
 from markdown_it import MarkdownIt
 from markupsafe import Markup
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from newsletter.collect.authors import split_byline
 from newsletter.collect.store import profiles_of
@@ -46,13 +47,13 @@ from newsletter.editorial.issue_file import (
 )
 from newsletter.errors import NewsletterError, RenderError
 from newsletter.files import atomic_write
-from newsletter.models import Article
+from newsletter.models import Article, Subscription
 from newsletter.sanitize import card_html, clean_html, html_to_text
 from newsletter.untrusted import shown_name, strip_controls
 
 # `reader`: the signed reader token of counted links, per-subscriber tracking only
 # (delivery/links.py); empty otherwise.
-PLACEHOLDERS = ("first_name", "unsubscribe_url", "view_url", "reader")
+PLACEHOLDERS = ("first_name", "unsubscribe_url", "view_url", "reader", "preferences_url")
 _TOKEN = re.compile(r"%%(" + "|".join(PLACEHOLDERS) + r")%%")
 _INLINE_STYLE = re.compile(
     r"<mj-style\b[^>]*\binline\s*=\s*[\"']inline[\"'][^>]*>(.*?)</mj-style>", re.S | re.I
@@ -87,6 +88,7 @@ class Recipient:
     unsubscribe_url: str
     view_url: str
     reader: str = ""
+    preferences_url: str = ""
 
 
 def personalize(
@@ -109,6 +111,7 @@ def placeholder_values(
         "unsubscribe_url": strip_controls(recipient.unsubscribe_url, ""),
         "view_url": strip_controls(recipient.view_url, ""),
         "reader": strip_controls(recipient.reader, ""),
+        "preferences_url": strip_controls(recipient.preferences_url, ""),
     }
     return html_escaped(values) if kind == "html" else values
 
@@ -124,6 +127,7 @@ def sample_recipient(config: Config, slug: str) -> Recipient:
         first_name=None,
         unsubscribe_url=f"{config.base_url}/unsubscribe/preview",
         view_url=config.archive_url(slug),
+        preferences_url=f"{config.base_url}/preferences/preview",
     )
 
 
@@ -308,6 +312,7 @@ def render_issue(
     issue: IssueFile,
     articles: list[Article],
     reporters: list[Reporter] | None = None,
+    lists: int = 1,
 ) -> RenderedIssue:
     zone = config.timezone
     dates = issue.week and _dates(issue.week, config)
@@ -339,6 +344,9 @@ def render_issue(
         "first_name": "%%first_name%%",
         "unsubscribe_url": "%%unsubscribe_url%%",
         "view_url": "%%view_url%%",
+        "preferences_url": "%%preferences_url%%",
+        # Lists in this database: with more than one, the footer links to the preferences.
+        "lists": lists,
         "subscribe_url": f"{config.base_url}/subscribe",
         "web": False,
     }
@@ -396,7 +404,11 @@ def render_file(
     """Read an issue file, look up its articles and render it."""
     issue = read_issue(issue_path(config, slug_or_path))
     reporters = issue_reporters(config, issue, session)
-    return issue, render_issue(config, issue, issue_articles(issue, session), reporters)
+    lists = int(
+        session.exec(select(sa.func.count(sa.distinct(col(Subscription.newsletter))))).one()
+    )
+    articles = issue_articles(issue, session)
+    return issue, render_issue(config, issue, articles, reporters, max(lists, 1))
 
 
 def build_folder(config: Config, slug: str) -> Path:

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from newsletter.config import Config
 from newsletter.delivery.transport import Transport, open_transport
 from newsletter.editorial.render import environment
-from newsletter.web import archive, clicks, subscribe, unsubscribe, webhooks
+from newsletter.web import archive, clicks, preferences, subscribe, unsubscribe, webhooks
 from newsletter.web.counting import CountWriter
 from newsletter.web.limits import Limits, default_limits
 from newsletter.web.server import redact
@@ -47,7 +47,7 @@ def create_app(
         counter=CountWriter(engine),
     )
     app.state.site = site
-    for module in (subscribe, unsubscribe, archive, webhooks, clicks):
+    for module in (subscribe, unsubscribe, preferences, archive, webhooks, clicks):
         app.include_router(module.router)
     app.router.add_event_handler("shutdown", site.counter.close)
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from newsletter.errors import UsageError
 
-_TOKEN_PATH = re.compile(r"(/(?:confirm|unsubscribe)/)[^/?\s\"]+")
+_TOKEN_PATH = re.compile(r"(/(?:confirm|unsubscribe|preferences)/)[^/?\s\"]+")
 # A reader token names a ledger row: kept out of logs like the others.
 _READER = re.compile(r"([?&][rm]=)[^&\s\"]+")
 
