@@ -107,6 +107,11 @@ class Maildir:
                         raw = handle.read(MAX_MESSAGE + 1)
                 except (FileNotFoundError, IsADirectoryError):  # another reader took it
                     continue
+                except OSError as error:
+                    raise NewsletterError(
+                        f"{self.path / sub / name}: cannot read it ({error.strerror}); "
+                        "run as the mailbox's owner"
+                    ) from None
                 yield Mail(f"{sub}/{name}", raw)
 
     def file(self, mail: Mail, folder: str) -> None:
@@ -120,6 +125,10 @@ class Maildir:
             os.rename(self.path / mail.source, target / "cur" / name)
         except FileNotFoundError:
             pass
+        except OSError as error:
+            raise NewsletterError(
+                f"{self.path / mail.source}: cannot move it to {target} ({error.strerror})"
+            ) from None
 
     def close(self) -> None:
         return None
