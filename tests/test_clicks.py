@@ -75,12 +75,13 @@ def test_links_go_through_signed_redirects_and_each_click_counts_once(
     assert answer.status_code == 302 and answer.headers["location"] == stored[0].url
     for _ in range(4):
         httpx.get(local(served, links[1]), headers=BROWSER, timeout=10)
-    # Not counted, but still redirected: HEAD, prefetch, scanners, no User-Agent.
+    # Not counted, but still redirected: HEAD, prefetch, scanners.
     assert httpx.head(first, headers=BROWSER, timeout=10).status_code == 302
     prefetch = BROWSER | {"Sec-Purpose": "prefetch"}
     assert httpx.get(first, headers=prefetch, timeout=10).status_code == 302
     for agent in ("Mozilla/5.0 (compatible; Barracuda Sentinel)", "Proofpoint URL Defense",
-                  "python-requests/2.31", "Slackbot-LinkExpanding 1.0", ""):  # fmt: skip
+                  "Mimecast Link Scanner/2.0", "Slackbot-LinkExpanding 1.0",
+                  "Mozilla/5.0 (compatible; bingbot/2.0)"):  # fmt: skip
         assert httpx.get(first, headers={"User-Agent": agent}, timeout=10).status_code == 302
     # Tampered or invented: 404, never a redirect anywhere.
     token = first.rsplit("/", 1)[1]
@@ -95,6 +96,11 @@ def test_links_go_through_signed_redirects_and_each_click_counts_once(
     figures = json.loads(result.stdout)
     assert [a["clicks"] for a in figures["articles"][:2]] == [1, 4]
     assert figures["clicks"] == 5 and figures["sent"] == len(AUDIENCE)
+    # A click from a plain HTTP client (no User-Agent, curl) is somebody's click.
+    httpx.get(local(served, links[2]), headers={"User-Agent": ""}, timeout=10)
+    httpx.get(local(served, links[2]), headers={"User-Agent": "curl/8.5.0"}, timeout=10)
+    again = json.loads(project.run("report", "2022-W51", "--json").stdout)
+    assert again["articles"][2]["clicks"] == 2 and again["clicks"] == 7
     assert [a["url"] for a in figures["articles"]] == [link.url for link in stored]
     assert {"sent", "bounced", "complained", "unsubscribed", "articles"} <= set(figures)
     assert figures["articles"][1]["share"] == 0.8
