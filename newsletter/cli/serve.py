@@ -22,7 +22,8 @@ def serve(
         bool, typer.Option(help="Trust X-Forwarded-For from a reverse proxy on this host.")
     ] = False,
 ) -> None:
-    """Serve subscribe, confirm, unsubscribe (RFC 8058 one-click) and the archive.
+    """Serve subscribe, confirm, unsubscribe (RFC 8058 one-click), preferences, the archive,
+    the counted links and providers' bounce webhooks.
 
     Example: newsletter serve --host 127.0.0.1 --port 8000
     """
