@@ -23,6 +23,13 @@ def test_the_reporters_card_and_the_captions_come_from_the_sources(collected: Pr
         )
         diary = session.exec(select(Article).where(Article.title.startswith("Front-line"))).one()  # type: ignore[attr-defined]
         assert diary.image_caption.startswith("A Ukrainian soldier walks past")
+        # A feed's Media RSS caption (inside media:content, which feedparser drops).
+        night = session.exec(
+            select(Article).where(Article.image.endswith("bakhmut-front-sunday-night.jpg"))
+        ).one()  # type: ignore[union-attr]
+        assert night.image_caption == (
+            "Ukrainian artillerymen fire towards Russian positions near Bakhmut on Dec. 18, 2022."
+        )
     made = collected.run("issue", "new", "--week", "2022-W51", "--author", "Asami Terajima")
     assert made.exit_code == 0, made.output
     with Session(collected.engine()) as session:
