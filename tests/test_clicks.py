@@ -77,8 +77,10 @@ def test_links_go_through_signed_redirects_and_each_click_counts_once(
         httpx.get(local(served, links[1]), headers=BROWSER, timeout=10)
     # Not counted, but still redirected: HEAD, prefetch, scanners.
     assert httpx.head(first, headers=BROWSER, timeout=10).status_code == 302
-    prefetch = BROWSER | {"Sec-Purpose": "prefetch"}
-    assert httpx.get(first, headers=prefetch, timeout=10).status_code == 302
+    for name, value in (("Sec-Purpose", "prefetch"), ("Purpose", "prefetch"),
+                        ("X-Purpose", "preview"), ("X-Moz", "prefetch")):  # fmt: skip
+        prefetch = BROWSER | {name: value}
+        assert httpx.get(first, headers=prefetch, timeout=10).status_code == 302
     for agent in ("Mozilla/5.0 (compatible; Barracuda Sentinel)", "Proofpoint URL Defense",
                   "Mimecast Link Scanner/2.0", "Slackbot-LinkExpanding 1.0",
                   "Mozilla/5.0 (compatible; bingbot/2.0)"):  # fmt: skip
