@@ -32,7 +32,10 @@ _NOT_THE_ADDRESS = re.compile(
     r"temporar|throttl|quota|mailbox (?:is )?full|over ?quota|storage|insufficient|"
     r"exceed|too (?:large|big)|size limit|message size|greylist|"
     r"access denied|refused to talk|connection refused|timed? ?out|tls|certificate|"
-    r"loop|hop count|unsolicited|suspicious|bulk",
+    r"loop|hop count|unsolicited|suspicious|bulk|"
+    # about our side: the sender's address or domain, our server's name or address
+    r"sender (?:address |domain )?rejected|sender address|sender domain|client host|"
+    r"reverse (?:dns|hostname|lookup)|\bptr\b|\bhelo\b|\brdns\b|not accepting mail from",
     re.IGNORECASE,
 )
 
@@ -44,8 +47,8 @@ _DEAD_ADDRESS = re.compile(
     r"did not) exist|does not exist|doesn't exist|not (?:a )?(?:valid|known) (?:user|"
     r"recipient|mailbox|address)|invalid (?:user|recipient|mailbox|address)|"
     r"(?:recipient|user|mailbox|address) (?:not found|not known|unknown|invalid)|"
-    r"mailbox (?:unavailable|not available|disabled|has been disabled|removed|deleted|"
-    r"closed|inactive)|account (?:has been |is )?(?:disabled|deactivated|closed|deleted|"
+    r"mailbox (?:is )?(?:unavailable|not available|disabled|has been disabled|removed|"
+    r"deleted|closed|inactive)|account (?:has been |is )?(?:disabled|deactivated|closed|deleted|"
     r"removed|suspended|inactive|expired)|(?:is|has been) (?:disabled|deactivated)|"
     r"no longer (?:active|valid|in use|available|exists|with)|"
     r"unrouteable address|undeliverable address|addressee unknown|"
@@ -57,7 +60,9 @@ _DEAD_ADDRESS = re.compile(
     r"no final (?:e-?mail )?delivery point|does not have a final|no matches? (?:to|in) "
     r"(?:the )?(?:nameserver|directory)|"
     # the same in the languages bounces most often come in after English
-    r"n'existe pas|existiert nicht|unbekannt|no existe|non esiste|n[aã]o existe",
+    r"n'existe pas|existiert nicht|unbekannt|no existe|non esiste|n[aã]o existe|inconnu|"
+    r"inexistant|desconocido|sconosciuto|desconhecido|нет такого|не найден|не существует|"
+    r"не існує|не знайдено",
     re.IGNORECASE,
 )
 

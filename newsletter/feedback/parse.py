@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email
+import email.header
 import email.policy
 import logging
 import quopri
@@ -194,9 +195,27 @@ def _fields(part: Message) -> dict[str, str]:
     """The fields of a report part: its payload parsed as header blocks."""
     found: dict[str, str] = {}
     for block in _blocks(part):
-        for name, value in block.items():
-            found.setdefault(name.lower(), " ".join(str(value).split()))
+        for name in block.keys():
+            found.setdefault(name.lower(), " ".join(_value(block, name).split()))
     return found
+
+
+def _value(block: Message, name: str) -> str:
+    """A field of a report block as text: UTF-8 (RFC 6533's global DSNs, and servers that
+    write their language into Diagnostic-Code) arrives as escaped bytes."""
+    value = block.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, email.header.Header):  # 8-bit bytes: compat32 keeps them raw
+        return "".join(
+            part.decode("utf-8", "replace") if isinstance(part, bytes) else part
+            for part, _ in email.header.decode_header(value)
+        )
+    text = str(value)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return text
 
 
 def _blocks(part: Message) -> list[Message]:
@@ -217,13 +236,13 @@ def _delivery_status(parts: list[Message], human: str) -> list[Report]:
         blocks = _blocks(part)
         for block in blocks[1:] or blocks:  # the first block is about the message
             recipient = _address(
-                str(block.get("original-recipient") or block.get("final-recipient") or "")
+                _value(block, "original-recipient") or _value(block, "final-recipient")
             )
-            action = str(block.get("action", "")).strip().lower()
+            action = _value(block, "action").strip().lower()
             if action in ("delivered", "relayed", "expanded") or not (recipient or action):
                 continue
-            status = normal_status(str(block.get("status", "")))
-            diagnostic = " ".join(str(block.get("diagnostic-code", "")).split())
+            status = normal_status(_value(block, "status"))
+            diagnostic = " ".join(_value(block, "diagnostic-code").split())
             diagnostic = re.sub(r"^(?:smtp|x-[a-z-]+)\s*;\s*", "", diagnostic, flags=re.I)
             text = diagnostic or human
             judged = severity(status, text, permanent=None if action != "delayed" else False)
