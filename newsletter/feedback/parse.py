@@ -268,9 +268,11 @@ def _prose(message: Message, traces: Traces, subject: str) -> list[Report]:
         Report("soft", _address(_text(a)), diagnostic=_first_line(text), counts=False)
         for a in sorted(temporary)
     ]
+    failed_addresses = [_address(_text(a)) for a in sorted(permanent)]
     for failed in sorted(permanent):
         recipient = _address(_text(failed))
-        words = _near(text, recipient) if recipient else text
+        others = [a for a in failed_addresses if a and a != recipient]
+        words = _near(text, recipient, others) if recipient else text
         reports.append(
             Report(
                 _failure(severity(None, words)), recipient, normal_status(words), _first_line(words)
@@ -323,13 +325,19 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def _near(text: str, recipient: str) -> str:
-    """The bounce's words about one address: the lines around it, else all of them."""
+def _near(text: str, recipient: str, others: list[str]) -> str:
+    """The bounce's words about one address. Alone, all of them (the reason may come
+    before the address or after it); beside other failed addresses, from the line that
+    names it up to the next of them, so that a neighbour's reason is not taken for its."""
     lower = text.lower()
     at = lower.find(recipient.lower())
-    if at < 0:
+    if at < 0 or not others:
         return text
-    return text[max(0, at - 300) : at + 600]
+    start = lower.rfind("\n", 0, at) + 1
+    after = at + len(recipient)
+    ends = [lower.find(other.lower(), after) for other in others]
+    end = min([e for e in ends if e >= 0] + [after + 800])
+    return text[start:end]
 
 
 def _human_text(message: Message) -> str:
