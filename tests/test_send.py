@@ -368,3 +368,12 @@ def test_a_send_another_process_holds_says_so_and_exits_0(
     assert result.exit_code == 0 and "another process is sending it" in result.stdout
     assert json.loads(as_json.stdout)["locked"] is True
     assert smtp_server.received == []
+
+
+def test_deliveries_slug_still_means_deliveries_show(ready: Project) -> None:
+    """The form scripts and crontabs used before `show` and `resolve` existed."""
+    assert ready.run("send", "2022-W51").exit_code == 0
+    old = ready.run("deliveries", "2022-W51", "--json")
+    new = ready.run("deliveries", "show", "2022-W51", "--json")
+    assert old.exit_code == 0 and json.loads(old.stdout) == json.loads(new.stdout)
+    assert json.loads(old.stdout)["counts"]["bounced"] == 0  # the states heard back, too

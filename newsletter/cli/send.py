@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.core
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -37,7 +38,19 @@ from newsletter.delivery.send import send as send_issues
 from newsletter.delivery.transport import Transport, display_transport, open_transport
 from newsletter.errors import UsageError
 
+
+class _ShowByDefault(typer.core.TyperGroup):
+    """`newsletter deliveries SLUG` (the form before `show` and `resolve` existed, which
+    scripts and crontabs still use) means `deliveries show SLUG`."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["show", *args]
+        return super().resolve_command(ctx, args)
+
+
 deliveries_app = typer.Typer(
+    cls=_ShowByDefault,
     no_args_is_help=True,
     rich_markup_mode=None,
     help="An issue's delivery ledger: show it, or settle the rows in doubt.",
