@@ -249,8 +249,9 @@ def check_bounce_address(value: str) -> str:
     return value
 
 
-def check_https_image(value: str) -> str:
-    """An https URL (mail clients block other schemes' images, and the checks refuse them)."""
+def check_https_url(value: str) -> str:
+    """An https URL: the logo (mail clients block other schemes' images) and the support
+    link (the checks refuse plain http links)."""
     parts = urlsplit(value)
     if parts.scheme != "https" or not parts.netloc or has_control(value):
         raise ConfigError(f"{value!r} is not an https:// URL")
@@ -322,7 +323,7 @@ class NewsletterTable(_Table):
     name_fallback: Text = "reader"
     key_file: Text | None = None
     authors: tuple[Text, ...] = ()
-    logo: Annotated[Text, _checked(check_https_image)] | None = None
+    logo: Annotated[Text, _checked(check_https_url)] | None = None
 
 
 class DatabaseTable(_Table):
@@ -337,7 +338,7 @@ class CollectTable(_Table):
 
 class RenderTable(_Table):
     templates: Text | None = None
-    support_url: Annotated[Text, _checked(check_https_image)] | None = None
+    support_url: Annotated[Text, _checked(check_https_url)] | None = None
     support_text: Text = "Our reporting is free to read and paid for by readers."
     forward_prompt: bool = True
 

@@ -140,8 +140,7 @@ def test_per_subscriber_clicks_are_opt_in_shown_and_erased(
         links, html, _ = counted(item)
         assert all("?r=r-" in link for link in links)
         assert httpx.get(local(live, links[0]), headers=BROWSER, timeout=10).status_code == 302
-        # A reader token from someone else's message does not name this reader... and a
-        # bad one drops only the per-person record.
+        # A tampered reader token drops only the per-person record, not the click.
         bad = local(live, links[1]).split("?r=")[0] + "?r=r-1-1-aaaaaaaaaaaaaaaa"
         assert httpx.get(bad, headers=BROWSER, timeout=10).status_code == 302
         pixel = re.search(r'<img src="(https://news\.example\.org/o/[^"]+)"', html)

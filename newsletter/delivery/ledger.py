@@ -368,6 +368,16 @@ class Cursor:
         self.cursor.execute(text, values)
 
 
+def read_time(value: object) -> datetime | None:
+    """A UTCDateTime column as Cursor.rows returns it (SQLite gives text): Cursor.stamp's
+    counterpart."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    assert isinstance(moment, datetime)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def _mine(claimed_by: str | None) -> tuple[str, tuple[object, ...]]:
     if claimed_by is None:
         return "state = 'claimed' AND claimed_by IS NULL", ()
@@ -482,18 +492,25 @@ def record(session: Session | Cursor, outcomes: Iterable[Outcome], policy: Retry
             outcome.delivery_id,
         )
         if outcome.no_such_user:
-            _bounce(cursor, email_key, subscriber_id, now)
+            bounce(cursor, email_key, subscriber_id, now)
 
 
-def _bounce(cursor: Cursor, email_key: str, subscriber_id: int | None, now: object) -> None:
-    """A 5.1.x: the address is suppressed, and the person's open subscriptions bounced."""
+def suppress(cursor: Cursor, email_key: str, reason: str, now: object) -> None:
+    """Never mail this address again (`now` stamped for the database: Cursor.stamp)."""
     cursor.count(
         "INSERT INTO suppressions (key_hash, email, reason, created_at)"
-        " VALUES (?, ?, 'bounced', ?) ON CONFLICT (key_hash) DO NOTHING",
+        " VALUES (?, ?, ?, ?) ON CONFLICT (key_hash) DO NOTHING",
         key_hash(email_key),
         email_key,
+        reason,
         now,
     )
+
+
+def bounce(cursor: Cursor, email_key: str, subscriber_id: int | None, now: object) -> None:
+    """A dead address (a 5.1.x during the send, or a hard bounce heard back later): it is
+    suppressed, and the person's open subscriptions, on every list, are bounced."""
+    suppress(cursor, email_key, "bounced", now)
     if subscriber_id is not None:
         cursor.count(
             "UPDATE subscriptions SET status = 'bounced',"

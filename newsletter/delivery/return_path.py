@@ -124,19 +124,20 @@ class ReturnAddresses:
             return self.default_sender
         return address(self.bounce_address, self._token("b", delivery_id))
 
-    def mailto(self, delivery_id: int) -> str | None:
-        """The List-Unsubscribe mailto: address, with a subject for clients that need one."""
+    def unsubscribe_mark(self, delivery_id: int) -> str:
+        """The row's `u-` token: added to the https unsubscribe link (which message it came
+        in), and the local part of the mailto: address (`mailto`)."""
+        return self._token("u", delivery_id)
+
+    def mailto(self, mark: str) -> str | None:
+        """The List-Unsubscribe mailto: address for a row's `unsubscribe_mark` (made once
+        per recipient, for both links), with a subject for clients that need one."""
         if self.bounce_address is None:
             return None
-        token = self._token("u", delivery_id)
-        return f"mailto:{address(self.bounce_address, token)}?subject=unsubscribe"
+        return f"mailto:{address(self.bounce_address, mark)}?subject=unsubscribe"
 
     def message_id(self, delivery_id: int) -> str:
         return f"<{self._token('m', delivery_id)}@{self.domain}>"
-
-    def unsubscribe_mark(self, delivery_id: int) -> str:
-        """Added to the https unsubscribe link: which message it came in."""
-        return self._token("u", delivery_id)
 
     def reader(self, delivery_id: int) -> str:
         return self._token("r", delivery_id)

@@ -292,7 +292,8 @@ class SendRun:
 
         def build(row: Claimed) -> tuple[str, bytes]:
             token = make_token(key, "unsubscribe", newsletter, row.token_id)
-            unsubscribe = f"{base_url}/unsubscribe/{token}?m={returns.unsubscribe_mark(row.id)}"
+            mark = returns.unsubscribe_mark(row.id)
+            unsubscribe = f"{base_url}/unsubscribe/{token}?m={mark}"
             data = template.render(
                 email=row.email,
                 email_key=row.email_key,
@@ -300,7 +301,7 @@ class SendRun:
                 unsubscribe_url=unsubscribe,
                 view_url=view_url,
                 message_id=returns.message_id(row.id),
-                unsubscribe_mailto=returns.mailto(row.id),
+                unsubscribe_mailto=returns.mailto(mark),
                 reader=returns.reader(row.id) if per_reader else "",
                 preferences_url=f"{base_url}/preferences/{token}",
             )

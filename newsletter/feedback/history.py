@@ -33,27 +33,25 @@ class Entry:
 def recent(session: Session, kind: str | None = None, limit: int = 50) -> list[Entry]:
     if kind is not None and kind not in KINDS:
         raise UsageError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
-    query = (
-        select(FeedbackReport, ApprovedIssue.slug)
-        .join(ApprovedIssue, col(ApprovedIssue.id) == col(FeedbackReport.issue_id), isouter=True)
-        .order_by(col(FeedbackReport.id).desc())
-        .limit(max(1, limit))
-    )
+    query = _with_slug().order_by(col(FeedbackReport.id).desc()).limit(max(1, limit))
     if kind is not None:
         query = query.where(col(FeedbackReport.kind) == kind)
     return [_entry(report, slug) for report, slug in session.exec(query).all()]
 
 
 def one(session: Session, report_id: int) -> tuple[Entry, bytes | None]:
-    found = session.exec(
-        select(FeedbackReport, ApprovedIssue.slug)
-        .join(ApprovedIssue, col(ApprovedIssue.id) == col(FeedbackReport.issue_id), isouter=True)
-        .where(col(FeedbackReport.id) == report_id)
-    ).first()
+    found = session.exec(_with_slug().where(col(FeedbackReport.id) == report_id)).first()
     if found is None:
         raise NotFoundError(f"no report {report_id}: see newsletter bounces list")
     report, slug = found
     return _entry(report, slug), report.raw
+
+
+def _with_slug() -> Any:
+    """Reports with the slug of the issue each is about (none for mail of no issue)."""
+    return select(FeedbackReport, ApprovedIssue.slug).join(
+        ApprovedIssue, col(ApprovedIssue.id) == col(FeedbackReport.issue_id), isouter=True
+    )
 
 
 def _entry(report: FeedbackReport, slug: str | None) -> Entry:

@@ -11,13 +11,13 @@ proof (it is what a forger would write), only the way to choose among several pr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlmodel import Session
 
 from newsletter.audience.subscribers import by_token
 from newsletter.audience.tokens import read_token
-from newsletter.delivery.ledger import Cursor
+from newsletter.delivery.ledger import Cursor, read_time
 from newsletter.feedback.parse import Report, Traces
 
 
@@ -42,15 +42,6 @@ class Target:
     @property
     def issue_id(self) -> int | None:
         return self.delivery.issue_id if self.delivery else None
-
-
-def read_time(value: object) -> datetime | None:
-    """A UTCDateTime column read through the driver's cursor (SQLite gives text)."""
-    if value is None:
-        return None
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    assert isinstance(moment, datetime)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def proven_rows(session: Session, traces: Traces) -> list[Row]:

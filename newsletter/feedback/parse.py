@@ -126,18 +126,19 @@ def _reports(message: Message, traces: Traces, subject: str) -> list[Report]:
     feedback = [p for p in parts if p.get_content_type() == "message/feedback-report"]
     if feedback or _report_type(message) == "feedback-report":
         return _complaints(feedback)
+    human = _human_text(message)  # the bounce's own words, read once for every reader below
     status = [p for p in parts if p.get_content_type() in _DSN_TYPES]
     if status:
-        found = _delivery_status(status, _human_text(message))
+        found = _delivery_status(status, human)
         if found:
             return found
     if _is_auto_reply(message, subject):
         return [Report("auto-reply", counts=False)]
     if any(t.kind == "u" for t in traces.addressed) and not _auto_submitted(message):
         return [Report("unsubscribe", recipient=_sender_address(message))]
-    if _reads_like_away(message, subject):
+    if _reads_like_away(message, subject, human):
         return [Report("auto-reply", counts=False)]
-    prose = _prose(message, traces, subject)
+    prose = _prose(message, traces, subject, human)
     if prose:
         return prose
     return [Report("unrecognised", counts=False)]
@@ -152,12 +153,12 @@ _AWAY = re.compile(
 )
 
 
-def _reads_like_away(message: Message, subject: str) -> bool:
+def _reads_like_away(message: Message, subject: str, human: str) -> bool:
     """An auto-reply without the headers that say so: a short note from a person's
     address, not a mail system, that reads like one."""
     if _BOUNCE_SUBJECT.search(subject) or _sender_is_daemon(message):
         return False
-    return bool(_AWAY.search(subject + "\n" + _human_text(message)[:3000]))
+    return bool(_AWAY.search(subject + "\n" + human[:3000]))
 
 
 _DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
@@ -254,7 +255,7 @@ def _delivery_status(parts: list[Message], human: str) -> list[Report]:
     return reports
 
 
-def _prose(message: Message, traces: Traces, subject: str) -> list[Report]:
+def _prose(message: Message, traces: Traces, subject: str, text: str) -> list[Report]:
     """Bounces without a DSN: flufl.bounce finds the failed addresses; the words around
     them judge hard or soft."""
     if message.get("From") is None:  # some detectors need one
@@ -263,14 +264,12 @@ def _prose(message: Message, traces: Traces, subject: str) -> list[Report]:
         temporary, permanent = all_failures(message)
     except Exception:  # a detector that trips over a hostile message reads nothing
         temporary, permanent = frozenset(), frozenset()
-    text = _human_text(message)
     reports = [
         Report("soft", _address(_text(a)), diagnostic=_first_line(text), counts=False)
         for a in sorted(temporary)
     ]
     failed_addresses = [_address(_text(a)) for a in sorted(permanent)]
-    for failed in sorted(permanent):
-        recipient = _address(_text(failed))
+    for recipient in failed_addresses:
         others = [a for a in failed_addresses if a and a != recipient]
         words = _near(text, recipient, others) if recipient else text
         reports.append(

@@ -24,10 +24,9 @@ from typing import Any, Literal
 
 from sqlmodel import Session
 
-from newsletter.audience.subscribers import key_hash
 from newsletter.config import Config
-from newsletter.delivery.ledger import Cursor
-from newsletter.feedback.identify import Target, proven_rows, read_time, target
+from newsletter.delivery.ledger import Cursor, bounce, read_time, suppress
+from newsletter.feedback.identify import Target, proven_rows, target
 from newsletter.feedback.parse import Kind, Parsed, Report
 
 Action = Literal["bounced", "counted", "complained", "unsubscribed", "none", "unverified"]
@@ -159,7 +158,9 @@ def _act(
         return "counted"
     if report.kind == "complaint":
         _close(cursor, found, "complained", now, config.key)
-        _suppress(cursor, found, "complained", now)
+        email_key = _email_key(cursor, found)
+        if email_key is not None:
+            suppress(cursor, email_key, "complained", cursor.stamp(now))
         _mark_row(cursor, found, "complained", now)
         return "complained"
     # unsubscribe: as the one-click POST, which neither suppresses nor touches the ledger
@@ -168,43 +169,36 @@ def _act(
 
 
 def _bounce(cursor: Cursor, found: Target, now: datetime) -> None:
-    _suppress(cursor, found, "bounced", now)
+    """As a 5.1.x during the send (ledger.bounce), and the row marked too."""
+    email_key = _email_key(cursor, found)
+    if email_key is not None:
+        bounce(cursor, email_key, found.subscriber_id, cursor.stamp(now))
     _mark_row(cursor, found, "bounced", now)
-    _close(cursor, found, "bounced", now, None)  # the address is dead for every list
 
 
-def _close(
-    cursor: Cursor, found: Target, status: str, now: datetime, newsletter: str | None
-) -> None:
+def _close(cursor: Cursor, found: Target, status: str, now: datetime, newsletter: str) -> None:
+    """This list's open subscription closed: a complaint or unsubscribe is about one list
+    (a dead address closes them all: ledger.bounce)."""
     if found.subscriber_id is None:
         return
-    which = " AND newsletter = ?" if newsletter is not None else ""
     cursor.count(
         "UPDATE subscriptions SET status = ?, unsubscribed_at = COALESCE(unsubscribed_at, ?)"
-        f" WHERE subscriber_id = ? AND status IN ?{which}",
+        " WHERE subscriber_id = ? AND status IN ? AND newsletter = ?",
         status,
         cursor.stamp(now),
         found.subscriber_id,
         OPEN,
-        *([newsletter] if newsletter is not None else []),
+        newsletter,
     )
 
 
-def _suppress(cursor: Cursor, found: Target, reason: str, now: datetime) -> None:
-    email_key = found.delivery.email_key if found.delivery else None
-    if email_key is None and found.subscriber_id is not None:
-        people = cursor.rows("SELECT email_key FROM subscribers WHERE id = ?", found.subscriber_id)
-        email_key = people[0][0] if people else None
-    if email_key is None:
-        return
-    cursor.count(
-        "INSERT INTO suppressions (key_hash, email, reason, created_at)"
-        " VALUES (?, ?, ?, ?) ON CONFLICT (key_hash) DO NOTHING",
-        key_hash(email_key),
-        email_key,
-        reason,
-        cursor.stamp(now),
-    )
+def _email_key(cursor: Cursor, found: Target) -> str | None:
+    if found.delivery is not None:
+        return found.delivery.email_key
+    if found.subscriber_id is None:
+        return None
+    people = cursor.rows("SELECT email_key FROM subscribers WHERE id = ?", found.subscriber_id)
+    return str(people[0][0]) if people else None
 
 
 def _mark_row(cursor: Cursor, found: Target, state: str, now: datetime) -> None:

@@ -30,7 +30,6 @@ class ProcessReport:
     messages: int = 0
     unreadable: int = 0  # kept aside for a person: nothing we could read in them
     actions: Counter[str] = field(default_factory=Counter)
-    kinds: Counter[str] = field(default_factory=Counter)
 
     @property
     def exit_code(self) -> int:
@@ -99,7 +98,6 @@ def _process_one(
                 report.unreadable += 1
             for item in handled:
                 report.actions[item.action] += 1
-                report.kinds[item.kind] += 1
                 if on_report:
                     on_report(item)
             folder = settings.processed_folder if readable else settings.unrecognised_folder

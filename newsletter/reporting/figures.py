@@ -17,9 +17,8 @@ from sqlmodel import Session, col, select
 
 from newsletter.config import Config
 from newsletter.delivery import ledger
-from newsletter.delivery.ledger import Cursor
+from newsletter.delivery.ledger import Cursor, read_time
 from newsletter.errors import NotFoundError
-from newsletter.feedback.identify import read_time
 from newsletter.models import ApprovedIssue, IssueLink
 
 
@@ -144,15 +143,15 @@ def _figures(session: Session, config: Config, issue: ApprovedIssue) -> IssueFig
     ]
     opens = None
     if config.tracking.opens:
-        split = dict(
-            cursor.rows(
+        split = {
+            bool(machine): int(number)  # SQLite gives 0/1, PostgreSQL booleans
+            for machine, number in cursor.rows(
                 'SELECT machine, SUM(count) FROM click_counts WHERE issue_id = ? AND "index" = -1'
                 " GROUP BY machine",
                 issue.id,
             )
-        )
-        machine = int(split.get(True, split.get(1, 0)) or 0)
-        other = int(split.get(False, split.get(0, 0)) or 0)
+        }
+        machine, other = split.get(True, 0), split.get(False, 0)
         opens = {
             "machine": machine,
             "other": other,

@@ -49,7 +49,8 @@ async def opened(token: str, request: Request, site: CurrentSite) -> Response:
     if issue_id is None:
         return site.invalid_link()
     machine = machine_open(request.headers, request.client.host if request.client else None)
-    if request.method == "GET" and (machine or counts(request.method, request.headers)):
+    # An image proxy's fetch is counted (as a machine's) even where a click would not be.
+    if counts(request.method, request.headers) or (machine and request.method == "GET"):
         reader = _reader(site, issue_id, request.query_params.get("r"))
         await site.counter.count(Hit(issue_id, -1, machine=machine, delivery_id=reader))
     return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
