@@ -249,14 +249,17 @@ def test_mailgun_events_signed_with_the_key_act_and_others_do_not(
     forged = mailgun_call(sent[AUDIENCE[1]], FAILED_HARD)
     forged["signature"]["signature"] = "0" * 64
     stale = mailgun_call(sent[AUDIENCE[2]], FAILED_HARD, age=3600)
-    swapped = mailgun_call(sent[AUDIENCE[3]], FAILED_HARD)
-    swapped["event-data"] = good["event-data"] | {"recipient": AUDIENCE[3]}
-    swapped["signature"]["signature"] = forged["signature"]["signature"]
-    for refused in (forged, stale, swapped):
+    for refused in (forged, stale):
         assert post(server, "mailgun", refused).status_code == 403
     assert reports(project) == 0
     assert post(server, "mailgun", good).json() == {"accepted": 1}
     assert post(server, "mailgun", good).status_code == 200  # a replay within the window
+    # Mailgun signs the timestamp and token, not the event: good's signature with another
+    # reader's event (and message) is a replay, and changes nothing.
+    other = mailgun_call(sent[AUDIENCE[3]], FAILED_HARD)
+    swapped = {"signature": good["signature"], "event-data": other["event-data"]}
+    assert post(server, "mailgun", swapped).status_code == 200
+    assert status_of(project, AUDIENCE[3]) == "active"
     assert reports(project) == 1 and status_of(project, AUDIENCE[0]) == "bounced"
     assert post(server, "mailgun", mailgun_call(sent[AUDIENCE[4]], BLOCKED)).status_code == 200
     assert status_of(project, AUDIENCE[4]) == "active"

@@ -4,6 +4,8 @@ Mailgun signs each call with an HMAC-SHA256, keyed by the account's webhook sign
 (NEWSLETTER_MAILGUN_SIGNING_KEY), over the call's timestamp and a random token:
 `signature.signature == hex(hmac(key, timestamp + token))`. A call signed outside
 `[bounces] webhook_max_age`, or with a bad signature, is refused before its events are read.
+The signature does not cover the event itself, so each token acts once: a signature
+replayed with a different event changes nothing.
 """
 
 from __future__ import annotations
@@ -60,7 +62,10 @@ def read(body: bytes, config: Config, now: datetime | None = None) -> list[Event
     if report is None:
         return []
     evidence = json.dumps(data.get("message", {})).encode()
-    return [Event(f"mailgun:{data.get('id') or token}", report, evidence)]
+    # The signature covers the timestamp and token, not the event: a captured signature
+    # replayed with another event must find its token used. One event a call, so the
+    # token is the event's fingerprint.
+    return [Event(f"mailgun:{token}", report, evidence)]
 
 
 def _report(data: dict[str, Any]) -> Report | None:
