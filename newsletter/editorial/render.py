@@ -15,6 +15,7 @@ microseconds; nothing is rendered twice.
 
 from __future__ import annotations
 
+import functools
 import html
 import importlib.resources
 import logging
@@ -229,7 +230,19 @@ def theme_folder() -> Path:
 
 
 def environment(config: Config, *, autoescape: bool) -> jinja2.Environment:
-    folders = [str(config.theme)] if config.theme else []
+    """The theme's Jinja2 environment. The default theme's is made once per process and
+    keeps its compiled templates (compiling the email theme was half of a render); a
+    newsletter's own theme gets a fresh one each time, because its editor may be changing
+    the files (Jinja notices an edit by its mtime, which two saves within a clock tick
+    share)."""
+    if config.theme is not None:
+        return _environment.__wrapped__(config.theme, autoescape)
+    return _environment(None, autoescape)
+
+
+@functools.lru_cache(maxsize=2)
+def _environment(theme: Path | None, autoescape: bool) -> jinja2.Environment:
+    folders = [str(theme)] if theme else []
     folders.append(str(theme_folder()))
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(folders),
