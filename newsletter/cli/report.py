@@ -49,8 +49,10 @@ def report(
     st = state(ctx)
     config = st.config()
     with Session(st.engine()) as session:
-        trend = recent_figures(session, config, last)
         one = issue_figures(session, config, slug) if slug else None
+        # The last issues: the report without SLUG, and the HTML page's trend chart.
+        needed = one is None or html_file is not None
+        trend = recent_figures(session, config, last) if needed else []
     if html_file is not None:
         if one is None:
             if not trend:
