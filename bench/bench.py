@@ -1,11 +1,12 @@
 """Benchmarks: each figure beside a baseline measured in the same run, printed, not asserted.
 
-    .venv/bin/python bench/bench.py [all|render|throughput|latency|memory|import|parallel|doubt|
-        bounces|corpus] [--quick] [--postgresql]
+    .venv/bin/python bench/bench.py [all|render|throughput|latency|distance|memory|import|
+        parallel|doubt|bounces|corpus|redirects] [--quick] [--postgresql]
 
 throughput, latency and parallel send to Postfix's smtp-sink on 127.0.0.1 (started and
 stopped here); throughput also times Postfix's smtp-source, the physical reference, and a
-DKIM-signed send; doubt kills senders at random moments against a slow relay (aiosmtpd).
+DKIM-signed send; distance puts a proxy that delays every byte between them (a relay
+20 ms away); doubt kills senders at random moments against a slow relay (aiosmtpd).
 parallel and doubt need PostgreSQL (NEWSLETTER_BENCH_POSTGRES, by default the test server
 on 127.0.0.1:5432, which bench/run starts). Every benchmark uses the issue's sizes: memory
 sends to 10,000 and to 1,000,000 subscribers (about 15 minutes of the whole run's 20),
@@ -20,6 +21,7 @@ PostgreSQL instead of SQLite.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import csv
 import json
@@ -389,6 +391,73 @@ def bench_latency(count: int, postgresql: bool) -> None:
         f"latency ({_name(postgresql)}): smtp-sink -w 1, {connections} connections, "
         f"{count} messages: "
         f"{mine:.1f}/s = {mine / connections:.2f} x connections (target >= 0.9)"
+    )
+
+
+@contextmanager
+def distant(port: int, delay: float) -> Iterator[int]:
+    """A relay `2 x delay` away: a TCP proxy to 127.0.0.1:port that holds every byte `delay`
+    seconds in each direction (loopback's own round trip is some 50 us)."""
+    loop = asyncio.new_event_loop()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def release() -> None:
+            while True:
+                due, data = await held.get()
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                if not data:
+                    writer.close()
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        releasing = loop.create_task(release())
+        try:
+            while data := await reader.read(65536):
+                held.put_nowait((loop.time() + delay, data))
+        finally:
+            held.put_nowait((loop.time() + delay, b""))
+            await releasing
+
+    async def connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        far_reader, far_writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.gather(
+            pipe(reader, far_writer), pipe(far_reader, writer), return_exceptions=True
+        )
+
+    server = loop.run_until_complete(asyncio.start_server(connect, "127.0.0.1", 0))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+
+
+def bench_distance(count: int, postgresql: bool) -> None:
+    """A relay 20 ms away (a provider's, over the internet): a client that waits for each
+    message's reply needs at least one round trip a message, so `connections / round trip`
+    is the physical bound; smtplib.sendmail takes four (MAIL, RCPT, DATA, the dot)."""
+    connections, delay = 8, 0.010
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        smtp_sink() as near,
+        distant(near, delay) as port,
+        ledger(postgresql) as url,
+    ):
+        env = project(Path(folder), count, url)
+        message = sample_message(env)
+        base = baseline(port, message, count, connections)
+        mine = ours(env, port, connections)
+    bound = connections / (2 * delay)
+    print(
+        f"distance ({_name(postgresql)}): a relay {2 * delay * 1000:.0f} ms away (round trip), "
+        f"{connections} connections, {count} messages: newsletter send {mine:.0f}/s = "
+        f"{mine / bound:.2f} of one round trip a message ({bound:.0f}/s); smtplib {base:.0f}/s "
+        f"= {base / bound:.2f}; newsletter / smtplib {mine / base:.2f}"
     )
 
 
@@ -905,6 +974,7 @@ def main() -> None:
             "render",
             "throughput",
             "latency",
+            "distance",
             "memory",
             "import",
             "parallel",
@@ -933,6 +1003,8 @@ def main() -> None:
         bench_throughput(20_000, args.postgresql)
     if args.which in ("all", "latency"):
         bench_latency(1920, args.postgresql)
+    if args.which in ("all", "distance"):
+        bench_distance(1000, args.postgresql)
     if args.which in ("all", "memory"):
         bench_memory(10_000, 100_000 if args.quick else 1_000_000, args.postgresql)
     if args.which in ("all", "import"):

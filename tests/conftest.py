@@ -18,10 +18,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner, Result
 
-from newsletter.cli import app
-from newsletter.config import Config, load_config
-from newsletter.db import open_database
-from newsletter.project import init_project
+# The CLI's consoles are made at import, and a COLUMNS there fixes their width for good (in
+# pytest-xdist's workers they came out 80 wide): without one they read COLUMNS as each test
+# sets it.
+os.environ.pop("COLUMNS", None)
+
+from newsletter.cli import app  # noqa: E402
+from newsletter.config import Config, load_config  # noqa: E402
+from newsletter.db import open_database  # noqa: E402
+from newsletter.project import init_project  # noqa: E402
 
 POSTGRES_URL = os.environ.get(
     "NEWSLETTER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

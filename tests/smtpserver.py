@@ -32,7 +32,8 @@ class Handler:
     RCPT gets; `mail_replies` are the replies to the next MAIL commands (e.g. 421);
     `drop_on_rcpt` closes the connection at that address's RCPT (before the final dot);
     `drop_after_data` keeps the message but closes without replying (after the final dot);
-    `close_after_mail_reply` closes the connection right after a `mail_replies` reply.
+    `close_after_mail_reply` closes the connection right after a `mail_replies` reply;
+    `data_replies` maps an address to the reply its message's final dot gets (421 closes).
     It offers PIPELINING, as Postfix does, unless `pipelining` is False (aiosmtpd reads
     pipelined commands in order either way)."""
 
@@ -44,8 +45,11 @@ class Handler:
     delay: float = 0.0
     pipelining: bool = True
     close_after_mail_reply: bool = False
+    data_replies: dict[str, str] = field(default_factory=dict)
     # For each RCPT: whether the client had already sent DATA (it pipelined the envelope).
     data_ahead: list[bool] = field(default_factory=list)
+    # For each final dot: whether the next MAIL came with it (the next envelope pipelined).
+    mail_ahead: list[bool] = field(default_factory=list)
 
     async def handle_EHLO(  # noqa: N802
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
@@ -83,8 +87,16 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        buffered = getattr(getattr(server, "_reader", None), "_buffer", b"")
+        self.mail_ahead.append(bytes(buffered).upper().startswith(b"MAIL FROM:"))
         if self.delay:
             await asyncio.sleep(self.delay)
+        refused = [self.data_replies[a] for a in envelope.rcpt_tos if a in self.data_replies]
+        if refused:
+            if refused[0].startswith("421"):
+                await server.push(refused[0])
+                server.transport.close()
+            return refused[0]
         self.received.append(
             Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content))
         )

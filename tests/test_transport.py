@@ -142,3 +142,65 @@ def test_non_ascii_addresses_need_smtputf8(tmp_path: Path, pipelining: bool) -> 
             controller.stop()
         expected = ["olena@example.org", "anna@xn--bcher-kva.example"]
         assert handler.addresses() == (["олена@example.org", *expected] if offered else expected)
+
+
+NOTES = "notes@example.org"
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_the_next_envelope_goes_with_the_final_dot(
+    tmp_path: Path, smtp_server: SMTPServer, pipelining: bool
+) -> None:
+    """One round trip a message where the server pipelines: the next MAIL, RCPT and DATA
+    arrive with the final dot, and every message arrives once, whole, to its recipient."""
+    smtp_server.handler.pipelining = pipelining
+    people = [f"reader{n}@example.org" for n in range(4)]
+    transport = open_transport(smtp_server.url, tmp_path)
+    for person, following in zip(people, [*people[1:], None], strict=True):
+        then = (f"bounces+{following}", following) if following else None
+        transport.send(f"bounces+{person}", person, message(tmp_path, person), then)
+    transport.close()
+    got = [(item.sender, item.recipients, item.message["To"]) for item in smtp_server.received]
+    assert got == [(f"bounces+{p}", [p], f"Olena <{p}>") for p in people]
+    assert smtp_server.handler.mail_ahead == [pipelining] * 3 + [False]
+
+
+def test_an_envelope_sent_ahead_but_not_followed_delivers_nothing(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    """The row whose envelope went ahead may not be sent after all (its reader unsubscribed,
+    or the send stopped): the connection is closed in the middle of that transaction, and
+    the server keeps nothing for it, not even an empty message."""
+    transport = open_transport(smtp_server.url, tmp_path)
+    skipped = ("bounces@example.org", "skipped@example.org")
+    transport.send(NOTES, "a@example.org", message(tmp_path, "a@example.org"), skipped)
+    transport.send(NOTES, "b@example.org", message(tmp_path, "b@example.org"), skipped)
+    transport.close()  # with skipped@ still ahead
+    assert smtp_server.handler.mail_ahead == [True, True]
+    assert smtp_server.handler.addresses() == ["a@example.org", "b@example.org"]
+    assert all(item.message["To"] for item in smtp_server.received)
+
+
+@pytest.mark.parametrize("reply", ["554 5.7.1 Message refused", "421 4.3.2 Shutting down"])
+def test_a_refused_message_does_not_spoil_the_envelope_behind_it(
+    tmp_path: Path, smtp_server: SMTPServer, reply: str
+) -> None:
+    """A refusal at the final dot while the next envelope is on its way: no RSET goes into
+    the next transaction; after a 421 the next message goes on a new connection."""
+    smtp_server.handler.data_replies["refused@example.org"] = reply
+    transport = open_transport(smtp_server.url, tmp_path)
+    transport.send(NOTES, "a@example.org", message(tmp_path, "a@example.org"))
+    with pytest.raises(TransportError) as refused:
+        transport.send(
+            NOTES,
+            "refused@example.org",
+            message(tmp_path, "refused@example.org"),
+            (NOTES, "c@example.org"),
+        )
+    assert refused.value.code == int(reply[:3])
+    following = message(tmp_path, "c@example.org")
+    transport.send(NOTES, "c@example.org", following)
+    transport.close()
+    received = {item.recipients[0]: item.data for item in smtp_server.received}
+    assert list(received) == ["a@example.org", "c@example.org"]
+    assert received["c@example.org"] == following  # byte for byte: no RSET, no stray line

@@ -4,10 +4,12 @@ A row is started (committed `sending`) just before its message goes out, so what
 leaves in doubt is what was on the wire (ledger.py): against a remote relay a connection
 starts its next row in the same commit as its current one's outcome, one row per connection
 in doubt; against a fast local one it starts the next while the current message is on the
-wire, so the commit never holds it up, two per connection (PACE).
+wire, so the commit never holds it up, two per connection (PACE). Either way the next row
+is taken before the current message goes, so that its envelope can go with the final dot
+(transport.py); taken and not started, it is not in doubt.
 
 Errors that are not about a recipient (refused connection, 421, 454, a sender refusal, a
-lost connection) make the connection hand its started next row back, back off before it
+lost connection) make the connection hand its next row back, back off before it
 reconnects, blame nobody, and after `pause_after` of them in a row pause the whole send
 (the rows left stay queued for a later run). A configuration error (bad credentials, no TLS
 where TLS is required) or a bug stops the send at once.
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from newsletter.delivery.ledger import Claimed, Outcome, RetryPolicy
-from newsletter.delivery.transport import Transport
+from newsletter.delivery.transport import Then, Transport
 from newsletter.delivery.writer import LedgerWriter, Ticket
 from newsletter.errors import ConfigError, NewsletterError, TransportError
 
@@ -83,10 +85,12 @@ class Connections:
         self,
         writer: LedgerWriter,
         make_transport: Callable[[], Transport],
-        build: Callable[[Claimed], tuple[str, bytes]],
+        envelope: Callable[[Claimed], str],
+        build: Callable[[Claimed], bytes],
         options: SendOptions,
     ) -> None:
-        self.writer, self.make_transport, self.build = writer, make_transport, build
+        self.writer, self.make_transport = writer, make_transport
+        self.envelope, self.build = envelope, build
         self.options = options
         self.rate = RateLimiter(options.rate) if options.rate else None
         self.lock = threading.Lock()
@@ -110,6 +114,9 @@ class Connections:
         writer = self.writer
         ticket = self._next()
         ahead = True  # start the next row before sending this one: see PACE
+        # The row to follow and its envelope sender, which goes after this message's dot
+        # (transport.py): taken now, started now or with this row's outcome.
+        following: tuple[Claimed, str] | None = None
         try:
             while ticket is not None:
                 if not ticket.wait():  # unsubscribed since the claim, or the send halted
@@ -120,23 +127,30 @@ class Connections:
                     break
                 if self.rate:
                     self.rate.wait()
-                following = writer.take(wait=False) if ahead else None
-                upcoming = writer.start(following) if following else None
+                row = ticket.row
+                sender = following[1] if following and following[0] is row else self.envelope(row)
+                taken = writer.take(wait=False)
+                following = (taken, self.envelope(taken)) if taken else None
+                upcoming = writer.start(taken) if taken and ahead else None
+                then = (following[1], following[0].email) if following else None
                 began = time.monotonic()
-                outcome, connection_fault, transport = self._send(transport, ticket.row)
+                outcome, connection_fault, transport = self._send(transport, row, sender, then)
                 ahead = time.monotonic() - began < PACE
                 writer.record(outcome)
                 self._count(connection_fault, outcome)
                 if connection_fault:
                     failures += 1
                     # Not held through the back-off: started, it would count as in doubt.
-                    self._hand_back(upcoming)
-                    upcoming = None
+                    if upcoming is not None:
+                        self._hand_back(upcoming)
+                    elif taken is not None:
+                        writer.give_back(taken)
+                    taken = upcoming = None
                     # wait() rather than sleep(): a pause or a fatal error ends the back-off.
                     writer.halt.wait(min(self.options.backoff * 2 ** min(failures - 1, 6), 30.0))
                 else:
                     failures = 0
-                ticket = upcoming or self._next()
+                ticket = upcoming or (writer.start(taken) if taken else self._next())
         finally:
             if transport is not None:
                 transport.close()
@@ -145,17 +159,16 @@ class Connections:
         row = self.writer.take(wait=True)
         return self.writer.start(row) if row else None
 
-    def _hand_back(self, ticket: Ticket | None) -> None:
-        if ticket is not None and ticket.wait():
+    def _hand_back(self, ticket: Ticket) -> None:
+        if ticket.wait():
             self.writer.record(Outcome(ticket.row.id, "requeue"))
 
     def _send(
-        self, transport: Transport | None, row: Claimed
+        self, transport: Transport | None, row: Claimed, sender: str, then: Then
     ) -> tuple[Outcome, bool, Transport | None]:
         try:
             transport = transport or self.make_transport()
-            envelope_from, data = self.build(row)
-            transport.send(envelope_from, row.email, data)
+            transport.send(sender, row.email, self.build(row), then)
             return Outcome(row.id, "sent", 250), False, transport
         except ConfigError as error:
             self._stop(error)

@@ -290,11 +290,11 @@ class SendRun:
         returns = return_addresses(self.config, key, issue.id, newsletter)
         per_reader = self.config.tracking.per_subscriber
 
-        def build(row: Claimed) -> tuple[str, bytes]:
+        def build(row: Claimed) -> bytes:
             token = make_token(key, "unsubscribe", newsletter, row.token_id)
             mark = returns.unsubscribe_mark(row.id)
             unsubscribe = f"{base_url}/unsubscribe/{token}?m={mark}"
-            data = template.render(
+            return template.render(
                 email=row.email,
                 email_key=row.email_key,
                 name=row.name,
@@ -305,7 +305,9 @@ class SendRun:
                 reader=returns.reader(row.id) if per_reader else "",
                 preferences_url=f"{base_url}/preferences/{token}",
             )
-            return returns.envelope_from(row.id), data
+
+        def envelope(row: Claimed) -> str:
+            return returns.envelope_from(row.id)
 
         writer = LedgerWriter(
             self.engine,
@@ -321,7 +323,7 @@ class SendRun:
             confirm=self.worker.confirm if self.worker else None,
             on_written=self._written,
         )
-        connections = Connections(writer, self.make_transport, build, options)
+        connections = Connections(writer, self.make_transport, envelope, build, options)
         try:
             connections.run()
         finally:

@@ -104,6 +104,13 @@ class LedgerWriter:
                 self._cond.wait()
             return None
 
+    def give_back(self, row: Claimed) -> None:
+        """A row taken and not started: first in line again."""
+        with self._cond:
+            self._ready.appendleft(row)
+            self._out -= 1
+            self._cond.notify_all()
+
     def start(self, row: Claimed) -> Ticket:
         ticket = Ticket(row)
         self._requests.put(ticket)
