@@ -178,7 +178,6 @@ def test_an_envelope_sent_ahead_but_not_followed_delivers_nothing(
     transport.close()  # with skipped@ still ahead
     assert smtp_server.handler.mail_ahead == [True, True]
     assert smtp_server.handler.addresses() == ["a@example.org", "b@example.org"]
-    assert all(item.message["To"] for item in smtp_server.received)
 
 
 @pytest.mark.parametrize("reply", ["554 5.7.1 Message refused", "421 4.3.2 Shutting down"])
