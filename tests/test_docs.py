@@ -1,6 +1,7 @@
 """Every command has help with an example, and the docs name every command."""
 
 from pathlib import Path
+from typing import Any
 
 from typer.main import get_command
 from typer.testing import CliRunner
@@ -14,11 +15,11 @@ runner = CliRunner()
 def commands() -> list[list[str]]:
     found: list[list[str]] = []
 
-    def walk(command: object, path: list[str]) -> None:
-        children = getattr(command, "commands", None)
-        if children:
-            for name, child in children.items():
-                walk(child, [*path, name])
+    def walk(command: Any, path: list[str]) -> None:
+        # As help does: the root group loads its commands only when asked for them.
+        if hasattr(command, "list_commands"):
+            for name in command.list_commands(None):
+                walk(command.get_command(None, name), [*path, name])
         else:
             found.append(path)
 

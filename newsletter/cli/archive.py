@@ -15,6 +15,10 @@ from newsletter.editorial.archive import build_archive
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="The public archive of issues.")
 
 
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="archive")
+
+
 @app.command("build")
 def build(
     ctx: typer.Context,

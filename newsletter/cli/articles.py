@@ -18,6 +18,10 @@ from newsletter.sanitize import html_to_text
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Stored articles.")
 
 
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="articles")
+
+
 @app.command("list")
 def list_articles(
     ctx: typer.Context,

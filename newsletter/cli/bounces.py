@@ -22,6 +22,10 @@ app = typer.Typer(
 )
 
 
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="bounces")
+
+
 @app.command("process")
 def process_command(
     ctx: typer.Context,

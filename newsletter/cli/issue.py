@@ -31,6 +31,10 @@ Url = Annotated[str, typer.Argument(help="An article's URL (any form of it).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="issue")
+
+
 @app.command("new")
 def new(
     ctx: typer.Context,

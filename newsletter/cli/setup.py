@@ -18,6 +18,7 @@ db_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Database
 
 def register(app: typer.Typer) -> None:
     app.command("init")(init)
+    app.add_typer(db_app, name="db")
 
 
 def init(

@@ -47,6 +47,10 @@ def _newsletter(st: State, name: str | None) -> str:
     return config.key
 
 
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="subscribers")
+
+
 @app.command("add")
 def add(
     ctx: typer.Context,
