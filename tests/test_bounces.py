@@ -385,3 +385,23 @@ def test_only_the_person_reopens_what_a_bounce_or_complaint_closed(
     assert status_of(ready, AUDIENCE[0]) == "active" and status_of(ready, AUDIENCE[5]) == "active"
     assert AUDIENCE[0] not in suppressed(ready) and AUDIENCE[5] not in suppressed(ready)
     assert suppressed(ready)[AUDIENCE[12]] == "manual"
+
+
+def test_a_maildir_is_read_in_the_order_it_arrived(tmp_path: Path) -> None:
+    """Within one second the microseconds decide (M99999 before M100000, which sort the
+    other way as text), for Python's, Postfix's and Dovecot's names alike."""
+    from newsletter.feedback.mailboxes import Maildir
+
+    arrived = [
+        "1699999999.V801I2bM999999.mx.example",
+        "1700000000.M99999P9Q1.mx.example",
+        "1700000000.M100000P9Q2.mx.example",
+        "1700000000.M100001P77.mx.example",
+        "1700000001.M5P9Q3.mx.example",
+    ]
+    for sub in ("cur", "new", "tmp"):
+        (tmp_path / sub).mkdir()
+    for name in reversed(arrived):
+        (tmp_path / "new" / name).write_bytes(b"Subject: x\r\n\r\nx\r\n")
+    read = [mail.source for mail in Maildir(tmp_path).messages()]
+    assert read == [f"new/{name}" for name in arrived]

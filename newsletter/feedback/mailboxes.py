@@ -88,6 +88,22 @@ class StandardInput:
         return None
 
 
+_UNIQUE = re.compile(r"(\d+)\.([^.]*)")
+_MICROSECONDS = re.compile(r"M(\d{1,6})")
+
+
+def _arrival(name: str) -> tuple[int, int, str]:
+    """A Maildir name's place in the order of arrival. Names start with the delivery time in
+    seconds, and most deliverers (Postfix, Dovecot, Python's mailbox) put the microseconds
+    in the unique part as `M<digits>`, not zero-padded: sorted as text, M99999 would come
+    after M100000 of the same second."""
+    match = _UNIQUE.match(name)
+    if match is None:
+        return 0, 0, name
+    micro = _MICROSECONDS.search(match.group(2))
+    return int(match.group(1)), int(micro.group(1)) if micro else 0, name
+
+
 class Maildir:
     """A Maildir folder (new/ and cur/); filed messages move to its Maildir++ subfolder
     `.<folder>/cur`, keeping their names and flags, by a rename on the same file system."""
@@ -99,8 +115,9 @@ class Maildir:
 
     def messages(self) -> Iterator[Mail]:
         for sub in ("cur", "new"):
-            # In the order they arrived: Maildir names start with the delivery time.
-            names = sorted(name for name in os.listdir(self.path / sub) if name[:1] != ".")
+            names = sorted(
+                (name for name in os.listdir(self.path / sub) if name[:1] != "."), key=_arrival
+            )
             for name in names:
                 try:
                     with open(self.path / sub / name, "rb") as handle:
