@@ -274,7 +274,7 @@ def bench_render() -> None:
 
         links = extract(rendered.html.source, config.base_url)
         target = {link.url: f"{config.base_url}/c/1-{link.index}-x" for link in links}
-        html, text = rewrite(rendered.html.source, rendered.text.source, links, target, True)
+        html, text = rewrite(rendered.html.source, rendered.text.source, target, True)
         tracked = issue_template(
             config, slug="b", subject=rendered.subject, html=html, text=text,
             date=datetime.now(UTC),

@@ -22,7 +22,7 @@ from newsletter.errors import SOFTWARE, NewsletterError
 
 # Each command and group, in the order help lists them, and the module (newsletter.cli.NAME)
 # whose register() defines it. A module is imported when its command runs or help lists it:
-# importing them all took 1.9-2.4 s on a 2-core machine, most of it libraries that only some
+# importing them all took 1.8-2.6 s on a 2-core machine, most of it libraries that only some
 # commands use.
 COMMANDS = {
     "init": "setup",
@@ -52,18 +52,19 @@ class _Group(PlainHelp, typer.core.TyperGroup):
         return list(COMMANDS)
 
     def get_command(self, ctx: Any, name: str) -> Any:
-        command = _command(name) if name in COMMANDS else None
+        command = _commands(COMMANDS[name]).get(name) if name in COMMANDS else None
         return plain(command) if command is not None else None
 
 
 @functools.cache
-def _command(name: str) -> Any:
-    """The click command or group `name`, built by typer from its module's register()."""
-    module = importlib.import_module(f"newsletter.cli.{COMMANDS[name]}")
+def _commands(module_name: str) -> dict[str, Any]:
+    """The click commands and groups of newsletter.cli.`module_name`, built once by typer
+    from its register()."""
+    module = importlib.import_module(f"newsletter.cli.{module_name}")
     holder = typer.Typer(rich_markup_mode=None, add_completion=False)
     holder.callback()(lambda: None)  # a group, even for a module with one command
     module.register(holder)
-    return typer.main.get_command(holder).commands[name]  # type: ignore[attr-defined]
+    return dict(typer.main.get_command(holder).commands)  # type: ignore[attr-defined]
 
 
 app = typer.Typer(

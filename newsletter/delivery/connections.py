@@ -114,9 +114,10 @@ class Connections:
         writer = self.writer
         ticket = self._next()
         ahead = True  # start the next row before sending this one: see PACE
-        # The row to follow and its envelope sender, which goes after this message's dot
-        # (transport.py): taken now, started now or with this row's outcome.
-        following: tuple[Claimed, str] | None = None
+        # The row to follow (taken now, started now or with this row's outcome) and its
+        # envelope, which goes after this message's dot (transport.py).
+        taken: Claimed | None = None
+        then: Then = None
         try:
             while ticket is not None:
                 if not ticket.wait():  # unsubscribed since the claim, or the send halted
@@ -128,11 +129,10 @@ class Connections:
                 if self.rate:
                     self.rate.wait()
                 row = ticket.row
-                sender = following[1] if following and following[0] is row else self.envelope(row)
+                sender = then[0] if then and taken is row else self.envelope(row)
                 taken = writer.take(wait=False)
-                following = (taken, self.envelope(taken)) if taken else None
+                then = (self.envelope(taken), taken.email) if taken else None
                 upcoming = writer.start(taken) if taken and ahead else None
-                then = (following[1], following[0].email) if following else None
                 began = time.monotonic()
                 outcome, connection_fault, transport = self._send(transport, row, sender, then)
                 ahead = time.monotonic() - began < PACE

@@ -110,12 +110,12 @@ def register(session: Session, issue_id: int, page: str, own: str) -> list[Link]
 
 
 def rewrite(
-    html_part: str, text_part: str, links: list[Link], target: dict[str, str], reader: bool
+    html_part: str, text_part: str, target: dict[str, str], reader: bool
 ) -> tuple[str, str]:
-    """Both parts with each counted link replaced by its redirect (`target`: URL to
-    redirect URL); with `reader`, each redirect gains `?r=%%reader%%`."""
+    """Both parts with each counted link replaced by its redirect (`target`: each counted
+    URL to its redirect URL); with `reader`, each redirect gains `?r=%%reader%%`."""
     suffix = "?r=%%reader%%" if reader else ""
-    counted = {link.url for link in links}
+    counted = target.keys()
 
     def in_html(match: re.Match[str]) -> str:
         url = html.unescape(match.group(3))

@@ -442,7 +442,7 @@ def approved_template(
                 + link_token(key, issue.newsletter, issue.id, link.index)
                 for link in counted
             }
-            html, text = rewrite(html, text, counted, target, reader)
+            html, text = rewrite(html, text, target, reader)
         if tracking.opens:
             token = open_token(key, issue.newsletter, issue.id)
             html = with_pixel(html, f"{config.base_url}/o/{token}.gif", reader)

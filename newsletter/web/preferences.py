@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
 from newsletter.audience import subscribers
-from newsletter.audience.tokens import Token, read_token
+from newsletter.audience.tokens import Token
 from newsletter.db import session_scope
 from newsletter.models import Subscription
 from newsletter.web.forms import read_form
@@ -23,7 +23,7 @@ router = APIRouter()
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
 async def preferences(token: str, site: CurrentSite) -> HTMLResponse:
-    proof = read_token(site.key, "unsubscribe", site.config.key, token)
+    proof = site.unsubscribe_proof(token)
     lists = await run_in_threadpool(_lists, site, proof) if proof else None
     if lists is None:
         return site.invalid_link()
@@ -32,7 +32,7 @@ async def preferences(token: str, site: CurrentSite) -> HTMLResponse:
 
 @router.post("/preferences/{token}", response_class=HTMLResponse)
 async def leave(token: str, request: Request, site: CurrentSite) -> HTMLResponse:
-    proof = read_token(site.key, "unsubscribe", site.config.key, token)
+    proof = site.unsubscribe_proof(token)
     if proof is None:
         return site.invalid_link()
     data = await read_form(request)

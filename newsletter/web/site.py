@@ -13,6 +13,7 @@ from fastapi import Depends, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy.engine import Engine
 
+from newsletter.audience.tokens import Token, read_token
 from newsletter.config import Config
 from newsletter.delivery.transport import Transport
 from newsletter.editorial.render import render_template
@@ -45,6 +46,10 @@ class Site:
 
     def message(self, title: str, text: str, status: int = 200) -> HTMLResponse:
         return self.page("message", status, title=title, text=text)
+
+    def unsubscribe_proof(self, token: str) -> Token | None:
+        """Whose a personal link is (unsubscribe, preferences), or None for a bad token."""
+        return read_token(self.key, "unsubscribe", self.config.key, token)
 
     def invalid_link(self) -> HTMLResponse:
         """The one answer to every bad token, whatever is wrong with it."""

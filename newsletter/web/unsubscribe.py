@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from newsletter.audience import subscribers
-from newsletter.audience.tokens import Token, read_token
+from newsletter.audience.tokens import Token
 from newsletter.db import session_scope
 from newsletter.delivery import return_path
 from newsletter.delivery.return_path import RowToken
@@ -27,7 +27,7 @@ router = APIRouter()
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
 def unsubscribe_page(token: str, request: Request, site: CurrentSite) -> HTMLResponse:
-    if read_token(site.key, "unsubscribe", site.config.key, token) is None:
+    if site.unsubscribe_proof(token) is None:
         return site.invalid_link()
     mark = request.query_params.get("m", "")
     return site.page("unsubscribe", token=token, mark=mark if _message(site, mark) else "")
@@ -35,7 +35,7 @@ def unsubscribe_page(token: str, request: Request, site: CurrentSite) -> HTMLRes
 
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
 async def unsubscribe(token: str, request: Request, site: CurrentSite) -> HTMLResponse:
-    proof = read_token(site.key, "unsubscribe", site.config.key, token)
+    proof = site.unsubscribe_proof(token)
     if proof is None:
         return site.invalid_link()
     data = await read_form(request)
