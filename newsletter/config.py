@@ -67,6 +67,7 @@ class BounceSettings:
 
     soft_limit: int = 3
     soft_days: float = 30.0
+    proof_days: float = 30.0
     processed_folder: str = "Processed"
     unrecognised_folder: str = "Unrecognised"
     ses_topic_arns: tuple[str, ...] = ()
@@ -370,6 +371,7 @@ class DeliveryTable(_Table):
 class BouncesTable(_Table):
     soft_limit: Annotated[int, Field(ge=1, le=100)] = 3
     soft_days: Positive = 30.0
+    proof_days: Positive = 30.0
     processed_folder: Annotated[Text, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,50}$")] = (
         "Processed"
     )
@@ -505,6 +507,7 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
         bounces=BounceSettings(
             soft_limit=model.bounces.soft_limit,
             soft_days=model.bounces.soft_days,
+            proof_days=model.bounces.proof_days,
             processed_folder=model.bounces.processed_folder,
             unrecognised_folder=model.bounces.unrecognised_folder,
             ses_topic_arns=model.bounces.ses_topic_arns,
@@ -707,6 +710,9 @@ retry_hours = 72
 # did not bounce starts the count again.
 soft_limit = 3
 soft_days = 30
+# A bounce or complaint acts only on mail sent within this many days: the token that
+# proves an older message is ours has had time to leak (mailto unsubscribes always act).
+proof_days = 30
 # Folders that processed mail, and mail no one could read, are moved to (Maildir, IMAP;
 # an mbox file gets FILE.processed and FILE.unrecognised beside it).
 processed_folder = "Processed"

@@ -268,6 +268,21 @@ class RunLock(SQLModel, table=True):
     taken_at: datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
 
 
+class WebhookCall(SQLModel, table=True):
+    """A provider's call, seen: its token (Mailgun) or message id (SNS), hashed. Spent the
+    first time it arrives whatever its event, so a captured signature cannot carry another
+    event later; rows older than the webhook window are pruned (a call that old is refused
+    as stale anyway)."""
+
+    __tablename__ = "webhook_calls"
+    __table_args__ = (sa.Index("ix_webhook_calls_seen", "seen_at"),)
+
+    fingerprint: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    seen_at: datetime = Field(
+        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+    )
+
+
 class FeedbackReport(SQLModel, table=True):
     """One report heard back about one recipient: a bounce, a complaint, a mailto
     unsubscribe, an auto-reply, or mail nobody could read (kept whole for a person). See

@@ -74,3 +74,29 @@ def shown_name(raw: str | None, limit: int = MAX_SHOWN) -> str | None:
     if " " in cut[limit // 2 :]:
         cut = cut.rsplit(" ", 1)[0]
     return cut.rstrip(" ,;:-") + "…"
+
+
+def stored(text: str | None, limit: int) -> str | None:
+    """Outside text as both databases take it: PostgreSQL refuses NUL in text and both
+    refuse what is not UTF-8 (a lone surrogate, from bytes decoded with surrogateescape);
+    cut to the column's size, which PostgreSQL enforces and SQLite does not."""
+    if text is None:
+        return None
+    clean = text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    return clean[:limit]
+
+
+_SHOWN_CONTROL = re.compile(CONTROL.pattern.replace(r"\x00-\x1f", r"\x00-\x08\x0b-\x1f"))
+
+
+def visible(text: str) -> str:
+    """Outside text for a terminal: every control character (escape sequences that clear
+    the screen or set the title, bidirectional overrides, lone carriage returns) written
+    out as `\\x1b` or `\\u202e`, as JSON would; line breaks and tabs kept."""
+    text = text.replace("\r\n", "\n")
+    return _SHOWN_CONTROL.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

@@ -230,13 +230,14 @@ def test_soft_bounces_on_distinct_issues_make_a_bounce_and_a_clean_delivery_rese
     key = load_key(ready.config.signing_key_file)
     copies = _later_issues(ready, [first, clean_first], 2)
     again = returned.dsn(sent[AUDIENCE[1]], "5.2.2", "552 5.2.2 Mailbox full, second try")
-    messages = [soft, again]  # the same issue twice: one count
+    messages = [soft, again]  # the same issue twice: one report (it means the same)
     for row in copies:
         if row.email == AUDIENCE[1]:
             messages.append(_soft_for(row, key))
     code, lines = process(ready, str(_maildir(tmp_path / "a", messages)))
     assert code == 0
-    assert [line["action"] for line in lines] == ["counted", "counted", "counted", "bounced"]
+    assert [line["action"] for line in lines] == ["counted", "none", "counted", "bounced"]
+    assert lines[1]["duplicate"]
     assert status_of(ready, AUDIENCE[1]) == "bounced"
 
     # AUDIENCE[2]: soft on issue 1, clean on issue 2, soft on issue 3: still counting.

@@ -278,3 +278,19 @@ def test_a_provider_that_is_not_configured_is_not_there(server: Live) -> None:
     assert post(server, "postmark", {}).status_code == 404
     assert httpx.get(f"{server.base}/webhooks/ses", timeout=10).status_code == 405
     assert post(server, "mailgun", b"x" * 300_000).status_code == 413
+
+
+def test_a_mailgun_token_is_spent_by_any_event(server: Live, sent: dict[str, Received]) -> None:
+    """A `delivered` call acts on nothing, but its token is spent: its signature replayed with
+    a forged `complained` (or a third time) changes nothing."""
+    project = server.project
+    delivered = mailgun_call(sent[AUDIENCE[0]], {"event": "delivered"})
+    assert post(server, "mailgun", delivered).json() == {"accepted": 0}
+    complained = mailgun_call(sent[AUDIENCE[0]], {"event": "complained"})
+    forged = {"signature": delivered["signature"], "event-data": complained["event-data"]}
+    for _ in range(2):
+        assert post(server, "mailgun", forged).json() == {"accepted": 0}
+    assert status_of(project, AUDIENCE[0]) == "active" and reports(project) == 0
+    # A call of its own, with its own token, still acts.
+    assert post(server, "mailgun", complained).json() == {"accepted": 1}
+    assert status_of(project, AUDIENCE[0]) == "complained"

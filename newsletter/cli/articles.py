@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
-from newsletter.cli.output import err, out, print_json
+from newsletter.cli.output import err, out, print_json, styled
 from newsletter.cli.state import state
 from newsletter.collect import store
 from newsletter.dates import Period, parse_period, parse_week
@@ -106,7 +106,7 @@ def show_article(
             print_json(store.to_detail(article, zone))
             return
         published = article.published.astimezone(zone).strftime("%A %Y-%m-%d %H:%M %Z")
-        out.print(f"[bold]{article.title}[/bold]")
+        out.print(styled(article.title, "bold"))
         out.print(
             f"{', '.join(article.author_names) or 'no author'} · {published} · "
             f"{article.reading_minutes} min read",

@@ -8,7 +8,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from newsletter.cli.output import err, out, print_error, print_json
+from newsletter.cli.output import err, out, print_error, print_json, styled
 from newsletter.cli.state import state
 from newsletter.collect.run import SourceReport, choose_sources, collect
 from newsletter.errors import DONE, FAILED
@@ -99,7 +99,7 @@ def _print_reports(reports: list[SourceReport]) -> None:
         unchanged = str(report.unchanged) + (
             f" (+{report.not_modified} not modified)" if report.not_modified else ""
         )
-        errors = f"[red]{len(report.errors)}[/red]" if report.errors else "0"
+        errors = styled(str(len(report.errors)), "red") if report.errors else "0"
         table.add_row(
             report.name, report.kind, str(report.new), str(report.updated), unchanged, errors
         )

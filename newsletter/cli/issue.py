@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
-from newsletter.cli.output import err, out, plural, print_json
+from newsletter.cli.output import err, out, plural, print_json, styled
 from newsletter.cli.state import state
 from newsletter.dates import parse_datetime
 from newsletter.editorial import issue_file
@@ -128,7 +128,7 @@ def list_command(ctx: typer.Context, *, as_json: AsJson = False) -> None:
                 str(item.path),
             )
         else:
-            table.add_row("[red]error[/red]", "", "", "", str(item), "")
+            table.add_row(styled("error", "red"), "", "", "", str(item), "")
     out.print(table)
 
 
@@ -174,7 +174,7 @@ def show(ctx: typer.Context, slug: Slug, *, as_json: AsJson = False) -> None:
             }
         )
         return
-    out.print(f"[bold]{issue.subject}[/bold]  ({issue.path})")
+    out.print(styled(issue.subject, "bold"), f" ({issue.path})")
     out.print(issue.preheader, markup=False)
     for item in items:
         section = f"[{item['section']}] " if item["section"] else ""

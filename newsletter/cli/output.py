@@ -7,9 +7,32 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+from newsletter.untrusted import visible
+
+
+class PlainConsole(Console):
+    """A console that prints text as text. Much of what commands print came from outside
+    (feed titles, bounce diagnostics, names from the web form): Rich's markup would make
+    `[link=...]` in a diagnostic a terminal hyperlink, and escape sequences in it would
+    clear the screen or retitle the window. So markup is off for every string, table cells
+    included, and control characters are written out visibly; styles are given as `Text`
+    objects, whose strings go through `visible` too (`styled`)."""
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        options["markup"] = False
+        options["emoji"] = False
+        return super().render_str(visible(text), **options)
+
+
+def styled(text: str, style: str) -> Text:
+    """Outside text in a style (bold, red), shown as text."""
+    return Text(visible(text), style=style)
+
+
+out = PlainConsole(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = PlainConsole(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def print_error(error: object) -> None:

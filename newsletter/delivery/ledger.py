@@ -45,6 +45,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
@@ -337,6 +338,22 @@ class Cursor:
 
     def commit(self) -> None:
         self.dbapi.commit()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Statements about one outside input, undone alone if anything fails among them
+        (the rest of the transaction stays; on PostgreSQL a refused statement would
+        otherwise abort all of it). The error goes on to the caller."""
+        if self.sqlite and not self.dbapi.in_transaction:
+            self._execute("BEGIN", ())  # so that RELEASE does not commit
+        self._execute("SAVEPOINT one_input", ())
+        try:
+            yield
+        except Exception:
+            self._execute("ROLLBACK TO SAVEPOINT one_input", ())
+            self._execute("RELEASE SAVEPOINT one_input", ())
+            raise
+        self._execute("RELEASE SAVEPOINT one_input", ())
 
     def stamp(self, moment: datetime) -> object:
         """A time as the UTCDateTime column stores it on this database."""

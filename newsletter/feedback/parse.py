@@ -15,13 +15,10 @@ identify.py decides, from the signed tokens collected here, whether it is about 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import email
 import email.header
 import email.policy
 import logging
-import quopri
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,10 +43,9 @@ MAX_TEXT = 20_000
 MAX_PARTS = 200
 MAX_REPORTS = 100
 
-_UNSUBSCRIBE_LINK = re.compile(
-    rb"/unsubscribe/([A-Za-z0-9_-]{1,40}\.[0-9]{1,18}\.[A-Za-z0-9_-]{20,64})(?![A-Za-z0-9_.-])"
+_ADDRESS = re.compile(
+    r"[^\s<>\"';,()\[\]\x00-\x1f\x7f]+@[^\s<>\"';,()\[\]\x00-\x1f\x7f]+\.[A-Za-z0-9-]+"
 )
-_ADDRESS = re.compile(r"[^\s<>\"';,()\[\]]+@[^\s<>\"';,()\[\]]+\.[A-Za-z0-9-]+")
 _COMPLAINT_TYPES = {"abuse", "fraud", "virus", "other", "dmarc"}
 _AUTO_SUBJECT = re.compile(
     r"out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?(?:reply|response|antwort)|"
@@ -88,13 +84,15 @@ class Report:
 
 @dataclass
 class Traces:
-    """Our signed tokens found in the message: anywhere (`tokens`), in its own recipient
-    headers (`addressed`: the VERP or mailto address it was sent to), and the subscriber
-    token ids of our https unsubscribe links (`people`)."""
+    """Our signed tokens where they prove something: in the returned copy's headers or the
+    report's envelope fields (`tokens`: Message-ID `m-`, envelope sender `b-`), and in the
+    address this message was delivered to (`addressed`: the VERP `b-` or mailto `u-`
+    address). A token anywhere else (a counted link's `r-`, the footer link's `u-` mark,
+    a reply's In-Reply-To) was in a body or a header anyone who read the issue could
+    quote; feedback/identify.py says which kind proves what."""
 
     tokens: list[RowToken] = field(default_factory=list)
     addressed: list[RowToken] = field(default_factory=list)
-    people: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -109,7 +107,7 @@ def parse(raw: bytes, key: bytes, newsletter: str, envelope_to: str | None = Non
     to, when the caller knows it (a pipe transport's recipient)."""
     raw = raw[:MAX_MESSAGE]
     message = email.message_from_bytes(raw, policy=email.policy.compat32)
-    traces = _traces(raw, message, key, newsletter, envelope_to)
+    traces = _traces(message, key, newsletter, envelope_to)
     subject = _header(message, "Subject")
     reports = _reports(message, traces, subject)
     return Parsed([_numbered(r, i) for i, r in enumerate(reports[:MAX_REPORTS])], traces, subject)
@@ -425,51 +423,83 @@ def _address(text: str) -> str | None:
     return match.group(0).strip(".").lower()[:320] if match else None
 
 
-# Headers the delivering MTA writes with the address it delivered to.
+# Headers the delivering MTA writes with the address it delivered to: the envelope.
 _ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To", "Cc")
+# The header fields of our message that carry a token, and the one kind each may carry:
+# anything else in a returned copy (a link in its body, a reply's In-Reply-To) is text
+# anyone who read or forwarded the issue holds, and proves nothing.
+_HEADER_PROOF = {"message-id": "m", "return-path": "b"}
+# A report's own fields that name our envelope sender (ARF, Postfix's DSN).
+_REPORT_PROOF = {"original-mail-from": "b", "x-postfix-sender": "b"}
+_INLINE_HEADER = re.compile(
+    r"^(message-id|return-path)[ \t]*:([^\r\n]{0,1000}(?:\r?\n[ \t][^\r\n]{0,1000}){0,5})",
+    re.IGNORECASE | re.MULTILINE,
+)
+_INLINE_SPAN = 64_000  # characters after a returned copy starts searched for its headers
 
 
-def _traces(
-    raw: bytes, message: Message, key: bytes, newsletter: str, envelope_to: str | None
-) -> Traces:
-    texts = [raw, *_decoded_parts(message)]
+def _traces(message: Message, key: bytes, newsletter: str, envelope_to: str | None) -> Traces:
     traces = Traces()
-    for text in texts:
-        for token in return_path.find(key, newsletter, text):
-            if token not in traces.tokens:
+    for kind, value in _proof_fields(message):
+        for token in return_path.find(key, newsletter, value.encode("utf-8", "replace")):
+            if token.kind == kind and token not in traces.tokens:
                 traces.tokens.append(token)
-        for match in _UNSUBSCRIBE_LINK.finditer(text):
-            subject = match.group(1).decode("ascii")
-            if subject not in traces.people:
-                traces.people.append(subject)
     heads = [envelope_to or ""] + [
         str(value) for name in _ENVELOPE_HEADERS for value in message.get_all(name) or []
     ]
     for value in heads:
         for token in return_path.find(key, newsletter, value.encode("utf-8", "replace")):
-            if token not in traces.addressed:
+            if token.kind in ("b", "u") and token not in traces.addressed:
                 traces.addressed.append(token)
     return traces
 
 
-def _decoded_parts(message: Message) -> Iterator[bytes]:
-    """Parts whose transfer encoding hides our tokens from a search of the raw bytes."""
-    seen = 0
-    for part in message.walk():
-        seen += 1
-        if seen > MAX_PARTS:
-            return
-        encoding = str(part.get("content-transfer-encoding", "")).lower()
-        if part.is_multipart() or encoding not in ("base64", "quoted-printable"):
-            continue
+def _proof_fields(message: Message) -> Iterator[tuple[str, str]]:
+    """(kind, value) of every field where a token of that kind proves the report is about
+    our message: the returned copy's Message-ID and Return-Path (a message/rfc822 part, a
+    text/rfc822-headers part, or a copy quoted below a bounce's words) and the report's
+    fields that name the envelope sender."""
+    for part, in_copy in _placed_parts(message):
+        kind = part.get_content_type()
+        if kind == "message/rfc822":
+            payload = part.get_payload()
+            for inner in payload if isinstance(payload, list) else []:
+                if isinstance(inner, Message):
+                    for name, proof in _HEADER_PROOF.items():
+                        for value in inner.get_all(name) or []:
+                            yield proof, str(value)[:1000]
+        elif kind == "text/rfc822-headers":
+            data = part.get_payload(decode=True)
+            if isinstance(data, bytes):
+                yield from _inline_headers(data[:_INLINE_SPAN].decode("utf-8", "replace"))
+        elif kind in _DSN_TYPES or kind == "message/feedback-report":
+            for block in _blocks(part)[:MAX_REPORTS]:
+                for name, proof in _REPORT_PROOF.items():
+                    yield proof, _value(block, name)[:1000]
+        elif part.get_content_maintype() == "text" and not in_copy:
+            data = part.get_payload(decode=True)
+            if isinstance(data, bytes):
+                text = data[:MAX_MESSAGE].decode("utf-8", "replace")
+                cut = _ORIGINAL_STARTS.search(text)
+                if cut:
+                    yield from _inline_headers(text[cut.start() : cut.start() + _INLINE_SPAN])
+
+
+def _inline_headers(text: str) -> Iterator[tuple[str, str]]:
+    for match in _INLINE_HEADER.finditer(text):
+        yield _HEADER_PROOF[match.group(1).lower()], match.group(2)
+
+
+def _placed_parts(message: Message) -> Iterator[tuple[Message, bool]]:
+    """Every part (at most MAX_PARTS) and whether it belongs to a returned message, whose
+    own words are the issue's, not the bounce's (its headers are read at its rfc822 part)."""
+    stack: list[tuple[Message, bool]] = [(message, False)]
+    count = 0
+    while stack and count < MAX_PARTS:
+        part, in_copy = stack.pop(0)
+        count += 1
+        yield part, in_copy
         payload = part.get_payload()
-        if not isinstance(payload, str):
-            continue
-        data = payload.encode("ascii", "replace")[:MAX_MESSAGE]
-        try:
-            if encoding == "base64":
-                yield base64.b64decode(data, validate=False)
-            else:
-                yield quopri.decodestring(data)
-        except (binascii.Error, ValueError):
-            continue
+        if isinstance(payload, list):
+            inside = in_copy or part.get_content_type() == "message/rfc822"
+            stack.extend((p, inside) for p in payload if isinstance(p, Message))

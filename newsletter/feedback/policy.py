@@ -8,9 +8,11 @@
 - mailto unsubscribe: as the one-click POST (the subscription `unsubscribed`).
 
 Nothing here reopens a closed subscription (subscribers.py: only the person can). Every
-report is stored with a fingerprint of its message and place, so reading the same mail
-twice, from a folder copied back or an IMAP move that failed halfway, changes nothing the
-second time. Reports nothing proves are ours (`unverified`) are stored and change nothing.
+report is stored with a fingerprint: a verified one by what it means (its kind and the
+ledger row it is about), so the same bounce read twice, from a folder copied back, an IMAP
+move that failed halfway, or an old report sent again with a header changed, acts once;
+an unverified one by its message's bytes. Reports nothing proves are ours (`unverified`)
+are stored and change nothing.
 The statements go through the ledger's driver cursor (delivery/ledger.Cursor): through the
 ORM they cost more than reading the mail.
 """
@@ -28,6 +30,7 @@ from newsletter.config import Config
 from newsletter.delivery.ledger import Cursor, bounce, read_time, suppress
 from newsletter.feedback.identify import Target, proven_rows, target
 from newsletter.feedback.parse import Kind, Parsed, Report
+from newsletter.untrusted import stored
 
 Action = Literal["bounced", "counted", "complained", "unsubscribed", "none", "unverified"]
 ACTIONS: tuple[Action, ...] = (
@@ -39,6 +42,7 @@ ACTIONS: tuple[Action, ...] = (
     "unverified",
 )
 MAX_KEPT = 256_000  # bytes of an unrecognised message kept for a person
+MAX_DIAGNOSTIC = 2000
 OPEN = ["active", "pending"]
 
 
@@ -58,7 +62,19 @@ class Handled:
 
 
 def fingerprint(message_digest: str, index: int) -> str:
+    """A report nothing proves is ours, by its bytes: reading the same file twice is
+    recognised, and it changes nothing either way."""
     return hashlib.sha256(f"{message_digest}\x00{index}".encode()).hexdigest()
+
+
+def meaning(report: Report, found: Target) -> str:
+    """A verified report by what it means, not by its bytes: its kind, whether it counts,
+    and the ledger row it is about. An old bounce sent again with a header added, or the
+    same bounce from the provider's webhook and the mailbox, acts once (a delay warning
+    and the failure that follows are two reports; so are a bounce and a complaint)."""
+    row = found.delivery.id if found.delivery else None
+    text = f"meaning\x00{report.kind}\x00{report.counts}\x00{row}\x00{found.subscriber_id}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def apply(
@@ -73,24 +89,31 @@ def apply(
     raw: bytes | None = None,
     now: datetime | None = None,
 ) -> list[Handled]:
-    """Store and act on every report of one message. Does not commit."""
+    """Store and act on every report of one message. Does not commit. Every text stored
+    is made valid for both databases (untrusted.stored): what a message holds cannot make
+    the insert fail."""
     moment = now or datetime.now(UTC)
     cursor = Cursor.of(session)
-    prints = [fingerprint(digest, report.index) for report in parsed.reports]
-    seen = {row[0] for row in cursor.rows(
-        "SELECT fingerprint FROM feedback_reports WHERE fingerprint IN ?", prints
-    )}  # fmt: skip
-    rows = proven_rows(session, parsed.traces) if len(seen) < len(prints) else []
-    handled = []
-    for report, print_ in zip(parsed.reports, prints, strict=True):
-        if print_ in seen:
-            handled.append(
-                Handled(source, report.recipient, report.kind, report.status, "none", True)
-            )
-            continue
+    rows = proven_rows(session, parsed.traces)
+    planned: list[tuple[Report, Target | None, str]] = []
+    for report in parsed.reports:
         found = None
         if report.kind not in ("auto-reply", "unrecognised"):
-            found = target(session, key, config.key, report, parsed.traces, rows)
+            found = target(report, parsed.traces, rows, config.bounces.proof_days, moment)
+        print_ = meaning(report, found) if found else fingerprint(digest, report.index)
+        planned.append((report, found, print_))
+    seen = {row[0] for row in cursor.rows(
+        "SELECT fingerprint FROM feedback_reports WHERE fingerprint IN ?",
+        [print_ for _, _, print_ in planned],
+    )}  # fmt: skip
+    handled = []
+    source = stored(source, 500) or ""
+    for report, found, print_ in planned:
+        recipient = stored(report.recipient, 320)
+        status = stored(report.status, 20)
+        if print_ in seen:
+            handled.append(Handled(source, recipient, report.kind, status, "none", True))
+            continue
         action = _act(cursor, config, report, found, moment)
         kept = raw[:MAX_KEPT] if raw is not None and report.kind == "unrecognised" else None
         cursor.count(
@@ -100,19 +123,19 @@ def apply(
             print_,
             cursor.stamp(moment),
             origin,
-            source[:500],
+            source,
             report.kind,
-            report.status,
-            report.recipient,
+            status,
+            recipient,
             action,
-            report.diagnostic,
+            stored(report.diagnostic, MAX_DIAGNOSTIC),
             found.issue_id if found else None,
             found.delivery.id if found and found.delivery else None,
             found.subscriber_id if found else None,
             kept,
         )
         seen.add(print_)
-        handled.append(Handled(source, report.recipient, report.kind, report.status, action))
+        handled.append(Handled(source, recipient, report.kind, status, action))
     return handled
 
 

@@ -8,6 +8,7 @@ a folder of a hundred thousand) and each group's messages are filed only after i
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -17,12 +18,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from newsletter.config import Config
+from newsletter.delivery.ledger import Cursor
 from newsletter.feedback.mailboxes import Mail, Mailbox, open_source
 from newsletter.feedback.parse import MAX_MESSAGE, Parsed, Report, Traces, parse
 from newsletter.feedback.policy import Handled, apply
 
 GROUP = 500  # messages per commit
 GROUP_SECONDS = 1.0
+UNREADABLE = Parsed([Report("unrecognised", counts=False)], Traces())
+log = logging.getLogger("newsletter.feedback.process")
 
 
 @dataclass
@@ -84,16 +88,12 @@ def _process_one(
             report.messages += 1
             parsed = _read(mail, key, config.key)
             readable = not all(r.kind == "unrecognised" for r in parsed.reports)
-            handled = apply(
-                session,
-                config,
-                key,
-                parsed,
-                origin=source.origin,
-                source=mail.source,
-                digest=hashlib.sha256(mail.raw).hexdigest(),
-                raw=mail.raw,
-            )
+            try:
+                handled = _apply(session, config, key, parsed, source.origin, mail)
+            except Exception as error:  # noqa: BLE001 - one message is not the run's end
+                log.warning("%s: set aside (%s)", mail.source, type(error).__name__)
+                readable = False
+                handled = _apply(session, config, key, UNREADABLE, source.origin, mail)
             if not readable:
                 report.unreadable += 1
             for item in handled:
@@ -108,12 +108,28 @@ def _process_one(
         settle()
 
 
+def _apply(
+    session: Session, config: Config, key: bytes, parsed: Parsed, origin: str, mail: Mail
+) -> list[Handled]:
+    with Cursor.of(session).savepoint():
+        return apply(
+            session,
+            config,
+            key,
+            parsed,
+            origin=origin,
+            source=mail.source,
+            digest=hashlib.sha256(mail.raw).hexdigest(),
+            raw=mail.raw,
+        )
+
+
 def _read(mail: Mail, key: bytes, newsletter: str) -> Parsed:
     """The message's reports; one `unrecognised` report for one too big or too broken to
     read (a parser bug on hostile input must cost one message, not the run)."""
     if not mail.raw or len(mail.raw) > MAX_MESSAGE:
-        return Parsed([Report("unrecognised", counts=False)], Traces())
+        return UNREADABLE
     try:
         return parse(mail.raw, key, newsletter, mail.envelope_to)
     except Exception:  # noqa: BLE001 - one unreadable message is not the run's end
-        return Parsed([Report("unrecognised", counts=False)], Traces())
+        return UNREADABLE

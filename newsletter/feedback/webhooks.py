@@ -5,17 +5,18 @@ provider returns (the Message-ID, the VERP envelope sender), as with a bounce by
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import ModuleType
 
 from sqlmodel import Session
 
 from newsletter.config import Config
 from newsletter.delivery import return_path
+from newsletter.delivery.ledger import Cursor
 from newsletter.feedback.parse import Parsed, Traces
 from newsletter.feedback.policy import Handled, apply
 from newsletter.feedback.providers import mailgun, ses
-from newsletter.feedback.providers.common import MAX_BODY, Event, Refused
+from newsletter.feedback.providers.common import MAX_BODY, Call, Refused
 
 # Adding a provider: a module with NAME, enabled(config) and read(body, config), listed here.
 PROVIDERS: dict[str, ModuleType] = {module.NAME: module for module in (ses, mailgun)}
@@ -36,13 +37,40 @@ def receive(
     module = PROVIDERS.get(provider)
     if module is None or not module.enabled(config):
         raise Refused(f"no webhook {provider!r}", 404)
-    events: list[Event] = module.read(body, config, now or datetime.now(UTC))
+    moment = now or datetime.now(UTC)
+    call: Call = module.read(body, config, moment)
+    if not _spend(session, call.id, moment, config.bounces.webhook_max_age):
+        return []  # seen before: a provider's retry, or a replay; acts once either way
     handled: list[Handled] = []
-    for event in events:
-        tokens = return_path.find(key, config.key, event.evidence)
+    for event in call.events:
+        # Our message's own headers as the provider returns them: its Message-ID (m-) and
+        # envelope sender (b-); the u- mark also rides in the footer link, proving nothing.
+        tokens = [
+            token
+            for token in return_path.find(key, config.key, event.evidence)
+            if token.kind in ("b", "m")
+        ]
         parsed = Parsed([event.report], Traces(tokens=tokens))
         digest = hashlib.sha256(event.id.encode()).hexdigest()
         handled += apply(
             session, config, key, parsed, origin=provider, source=event.id, digest=digest
         )
     return handled
+
+
+def _spend(session: Session, call_id: str, now: datetime, window: float) -> bool:
+    """Whether this call is new; marks it seen. Entries older than twice the window go
+    (a call signed that long ago is refused as stale before it gets here)."""
+    cursor = Cursor.of(session)
+    cursor.count(
+        "DELETE FROM webhook_calls WHERE seen_at < ?",
+        cursor.stamp(now - timedelta(seconds=2 * window + 300)),
+    )
+    return bool(
+        cursor.count(
+            "INSERT INTO webhook_calls (fingerprint, seen_at) VALUES (?, ?)"
+            " ON CONFLICT (fingerprint) DO NOTHING",
+            hashlib.sha256(call_id.encode("utf-8", "replace")).hexdigest(),
+            cursor.stamp(now),
+        )
+    )

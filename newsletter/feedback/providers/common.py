@@ -31,6 +31,15 @@ class Event:
     evidence: bytes
 
 
+@dataclass(frozen=True)
+class Call:
+    """A verified call: `id` is what makes it unique (Mailgun's token, SNS's MessageId),
+    spent the first time it is seen whatever its events (feedback/webhooks.py)."""
+
+    id: str
+    events: list[Event]
+
+
 def fresh(moment: datetime, now: datetime, max_age: float) -> None:
     """Refuse a call signed too long ago (or too far in the future): a replay."""
     age = (now - moment.astimezone(UTC)).total_seconds()

@@ -4,8 +4,8 @@ Mailgun signs each call with an HMAC-SHA256, keyed by the account's webhook sign
 (NEWSLETTER_MAILGUN_SIGNING_KEY), over the call's timestamp and a random token:
 `signature.signature == hex(hmac(key, timestamp + token))`. A call signed outside
 `[bounces] webhook_max_age`, or with a bad signature, is refused before its events are read.
-The signature does not cover the event itself, so each token acts once: a signature
-replayed with a different event changes nothing.
+The signature does not cover the event itself, so each token is spent the first time it
+is seen, whatever the event: a signature replayed with a different event changes nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from newsletter.config import Config, environment_value
 from newsletter.feedback.classify import normal_status, severity
 from newsletter.feedback.parse import Report
-from newsletter.feedback.providers.common import Event, Refused, fresh
+from newsletter.feedback.providers.common import Call, Event, Refused, fresh
 
 NAME = "mailgun"
 
@@ -32,7 +32,7 @@ def sign(key: str, timestamp: str, token: str) -> str:
     return hmac.new(key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
 
 
-def read(body: bytes, config: Config, now: datetime | None = None) -> list[Event]:
+def read(body: bytes, config: Config, now: datetime | None = None) -> Call:
     key = environment_value("NEWSLETTER_MAILGUN_SIGNING_KEY")
     if key is None:
         raise Refused("the Mailgun webhook is off", 404)
@@ -58,14 +58,15 @@ def read(body: bytes, config: Config, now: datetime | None = None) -> list[Event
     )
     if not isinstance(data, dict):
         raise Refused("no event-data", 400)
+    # The signature covers the timestamp and token, not the event: a captured signature
+    # replayed with another event must find its token spent, even by an event that acted
+    # on nothing (a `delivered`), so the token is the call's id.
+    call = f"mailgun:{token}"
     report = _report(data)
     if report is None:
-        return []
+        return Call(call, [])
     evidence = json.dumps(data.get("message", {})).encode()
-    # The signature covers the timestamp and token, not the event: a captured signature
-    # replayed with another event must find its token used. One event a call, so the
-    # token is the event's fingerprint.
-    return [Event(f"mailgun:{token}", report, evidence)]
+    return Call(call, [Event(call, report, evidence)])
 
 
 def _report(data: dict[str, Any]) -> Report | None:

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from newsletter.config import Config
 from newsletter.feedback.classify import normal_status, severity
 from newsletter.feedback.parse import Report
-from newsletter.feedback.providers.common import Event, Refused, fresh
+from newsletter.feedback.providers.common import Call, Event, Refused, fresh
 
 NAME = "ses"
 log = logging.getLogger("newsletter.feedback.ses")
@@ -76,7 +76,7 @@ def string_to_sign(message: dict[str, Any]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def read(body: bytes, config: Config, now: datetime | None = None) -> list[Event]:
+def read(body: bytes, config: Config, now: datetime | None = None) -> Call:
     settings = config.bounces  # enabled (topics listed): feedback/webhooks.receive checks
     try:
         message = json.loads(body)
@@ -99,15 +99,16 @@ def read(body: bytes, config: Config, now: datetime | None = None) -> list[Event
     except InvalidSignature:
         raise Refused("bad SNS signature") from None
     fresh(stamp, now or datetime.now(UTC), settings.webhook_max_age)
+    call = f"ses:{message.get('MessageId', '')}"
     if kind == "SubscriptionConfirmation":
         _confirm(str(message.get("SubscribeURL", "")))
-        return []
+        return Call(call, [])
     try:
         notification = json.loads(str(message["Message"]))
         assert isinstance(notification, dict)
     except (ValueError, KeyError, AssertionError):
         raise Refused("the SNS message carries no SES notification", 400) from None
-    return _events(str(message.get("MessageId", "")), notification)
+    return Call(call, _events(str(message.get("MessageId", "")), notification))
 
 
 def _certificate(config: Config, url: str) -> x509.Certificate:
