@@ -85,6 +85,8 @@ def process_command(
         envelope_to=recipient,
         on_report=shown,
     )
+    for note in report.notes:
+        err.print(f"warning: {note}")
     summary = ", ".join(f"{action} {count}" for action, count in sorted(report.actions.items()))
     err.print(
         f"{plural(report.messages, 'message')} read"

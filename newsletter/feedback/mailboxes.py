@@ -10,25 +10,32 @@ next run reads again and, by its fingerprint, recognises (policy.py).
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
 import imaplib
+import io
 import ipaddress
 import mailbox
 import os
 import re
 import socket
 import ssl
+import stat
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, BinaryIO, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
 from newsletter.config import environment_value
 from newsletter.errors import ConfigError, NewsletterError, UsageError
 from newsletter.feedback.parse import MAX_MESSAGE
 
-IMAP_TIMEOUT = 60.0
+IMAP_TIMEOUT = 60.0  # one read
+IMAP_DEADLINE = 120.0  # one command, however the server drips its answer
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,9 @@ class Mail:
     source: str  # the file path, mbox key or IMAP UID: what --json calls `source`
     raw: bytes
     envelope_to: str | None = None
+    # Why this entry was not read (a symbolic link, a FIFO, a file we may not open, one
+    # too large): it is set aside for a person with this reason, and the run goes on.
+    refused: str | None = None
 
 
 class Mailbox(Protocol):
@@ -43,7 +53,10 @@ class Mailbox(Protocol):
 
     def messages(self) -> Iterator[Mail]: ...
 
-    def file(self, mail: Mail, folder: str) -> None: ...
+    def file(self, mail: Mail, folder: str) -> str | None:
+        """Move a message to `folder`; a one-line reason when it could not be moved (it
+        stays, and the next run recognises it)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -81,7 +94,7 @@ class StandardInput:
         raw = sys.stdin.buffer.read(MAX_MESSAGE + 1)
         yield Mail("-", raw, self.envelope_to)
 
-    def file(self, mail: Mail, folder: str) -> None:
+    def file(self, mail: Mail, folder: str) -> str | None:
         return None
 
     def close(self) -> None:
@@ -115,76 +128,175 @@ class Maildir:
 
     def messages(self) -> Iterator[Mail]:
         for sub in ("cur", "new"):
-            names = sorted(
-                (name for name in os.listdir(self.path / sub) if name[:1] != "."), key=_arrival
-            )
-            for name in names:
-                try:
-                    with open(self.path / sub / name, "rb") as handle:
-                        raw = handle.read(MAX_MESSAGE + 1)
-                except (FileNotFoundError, IsADirectoryError):  # another reader took it
-                    continue
-                except OSError as error:
-                    raise NewsletterError(
-                        f"{self.path / sub / name}: cannot read it ({error.strerror}); "
-                        "run as the mailbox's owner"
-                    ) from None
-                yield Mail(f"{sub}/{name}", raw)
+            try:
+                listed = os.listdir(self.path / sub)
+            except OSError as error:
+                raise NewsletterError(
+                    f"{self.path / sub}: cannot list it ({error.strerror}); "
+                    "run as the mailbox's owner"
+                ) from None
+            for name in sorted((n for n in listed if n[:1] != "."), key=_arrival):
+                mail = _read_entry(self.path / sub / name, f"{sub}/{name}")
+                if mail is not None:
+                    yield mail
 
-    def file(self, mail: Mail, folder: str) -> None:
+    def file(self, mail: Mail, folder: str) -> str | None:
         target = self.path / f".{folder}"
-        for sub in ("cur", "new", "tmp"):
-            (target / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
         name = mail.source.split("/", 1)[1]
         if mail.source.startswith("new/") and ":2," not in name:
             name += ":2,S"  # read mail moves to cur/ with the Seen flag (the Maildir spec)
+        if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME:  # a hostile name
+            digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()
+            name = f"{digest[:40]}.renamed:2,S"
         try:
+            for sub in ("cur", "new", "tmp"):
+                (target / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+            # The entry itself moves, never what a link points to.
             os.rename(self.path / mail.source, target / "cur" / name)
         except FileNotFoundError:
-            pass
+            return None  # another reader took it
         except OSError as error:
-            raise NewsletterError(
-                f"{self.path / mail.source}: cannot move it to {target} ({error.strerror})"
-            ) from None
+            return (
+                f"{self.path / mail.source}: cannot move it to {target} ({error.strerror}); "
+                "left in place"
+            )
+        return None
 
     def close(self) -> None:
         return None
 
 
+MAX_NAME = 255  # bytes of a file name on Linux's file systems
+
+
+def _read_entry(path: Path, source: str) -> Mail | None:
+    """One Maildir entry, read only if it is a regular file and no link: a symbolic link
+    in new/ could point at the key file, a FIFO would block the read forever. Whatever it
+    is, the run goes on; None when another reader took it meanwhile."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        handle = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return Mail(source, b"", refused="a symbolic link: not followed, set aside")
+        return Mail(source, b"", refused=f"cannot be read ({error.strerror}): set aside")
+    try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            return Mail(source, b"", refused="not a regular file: not read, set aside")
+        os.set_blocking(handle, True)
+        with os.fdopen(handle, "rb", closefd=False) as stream:
+            raw = stream.read(MAX_MESSAGE + 1)
+    except OSError as error:
+        return Mail(source, b"", refused=f"cannot be read ({error.strerror}): set aside")
+    finally:
+        os.close(handle)
+    if len(raw) > MAX_MESSAGE:
+        return Mail(source, b"", refused=f"larger than {MAX_MESSAGE // 1_000_000} MB: set aside")
+    return Mail(source, raw)
+
+
+class _BoundedMbox(mailbox.mbox):
+    """mailbox.mbox with every read bounded. The standard table of contents reads the file
+    a line at a time, and one line can be the whole file (a 300 MB message with no line
+    break); here the file is scanned in chunks for lines that start with `From `, and a
+    message is read up to MAX_MESSAGE + 1 bytes, the rest left on disk."""
+
+    def _generate_toc(self) -> None:
+        starts: set[int] = set()
+        handle = self._file  # type: ignore[attr-defined]
+        handle.seek(0)
+        offset, tail = 0, b"\n"  # the bytes before this chunk, for a line split across two
+        while chunk := handle.read(_CHUNK):
+            data = tail + chunk
+            base = offset - len(tail)
+            starts.update(base + found.start() + 1 for found in _FROM_LINE.finditer(data))
+            tail, offset = data[-5:], offset + len(chunk)
+        ordered = sorted(starts)
+        stops = []
+        for start, end in zip(ordered, [*ordered[1:], offset], strict=True):
+            handle.seek(max(start, end - 2))
+            stops.append(end - 1 if handle.read(2) == b"\n\n" else end)  # the blank line
+        self._toc = dict(enumerate(zip(ordered, stops, strict=True)))
+        self._next_key = len(self._toc)
+        self._file_length = offset
+
+    def get_bytes(self, key: str, from_: bool = False) -> bytes:
+        start, stop = self._lookup(key)  # type: ignore[attr-defined]
+        handle = self._file  # type: ignore[attr-defined]
+        handle.seek(start)
+        while not from_:  # the From_ line, however long, in bounded reads
+            line = handle.readline(4096)
+            if not line or line.endswith(b"\n"):
+                break
+        size = min(stop - handle.tell(), MAX_MESSAGE + 1)
+        return bytes(handle.read(max(size, 0)))
+
+    def copy_to(self, key: str, target: BinaryIO) -> None:
+        """The message, From_ line included, appended to `target` in chunks."""
+        start, stop = self._lookup(key)  # type: ignore[attr-defined]
+        handle = self._file  # type: ignore[attr-defined]
+        handle.seek(start)
+        while start < stop:
+            chunk = handle.read(min(_CHUNK, stop - start))
+            if not chunk:
+                break
+            target.write(chunk)
+            start += len(chunk)
+        target.write(b"\n")
+
+
+_CHUNK = 1 << 20
+_FROM_LINE = re.compile(rb"\nFrom ")
+
+
 class Mbox:
     """An mbox file, locked while read (fcntl and dot-lock, as mailbox.mbox does); filed
-    messages are appended to FILE.<folder> beside it and removed from it at the end."""
+    messages are appended to FILE.<folder> beside it (locked, 0600) and removed from it at
+    the end. Memory stays within a message's cap whatever the file holds."""
 
     origin = "mbox"
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self.box = mailbox.mbox(path, create=False)
+            self.box = _BoundedMbox(path, create=False)
             self.box.lock()
         except (mailbox.Error, OSError) as error:
             raise NewsletterError(f"{path}: cannot lock the mbox file ({error})") from None
-        self.targets: dict[str, mailbox.mbox] = {}
+        self.targets: dict[str, BinaryIO] = {}
         # mailbox.mbox's keys are numbers at run time (typeshed calls them str)
         self.keys = {str(key): key for key in self.box.keys()}
         self.filed: list[str] = []
 
     def messages(self) -> Iterator[Mail]:
         for shown, key in self.keys.items():
-            yield Mail(shown, self.box.get_bytes(key)[: MAX_MESSAGE + 1])
+            raw = self.box.get_bytes(key)
+            if len(raw) > MAX_MESSAGE:
+                limit = MAX_MESSAGE // 1_000_000
+                yield Mail(shown, b"", refused=f"larger than {limit} MB: set aside")
+            else:
+                yield Mail(shown, raw)
 
-    def file(self, mail: Mail, folder: str) -> None:
+    def file(self, mail: Mail, folder: str) -> str | None:
         target = self.targets.get(folder)
         if target is None:
             path = self.path.with_name(f"{self.path.name}.{folder.lower()}")
-            existed = path.exists()
-            target = self.targets[folder] = mailbox.mbox(path, create=True)
-            if not existed:
-                os.chmod(path, 0o600)  # returned mail names people
-            target.lock()
-        target.add(self.box.get_bytes(self.keys[mail.source]))
-        target.flush()
+            try:
+                # returned mail names people: created 0600
+                descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                target = self.targets[folder] = os.fdopen(descriptor, "ab")
+                fcntl.lockf(target, fcntl.LOCK_EX)
+            except OSError as error:
+                return f"{path}: cannot write it ({error.strerror}); {mail.source} left in place"
+        try:
+            self.box.copy_to(self.keys[mail.source], target)
+            target.flush()
+        except OSError as error:
+            return f"{self.path}.{folder.lower()}: cannot write it ({error.strerror})"
         self.filed.append(self.keys[mail.source])
+        return None
 
     def close(self) -> None:
         for key in self.filed:
@@ -195,8 +307,65 @@ class Mbox:
             self.box.unlock()
             self.box.close()
             for target in self.targets.values():
-                target.unlock()
                 target.close()
+
+
+class _Bounded(imaplib.IMAP4):
+    """imaplib with the server's word kept from driving time and memory: each command
+    (and the greeting) has a total deadline however slowly the answer drips, and a literal
+    announced as 10^12 bytes is read in chunks, keeping MAX_MESSAGE + 1 of them (the rest
+    read past, within the deadline)."""
+
+    _deadline = 0.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._deadline = time.monotonic() + IMAP_DEADLINE
+        super().__init__(*args, **kwargs)
+
+    def _command(self, name: str, *args: Any) -> Any:
+        self._deadline = time.monotonic() + IMAP_DEADLINE
+        return super()._command(name, *args)  # type: ignore[misc]
+
+    def _arm(self) -> None:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no complete answer within {IMAP_DEADLINE:.0f} s")
+        self.sock.settimeout(min(remaining, IMAP_TIMEOUT))
+
+    @property
+    def _stream(self) -> io.BufferedReader:
+        return cast(io.BufferedReader, self.file)
+
+    def readline(self) -> bytes:
+        line = bytearray()
+        while True:
+            self._arm()
+            ahead = self._stream.peek(1)  # at most one read from the socket
+            if not ahead:
+                raise self.abort("socket error: EOF")
+            cut = ahead.find(b"\n")
+            line += self._stream.read(len(ahead) if cut < 0 else cut + 1)
+            if cut >= 0:
+                return bytes(line)
+            if len(line) > 100_000:
+                raise self.error("a line longer than 100,000 bytes")
+
+    def read(self, size: int) -> bytes:
+        kept = bytearray()
+        left = size
+        while left > 0:
+            self._arm()
+            chunk = self._stream.read1(min(left, _CHUNK))
+            if not chunk:
+                raise self.abort("socket error: EOF")
+            left -= len(chunk)
+            if len(kept) <= MAX_MESSAGE:
+                kept += chunk[: MAX_MESSAGE + 1 - len(kept)]
+        return bytes(kept)
+
+
+class _BoundedTLS(_Bounded, imaplib.IMAP4_SSL):
+    pass
 
 
 class Imap:
@@ -226,11 +395,11 @@ class Imap:
         port = parts.port or (993 if tls else 143)
         try:
             if tls:
-                self.imap: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                self.imap: imaplib.IMAP4 = _BoundedTLS(
                     host, port, ssl_context=ssl.create_default_context(), timeout=IMAP_TIMEOUT
                 )
             else:
-                self.imap = imaplib.IMAP4(host, port, timeout=IMAP_TIMEOUT)
+                self.imap = _Bounded(host, port, timeout=IMAP_TIMEOUT)
                 if "STARTTLS" in self.imap.capabilities:
                     self.imap.starttls(ssl.create_default_context())
                 elif not _loopback(host):
@@ -259,7 +428,8 @@ class Imap:
                 status, sized = self.imap.uid("FETCH", uid, "(RFC822.SIZE)")
                 size = _size(sized)
                 if size is not None and size > MAX_MESSAGE:
-                    yield Mail(uid.decode(), b"", None)  # too big to be a bounce: kept aside
+                    limit = MAX_MESSAGE // 1_000_000
+                    yield Mail(uid.decode(), b"", refused=f"larger than {limit} MB: set aside")
                     continue
                 status, fetched = self.imap.uid("FETCH", uid, "(BODY.PEEK[])")
                 raw = next((item[1] for item in fetched or [] if isinstance(item, tuple)), b"")
@@ -317,8 +487,8 @@ def _imap_error(error: BaseException) -> str:
     text = str(error).strip()
     if isinstance(error, ConnectionRefusedError):
         return "connection refused: is the IMAP server running, and the port right?"
-    if isinstance(error, socket.timeout):
-        return f"no answer within {IMAP_TIMEOUT:.0f} s"
+    if isinstance(error, TimeoutError):
+        return text if "complete answer" in text else f"no answer within {IMAP_TIMEOUT:.0f} s"
     if "AUTHENTICATIONFAILED" in text.upper() or "LOGIN" in text.upper():
         return "login refused: check the user in the URL and NEWSLETTER_IMAP_PASSWORD"
     return text[:200] or type(error).__name__

@@ -34,6 +34,9 @@ class ProcessReport:
     messages: int = 0
     unreadable: int = 0  # kept aside for a person: nothing we could read in them
     actions: Counter[str] = field(default_factory=Counter)
+    # One line for each entry set aside unread or left in place (a link, a FIFO, a file
+    # too large or not ours to move): the run went on past it.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -81,11 +84,15 @@ def _process_one(
             else:
                 session.commit()
                 for mail, folder in pending:
-                    source.file(mail, folder)
+                    note = source.file(mail, folder)
+                    if note:
+                        report.notes.append(note)
             pending.clear()
 
         for mail in source.messages():
             report.messages += 1
+            if mail.refused:
+                report.notes.append(f"{mail.source}: {mail.refused}")
             parsed = _read(mail, key, config.key)
             readable = not all(r.kind == "unrecognised" for r in parsed.reports)
             try:
@@ -127,6 +134,8 @@ def _apply(
 def _read(mail: Mail, key: bytes, newsletter: str) -> Parsed:
     """The message's reports; one `unrecognised` report for one too big or too broken to
     read (a parser bug on hostile input must cost one message, not the run)."""
+    if mail.refused:
+        return Parsed([Report("unrecognised", diagnostic=mail.refused, counts=False)], Traces())
     if not mail.raw or len(mail.raw) > MAX_MESSAGE:
         return UNREADABLE
     try:
