@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -294,3 +295,58 @@ def test_a_mailgun_token_is_spent_by_any_event(server: Live, sent: dict[str, Rec
     # A call of its own, with its own token, still acts.
     assert post(server, "mailgun", complained).json() == {"accepted": 1}
     assert status_of(project, AUDIENCE[0]) == "complained"
+
+
+def test_json_nested_too_deep_is_a_400_for_either_provider(server: Live) -> None:
+    deep = b'{"a": ' * 20_000 + b"1" + b"}" * 20_000  # within the 256 KB body cap
+    for provider in ("ses", "mailgun"):
+        assert post(server, provider, deep).status_code == 400
+        assert post(server, provider, b"[" * 100_000 + b"]" * 100_000).status_code == 400
+    assert httpx.get(f"{server.base}/subscribe", timeout=10).status_code == 200
+
+
+def test_the_sns_certificate_comes_only_from_sns_hosts_and_its_fetches_are_bounded(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ready = project
+    for url in (
+        "https://sns.s3.amazonaws.com/SimpleNotificationService-x.pem",
+        "https://sns.eu-west-1.amazonaws.com:8443/SimpleNotificationService-x.pem",
+        "http://sns.eu-west-1.amazonaws.com/SimpleNotificationService-x.pem",
+        "https://user@sns.eu-west-1.amazonaws.com/SimpleNotificationService-x.pem",
+        "https://sns.eu-west-1.amazonaws.com.evil.example/SimpleNotificationService-x.pem",
+        "https://sns.eu-west-1.amazonaws.com/other/file.pem",
+    ):
+        with pytest.raises(ses.Refused):
+            ses._certificate(ready.config, url)
+    assert ses.amazon_url("https://sns.us-gov-west-1.amazonaws.com/x")
+    assert ses.amazon_url("https://sns.cn-north-1.amazonaws.com.cn/x")
+
+    calls: list[str] = []
+    release = threading.Event()
+
+    def slow_and_failing(url: str) -> object:
+        calls.append(url)
+        release.wait(5)
+        raise ses.Refused("no answer", 503)
+
+    monkeypatch.setattr(ses, "_fetch_certificate", slow_and_failing)
+    url = "https://sns.eu-west-2.amazonaws.com/SimpleNotificationService-abc.pem"
+    first = threading.Thread(
+        target=lambda: pytest.raises(ses.Refused, ses._certificate, ready.config, url)
+    )
+    first.start()
+    while not calls:
+        time.sleep(0.01)
+    # While one fetch is out, other calls for it are refused at once, not queued behind it.
+    started = time.monotonic()
+    with pytest.raises(ses.Refused) as refusal:
+        ses._certificate(ready.config, url)
+    assert refusal.value.status == 503 and time.monotonic() - started < 0.5
+    release.set()
+    first.join(10)
+    # Its failure is remembered: no second fetch within the window.
+    with pytest.raises(ses.Refused):
+        ses._certificate(ready.config, url)
+    assert calls == [url]
+    ses._failures.clear()

@@ -3,8 +3,10 @@ that is not what it claims to be."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from newsletter.feedback.parse import Report
 
@@ -45,3 +47,43 @@ def fresh(moment: datetime, now: datetime, max_age: float) -> None:
     age = (now - moment.astimezone(UTC)).total_seconds()
     if age > max_age or age < -300:
         raise Refused(f"signed {age:.0f} s ago, outside the {max_age:.0f} s window")
+
+
+MAX_DEPTH = 32  # nesting of a provider's JSON: theirs is a handful of levels deep
+
+
+def parse_json(data: bytes | str, what: str) -> Any:
+    """A call's JSON, refused (400) when it is not JSON or nested deeper than any provider
+    writes: 100,000 levels made the parser raise RecursionError, a 500."""
+    if _depth(data) > MAX_DEPTH:
+        raise Refused(f"{what} nested too deeply", 400)
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        raise Refused(f"{what} is not JSON", 400) from None
+
+
+def _depth(data: bytes | str) -> int:
+    """The deepest nesting of brackets outside strings, found without recursion."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_DEPTH:
+                    return deepest
+        elif char in "]}":
+            depth -= 1
+    return deepest

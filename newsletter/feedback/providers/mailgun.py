@@ -19,7 +19,7 @@ from typing import Any
 from newsletter.config import Config, environment_value
 from newsletter.feedback.classify import normal_status, severity
 from newsletter.feedback.parse import Report
-from newsletter.feedback.providers.common import Call, Event, Refused, fresh
+from newsletter.feedback.providers.common import Call, Event, Refused, fresh, parse_json
 
 NAME = "mailgun"
 
@@ -36,8 +36,8 @@ def read(body: bytes, config: Config, now: datetime | None = None) -> Call:
     key = environment_value("NEWSLETTER_MAILGUN_SIGNING_KEY")
     if key is None:
         raise Refused("the Mailgun webhook is off", 404)
+    call = parse_json(body, "the Mailgun call")
     try:
-        call = json.loads(body)
         signature = call["signature"]
         timestamp, token, given = (
             str(signature["timestamp"]),

@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,12 +32,18 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from newsletter.config import Config
 from newsletter.feedback.classify import normal_status, severity
 from newsletter.feedback.parse import Report
-from newsletter.feedback.providers.common import Call, Event, Refused, fresh
+from newsletter.feedback.providers.common import Call, Event, Refused, fresh, parse_json
 
 NAME = "ses"
 log = logging.getLogger("newsletter.feedback.ses")
 
-_AMAZON_HOST = re.compile(r"sns\.[a-z0-9-]{1,30}\.amazonaws\.com(?:\.cn)?\Z")
+# sns.<region>.amazonaws.com: a real region's shape (us-east-1, eu-central-2,
+# us-gov-west-1, cn-north-1 under .com.cn), not any label (sns.s3.amazonaws.com is not SNS).
+_AMAZON_HOST = re.compile(
+    r"sns\.[a-z]{2}(?:-gov|-iso[a-z]?)?-(?:north|south|east|west|central|northeast|southeast"
+    r"|northwest|southwest)-[1-9]\.amazonaws\.com(?:\.cn)?\Z"
+)
+_CERTIFICATE_PATH = re.compile(r"/SimpleNotificationService-[A-Za-z0-9]{1,64}\.pem\Z")
 _SIGNED = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
     "SubscriptionConfirmation": (
@@ -50,7 +57,12 @@ _SIGNED = {
     ),  # fmt: skip
 }
 _certificates: dict[str, x509.Certificate] = {}
+_failures: dict[str, float] = {}  # URL: when its fetch last failed (time.monotonic)
+_fetching: set[str] = set()
 _lock = threading.Lock()
+FETCH_SECONDS = 3.0
+FAILURE_SECONDS = 300.0
+FETCHES = 2
 MAX_CERTIFICATE = 16 * 1024
 # Bounce sub-types that are about the message or the mailbox's state, not the address.
 _SOFT_SUBTYPES = {"MailboxFull", "MessageTooLarge", "ContentRejected", "AttachmentRejected"}
@@ -61,8 +73,19 @@ def enabled(config: Config) -> bool:
 
 
 def amazon_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme == "https" and bool(_AMAZON_HOST.match(parts.hostname or ""))
+    """https on port 443 of a real SNS region's host, with no user or password."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    return (
+        parts.scheme == "https"
+        and port in (None, 443)
+        and parts.username is None
+        and parts.password is None
+        and bool(_AMAZON_HOST.match(parts.hostname or ""))
+    )
 
 
 def string_to_sign(message: dict[str, Any]) -> bytes:
@@ -78,8 +101,8 @@ def string_to_sign(message: dict[str, Any]) -> bytes:
 
 def read(body: bytes, config: Config, now: datetime | None = None) -> Call:
     settings = config.bounces  # enabled (topics listed): feedback/webhooks.receive checks
+    message = parse_json(body, "the SNS message")
     try:
-        message = json.loads(body)
         assert isinstance(message, dict)
         topic, kind = str(message["TopicArn"]), str(message["Type"])
         stamp = datetime.fromisoformat(str(message["Timestamp"]).replace("Z", "+00:00"))
@@ -103,35 +126,75 @@ def read(body: bytes, config: Config, now: datetime | None = None) -> Call:
     if kind == "SubscriptionConfirmation":
         _confirm(str(message.get("SubscribeURL", "")))
         return Call(call, [])
-    try:
-        notification = json.loads(str(message["Message"]))
-        assert isinstance(notification, dict)
-    except (ValueError, KeyError, AssertionError):
-        raise Refused("the SNS message carries no SES notification", 400) from None
+    notification = parse_json(str(message.get("Message", "")), "the SES notification")
+    if not isinstance(notification, dict):
+        raise Refused("the SNS message carries no SES notification", 400)
     return Call(call, _events(str(message.get("MessageId", "")), notification))
 
 
 def _certificate(config: Config, url: str) -> x509.Certificate:
+    """Amazon's signing certificate for this URL: pinned, cached, or fetched once. Failures
+    are cached too (for FAILURE_SECONDS), only one fetch per URL and FETCHES in all run at
+    once, each within FETCH_SECONDS: a slow or dead host costs one call a few seconds, and
+    every other call at once a 503, never a queue of threads that starves other pages."""
     pinned = config.bounces.ses_certificate_file
     if pinned is not None:
         return x509.load_pem_x509_certificate(pinned.read_bytes())
-    if not amazon_url(url) or not urlsplit(url).path.endswith(".pem"):
-        raise Refused(f"SigningCertURL {url!r} is not Amazon's")
+    if not amazon_url(url) or not _CERTIFICATE_PATH.match(urlsplit(url).path):
+        raise Refused(f"SigningCertURL {url[:200]!r} is not Amazon's")
+    now = time.monotonic()
     with _lock:
         found = _certificates.get(url)
-    if found is None:
-        try:
-            with httpx.Client(timeout=10, follow_redirects=False) as client:
-                answer = client.get(url)
-                answer.raise_for_status()
-                if len(answer.content) > MAX_CERTIFICATE:
-                    raise Refused("SNS certificate too large")
-                found = x509.load_pem_x509_certificate(answer.content)
-        except (httpx.HTTPError, ValueError) as error:
-            raise Refused(f"could not fetch the SNS certificate: {error}", 503) from None
+        failed_at = _failures.get(url)
+        if found is None and failed_at is not None and now - failed_at < FAILURE_SECONDS:
+            raise Refused("the SNS certificate could not be fetched lately", 503)
+        if found is None and (url in _fetching or len(_fetching) >= FETCHES):
+            raise Refused("the SNS certificate is being fetched", 503)
+        if found is None:
+            _fetching.add(url)
+    if found is not None:
+        return found
+    try:
+        found = _fetch_certificate(url)
+    except Refused:
         with _lock:
-            _certificates[url] = found
+            _failures[url] = time.monotonic()
+            _trim(_failures)
+        raise
+    finally:
+        with _lock:
+            _fetching.discard(url)
+    with _lock:
+        _certificates[url] = found
+        _trim(_certificates)
+        _failures.pop(url, None)
     return found
+
+
+def _fetch_certificate(url: str) -> x509.Certificate:
+    deadline = time.monotonic() + FETCH_SECONDS
+    data = bytearray()
+    try:
+        with (
+            httpx.Client(timeout=FETCH_SECONDS, follow_redirects=False) as client,
+            client.stream("GET", url) as answer,
+        ):
+            answer.raise_for_status()
+            for chunk in answer.iter_bytes():
+                data += chunk
+                if len(data) > MAX_CERTIFICATE:
+                    raise Refused("SNS certificate too large", 503)
+                if time.monotonic() > deadline:
+                    raise Refused("SNS certificate fetch too slow", 503)
+        return x509.load_pem_x509_certificate(bytes(data))
+    except (httpx.HTTPError, ValueError) as error:
+        raise Refused(f"could not fetch the SNS certificate: {error}", 503) from None
+
+
+def _trim(cache: dict[str, Any]) -> None:
+    """Keep a cache small: URLs come from callers (only Amazon's shapes pass)."""
+    while len(cache) > 100:
+        cache.pop(next(iter(cache)))
 
 
 def _confirm(url: str) -> None:
