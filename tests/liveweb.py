@@ -15,6 +15,7 @@ import uvicorn
 from newsletter.audience.tokens import load_key
 from newsletter.web.app import create_app
 from newsletter.web.limits import Limits, RequestLimiter
+from newsletter.web.server import server_config
 from tests.conftest import Project
 from tests.smtpserver import SMTPServer, free_port
 
@@ -34,7 +35,9 @@ def start(project: Project, smtp_server: SMTPServer, limits: Limits | None) -> I
     project.config_file.write_text(text)
     config = project.config
     app = create_app(config, project.engine(), load_key(config.signing_key_file), limits=limits)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        server_config(app, host="127.0.0.1", port=port, proxy_headers=False, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import select
+import selectors
 import socket
 import stat
 import statistics
@@ -435,3 +436,46 @@ def test_tokens_are_redacted_from_access_log_lines() -> None:
     RedactTokens().filter(record)
     line = record.getMessage()
     assert "SeCrEt" not in line and "tAbC" not in line and "/unsubscribe/[token]" in line
+
+
+def test_slow_headers_are_cut_off_and_the_subscribe_page_keeps_answering(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client holding hundreds of connections with unfinished headers (slowloris): the
+    page answers others meanwhile, its connections past its share are closed at once, and
+    the rest when the header deadline passes (uvicorn alone kept them forever)."""
+    from newsletter.web import server
+
+    monkeypatch.setattr(server, "HEADER_SECONDS", 1.5)
+    held = []
+    for _ in range(300):
+        connection = socket.create_connection(
+            ("127.0.0.1", live.port), timeout=5, source_address=("127.0.0.2", 0)
+        )
+        connection.sendall(b"GET /subscribe HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        held.append(connection)
+    try:
+        started = time.monotonic()
+        answer = httpx.get(f"{live.base}/subscribe", timeout=5)
+        assert answer.status_code == 200 and time.monotonic() - started < 2
+        # Every held connection is closed by the server (an empty read or a reset).
+        deadline = time.monotonic() + server.HEADER_SECONDS + 3
+        pending = set(held)
+        with selectors.DefaultSelector() as selector:
+            for connection in held:
+                selector.register(connection, selectors.EVENT_READ)
+            while pending and time.monotonic() < deadline:
+                for key, _ in selector.select(timeout=0.2):
+                    connection = key.fileobj  # type: ignore[assignment]
+                    try:
+                        data = connection.recv(1024)
+                    except ConnectionResetError:
+                        data = b""
+                    if data == b"" and connection in pending:
+                        pending.discard(connection)
+                        selector.unregister(connection)
+        assert not pending, f"{len(pending)} of {len(held)} connections still open"
+        assert httpx.get(f"{live.base}/subscribe", timeout=5).status_code == 200
+    finally:
+        for connection in held:
+            connection.close()
