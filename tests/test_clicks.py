@@ -24,6 +24,11 @@ from tests.smtpserver import Received, SMTPServer
 BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120 Safari"}
 
 
+def reader(n: int) -> dict[str, str]:
+    """Another reader's browser: a click counts once per (link, client) within a window."""
+    return {"User-Agent": f"{BROWSER['User-Agent']} reader/{n}"}
+
+
 def configure(project: Project, **tracking: bool) -> None:
     text = project.config_file.read_text()
     for key, value in tracking.items():
@@ -73,8 +78,11 @@ def test_links_go_through_signed_redirects_and_each_click_counts_once(
     first = local(served, links[0])
     answer = httpx.get(first, headers=BROWSER, timeout=10)
     assert answer.status_code == 302 and answer.headers["location"] == stored[0].url
-    for _ in range(4):
-        httpx.get(local(served, links[1]), headers=BROWSER, timeout=10)
+    for n in range(4):
+        httpx.get(local(served, links[1]), headers=reader(n), timeout=10)
+    # The same client again, however often: counted once.
+    for _ in range(5):
+        assert httpx.get(local(served, links[1]), headers=reader(0), timeout=10).status_code == 302
     # Not counted, but still redirected: HEAD, prefetch, scanners.
     assert httpx.head(first, headers=BROWSER, timeout=10).status_code == 302
     for name, value in (("Sec-Purpose", "prefetch"), ("Purpose", "prefetch"),
@@ -117,7 +125,7 @@ def test_counts_are_exact_under_concurrent_load(served: Live, smtp_server: SMTPS
     with httpx.Client(timeout=20) as client:
 
         def hit(n: int) -> int:
-            return client.get(links[n % 3], headers=BROWSER).status_code
+            return client.get(links[n % 3], headers=reader(n)).status_code
 
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             codes = list(pool.map(hit, range(300)))
@@ -189,8 +197,8 @@ def test_the_html_report_is_one_self_contained_page_for_a_phone(
 ) -> None:
     links = counted(smtp_server.received[0])[0]
     for n, link in enumerate(links[:4]):
-        for _ in range(n + 1):
-            httpx.get(local(served, link), headers=BROWSER, timeout=10)
+        for m in range(n + 1):
+            httpx.get(local(served, link), headers=reader(m), timeout=10)
     page_file = tmp_path / "report.html"
     result = served.project.run("report", "2022-W51", "--html", str(page_file))
     assert result.exit_code == 0, result.output
@@ -205,3 +213,26 @@ def test_the_html_report_is_one_self_contained_page_for_a_phone(
     assert page.locator("svg").count() >= 2
     assert page.locator("table tbody tr").count() == len(stored_links(served.project))
     page.close()
+
+
+def test_a_client_repeating_a_link_and_others_replaying_a_readers_token_count_once(
+    ready: Project, smtp_server: SMTPServer
+) -> None:
+    configure(ready, per_subscriber=True)
+    assert send(ready)[0] == 0
+    live_iter = start(ready, smtp_server, None)
+    live = next(live_iter)
+    try:
+        item = next(i for i in smtp_server.received if i.recipients[0] == AUDIENCE[2])
+        link = local(live, counted(item)[0][0])
+        for _ in range(300):  # one client, one link
+            httpx.get(link, headers=BROWSER, timeout=10)
+        for n in range(50):  # the reader's link forwarded to 50 other browsers
+            httpx.get(link, headers=reader(n), timeout=10)
+    finally:
+        next(live_iter, None)
+    with Session(ready.engine()) as session:
+        total = sum(row.count for row in session.exec(select(ClickCount)).all())
+        records = session.exec(select(ReaderClick)).all()
+    assert total == 51  # BROWSER once, and each of the 50 others once
+    assert len(records) == 1  # but the reader's own record once

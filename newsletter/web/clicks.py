@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 from newsletter.delivery import return_path
 from newsletter.delivery.links import read_link_token, read_open_token
 from newsletter.models import IssueLink
-from newsletter.web.counting import Hit, counts, machine_open
+from newsletter.web.counting import Hit, client_key, counts, machine_open
 from newsletter.web.site import CurrentSite, Site
 
 router = APIRouter()
@@ -36,8 +36,7 @@ async def click(token: str, request: Request, site: CurrentSite) -> Response:
         return site.invalid_link()
     if counts(request.method, request.headers):
         issue_id, index = named
-        reader = _reader(site, issue_id, request.query_params.get("r"))
-        await site.counter.count(Hit(issue_id, index, delivery_id=reader))
+        await _count(site, request, issue_id, index)
     response = RedirectResponse(url, status_code=302)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -51,9 +50,21 @@ async def opened(token: str, request: Request, site: CurrentSite) -> Response:
     machine = machine_open(request.headers, request.client.host if request.client else None)
     # An image proxy's fetch is counted (as a machine's) even where a click would not be.
     if counts(request.method, request.headers) or (machine and request.method == "GET"):
-        reader = _reader(site, issue_id, request.query_params.get("r"))
-        await site.counter.count(Hit(issue_id, -1, machine=machine, delivery_id=reader))
+        await _count(site, request, issue_id, -1, machine)
     return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
+
+
+async def _count(
+    site: Site, request: Request, issue_id: int, index: int, machine: bool = False
+) -> None:
+    """A hit, unless this client or this reader was counted for it within the window."""
+    client = client_key(request.client.host if request.client else None, request.headers)
+    counted = site.repeats.first((issue_id, index, "client", *client))
+    reader = _reader(site, issue_id, request.query_params.get("r"))
+    if reader is not None and not site.repeats.first((issue_id, index, "reader", reader)):
+        reader = None
+    if counted or reader is not None:
+        await site.counter.count(Hit(issue_id, index, machine, reader, counted))
 
 
 def _reader(site: Site, issue_id: int, value: str | None) -> int | None:

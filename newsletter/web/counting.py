@@ -8,6 +8,9 @@ the HTTP library: a request from curl or a headless browser is somebody's click.
 opens the same rules apply, and image proxies that fetch every image (Apple Mail Privacy
 Protection, Google's and Yahoo's proxies) count as `machine` opens, apart from the rest.
 
+A client's repeats and a reader's token replayed by others count once within a window
+(`Repeats`; docs/privacy.md).
+
 Each counted request waits for the commit that holds it (a group commit every few
 milliseconds, across all requests) before it is answered, so a count the server answered
 for is a count on disk, and the database sees one transaction per group, not per click.
@@ -20,7 +23,8 @@ import ipaddress
 import logging
 import re
 import threading
-from collections import Counter
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -74,6 +78,45 @@ class Hit:
     index: int  # -1: an open
     machine: bool = False
     delivery_id: int | None = None  # per-subscriber tracking only
+    counted: bool = True  # False: only the reader's record (a repeat from this client)
+
+
+REPEAT_SECONDS = 600.0
+
+
+@dataclass
+class Repeats:
+    """What was counted lately: a (link, client) or a (link, reader) counts once within
+    REPEAT_SECONDS. A client is its address and User-Agent (readers behind one office
+    address still count apart by their browsers); a reader is the `?r=` token's row, so a
+    shared link clicked by others adds to the totals but never to that reader's record
+    more than once. Held in memory, at most `limit` entries, the oldest dropped first: a
+    flood of distinct clients costs memory it does not keep."""
+
+    seconds: float = REPEAT_SECONDS
+    limit: int = 200_000
+    _seen: OrderedDict[tuple[object, ...], float] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def first(self, key: tuple[object, ...], now: float | None = None) -> bool:
+        """Whether `key` is new within the window; records it either way."""
+        moment = time.monotonic() if now is None else now
+        with self._lock:
+            while self._seen:
+                oldest, when = next(iter(self._seen.items()))
+                if moment - when < self.seconds and len(self._seen) < self.limit:
+                    break
+                del self._seen[oldest]
+            seen = self._seen.get(key)
+            if seen is not None and moment - seen < self.seconds:
+                return False
+            self._seen[key] = moment
+            self._seen.move_to_end(key)
+            return True
+
+
+def client_key(client: str | None, headers: Mapping[str, str]) -> tuple[str, str]:
+    return client or "", headers.get("user-agent", "")[:300]
 
 
 @dataclass
@@ -130,7 +173,7 @@ class CountWriter:
 
     def _write(self, hits: list[Hit]) -> bool:
         hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-        tally = Counter((h.issue_id, h.index, h.machine) for h in hits)
+        tally = Counter((h.issue_id, h.index, h.machine) for h in hits if h.counted)
         try:
             with self.engine.connect() as connection:
                 cursor = Cursor(connection)

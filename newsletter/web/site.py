@@ -17,7 +17,7 @@ from newsletter.audience.tokens import Token, read_token
 from newsletter.config import Config
 from newsletter.delivery.transport import Transport
 from newsletter.editorial.render import render_template
-from newsletter.web.counting import CountWriter
+from newsletter.web.counting import CountWriter, Repeats
 from newsletter.web.limits import Limits
 
 
@@ -30,6 +30,7 @@ class Site:
     limits: Limits
     pages: jinja2.Environment
     counter: CountWriter
+    repeats: Repeats = field(default_factory=Repeats)
     # Counted links' URLs by (issue, index): they never change once stored.
     link_cache: dict[tuple[int, int], str] = field(default_factory=dict)
 
