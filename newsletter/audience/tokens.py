@@ -1,4 +1,4 @@
-"""Signed confirm and unsubscribe links.
+"""Signed confirm, unsubscribe and manage links.
 
 A token is `<token id>.<expiry>.<signature>`, the signature an HMAC-SHA256 in URL-safe
 base64 over the purpose, the newsletter, the subscriber's token id and the expiry, keyed by
@@ -6,7 +6,8 @@ the newsletter's secret. The token id is random and never reused (a row id is: S
 a deleted row's id to the next person), so an old link can only ever act on the person it
 was made for, and it names no address. Unsubscribe links made before token ids existed
 named the row id; they still work for the people who existed then (`legacy_tokens`), and
-for nobody created since. Confirm links expire (a week by default);
+for nobody created since. Confirm links expire (a week by default), manage links (every
+list of a person, mailed on request) in a day;
 unsubscribe links never do, because they must keep working in last year's issue. Checking
 compares in constant time, and every kind of bad token (tampered, truncated, expired, for
 another purpose or newsletter) gives the same `None`, so an answer reveals nothing.
@@ -32,8 +33,12 @@ from typing import Literal
 from newsletter.config import environment_value
 from newsletter.errors import ConfigError
 
-Purpose = Literal["confirm", "unsubscribe"]
+Purpose = Literal["confirm", "unsubscribe", "manage"]
 CONFIRM_LIFETIME = timedelta(days=7)
+# A link to every list of a person, mailed on request to their address: short-lived, since
+# it shows more than the footer link a forwarded issue carries.
+MANAGE_LIFETIME = timedelta(hours=24)
+LIFETIMES = {"confirm": CONFIRM_LIFETIME, "manage": MANAGE_LIFETIME}
 MIN_KEY_BYTES = 32
 
 
@@ -117,8 +122,8 @@ def make_token(
     if not _SUBJECT.match(token_id) or _ASCII_DIGITS.match(token_id):
         raise ValueError("a token names a subscriber's token id")
     expires = 0
-    if purpose == "confirm":
-        expires = int(((now or datetime.now(UTC)) + CONFIRM_LIFETIME).timestamp() * 1000)
+    if purpose in LIFETIMES:
+        expires = int(((now or datetime.now(UTC)) + LIFETIMES[purpose]).timestamp() * 1000)
     mac = _mac(key, purpose, newsletter, token_id, expires)
     return f"{token_id}.{expires}.{_b64(mac)}"
 
@@ -154,7 +159,7 @@ def read_token(
         return None  # confirm links of the old format were short-lived; they are over
     if not expires or moment * 1000 > expires:
         return None
-    issued = datetime.fromtimestamp(expires / 1000, UTC) - CONFIRM_LIFETIME
+    issued = datetime.fromtimestamp(expires / 1000, UTC) - LIFETIMES[purpose]
     return Token(subject, issued)
 
 

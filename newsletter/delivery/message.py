@@ -156,6 +156,17 @@ def confirmation_message(config: Config, person: Subscriber, confirm_url: str) -
     """The double opt-in email: the only message sent to someone not yet subscribed, to an
     address anyone could have typed into the form. So the name they typed is not believed:
     it is shown short and clean, and not at all when it carries a link or an address."""
+    return link_message(config, person, "confirm", confirm_url)
+
+
+def manage_message(config: Config, person: Subscriber, manage_url: str) -> bytes:
+    """The link to every list of a person, asked for on the preferences page of a footer
+    link (which a forwarded issue carries, so it shows only its own list)."""
+    return link_message(config, person, "manage", manage_url)
+
+
+def link_message(config: Config, person: Subscriber, kind: str, url: str) -> bytes:
+    """A short message carrying one signed link to one person: `confirm` or `manage`."""
     name = shown_name(person.name)
     if name and _LINKISH.search(name):
         name = None
@@ -166,18 +177,22 @@ def confirmation_message(config: Config, person: Subscriber, confirm_url: str) -
             "postal_address": config.postal_address,
         },
         "name": name,
-        "confirm_url": confirm_url,
+        f"{kind}_url": url,
     }
-    text = render_template(environment(config, autoescape=False), "confirm.txt.j2", context)
-    html = render_template(environment(config, autoescape=True), "confirm.html.j2", context)
+    text = render_template(environment(config, autoescape=False), f"{kind}.txt.j2", context)
+    html = render_template(environment(config, autoescape=True), f"{kind}.html.j2", context)
+    subjects = {
+        "confirm": f"Confirm your subscription to {config.name}",
+        "manage": f"Your subscriptions: the link you asked for on {config.name}'s page",
+    }
     message = build_message(
         config,
         to=person.email,
         to_name=name,
-        subject=f"Confirm your subscription to {config.name}",
+        subject=subjects[kind],
         text=text,
         html=html,
-        message_id_parts=("confirm", person.token_id, confirm_url),
+        message_id_parts=(kind, person.token_id, url),
         headers={"Auto-Submitted": "auto-generated"},
     )
     # Signed like the issues: an unsigned message from a domain that signs is what a

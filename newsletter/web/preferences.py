@@ -1,57 +1,131 @@
-"""GET /preferences/{token}: a person's lists in this database and their status, with a
-button to leave each; POST leaves the one named. The token is the person's unsubscribe
-token (the link in every issue's footer when there is more than one list); a bad one gets
-the same 404 as every bad link. Joining a list again goes through that list's own
-double opt-in, never through this page."""
+"""GET /preferences/{token}: a person's subscriptions, with a button to leave each; POST
+leaves the one named.
+
+Two kinds of token open the page. The footer link of every issue carries the person's
+unsubscribe token, and readers forward issues: whoever holds it sees and can leave only
+that newsletter, as the unsubscribe link lets them, and may ask for a link to the rest,
+which goes by mail to the subscriber's own address (POST /preferences/{token}/link). That
+mailed `manage` token (24 hours) shows every list of the person in this database. A bad
+or expired token gets the same 404 as every bad link. Joining a list again goes through
+that list's own double opt-in, never through this page."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import logging
+from dataclasses import dataclass
+
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
 from newsletter.audience import subscribers
-from newsletter.audience.tokens import Token
+from newsletter.audience.tokens import Token, read_token, signed_url
 from newsletter.db import session_scope
+from newsletter.delivery.message import manage_message, sender
 from newsletter.models import Subscription
 from newsletter.web.forms import read_form
 from newsletter.web.site import CurrentSite, Site
 
 router = APIRouter()
+log = logging.getLogger("newsletter.web")
+
+
+@dataclass(frozen=True)
+class Proof:
+    token: Token
+    everything: bool  # a mailed manage link: every list; a footer link: this one only
+
+
+def _proof(site: Site, token: str) -> Proof | None:
+    footer = site.unsubscribe_proof(token)
+    if footer is not None:
+        return Proof(footer, everything=False)
+    mailed = read_token(site.key, "manage", site.config.key, token)
+    return Proof(mailed, everything=True) if mailed is not None else None
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
 async def preferences(token: str, site: CurrentSite) -> HTMLResponse:
-    proof = site.unsubscribe_proof(token)
+    proof = _proof(site, token)
     lists = await run_in_threadpool(_lists, site, proof) if proof else None
-    if lists is None:
+    if proof is None or lists is None:
         return site.invalid_link()
-    return site.page("preferences", token=token, lists=lists, left=None)
+    return site.page(
+        "preferences", token=token, lists=lists, left=None, everything=proof.everything
+    )
 
 
 @router.post("/preferences/{token}", response_class=HTMLResponse)
 async def leave(token: str, request: Request, site: CurrentSite) -> HTMLResponse:
-    proof = site.unsubscribe_proof(token)
+    proof = _proof(site, token)
     if proof is None:
         return site.invalid_link()
     data = await read_form(request)
     newsletter = (data or {}).get("newsletter", "")
-    left = await run_in_threadpool(_leave, site, proof, newsletter)
+    if not proof.everything and newsletter != site.config.key:
+        newsletter = ""  # a footer link leaves its own list, nothing else
+    left = await run_in_threadpool(_leave, site, proof.token, newsletter)
     lists = await run_in_threadpool(_lists, site, proof)
     if lists is None or left is None:
         return site.invalid_link()
-    return site.page("preferences", token=token, lists=lists, left=left)
+    return site.page(
+        "preferences", token=token, lists=lists, left=left, everything=proof.everything
+    )
 
 
-def _lists(site: Site, proof: Token) -> list[dict[str, str]] | None:
+@router.post("/preferences/{token}/link", response_class=HTMLResponse)
+async def mail_link(
+    token: str, request: Request, background: BackgroundTasks, site: CurrentSite
+) -> HTMLResponse:
+    """Mail the person a link to all their lists. Answers the same whatever happens, and
+    sends at most what the per-address limit allows (one footer link, pressed in a loop,
+    must not fill an inbox)."""
+    proof = site.unsubscribe_proof(token)
+    if proof is None:
+        return site.invalid_link()
+    ip = request.client.host if request.client else "unknown"
+    if not site.limits.per_ip.allow(ip):
+        return site.message("Too many requests", "Please wait a few minutes and try again.", 429)
+    if site.limits.per_address.allow(f"manage:{proof.subject}"):
+        background.add_task(send_manage_link, site, proof)
+    return site.message(
+        "Check your inbox",
+        "We sent a link to manage all your subscriptions to the address this newsletter "
+        "goes to. It works for 24 hours.",
+    )
+
+
+def send_manage_link(site: Site, proof: Token) -> None:
+    config = site.config
+    try:
+        with Session(site.engine) as session:
+            person = subscribers.by_token(session, proof)
+            if person is None:
+                return
+            url = signed_url(
+                config.base_url, site.key, "manage", config.key, person.token_id
+            ).replace("/manage/", "/preferences/", 1)
+            message = manage_message(config, person, url)
+            to = person.email
+        outbound = site.make_transport()
+        try:
+            outbound.send(sender(config).addr_spec, to, message)
+        finally:
+            outbound.close()
+    except Exception as error:
+        log.error("manage link not sent: %s: %s", type(error).__name__, error)
+
+
+def _lists(site: Site, proof: Proof) -> list[dict[str, str]] | None:
     with Session(site.engine) as session:
-        person = subscribers.by_token(session, proof)
+        person = subscribers.by_token(session, proof.token)
         if person is None:
             return None
-        rows = session.exec(
-            select(Subscription).where(Subscription.subscriber_id == person.id)
-        ).all()
+        query = select(Subscription).where(Subscription.subscriber_id == person.id)
+        if not proof.everything:
+            query = query.where(Subscription.newsletter == site.config.key)
+        rows = session.exec(query).all()
         return [
             {
                 "key": row.newsletter,
