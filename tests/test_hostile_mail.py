@@ -412,3 +412,23 @@ def test_a_hostile_imap_server_neither_holds_the_run_nor_sizes_its_memory(
     assert result.exception is None or isinstance(result.exception, SystemExit)  # type: ignore[attr-defined]
     lines = [line for line in result.output.splitlines() if line.strip()]  # type: ignore[attr-defined]
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
+
+
+def test_a_fetched_page_with_nul_in_its_json_ld_is_stored_on_both_databases(
+    project: Project, tmp_path: Path
+) -> None:
+    """The same class of input as a bounce's NUL: a page (from a site anyone can run) whose
+    JSON-LD carries \\u0000 in its headline and byline was lost on PostgreSQL."""
+    page = tmp_path / "page.html"
+    page.write_text(
+        '<!doctype html><html><head><title>T</title><link rel="canonical" '
+        'href="https://example.org/nul-article/"><script type="application/ld+json">'
+        '{"@type":"NewsArticle","headline":"Bad\\u0000title","author":{"@type":"Person",'
+        '"name":"Asami\\u0000 Terajima"},"datePublished":"2022-12-20T10:00:00+02:00",'
+        '"description":"x\\u0000y"}</script></head><body><article><p>Text.</p></article>'
+        "</body></html>"
+    )
+    result = project.run("collect", "--page", str(page))
+    assert result.exit_code == 0, result.output
+    listed = json.loads(project.run("articles", "list", "--week", "2022-W51", "--json").stdout)
+    assert [a["title"] for a in listed] == ["Badtitle"]

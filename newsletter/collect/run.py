@@ -121,7 +121,8 @@ def _collect_source(
         except SourceError as error:
             report.errors.append(str(error))
         except Exception as error:  # a parser bug must not stop the other sources
-            report.errors.append(f"{target}: unexpected {type(error).__name__}: {error}")
+            first = (str(error).splitlines() or [""])[0][:300]  # not a database's SQL dump
+            report.errors.append(f"{target}: unexpected {type(error).__name__}: {first}")
 
 
 def _collect_document(

@@ -9,12 +9,13 @@ feed after the page neither loses the body nor reports a change on every run.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -123,12 +124,38 @@ def _apply(row: Article, fields: StoredFields) -> None:
         )
 
 
+_Data = TypeVar("_Data", ArticleData, AuthorProfile)
+
+
+def without_nul(data: _Data) -> _Data:
+    """Collected text as both databases take it: a fetched page may carry NUL (`\\u0000`
+    in its JSON-LD), which PostgreSQL refuses in text, so the article would be lost."""
+    changes: dict[str, Any] = {}
+    for item in dataclasses.fields(data):
+        value = getattr(data, item.name)
+        cleaned = _no_nul(value)
+        if cleaned is not value:
+            changes[item.name] = cleaned
+    return dataclasses.replace(data, **changes) if changes else data
+
+
+def _no_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, list | tuple):
+        items = [_no_nul(item) for item in value]
+        if any(new is not old for new, old in zip(items, value, strict=True)):
+            return type(value)(items)
+    return value
+
+
 def store(session: Session, data: ArticleData, source: str) -> ArticleChange:
     """Insert or update one article from `source`; the caller's transaction decides when
     it counts."""
+    data = without_nul(data)
     key = url_key(data.url)
     if data.profiles:
-        store_profiles(session, data.profiles)
+        store_profiles(session, tuple(without_nul(p) for p in data.profiles))
     row = session.exec(select(Article).where(Article.url_key == key)).first()
     incoming = _fields(data)
     if row is None:
