@@ -56,8 +56,8 @@ def unknown_rows(project: Project) -> set[str]:
     return {row["email"] for row in json.loads(result.stdout)["rows"]}
 
 
-def sent_count(project: Project) -> int:
-    with Session(project.engine()) as session:
+def sent_count(project: Project, engine: sa.Engine | None = None) -> int:
+    with Session(engine or project.engine()) as session:
         return int(
             session.execute(
                 sa.select(sa.func.count()).select_from(Delivery).where(Delivery.state == "sent")
@@ -88,10 +88,12 @@ def kill_at_random_moments(
     seconds more), for each target; check after each kill that at most `most` rows are
     left `sending`. Returns how many kills hit a running sender."""
     kills = 0
+    engine = project.engine()  # once: opening one per poll (a migration check each) made
+    # the poll slower than the last rows under load, and the sender finished unkilled
     for target in targets:
         process = spawn(project, *args)
         deadline = time.monotonic() + 60
-        while sent_count(project) < target and process.poll() is None:
+        while sent_count(project, engine) < target and process.poll() is None:
             assert time.monotonic() < deadline
             time.sleep(0.002)
         time.sleep(rng.uniform(0, jitter))
@@ -101,6 +103,7 @@ def kill_at_random_moments(
         process.wait()
         states = ledger_states(project)
         assert states["sending"] <= most, states
+    engine.dispose()
     return kills
 
 

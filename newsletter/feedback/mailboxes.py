@@ -36,6 +36,7 @@ from newsletter.feedback.parse import MAX_MESSAGE
 
 IMAP_TIMEOUT = 60.0  # one read
 IMAP_DEADLINE = 120.0  # one command, however the server drips its answer
+MAX_LINE = 1_000_000  # imaplib's own bound: a SEARCH of a big folder is one line
 
 
 @dataclass(frozen=True)
@@ -347,8 +348,8 @@ class _Bounded(imaplib.IMAP4):
             line += self._stream.read(len(ahead) if cut < 0 else cut + 1)
             if cut >= 0:
                 return bytes(line)
-            if len(line) > 100_000:
-                raise self.error("a line longer than 100,000 bytes")
+            if len(line) > MAX_LINE:
+                raise self.error(f"a line longer than {MAX_LINE} bytes")
 
     def read(self, size: int) -> bytes:
         kept = bytearray()
