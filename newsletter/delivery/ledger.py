@@ -45,22 +45,21 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from newsletter.audience.subscribers import key_hash
+from newsletter.db import Cursor
 from newsletter.models import (
     ApprovedIssue,
     Delivery,
     Subscriber,
     Subscription,
     Suppression,
-    UTCDateTime,
 )
 
 States = Literal[
@@ -303,96 +302,6 @@ def claim(
             "UPDATE deliveries SET state = 'skipped', updated_at = ? WHERE id IN ?", now, skipped
         )
     return claimed, len(skipped)
-
-
-class Cursor:
-    """The statements a send makes for each message and batch (claim, start, record,
-    release), run on the database driver's own cursor. Through the ORM each cost about
-    40 µs of Python where the database needs 6, on the one thread every connection waits
-    on; the SQL is written here once for both databases (`?` for a value, `IN ?` for a
-    list). Made from a SQLAlchemy connection (the send's ledger writer, which commits with
-    `commit`), or from a session (`Cursor.of`), inside whose transaction it then runs."""
-
-    def __init__(self, connection: sa.Connection) -> None:
-        self.dialect = connection.dialect
-        self.sqlite = self.dialect.name == "sqlite"
-        dbapi = connection.connection.dbapi_connection
-        assert dbapi is not None
-        self.dbapi = dbapi
-        self.cursor = dbapi.cursor()
-        self._type = UTCDateTime()
-        self._process: Callable[[Any], Any] | None = self._type.impl.dialect_impl(
-            self.dialect
-        ).bind_processor(self.dialect)
-
-    @classmethod
-    def of(cls, where: Session | Cursor) -> Cursor:
-        """The session's cursor for its current database connection, made once."""
-        if isinstance(where, Cursor):
-            return where
-        connection = where.connection()
-        cursor: Cursor | None = where.info.get("ledger cursor")
-        if cursor is None or cursor.dbapi is not connection.connection.dbapi_connection:
-            cursor = where.info["ledger cursor"] = cls(connection)
-        return cursor
-
-    def commit(self) -> None:
-        self.dbapi.commit()
-
-    @contextmanager
-    def savepoint(self) -> Iterator[None]:
-        """Statements about one outside input, undone alone if anything fails among them
-        (the rest of the transaction stays; on PostgreSQL a refused statement would
-        otherwise abort all of it). The error goes on to the caller."""
-        if self.sqlite and not self.dbapi.in_transaction:
-            self._execute("BEGIN", ())  # so that RELEASE does not commit
-        self._execute("SAVEPOINT one_input", ())
-        try:
-            yield
-        except Exception:
-            self._execute("ROLLBACK TO SAVEPOINT one_input", ())
-            self._execute("RELEASE SAVEPOINT one_input", ())
-            raise
-        self._execute("RELEASE SAVEPOINT one_input", ())
-
-    def stamp(self, moment: datetime) -> object:
-        """A time as the UTCDateTime column stores it on this database."""
-        value = self._type.process_bind_param(moment, self.dialect)
-        return self._process(value) if self._process else value
-
-    def rows(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
-        self._execute(sql, params)
-        return list(self.cursor.fetchall())
-
-    def count(self, sql: str, *params: object) -> int:
-        """Rows changed by `sql`."""
-        self._execute(sql, params)
-        return int(self.cursor.rowcount)
-
-    def _execute(self, sql: str, params: tuple[object, ...]) -> None:
-        values: list[object] = []
-        text = sql
-        if self.sqlite:
-            for param in params:
-                if isinstance(param, list):
-                    text = text.replace("IN ?", "IN (" + ",".join("?" * len(param)) + ")", 1)
-                    values += param
-                else:
-                    values.append(param)
-        else:
-            text = text.replace("IN ?", "= ANY(%s)").replace("?", "%s")
-            values = list(params)
-        self.cursor.execute(text, values)
-
-
-def read_time(value: object) -> datetime | None:
-    """A UTCDateTime column as Cursor.rows returns it (SQLite gives text): Cursor.stamp's
-    counterpart."""
-    if value is None:
-        return None
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    assert isinstance(moment, datetime)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _mine(claimed_by: str | None) -> tuple[str, tuple[object, ...]]:

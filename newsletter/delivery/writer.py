@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from newsletter.db import Cursor
 from newsletter.delivery import ledger
 from newsletter.delivery.ledger import Claimed, Outcome, RetryPolicy
 from newsletter.errors import DatabaseError, IdentityLost, NewsletterError
@@ -143,8 +144,8 @@ class LedgerWriter:
         try:
             with self.engine.connect() as connection:
                 # The driver's own cursor and transactions: no session, whose bookkeeping
-                # cost more than the statements (ledger.Cursor).
-                cursor = ledger.Cursor(connection)
+                # cost more than the statements (Cursor).
+                cursor = Cursor(connection)
                 postgresql = connection.dialect.name == "postgresql"
                 if postgresql:
                     cursor.count("SET synchronous_commit = off")
@@ -176,7 +177,7 @@ class LedgerWriter:
             except queue.Empty:
                 return batch
 
-    def _write(self, cursor: ledger.Cursor, batch: list[_Request], closing: bool) -> None:
+    def _write(self, cursor: Cursor, batch: list[_Request], closing: bool) -> None:
         outcomes = [item for item in batch if isinstance(item, Outcome)]
         tickets = [item for item in batch if isinstance(item, Ticket)]
         halted = self.halt.is_set()
@@ -217,7 +218,7 @@ class LedgerWriter:
         if self.on_written and (outcomes or skipped):
             self.on_written(outcomes, skipped)
 
-    def _claim(self, cursor: ledger.Cursor) -> tuple[list[Claimed], int]:
+    def _claim(self, cursor: Cursor) -> tuple[list[Claimed], int]:
         if self.confirm is not None:
             try:
                 self.confirm()

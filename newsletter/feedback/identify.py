@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from newsletter.delivery.ledger import Cursor, read_time
+from newsletter.db import Cursor, read_time
 from newsletter.feedback.parse import Report, Traces
 
 

@@ -13,7 +13,7 @@ ledger row it is about), so the same bounce read twice, from a folder copied bac
 move that failed halfway, or an old report sent again with a header changed, acts once;
 an unverified one by its message's bytes. Reports nothing proves are ours (`unverified`)
 are stored and change nothing.
-The statements go through the ledger's driver cursor (delivery/ledger.Cursor): through the
+The statements go through the driver cursor (db.Cursor): through the
 ORM they cost more than reading the mail.
 """
 
@@ -27,7 +27,8 @@ from typing import Any, Literal
 from sqlmodel import Session
 
 from newsletter.config import Config
-from newsletter.delivery.ledger import Cursor, bounce, read_time, suppress
+from newsletter.db import Cursor, read_time
+from newsletter.delivery.ledger import bounce, suppress
 from newsletter.feedback.identify import Target, proven_rows, target
 from newsletter.feedback.parse import Kind, Parsed, Report
 from newsletter.untrusted import stored

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from newsletter.config import Config
-from newsletter.delivery.ledger import Cursor
+from newsletter.db import Cursor
 from newsletter.feedback.mailboxes import Mail, Mailbox, open_source
 from newsletter.feedback.parse import MAX_MESSAGE, Parsed, Report, Traces, parse
 from newsletter.feedback.policy import Handled, apply

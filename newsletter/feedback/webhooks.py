@@ -11,8 +11,8 @@ from types import ModuleType
 from sqlmodel import Session
 
 from newsletter.config import Config
+from newsletter.db import Cursor
 from newsletter.delivery import return_path
-from newsletter.delivery.ledger import Cursor
 from newsletter.feedback.parse import Parsed, Traces
 from newsletter.feedback.policy import Handled, apply
 from newsletter.feedback.providers import mailgun, ses

@@ -16,8 +16,8 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from newsletter.config import Config
+from newsletter.db import Cursor, read_time
 from newsletter.delivery import ledger
-from newsletter.delivery.ledger import Cursor, read_time
 from newsletter.errors import NotFoundError
 from newsletter.models import ApprovedIssue, IssueLink
 

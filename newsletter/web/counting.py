@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
 
-from newsletter.delivery.ledger import Cursor
+from newsletter.db import Cursor
 
 log = logging.getLogger("newsletter.web.counting")
 
