@@ -1,10 +1,10 @@
 """Subscribers: who may be mailed, for which newsletter, and who never again.
 
 A subscriber is a person (address as given, a normalised key, name, source, free
-attributes); a subscription is their membership of one newsletter with its own status:
-`pending` (waiting for the double opt-in), `active`, `unsubscribed`, `bounced`,
-`complained`. The suppression list overrides everything: a suppressed address is never
-mailed and never re-added, by a form or an import.
+attributes); a subscription is their membership of one newsletter with its own status;
+the suppression list overrides everything. The statuses, the suppression reasons and every
+move between them are audience/lifecycle.py's, re-exported here for the callers that deal
+with people (the web routes, the CLI, imports).
 
 Addresses are checked with email-validator without DNS. The key lower-cases the whole
 address and IDNA-encodes the domain, so `JOHN@Example.COM` and `john@example.com` are one
@@ -15,22 +15,33 @@ cleaned here, before it can come near a mail header.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Literal
 from urllib.parse import unquote
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from sqlmodel import Session, SQLModel, col, select
 
+from newsletter.audience import lifecycle
+from newsletter.audience.lifecycle import CLOSED as CLOSED
+from newsletter.audience.lifecycle import REOPENED_BY_PERSON as REOPENED_BY_PERSON
+from newsletter.audience.lifecycle import SELF_LIFTED as SELF_LIFTED
+from newsletter.audience.lifecycle import STATUSES as STATUSES
+from newsletter.audience.lifecycle import Status as Status
+from newsletter.audience.lifecycle import among, set_status
+from newsletter.audience.lifecycle import check_status as check_status
+from newsletter.audience.lifecycle import confirm as confirm
+from newsletter.audience.lifecycle import key_hash as key_hash
+from newsletter.audience.lifecycle import subscription_of as subscription_of
+from newsletter.audience.lifecycle import unsubscribe as unsubscribe
 from newsletter.audience.tokens import Token
-from newsletter.errors import InvalidAddress, NotFoundError, UsageError
+from newsletter.errors import InvalidAddress, NotFoundError
 from newsletter.models import (
     ApprovedIssue,
     FeedbackReport,
@@ -38,16 +49,10 @@ from newsletter.models import (
     ReaderClick,
     Subscriber,
     Subscription,
-    Suppression,
     new_token_id,
 )
 from newsletter.untrusted import ENCODED_BREAK, has_control
 from newsletter.untrusted import clean_name as clean_name
-
-Status = Literal["pending", "active", "unsubscribed", "bounced", "complained"]
-STATUSES: tuple[Status, ...] = ("pending", "active", "unsubscribed", "bounced", "complained")
-# Statuses a person can only leave by their own action, never by an import or an admin add.
-CLOSED: frozenset[str] = frozenset({"unsubscribed", "bounced", "complained"})
 
 
 @dataclass(frozen=True)
@@ -98,31 +103,13 @@ def _checked_domain(domain: str) -> tuple[str, str] | str:
     return valid.domain, valid.ascii_domain or valid.domain
 
 
-def key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-def check_status(value: str | None) -> Status | None:
-    if value is None:
-        return None
-    if value not in STATUSES:
-        raise UsageError(f"unknown status {value!r}: use one of {', '.join(STATUSES)}")
-    return value
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def is_suppressed(session: Session, key: str) -> bool:
-    return session.get(Suppression, key_hash(key)) is not None
-
-
 def suppress(session: Session, email: str, reason: str) -> None:
-    address = parse_address(email)
-    row = session.get(Suppression, key_hash(address.key))
-    if row is None:
-        session.add(Suppression(key_hash=key_hash(address.key), email=address.key, reason=reason))
+    """The operator's suppression of an address as typed (`subscribers suppress`)."""
+    lifecycle.suppress(session, parse_address(email).key, reason)
 
 
 def find(session: Session, email: str) -> Subscriber | None:
@@ -138,34 +125,6 @@ def require(session: Session, email: str) -> Subscriber:
     if found is None:
         raise NotFoundError(f"no subscriber {email}")
     return found
-
-
-def subscription_of(
-    session: Session, subscriber: Subscriber, newsletter: str
-) -> Subscription | None:
-    return session.exec(
-        select(Subscription).where(
-            Subscription.subscriber_id == subscriber.id, Subscription.newsletter == newsletter
-        )
-    ).first()
-
-
-def reopen_subscription(subscription: Subscription, status: Status = "active") -> None:
-    """A closed subscription open again: by the person's own confirmation, or the operator's
-    --reopen. The time they left is forgotten; an active one is confirmed now."""
-    subscription.status = status
-    subscription.unsubscribed_at = None
-    if status == "active":
-        subscription.confirmed_at = _now()
-
-
-def set_status(subscription: Subscription, status: Status) -> None:
-    now = _now()
-    subscription.status = status
-    if status == "active" and subscription.confirmed_at is None:
-        subscription.confirmed_at = now
-    if status in CLOSED:
-        subscription.unsubscribed_at = subscription.unsubscribed_at or now
 
 
 SubscriberChange = Literal["added", "updated", "unchanged", "suppressed", "closed", "reopened"]
@@ -206,24 +165,16 @@ def upsert(
     people = {
         person.email_key: person
         for person in session.exec(
-            select(Subscriber).where(_among(col(Subscriber.email_key), keys, postgresql))
+            select(Subscriber).where(among(col(Subscriber.email_key), keys, postgresql))
         )
     }
-    hashes = {key_hash(key): key for key in keys}
-    suppressed = {
-        hashes[digest]
-        for digest in session.exec(
-            select(Suppression.key_hash).where(
-                _among(col(Suppression.key_hash), list(hashes), postgresql)
-            )
-        )
-    }
+    suppressed = lifecycle.suppressed_among(session, keys)
     ids = [p.id for p in people.values() if p.id is not None]
     memberships = {
         sub.subscriber_id: sub
         for sub in session.exec(
             select(Subscription).where(
-                _among(col(Subscription.subscriber_id), ids, postgresql),
+                among(col(Subscription.subscriber_id), ids, postgresql),
                 Subscription.newsletter == newsletter,
             )
         )
@@ -252,7 +203,7 @@ def upsert(
                 "reopened %s's %s subscription to %s (was %s) by the operator's --reopen",
                 person.email_key, newsletter, status, membership.status,
             )  # fmt: skip
-            reopen_subscription(membership, status)
+            lifecycle.reopen(membership, status)
             session.add(membership)
             outcomes.append("reopened")
             continue
@@ -281,17 +232,6 @@ def upsert(
     return outcomes
 
 
-def _among(column: Any, values: list[Any], postgresql: bool) -> sa.ColumnElement[bool]:
-    """`column IN (values)`; on PostgreSQL `= ANY(array)`: one parameter, so the statement
-    stays short (psycopg parses each statement's text, and a thousand placeholders cost
-    more than the lookup)."""
-    if postgresql:
-        condition = column == sa.any_(sa.bindparam(None, values, type_=sa.ARRAY(column.type)))
-    else:
-        condition = column.in_(values)
-    return cast(sa.ColumnElement[bool], condition)
-
-
 def _insert_people(
     session: Session, rows: list[dict[str, object]], source: str, now: datetime
 ) -> list[int]:
@@ -315,7 +255,7 @@ def _insert_people(
                     )  # fmt: skip
         keys = [row["email_key"] for row in rows]
         found = session.execute(
-            select(Subscriber.id).where(_among(col(Subscriber.email_key), keys, True))
+            select(Subscriber.id).where(among(col(Subscriber.email_key), keys, True))
         )
         return [i for i in found.scalars() if i is not None]
     # Core, not the ORM's bulk path: a third of the cost per row.
@@ -376,67 +316,11 @@ def by_token(session: Session, token: Token) -> Subscriber | None:
     return session.exec(select(Subscriber).where(Subscriber.token_id == token.subject)).first()
 
 
-def unsubscribe(session: Session, subscriber_id: int, newsletter: str) -> bool:
-    """Idempotent: True when this call changed something."""
-    subscription = session.exec(
-        select(Subscription).where(
-            Subscription.subscriber_id == subscriber_id, Subscription.newsletter == newsletter
-        )
-    ).first()
-    if subscription is None or subscription.status == "unsubscribed":
-        return False
-    set_status(subscription, "unsubscribed")
-    session.add(subscription)
-    session.flush()
-    return True
-
-
-# Suppressions the person lifts by confirming again: what we concluded from mail about
-# their address (a bounce, a complaint), which their own confirmation disproves or
-# withdraws; never the operator's (manual) or an erasure.
-SELF_LIFTED = ("bounced", "complained")
-# Subscriptions a person may reopen through the double opt-in.
-REOPENED_BY_PERSON = ("pending", "unsubscribed", "bounced", "complained")
-
-
-def confirm(session: Session, person: Subscriber, newsletter: str, issued_at: datetime) -> bool:
-    """Double opt-in: pending becomes active, and a person who left (unsubscribed, or
-    closed by a bounce or a complaint) is active again, but only through a link made after
-    they left (an older confirm link still in their inbox must not undo their leaving); a
-    bounce or complaint suppression goes with it, since the person's own click proves the
-    address works and that they want the mail. Other suppressions stay absolute."""
-    subscription = subscription_of(session, person, newsletter)
-    if subscription is None:
-        return False
-    suppression = session.get(Suppression, key_hash(person.email_key))
-    if suppression is not None and (
-        suppression.reason not in SELF_LIFTED or suppression.created_at.astimezone(UTC) >= issued_at
-    ):
-        return False
-    if subscription.status in ("unsubscribed", "bounced", "complained"):
-        left = subscription.unsubscribed_at
-        if left is not None and left.astimezone(UTC) >= issued_at:
-            return False
-    if suppression is not None:
-        log.info("suppression (%s) lifted by the person's confirmation", suppression.reason)
-        session.delete(suppression)
-    if subscription.status in REOPENED_BY_PERSON:
-        reopen_subscription(subscription)
-        session.add(subscription)
-        session.flush()
-    return subscription.status == "active"
-
-
 def erase(session: Session, email: str) -> None:
     """Delete the person's data (right to erasure) but keep their suppression entry, by
     hash only, so no import re-adds them."""
     person = require(session, email)
-    digest = key_hash(person.email_key)
-    existing = session.get(Suppression, digest)
-    if existing is None:
-        session.add(Suppression(key_hash=digest, email=None, reason="erased"))
-    else:
-        existing.email = None
+    lifecycle.erased(session, person.email_key)
     session.execute(sa.delete(Subscription).where(col(Subscription.subscriber_id) == person.id))
     # Reports about them, tied to them or naming their address (the aggregates in the
     # ledger stay: its rows lose the person, not the count).
@@ -495,7 +379,7 @@ def request_subscription(
     mistake them for a pending sign-up) until their own click on the confirmation link;
     and an existing person's name is not overwritten by whatever the form said."""
     address = parse_address(email)
-    suppression = session.get(Suppression, key_hash(address.key))
+    suppression = lifecycle.suppression_of(session, address.key)
     if suppression is not None and suppression.reason not in SELF_LIFTED:
         return None
     person = session.exec(select(Subscriber).where(Subscriber.email_key == address.key)).first()

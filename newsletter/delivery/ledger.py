@@ -52,14 +52,13 @@ from typing import Literal, get_args
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from newsletter.audience.subscribers import key_hash
+from newsletter.audience import lifecycle
 from newsletter.db import Cursor
 from newsletter.models import (
     ApprovedIssue,
     Delivery,
     Subscriber,
     Subscription,
-    Suppression,
 )
 
 States = Literal[
@@ -143,14 +142,9 @@ def audience(session: Session, newsletter: str, batch: int = 1000) -> Iterator[S
         people = [person for person, status in page if status == "active"]
         if not people:
             continue
-        hashes = {key_hash(p.email_key): p for p in people}
-        blocked = set(
-            session.exec(
-                select(Suppression.key_hash).where(col(Suppression.key_hash).in_(list(hashes)))
-            ).all()
-        )
-        for digest, person in hashes.items():
-            if digest not in blocked:
+        blocked = lifecycle.suppressed_among(session, [p.email_key for p in people])
+        for person in {p.email_key: p for p in people}.values():
+            if person.email_key not in blocked:
                 yield person
 
 
@@ -418,34 +412,7 @@ def record(session: Session | Cursor, outcomes: Iterable[Outcome], policy: Retry
             outcome.delivery_id,
         )
         if outcome.no_such_user:
-            bounce(cursor, email_key, subscriber_id, now)
-
-
-def suppress(cursor: Cursor, email_key: str, reason: str, now: object) -> None:
-    """Never mail this address again (`now` stamped for the database: Cursor.stamp)."""
-    cursor.count(
-        "INSERT INTO suppressions (key_hash, email, reason, created_at)"
-        " VALUES (?, ?, ?, ?) ON CONFLICT (key_hash) DO NOTHING",
-        key_hash(email_key),
-        email_key,
-        reason,
-        now,
-    )
-
-
-def bounce(cursor: Cursor, email_key: str, subscriber_id: int | None, now: object) -> None:
-    """A dead address (a 5.1.x during the send, or a hard bounce heard back later): it is
-    suppressed, and the person's open subscriptions, on every list, are bounced."""
-    suppress(cursor, email_key, "bounced", now)
-    if subscriber_id is not None:
-        cursor.count(
-            "UPDATE subscriptions SET status = 'bounced',"
-            " unsubscribed_at = COALESCE(unsubscribed_at, ?)"
-            " WHERE subscriber_id = ? AND status IN ?",
-            now,
-            subscriber_id,
-            ["active", "pending"],
-        )
+            lifecycle.bounce(cursor, email_key, subscriber_id, now)
 
 
 def counts(session: Session, issue_id: int) -> dict[str, int]:

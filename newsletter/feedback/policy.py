@@ -26,9 +26,9 @@ from typing import Any, Literal
 
 from sqlmodel import Session
 
+from newsletter.audience import lifecycle
 from newsletter.config import Config
 from newsletter.db import Cursor, read_time
-from newsletter.delivery.ledger import bounce, suppress
 from newsletter.feedback.identify import Target, proven_rows, target
 from newsletter.feedback.parse import Kind, Parsed, Report
 from newsletter.untrusted import stored
@@ -44,7 +44,6 @@ ACTIONS: tuple[Action, ...] = (
 )
 MAX_KEPT = 256_000  # bytes of an unrecognised message kept for a person
 MAX_DIAGNOSTIC = 2000
-OPEN = ["active", "pending"]
 
 
 @dataclass(frozen=True)
@@ -181,39 +180,22 @@ def _act(
             return "bounced"
         return "counted"
     if report.kind == "complaint":
-        _close(cursor, found, "complained", now, config.key)
         email_key = _email_key(cursor, found)
-        if email_key is not None:
-            suppress(cursor, email_key, "complained", cursor.stamp(now))
+        lifecycle.complain(cursor, email_key, found.subscriber_id, config.key, cursor.stamp(now))
         _mark_row(cursor, found, "complained", now)
         return "complained"
     # unsubscribe: as the one-click POST, which neither suppresses nor touches the ledger
-    _close(cursor, found, "unsubscribed", now, config.key)
+    if found.subscriber_id is not None:
+        lifecycle.close(cursor, found.subscriber_id, "unsubscribed", cursor.stamp(now), config.key)
     return "unsubscribed"
 
 
 def _bounce(cursor: Cursor, found: Target, now: datetime) -> None:
-    """As a 5.1.x during the send (ledger.bounce), and the row marked too."""
+    """As a 5.1.x during the send (lifecycle.bounce), and the row marked too."""
     email_key = _email_key(cursor, found)
     if email_key is not None:
-        bounce(cursor, email_key, found.subscriber_id, cursor.stamp(now))
+        lifecycle.bounce(cursor, email_key, found.subscriber_id, cursor.stamp(now))
     _mark_row(cursor, found, "bounced", now)
-
-
-def _close(cursor: Cursor, found: Target, status: str, now: datetime, newsletter: str) -> None:
-    """This list's open subscription closed: a complaint or unsubscribe is about one list
-    (a dead address closes them all: ledger.bounce)."""
-    if found.subscriber_id is None:
-        return
-    cursor.count(
-        "UPDATE subscriptions SET status = ?, unsubscribed_at = COALESCE(unsubscribed_at, ?)"
-        " WHERE subscriber_id = ? AND status IN ? AND newsletter = ?",
-        status,
-        cursor.stamp(now),
-        found.subscriber_id,
-        OPEN,
-        newsletter,
-    )
 
 
 def _email_key(cursor: Cursor, found: Target) -> str | None:

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
-from newsletter.audience import subscribers
+from newsletter.audience import lifecycle, subscribers
 from newsletter.audience.tokens import Token, read_token, signed_url
 from newsletter.db import session_scope
 from newsletter.delivery.message import manage_message, sender
@@ -144,6 +144,6 @@ def _leave(site: Site, proof: Token, newsletter: str) -> str | None:
         person = subscribers.by_token(session, proof)
         if person is None or person.id is None:
             return None
-        if newsletter and subscribers.unsubscribe(session, person.id, newsletter[:300]):
+        if newsletter and lifecycle.unsubscribe(session, person.id, newsletter[:300]):
             return newsletter
         return ""

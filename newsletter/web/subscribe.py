@@ -13,7 +13,7 @@ import logging
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from newsletter.audience import subscribers
+from newsletter.audience import lifecycle, subscribers
 from newsletter.audience.tokens import read_token, signed_url
 from newsletter.db import session_scope
 from newsletter.delivery.message import confirmation_message, sender
@@ -101,7 +101,7 @@ def confirm(token: str, site: CurrentSite) -> HTMLResponse:
         return site.invalid_link()
     with session_scope(site.engine) as session:
         person = subscribers.by_token(session, proof)
-        if person is None or not subscribers.confirm(session, person, config.key, proof.issued_at):
+        if person is None or not lifecycle.confirm(session, person, config.key, proof.issued_at):
             return site.invalid_link()
     return site.message(
         "You are subscribed", f"Thank you. {config.name} will arrive in your inbox."

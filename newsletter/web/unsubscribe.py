@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from newsletter.audience import subscribers
+from newsletter.audience import lifecycle, subscribers
 from newsletter.audience.tokens import Token
 from newsletter.db import session_scope
 from newsletter.delivery import return_path
@@ -63,6 +63,6 @@ def _unsubscribe(site: Site, proof: Token, message: RowToken | None) -> bool:
         person = subscribers.by_token(session, proof)
         if person is None or person.id is None:
             return False
-        if subscribers.unsubscribe(session, person.id, site.config.key) and message:
+        if lifecycle.unsubscribe(session, person.id, site.config.key) and message:
             record_unsubscribe(session, message.delivery_id, person.id)
         return True

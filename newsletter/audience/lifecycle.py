@@ -1,0 +1,259 @@
+"""A subscription's states and the suppression list: the one module that moves them.
+
+A subscription is one person's membership of one newsletter:
+
+        the form (double opt-in)                    an import, `subscribers add`
+                  │                                              │
+                  ▼                                              ▼
+              pending ────────confirm: the person's click───▶ active
+                  │                                              │
+        ┌─────────┴──────────────────┬───────────────────────────┤
+        ▼                            ▼                           ▼
+   unsubscribed                 complained                    bounced
+   (the link, one-click POST,   (an ARF complaint: this       (a 5.1.x during the send, or
+   mailto:, preferences,        list; the address             a hard bounce heard back:
+   `subscribers unsubscribe`)   suppressed `complained`)      every list; the address
+        │                            │                        suppressed `bounced`)
+        └──────── confirm by a link made after they left (which lifts a bounced or
+                  complained suppression), or the operator's logged --reopen ──▶ active
+
+`OPEN` (active, pending) are the states a close moves from; `CLOSED` (unsubscribed,
+bounced, complained) are left only by the person's own confirmation or the operator's
+`--reopen`, never by an import or the form.
+
+The suppression list, by the address's hash, overrides every state: nobody on it is mailed
+or added. Its reasons: `manual` (the operator), `bounced` and `complained` (what mail told
+us about the address; the person's own confirmation lifts them), `erased` (hash only; what
+stays of an erased person; absolute).
+
+Who moves them: the web routes (subscribe, confirm, unsubscribe, preferences), imports and
+the CLI through audience/subscribers.py; the send (delivery/ledger.record: a 5.1.x
+bounces); the bounce policy (feedback/policy.py: hard bounces, complaints, mailto
+unsubscribes). Each move is a statement or two in the caller's transaction and nothing here
+commits, so a crash leaves the move together with what caused it (a ledger outcome, a
+stored report), or neither. Each move comes in the form its callers need: on a Session for
+one person at a time (the web, the CLI), on the driver cursor (db.Cursor) for the paths
+that run once per message (the send's writer, the bounce policy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from newsletter.db import Cursor
+from newsletter.errors import UsageError
+from newsletter.models import Subscriber, Subscription, Suppression
+
+Status = Literal["pending", "active", "unsubscribed", "bounced", "complained"]
+STATUSES: tuple[Status, ...] = ("pending", "active", "unsubscribed", "bounced", "complained")
+# The states a close (unsubscribe, bounce, complaint) moves a subscription from.
+OPEN: tuple[Status, ...] = ("active", "pending")
+# Statuses a person can only leave by their own action, never by an import or an admin add.
+CLOSED: frozenset[str] = frozenset({"unsubscribed", "bounced", "complained"})
+# Subscriptions a person may reopen through the double opt-in.
+REOPENED_BY_PERSON: tuple[Status, ...] = ("pending", "unsubscribed", "bounced", "complained")
+# Suppressions the person lifts by confirming again: what we concluded from mail about
+# their address (a bounce, a complaint), which their own confirmation disproves or
+# withdraws; never the operator's (manual) or an erasure.
+SELF_LIFTED = ("bounced", "complained")
+
+log = logging.getLogger("newsletter.audience.subscribers")
+
+
+def key_hash(key: str) -> str:
+    """The suppression list's key: an address's normalised key, hashed (an erased person
+    leaves only this)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def check_status(value: str | None) -> Status | None:
+    if value is None:
+        return None
+    if value not in STATUSES:
+        raise UsageError(f"unknown status {value!r}: use one of {', '.join(STATUSES)}")
+    return value
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# Suppression, one address at a time (Session) ---------------------------------------------
+
+
+def suppression_of(session: Session, email_key: str) -> Suppression | None:
+    return session.get(Suppression, key_hash(email_key))
+
+
+def is_suppressed(session: Session, email_key: str) -> bool:
+    return suppression_of(session, email_key) is not None
+
+
+def suppress(session: Session, email_key: str, reason: str) -> None:
+    """Never mail this address again; an existing suppression keeps its reason."""
+    if suppression_of(session, email_key) is None:
+        session.add(Suppression(key_hash=key_hash(email_key), email=email_key, reason=reason))
+
+
+def erased(session: Session, email_key: str) -> None:
+    """What stays of an erased person: their suppression, by hash only (an existing one
+    keeps its reason and loses the address), so that no import or form adds them again."""
+    existing = suppression_of(session, email_key)
+    if existing is None:
+        session.add(Suppression(key_hash=key_hash(email_key), email=None, reason="erased"))
+    else:
+        existing.email = None
+
+
+def suppressed_among(session: Session, email_keys: list[str]) -> set[str]:
+    """Which of these addresses are suppressed, in one statement."""
+    hashes = {key_hash(key): key for key in email_keys}
+    if not hashes:
+        return set()
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    found = session.exec(
+        select(Suppression.key_hash).where(
+            among(col(Suppression.key_hash), list(hashes), postgresql)
+        )
+    )
+    return {hashes[digest] for digest in found}
+
+
+def among(column: Any, values: list[Any], postgresql: bool) -> sa.ColumnElement[bool]:
+    """`column IN (values)`; on PostgreSQL `= ANY(array)`: one parameter, so the statement
+    stays short (psycopg parses each statement's text, and a thousand placeholders cost
+    more than the lookup)."""
+    if postgresql:
+        condition = column == sa.any_(sa.bindparam(None, values, type_=sa.ARRAY(column.type)))
+    else:
+        condition = column.in_(values)
+    return cast(sa.ColumnElement[bool], condition)
+
+
+# A subscription, one person at a time (Session) -------------------------------------------
+
+
+def set_status(subscription: Subscription, status: Status) -> None:
+    now = _now()
+    subscription.status = status
+    if status == "active" and subscription.confirmed_at is None:
+        subscription.confirmed_at = now
+    if status in CLOSED:
+        subscription.unsubscribed_at = subscription.unsubscribed_at or now
+
+
+def reopen(subscription: Subscription, status: Status = "active") -> None:
+    """A closed subscription open again: by the person's own confirmation, or the operator's
+    --reopen. The time they left is forgotten; an active one is confirmed now."""
+    subscription.status = status
+    subscription.unsubscribed_at = None
+    if status == "active":
+        subscription.confirmed_at = _now()
+
+
+def subscription_of(
+    session: Session, subscriber: Subscriber, newsletter: str
+) -> Subscription | None:
+    return session.exec(
+        select(Subscription).where(
+            Subscription.subscriber_id == subscriber.id, Subscription.newsletter == newsletter
+        )
+    ).first()
+
+
+def unsubscribe(session: Session, subscriber_id: int, newsletter: str) -> bool:
+    """Idempotent: True when this call changed something."""
+    subscription = session.exec(
+        select(Subscription).where(
+            Subscription.subscriber_id == subscriber_id, Subscription.newsletter == newsletter
+        )
+    ).first()
+    if subscription is None or subscription.status == "unsubscribed":
+        return False
+    set_status(subscription, "unsubscribed")
+    session.add(subscription)
+    session.flush()
+    return True
+
+
+def confirm(session: Session, person: Subscriber, newsletter: str, issued_at: datetime) -> bool:
+    """Double opt-in: pending becomes active, and a person who left (unsubscribed, or
+    closed by a bounce or a complaint) is active again, but only through a link made after
+    they left (an older confirm link still in their inbox must not undo their leaving); a
+    bounce or complaint suppression goes with it, since the person's own click proves the
+    address works and that they want the mail. Other suppressions stay absolute."""
+    subscription = subscription_of(session, person, newsletter)
+    if subscription is None:
+        return False
+    suppression = suppression_of(session, person.email_key)
+    if suppression is not None and (
+        suppression.reason not in SELF_LIFTED or suppression.created_at.astimezone(UTC) >= issued_at
+    ):
+        return False
+    if subscription.status in CLOSED:
+        left = subscription.unsubscribed_at
+        if left is not None and left.astimezone(UTC) >= issued_at:
+            return False
+    if suppression is not None:
+        log.info("suppression (%s) lifted by the person's confirmation", suppression.reason)
+        session.delete(suppression)
+    if subscription.status in REOPENED_BY_PERSON:
+        reopen(subscription)
+        session.add(subscription)
+        session.flush()
+    return subscription.status == "active"
+
+
+# The per-message paths (db.Cursor; `now` stamped for the database: Cursor.stamp) ----------
+
+
+def suppress_row(cursor: Cursor, email_key: str, reason: str, now: object) -> None:
+    """Never mail this address again; an existing suppression keeps its reason."""
+    cursor.count(
+        "INSERT INTO suppressions (key_hash, email, reason, created_at)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (key_hash) DO NOTHING",
+        key_hash(email_key),
+        email_key,
+        reason,
+        now,
+    )
+
+
+def close(
+    cursor: Cursor, subscriber_id: int, status: Status, now: object, newsletter: str | None
+) -> None:
+    """The person's open subscription to `newsletter` (every one, when None) closed."""
+    cursor.count(
+        "UPDATE subscriptions SET status = ?, unsubscribed_at = COALESCE(unsubscribed_at, ?)"
+        " WHERE subscriber_id = ? AND status IN ?"
+        + (" AND newsletter = ?" if newsletter is not None else ""),
+        status,
+        now,
+        subscriber_id,
+        list(OPEN),
+        *([newsletter] if newsletter is not None else []),
+    )
+
+
+def bounce(cursor: Cursor, email_key: str, subscriber_id: int | None, now: object) -> None:
+    """A dead address (a 5.1.x during the send, or a hard bounce heard back later): it is
+    suppressed, and the person's open subscriptions, on every list, are bounced."""
+    suppress_row(cursor, email_key, "bounced", now)
+    if subscriber_id is not None:
+        close(cursor, subscriber_id, "bounced", now, None)
+
+
+def complain(
+    cursor: Cursor, email_key: str | None, subscriber_id: int | None, newsletter: str, now: object
+) -> None:
+    """A complaint is about one list: it is closed, and the address suppressed."""
+    if subscriber_id is not None:
+        close(cursor, subscriber_id, "complained", now, newsletter)
+    if email_key is not None:
+        suppress_row(cursor, email_key, "complained", now)
