@@ -1,16 +1,16 @@
 """Signed confirm, unsubscribe and manage links.
 
-A token is `<token id>.<expiry>.<signature>`, the signature an HMAC-SHA256 in URL-safe
-base64 over the purpose, the newsletter, the subscriber's token id and the expiry, keyed by
-the newsletter's secret. The token id is random and never reused (a row id is: SQLite gives
-a deleted row's id to the next person), so an old link can only ever act on the person it
-was made for, and it names no address. Unsubscribe links made before token ids existed
-named the row id; they still work for the people who existed then (`legacy_tokens`), and
-for nobody created since. Confirm links expire (a week by default), manage links (every
-list of a person, mailed on request) in a day;
-unsubscribe links never do, because they must keep working in last year's issue. Checking
-compares in constant time, and every kind of bad token (tampered, truncated, expired, for
-another purpose or newsletter) gives the same `None`, so an answer reveals nothing.
+A token is `<token id>.<expiry>.<signature>`, the signature (newsletter/signing.py) an
+HMAC-SHA256 in URL-safe base64 over the purpose, the newsletter, the subscriber's token id
+and the expiry, keyed by the newsletter's secret. The token id is random and never reused
+(a row id is: SQLite gives a deleted row's id to the next person), so an old link can only
+ever act on the person it was made for, and it names no address. Unsubscribe links made
+before token ids existed named the row id; they still work for the people who existed then
+(`legacy_tokens`), and for nobody created since. Confirm links expire (a week), manage
+links (every list of a person, mailed on request) in a day; unsubscribe links never do,
+because they must keep working in last year's issue. Checking compares in constant time,
+and every kind of bad token (tampered, truncated, expired, for another purpose or
+newsletter) gives the same `None`, so an answer reveals nothing.
 
 The secret comes from NEWSLETTER_SECRET_KEY, or from the key file `newsletter init` creates
 (mode 0600, listed in .gitignore).
@@ -18,27 +18,20 @@ The secret comes from NEWSLETTER_SECRET_KEY, or from the key file `newsletter in
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import os
 import re
 import secrets
 import stat
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from newsletter import signing
 from newsletter.config import environment_value
 from newsletter.errors import ConfigError
 
-Purpose = Literal["confirm", "unsubscribe", "manage"]
-CONFIRM_LIFETIME = timedelta(days=7)
-# A link to every list of a person, mailed on request to their address: short-lived, since
-# it shows more than the footer link a forwarded issue carries.
-MANAGE_LIFETIME = timedelta(hours=24)
-LIFETIMES = {"confirm": CONFIRM_LIFETIME, "manage": MANAGE_LIFETIME}
+Purpose = Literal["confirm", "unsubscribe", "manage"]  # each a kind of newsletter.signing
 MIN_KEY_BYTES = 32
 
 
@@ -95,17 +88,7 @@ _ASCII_DIGITS = re.compile(r"[0-9]{1,18}\Z")
 _SUBJECT = re.compile(r"[A-Za-z0-9_-]{1,40}\Z")
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-
-
-def _mac(key: bytes, purpose: Purpose, newsletter: str, subject: str, expires: int) -> bytes:
-    message = f"{purpose}\x00{newsletter}\x00{subject}\x00{expires}".encode()
-    return hmac.digest(key, message, "sha256")  # one C call; hmac.new is several in Python
+_b64 = signing.b64
 
 
 def make_token(
@@ -121,11 +104,9 @@ def make_token(
     unsubscribed must not bring them back); an unsubscribe link's is 0, never."""
     if not _SUBJECT.match(token_id) or _ASCII_DIGITS.match(token_id):
         raise ValueError("a token names a subscriber's token id")
-    expires = 0
-    if purpose in LIFETIMES:
-        expires = int(((now or datetime.now(UTC)) + LIFETIMES[purpose]).timestamp() * 1000)
-    mac = _mac(key, purpose, newsletter, token_id, expires)
-    return f"{token_id}.{expires}.{_b64(mac)}"
+    kind = signing.KINDS[purpose]
+    expires = kind.expiry(now)
+    return f"{token_id}.{expires}.{signing.sign(key, kind, newsletter, token_id, expires)}"
 
 
 def read_token(
@@ -140,27 +121,18 @@ def read_token(
     subject, expiry, signature = parts
     if not _SUBJECT.match(subject) or not _ASCII_DIGITS.match(expiry):
         return None
-    try:
-        given = _unb64(signature)
-    except (binascii.Error, ValueError):
-        return None
-    if _b64(given) != signature:
-        # Base64's last character carries spare bits that decoding ignores: only the one
-        # spelling the MAC has is the token (else two links would name the same token).
-        return None
+    kind = signing.KINDS[purpose]
     expires = int(expiry)
-    expected = _mac(key, purpose, newsletter, subject, expires)
-    if not hmac.compare_digest(given, expected):
+    if not signing.verify(key, kind, signature, newsletter, subject, expires):
         return None
-    moment = (now or datetime.now(UTC)).timestamp()
-    if purpose == "unsubscribe":
+    if kind.lifetime is None:
         return None if expires else Token(subject)
     if _ASCII_DIGITS.match(subject):
         return None  # confirm links of the old format were short-lived; they are over
+    moment = (now or datetime.now(UTC)).timestamp()
     if not expires or moment * 1000 > expires:
         return None
-    issued = datetime.fromtimestamp(expires / 1000, UTC) - LIFETIMES[purpose]
-    return Token(subject, issued)
+    return Token(subject, kind.issued(expires))
 
 
 def signed_url(base_url: str, key: bytes, purpose: Purpose, newsletter: str, token_id: str) -> str:

@@ -14,7 +14,6 @@ the web version keep direct links: only sent messages are rewritten.
 
 from __future__ import annotations
 
-import hmac
 import html
 import re
 from dataclasses import dataclass
@@ -22,8 +21,9 @@ from dataclasses import dataclass
 from lxml import html as lxml_html
 from sqlmodel import Session, col, select
 
-from newsletter.delivery.return_path import base36, short_mac
+from newsletter import signing
 from newsletter.models import IssueLink
+from newsletter.signing import base36
 
 _HREF = re.compile(r"""(\bhref\s*=\s*)(["'])(https?://[^"'<>\s]+)\2""", re.IGNORECASE)
 _TEXT_URL = re.compile(r"https?://[^\s<>\"')\]]+")
@@ -39,7 +39,7 @@ class Link:
 
 
 def _mac(key: bytes, newsletter: str, issue_id: int, index: int) -> str:
-    return short_mac(key, "link", newsletter, issue_id, index)
+    return signing.sign(key, signing.LINK, newsletter, issue_id, index)
 
 
 def link_token(key: bytes, newsletter: str, issue_id: int, index: int) -> str:
@@ -52,8 +52,8 @@ def read_link_token(key: bytes, newsletter: str, token: str) -> tuple[int, int] 
     if match is None:
         return None
     issue_id, index = int(match.group(1), 36), int(match.group(2), 36)
-    if issue_id > 2**53 or not hmac.compare_digest(
-        match.group(3), _mac(key, newsletter, issue_id, index)
+    if issue_id > 2**53 or not signing.verify(
+        key, signing.LINK, match.group(3), newsletter, issue_id, index
     ):
         return None
     return issue_id, index
@@ -61,7 +61,7 @@ def read_link_token(key: bytes, newsletter: str, token: str) -> tuple[int, int] 
 
 def open_token(key: bytes, newsletter: str, issue_id: int) -> str:
     """The open pixel's token: the issue only."""
-    return f"{base36(issue_id)}-{short_mac(key, 'open', newsletter, issue_id)}"
+    return f"{base36(issue_id)}-{signing.sign(key, signing.OPEN, newsletter, issue_id)}"
 
 
 def read_open_token(key: bytes, newsletter: str, token: str) -> int | None:
@@ -69,7 +69,7 @@ def read_open_token(key: bytes, newsletter: str, token: str) -> int | None:
     if match is None:
         return None
     issue_id = int(match.group(1), 36)
-    if issue_id > 2**53 or not hmac.compare_digest(open_token(key, newsletter, issue_id), token):
+    if issue_id > 2**53 or not signing.same(open_token(key, newsletter, issue_id), token):
         return None
     return issue_id
 

@@ -6,8 +6,9 @@ an address that names the ledger row it is about, even when the reporting server
 forwarded or rewritten recipient, or none. `List-Unsubscribe` gains
 `<mailto:bounces+u-<issue>-<row>-<mac>@...>` beside the https link, and every issue's
 Message-ID is `<m-<issue>-<row>-<mac>@domain>`, which complaints keep when they redact
-the recipient. The MAC is an HMAC-SHA256 with the newsletter's key over the kind, the
-newsletter, the issue and the row, cut to 80 bits and written in lowercase base32: short
+the recipient. The MAC (newsletter/signing.py, kind `return`) is an HMAC-SHA256 with the
+newsletter's key over the kind, the newsletter, the issue and the row, cut to 80 bits in
+lowercase base32: short
 (an address stays far under the 64-character limit on local parts that some MTAs
 enforce), case-insensitive (some MTAs fold local parts to lower case) and, for anyone
 without the key, unforgeable. A token names a row and proves nothing else: what it may
@@ -16,17 +17,15 @@ do depends on where it was found (feedback/identify.py).
 
 from __future__ import annotations
 
-import base64
-import hmac
 import re
 from dataclasses import dataclass
 from typing import Literal
 
+from newsletter import signing
+
 Kind = Literal["b", "u", "m", "r"]
 # r: the reader of a counted link or open (links.py), with per-subscriber tracking only.
 KINDS: dict[Kind, str] = {"b": "bounce", "u": "unsubscribe", "m": "message", "r": "reader"}
-_MAC_BYTES = 10
-_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 # kind - issue - row - mac; bounded lengths so a hostile text costs nothing to scan.
 TOKEN = re.compile(
     rb"(?<![0-9a-z])([bumr])-([0-9a-z]{1,12})-([0-9a-z]{1,12})-([a-z2-7]{16})(?![0-9a-z])",
@@ -43,33 +42,14 @@ class RowToken:
     delivery_id: int
 
 
-def base36(number: int) -> str:
-    if number < 0:
-        raise ValueError("ids are not negative")
-    digits = ""
-    while True:
-        number, rest = divmod(number, 36)
-        digits = _DIGITS[rest] + digits
-        if not number:
-            return digits
-
-
-def short_mac(key: bytes, *parts: object) -> str:
-    """80 bits of HMAC-SHA256 over the parts, in 16 lower-case base32 characters: the MAC of
-    every token that travels in an address or a link (here and links.py)."""
-    message = "\x00".join(str(part) for part in parts).encode()
-    digest = hmac.digest(key, message, "sha256")[:_MAC_BYTES]
-    return base64.b32encode(digest).decode("ascii").lower()
-
-
 def _mac(key: bytes, kind: Kind, newsletter: str, issue_id: int, delivery_id: int) -> str:
-    return short_mac(key, "return", kind, newsletter, issue_id, delivery_id)
+    return signing.sign(key, signing.RETURN, kind, newsletter, issue_id, delivery_id)
 
 
 def make(key: bytes, kind: Kind, newsletter: str, issue_id: int, delivery_id: int) -> str:
     """`<kind>-<issue>-<row>-<mac>`: at most 43 characters, 20 for small ids."""
     mac = _mac(key, kind, newsletter, issue_id, delivery_id)
-    return f"{kind}-{base36(issue_id)}-{base36(delivery_id)}-{mac}"
+    return f"{kind}-{signing.base36(issue_id)}-{signing.base36(delivery_id)}-{mac}"
 
 
 def read(key: bytes, newsletter: str, token: str | bytes) -> RowToken | None:
@@ -95,8 +75,7 @@ def _checked(key: bytes, newsletter: str, match: re.Match[bytes]) -> RowToken | 
     issue_id, delivery_id = int(issue, 36), int(row, 36)
     if issue_id > 2**53 or delivery_id > 2**53:
         return None
-    expected = _mac(key, kind, newsletter, issue_id, delivery_id)  # type: ignore[arg-type]
-    if not hmac.compare_digest(given, expected):
+    if not signing.verify(key, signing.RETURN, given, kind, newsletter, issue_id, delivery_id):
         return None
     return RowToken(kind, issue_id, delivery_id)  # type: ignore[arg-type]
 
