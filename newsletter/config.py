@@ -7,13 +7,16 @@ would move articles into the wrong week.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
+from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -29,13 +32,15 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from newsletter import __version__
 from newsletter.dates import parse_datetime
 from newsletter.errors import ConfigError
-from newsletter.untrusted import has_control
+from newsletter.untrusted import has_control, strip_controls
 
 CONFIG_FILE = "newsletter.toml"
 DEFAULT_DATABASE = "sqlite:///newsletter.db"
@@ -55,37 +60,13 @@ class Source:
 
 
 @dataclass(frozen=True)
-class CollectSettings:
-    user_agent: str = f"newsletter/{__version__}"
-    timeout: float = 20.0
-    max_bytes: int = 10_000_000
-
-
-@dataclass(frozen=True)
-class BounceSettings:
-    """How returned mail is judged (feedback/policy.py) and where webhooks come from."""
-
-    soft_limit: int = 3
-    soft_days: float = 30.0
-    proof_days: float = 30.0
-    processed_folder: str = "Processed"
-    unrecognised_folder: str = "Unrecognised"
-    ses_topic_arns: tuple[str, ...] = ()
-    ses_certificate_file: Path | None = None
-    webhook_max_age: float = 3600.0
-
-
-@dataclass(frozen=True)
-class TrackingSettings:
-    """What a sent message counts (delivery/links.py; docs/privacy.md)."""
-
-    clicks: bool = True
-    per_subscriber: bool = False
-    opens: bool = False
-
-
-@dataclass(frozen=True)
 class Config:
+    """newsletter.toml resolved: the [newsletter], [render] and [delivery] keys flat, the
+    other tables as their validated models. Nothing here has a default or a type of its
+    own: both are the tables' (below), and `parse_config` copies each table's values
+    across by name, so a new key is one line in its table (and the starter file, which a
+    test holds to the tables)."""
+
     path: Path
     name: str
     timezone: ZoneInfo
@@ -93,30 +74,39 @@ class Config:
     base_url: str
     language: str
     database_url: str
-    collect: CollectSettings = field(default_factory=CollectSettings)
-    sources: tuple[Source, ...] = ()
-    postal_address: str | None = None
-    reason: str | None = None
-    name_fallback: str = "reader"
+    collect: CollectSettings
+    sources: tuple[Source, ...]
+    postal_address: str | None
+    reason: str | None
+    name_fallback: str
     # Whose week an issue collects when `issue new` gets no --author.
-    authors: tuple[str, ...] = ()
-    theme: Path | None = None
+    authors: tuple[str, ...]
+    theme: Path | None
     # The masthead's logo, and the footer's "support us" and "forwarded to you?" blocks.
-    logo: str | None = None
-    support_url: str | None = None
-    support_text: str = "Our reporting is free to read and paid for by readers."
-    forward_prompt: bool = True
-    key_file: Path | None = None
-    transport: str = "file://outbox"
-    dkim_selector: str | None = None
-    dkim_key_file: Path | None = None
-    dkim_ed25519_selector: str | None = None
-    dkim_ed25519_key_file: Path | None = None
-    feedback_id: str | None = None
-    retry_hours: float = 72.0
-    bounce_address: str | None = None
-    bounces: BounceSettings = field(default_factory=lambda: BounceSettings())
-    tracking: TrackingSettings = field(default_factory=lambda: TrackingSettings())
+    logo: str | None
+    support_url: str | None
+    support_text: str
+    forward_prompt: bool
+    key_file: Path | None
+    transport: str
+    dkim_selector: str | None
+    dkim_key_file: Path | None
+    dkim_ed25519_selector: str | None
+    dkim_ed25519_key_file: Path | None
+    feedback_id: str | None
+    retry_hours: float
+    bounce_address: str | None
+    bounces: BounceSettings
+    tracking: TrackingSettings
+    newsletter_id: str
+
+    @functools.cached_property
+    def from_address(self) -> Address:
+        """The From address, parsed once (every message's From, Message-ID domain and
+        envelope sender start from it)."""
+        name, address = parseaddr(strip_controls(self.sender))
+        local, _, domain = address.rpartition("@")
+        return Address(display_name=name, username=local, domain=domain)
 
     def archive_url(self, slug: str | None = None) -> str:
         """The public archive, or one issue's page in it (the "view in your browser" link)."""
@@ -125,8 +115,6 @@ class Config:
     @property
     def signing_key_file(self) -> Path:
         return self.key_file or self.root / "newsletter.key"
-
-    newsletter_id: str = ""
 
     @property
     def key(self) -> str:
@@ -285,77 +273,140 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     return parse_config(data, path.resolve(), env)
 
 
+@dataclass(frozen=True)
+class Hint:
+    """How a key is written right, for its one-line error (`_friendly`): said once, on the
+    type or the key, never by the key's name elsewhere. `{input}` is the value given."""
+
+    text: str
+
+
 def _no_bool(value: Any) -> Any:
     if isinstance(value, bool):  # TOML's true is not a number of seconds
-        raise ValueError("not a number")
+        raise PydanticCustomError("not_a_number", "not a number")
+    return value
+
+
+def _whole(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value > 0 else value
+
+
+def _zone(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return check_timezone(value.strip())
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
     return value
 
 
 def _checked(check: Any) -> Any:
+    """A check of ours (raising ConfigError) as a validator; its result is the value's
+    final type (a ZoneInfo, a URL without its trailing slash)."""
+
     def validate(value: Any) -> Any:
         try:
-            check(value)
+            return check(value)
         except ConfigError as error:
             raise ValueError(str(error)) from None
-        return value
 
     return AfterValidator(validate)
 
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-Positive = Annotated[float, BeforeValidator(_no_bool), Field(gt=0)]
+def _beside_file(value: Any, info: ValidationInfo) -> Any:
+    """A path relative to the config file's folder (the validation context's `root`), not
+    to the working directory, so cron and the editor's shell find the same file."""
+    root = (info.context or {}).get("root")
+    if isinstance(value, str) and value.strip() and root is not None:
+        return (Path(root) / value.strip()).resolve()
+    return value
+
+
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1), Hint("must be a non-empty string")
+]
+Positive = Annotated[
+    float, BeforeValidator(_no_bool), Field(gt=0), Hint("must be a positive number")
+]
+Bytes = Annotated[
+    int,
+    BeforeValidator(_whole),
+    BeforeValidator(_no_bool),
+    Field(gt=0),
+    Hint("must be a positive number"),
+]
+FilePath = Annotated[Path, BeforeValidator(_beside_file), Hint("must be a file's path")]
+Folder = Annotated[
+    Text,
+    StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,50}$"),
+    Hint("{input!r}: use A-Z, a-z, 0-9, _ and - (a folder name)"),
+]
 
 
 class _Table(BaseModel):
-    """A table of newsletter.toml: unknown keys are errors (a typo must not be ignored)."""
+    """A table of newsletter.toml: unknown keys are errors (a typo must not be ignored).
+    Its fields are the keys, their types the final ones, their defaults the defaults."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, arbitrary_types_allowed=True
+    )
 
 
-class NewsletterTable(_Table):
-    id: Annotated[Text, StringConstraints(pattern=_ID.pattern)] | None = None
+_SLUG = "{input!r}: use a-z, 0-9 and -"
+
+
+class NewsletterSettings(_Table):
+    id: (
+        Annotated[
+            Text, StringConstraints(pattern=_ID.pattern), Hint("{input!r}: use a-z, 0-9 and -")
+        ]
+        | None
+    ) = None
     name: Text
-    timezone: Annotated[Text, _checked(check_timezone)] = "UTC"
+    timezone: Annotated[ZoneInfo, BeforeValidator(_zone)] = ZoneInfo("UTC")
     sender: Annotated[Text, _checked(check_sender)] = Field(alias="from")
     base_url: Annotated[Text, _checked(check_base_url)]
     language: Text = "en"
     postal_address: Text | None = None
     reason: Text | None = None
     name_fallback: Text = "reader"
-    key_file: Text | None = None
-    authors: tuple[Text, ...] = ()
+    key_file: FilePath | None = None
+    authors: Annotated[tuple[Text, ...], Hint('must be a list of names: authors = ["A", "B"]')] = ()
     logo: Annotated[Text, _checked(check_https_url)] | None = None
 
 
-class DatabaseTable(_Table):
+class DatabaseSettings(_Table):
     url: Text | None = None
 
 
-class CollectTable(_Table):
-    user_agent: Text | None = None
+class CollectSettings(_Table):
+    """How documents are fetched (collect/fetch.py)."""
+
+    # Without one in the file: newsletter/VERSION (+base_url), set by parse_config.
+    user_agent: Text = f"newsletter/{__version__}"
     timeout: Positive = 20.0
-    max_bytes: Positive = 10_000_000
+    max_bytes: Bytes = 10_000_000
 
 
-class RenderTable(_Table):
-    templates: Text | None = None
+class RenderSettings(_Table):
+    templates: FilePath | None = None
     support_url: Annotated[Text, _checked(check_https_url)] | None = None
     support_text: Text = "Our reporting is free to read and paid for by readers."
     forward_prompt: bool = True
 
 
-class DeliveryTable(_Table):
+class DeliverySettings(_Table):
     transport: Text = "file://outbox"
     dkim_selector: Text | None = None
-    dkim_key_file: Text | None = None
+    dkim_key_file: FilePath | None = None
     dkim_ed25519_selector: Text | None = None
-    dkim_ed25519_key_file: Text | None = None
+    dkim_ed25519_key_file: FilePath | None = None
     feedback_id: Text | None = None
     retry_hours: Positive = 72.0
     bounce_address: Annotated[Text, _checked(check_bounce_address)] | None = None
 
     @model_validator(mode="after")
-    def _dkim_pair(self) -> DeliveryTable:
+    def _dkim_pair(self) -> DeliverySettings:
         if bool(self.dkim_selector) != bool(self.dkim_key_file):
             raise ValueError("DKIM needs both dkim_selector and dkim_key_file")
         if bool(self.dkim_ed25519_selector) != bool(self.dkim_ed25519_key_file):
@@ -368,28 +419,36 @@ class DeliveryTable(_Table):
         return self
 
 
-class BouncesTable(_Table):
-    soft_limit: Annotated[int, Field(ge=1, le=100)] = 3
+class BounceSettings(_Table):
+    """How returned mail is judged (feedback/policy.py) and where webhooks come from."""
+
+    soft_limit: Annotated[
+        int,
+        BeforeValidator(_no_bool),
+        Field(ge=1, le=100),
+        Hint("must be a whole number from 1 to 100"),
+    ] = 3
     soft_days: Positive = 30.0
     proof_days: Positive = 30.0
-    processed_folder: Annotated[Text, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,50}$")] = (
-        "Processed"
-    )
-    unrecognised_folder: Annotated[Text, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,50}$")] = (
-        "Unrecognised"
-    )
-    ses_topic_arns: tuple[Annotated[Text, StringConstraints(pattern=_SNS_ARN)], ...] = ()
-    ses_certificate_file: Text | None = None
+    processed_folder: Folder = "Processed"
+    unrecognised_folder: Folder = "Unrecognised"
+    ses_topic_arns: Annotated[
+        tuple[Annotated[Text, StringConstraints(pattern=_SNS_ARN)], ...],
+        Hint('must be a list of SNS topic ARNs: ["arn:aws:sns:REGION:ACCOUNT:TOPIC"]'),
+    ] = ()
+    ses_certificate_file: FilePath | None = None
     webhook_max_age: Positive = 3600.0
 
 
-class TrackingTable(_Table):
+class TrackingSettings(_Table):
+    """What a sent message counts (delivery/links.py; docs/privacy.md)."""
+
     clicks: bool = True
     per_subscriber: bool = False
     opens: bool = False
 
 
-class SourceTable(_Table):
+class SourceSettings(_Table):
     name: Text | None = None
     kind: SourceKind
     location: Text
@@ -399,16 +458,16 @@ class SourceTable(_Table):
 
 class ConfigFile(_Table):
     """newsletter.toml, one class per table; `starter_config` writes every key documented
-    (tests/test_config.py checks the two agree)."""
+    and every default as the tables have it (tests/test_config.py checks both)."""
 
-    newsletter: NewsletterTable
-    database: DatabaseTable = DatabaseTable()
-    collect: CollectTable = CollectTable()
-    render: RenderTable = RenderTable()
-    delivery: DeliveryTable = DeliveryTable()
-    bounces: BouncesTable = BouncesTable()
-    tracking: TrackingTable = TrackingTable()
-    sources: tuple[SourceTable, ...] = ()
+    newsletter: NewsletterSettings
+    database: DatabaseSettings = DatabaseSettings()
+    collect: CollectSettings = CollectSettings()
+    render: RenderSettings = RenderSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    bounces: BounceSettings = BounceSettings()
+    tracking: TrackingSettings = TrackingSettings()
+    sources: tuple[SourceSettings, ...] = ()
 
 
 # Every environment variable the program reads, in one place: code reads them through
@@ -449,100 +508,61 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
             if isinstance(section, dict):
                 data[table] = section | {key: value}
     try:
-        model = ConfigFile.model_validate(data)
+        model = ConfigFile.model_validate(data, context={"root": path.parent})
     except ValidationError as error:
         raise ConfigError(f"{path}: {_friendly(error.errors()[0], data)}") from None
-    news = model.newsletter
-    timezone = check_timezone(news.timezone)
-    base_url = check_base_url(news.base_url)
-    render_dir = model.render.templates
-    theme = (path.parent / render_dir).resolve() if render_dir else None
-    if theme is not None and not theme.is_dir():
-        raise ConfigError(f"{path}: [render] templates: folder {theme} does not exist")
+    news, render = model.newsletter, model.render
+    if render.templates is not None and not render.templates.is_dir():
+        raise ConfigError(f"{path}: [render] templates: folder {render.templates} does not exist")
     sources = tuple(
-        _source(item, index, path, timezone) for index, item in enumerate(model.sources, 1)
+        _source(item, index, path, news.timezone) for index, item in enumerate(model.sources, 1)
     )
     names = [s.name for s in sources]
     for source_name in names:
         if names.count(source_name) > 1:
             raise ConfigError(f"{path}: two [[sources]] are named {source_name!r}; rename one")
-    delivery = model.delivery
+    collect = model.collect
+    if "user_agent" not in collect.model_fields_set:
+        collect = collect.model_copy(
+            update={"user_agent": f"{collect.user_agent} (+{news.base_url})"}
+        )
+    flat = {  # the [newsletter], [render] and [delivery] keys, by name
+        key: value
+        for table in (news, render, model.delivery)
+        for key, value in table
+        if key in _FLAT
+    }
     return Config(
         path=path,
-        name=news.name,
-        timezone=timezone,
-        sender=news.sender,
-        base_url=base_url,
-        language=news.language,
+        **flat,
         database_url=resolve_database_url(model.database.url or DEFAULT_DATABASE, path.parent),
-        collect=CollectSettings(
-            user_agent=model.collect.user_agent or f"{CollectSettings.user_agent} (+{base_url})",
-            timeout=model.collect.timeout,
-            max_bytes=int(model.collect.max_bytes),
-        ),
+        collect=collect,
         sources=sources,
-        postal_address=news.postal_address,
-        reason=news.reason,
-        name_fallback=news.name_fallback,
-        authors=news.authors,
         newsletter_id=news.id or slugify(news.name),
-        theme=theme,
-        logo=news.logo,
-        support_url=model.render.support_url,
-        support_text=model.render.support_text,
-        forward_prompt=model.render.forward_prompt,
-        key_file=(path.parent / news.key_file).resolve() if news.key_file else None,
-        transport=delivery.transport,
-        dkim_selector=delivery.dkim_selector,
-        dkim_key_file=(path.parent / delivery.dkim_key_file).resolve()
-        if delivery.dkim_key_file
-        else None,
-        dkim_ed25519_selector=delivery.dkim_ed25519_selector,
-        dkim_ed25519_key_file=(path.parent / delivery.dkim_ed25519_key_file).resolve()
-        if delivery.dkim_ed25519_key_file
-        else None,
-        feedback_id=delivery.feedback_id,
-        retry_hours=delivery.retry_hours,
-        bounce_address=delivery.bounce_address,
-        bounces=BounceSettings(
-            soft_limit=model.bounces.soft_limit,
-            soft_days=model.bounces.soft_days,
-            proof_days=model.bounces.proof_days,
-            processed_folder=model.bounces.processed_folder,
-            unrecognised_folder=model.bounces.unrecognised_folder,
-            ses_topic_arns=model.bounces.ses_topic_arns,
-            ses_certificate_file=(path.parent / model.bounces.ses_certificate_file).resolve()
-            if model.bounces.ses_certificate_file
-            else None,
-            webhook_max_age=model.bounces.webhook_max_age,
-        ),
-        tracking=TrackingSettings(
-            clicks=model.tracking.clicks,
-            per_subscriber=model.tracking.per_subscriber,
-            opens=model.tracking.opens,
-        ),
+        theme=render.templates,
+        bounces=model.bounces,
+        tracking=model.tracking,
     )
 
 
+_FLAT = {item.name for item in dataclass_fields(Config)} - {
+    "path", "database_url", "collect", "sources", "newsletter_id", "theme", "bounces", "tracking"
+}  # fmt: skip
+
+
 _TABLES: dict[str, type[BaseModel]] = {
-    "newsletter": NewsletterTable,
-    "database": DatabaseTable,
-    "collect": CollectTable,
-    "render": RenderTable,
-    "delivery": DeliveryTable,
-    "bounces": BouncesTable,
-    "tracking": TrackingTable,
-    "sources": SourceTable,
+    name: field.annotation.__args__[0] if name == "sources" else field.annotation  # type: ignore[union-attr,misc]
+    for name, field in ConfigFile.model_fields.items()
 }
 
 
 def _friendly(error: Any, data: dict[str, Any]) -> str:
     """One pydantic error as the one line a person needs: where (table and key), what is
-    wrong, and how it is written right."""
+    wrong, and how it is written right (the key's `Hint`)."""
     loc = list(error["loc"])
-    kind, message = error["type"], error["msg"]
+    kind, message = error["type"], str(error["msg"]).removeprefix("Value error, ")
     if not loc:
-        return str(message)
+        return message
     table = str(loc[0])
     if table == "sources" and len(loc) >= 2 and isinstance(loc[1], int):
         where, rest = f"[[sources]] #{loc[1] + 1}", loc[2:]
@@ -564,38 +584,32 @@ def _friendly(error: Any, data: dict[str, Any]) -> str:
         return f"[{table}] must be a table"
     if kind in ("tuple_type", "list_type", "iterable_type") and table == "sources" and not rest:
         return "'sources' must be an array of tables: write [[sources]]"
-    if kind in ("tuple_type", "list_type", "iterable_type") or (
-        table == "newsletter" and key == "authors"
-    ):
-        return f'{where} {key} must be a list of names: {key} = ["A", "B"]'
     if kind == "literal_error":
         return (
             f"{where} {key} {error.get('input')!r} must be one of {', '.join(get_args(SourceKind))}"
         )
-    if kind == "value_error" and not rest:
-        return f"[{table}] {message.removeprefix('Value error, ')}"
-    if kind == "value_error" and key in (
-        "timezone", "from", "base_url", "bounce_address", "logo", "support_url"
-    ):  # fmt: skip
-        return f"{where} {key}: {message.removeprefix('Value error, ')}"
-    if kind == "string_pattern_mismatch":
-        return f"{where} {key} {error.get('input')!r}: use a-z, 0-9 and -"
+    if kind == "value_error":  # a check of ours, which says what is wrong and the fix
+        return f"[{table}] {message}" if not rest else f"{where} {key}: {message}"
     if kind in ("bool_type", "bool_parsing"):
         return f"{where} {key} must be true or false"
-    if key == "ses_topic_arns":
-        return (
-            f'{where} {key} must be a list of SNS topic ARNs: ["arn:aws:sns:REGION:ACCOUNT:TOPIC"]'
-        )
-    if key in ("processed_folder", "unrecognised_folder"):
-        return f"{where} {key} {error.get('input')!r}: use A-Z, a-z, 0-9, _ and - (a folder name)"
-    if key == "soft_limit":
-        return f"{where} {key} must be a whole number from 1 to 100"
-    if key in ("timeout", "max_bytes", "retry_hours", "soft_days", "webhook_max_age"):
-        return f"{where} {key} must be a positive number"
-    return f"{where} {key} must be a non-empty string"
+    hint = _hint(model, key)
+    if hint is not None:
+        return f"{where} {key} " + hint.text.format(input=error.get("input"))
+    return f"{where} {key} {message}"
 
 
-def _source(item: SourceTable, index: int, path: Path, timezone: ZoneInfo) -> Source:
+def _hint(model: type[BaseModel] | None, key: str) -> Hint | None:
+    """The key's own hint before its type's (a folder name before 'a non-empty string')."""
+    for name, field in (model.model_fields if model else {}).items():
+        if key in (name, field.alias):
+            hints = [item for item in field.metadata if isinstance(item, Hint)]
+            for option in get_args(field.annotation) if not hints else ():  # `X | None`
+                hints += [m for m in getattr(option, "__metadata__", ()) if isinstance(m, Hint)]
+            return hints[-1] if hints else None  # the last: the most specific
+    return None
+
+
+def _source(item: SourceSettings, index: int, path: Path, timezone: ZoneInfo) -> Source:
     where = f"[[sources]] #{index}"
     name = item.name or item.location
     published_raw = item.published

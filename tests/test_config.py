@@ -239,6 +239,32 @@ def test_the_starter_config_documents_exactly_the_models_keys() -> None:
     assert documented == expected
 
 
+def test_the_starter_configs_values_are_the_models_defaults() -> None:
+    """A key the starter file sets (not one `init` fills in from its arguments, nor an
+    example left commented) has the value the model would take without it: the file
+    documents the defaults, and cannot drift from them."""
+    import tomllib
+
+    from newsletter.config import ConfigFile, starter_config
+
+    text = starter_config(
+        name="N", timezone="UTC", sender="a@example.org", base_url="https://e.org"
+    )
+    data = tomllib.loads(text)
+    filled = {("newsletter", key) for key in ("id", "name", "timezone", "from", "base_url")}
+    filled.add(("database", "url"))  # a file beside the config: the model's is no file
+    checked = 0
+    for table, values in data.items():
+        model = ConfigFile.model_fields[table].annotation
+        fields = {f.alias or name: f for name, f in model.model_fields.items()}  # type: ignore[union-attr]
+        for key, value in values.items():
+            if (table, key) in filled:
+                continue
+            assert fields[key].default == value, (table, key, value, fields[key].default)
+            checked += 1
+    assert checked >= 15
+
+
 def test_every_environment_variable_is_read_through_config_and_documented() -> None:
     from newsletter.config import ENVIRONMENT
 

@@ -23,7 +23,7 @@ from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime
 
 from newsletter.config import Config
 from newsletter.delivery.dkim import DKIMSigner
@@ -42,9 +42,7 @@ from newsletter.untrusted import has_control, shown_name, strip_controls
 
 
 def sender(config: Config) -> Address:
-    name, address = parseaddr(strip_controls(config.sender))
-    local, _, domain = address.rpartition("@")
-    return Address(display_name=name, username=local, domain=domain)
+    return config.from_address  # parsed once, when first asked
 
 
 def message_id(config: Config, *parts: str) -> str:
