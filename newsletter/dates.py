@@ -104,3 +104,8 @@ def _bound(text: str, option: str, zone: tzinfo, *, end_of_day: bool) -> datetim
     if end_of_day:
         day += timedelta(days=1)
     return datetime.combine(day, time(), zone)
+
+
+def utc_now() -> datetime:
+    """Now, timezone-aware in UTC: every stored time is one."""
+    return datetime.now(UTC)

@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, Relationship, SQLModel
 
+from newsletter.dates import utc_now
+
 
 def new_token_id() -> str:
     """A subscriber's public id, never a row id (SQLite hands a deleted row's id to the next
@@ -43,10 +45,6 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Article(SQLModel, table=True):
     __tablename__ = "articles"
 
@@ -71,10 +69,10 @@ class Article(SQLModel, table=True):
     source_kind: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
     content_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     first_seen: datetime = Field(
-        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+        default_factory=utc_now, sa_column=sa.Column(UTCDateTime, nullable=False)
     )
     updated_at: datetime = Field(
-        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+        default_factory=utc_now, sa_column=sa.Column(UTCDateTime, nullable=False)
     )
 
     # No `from __future__ import annotations` here: SQLModel reads these annotations at import.
@@ -119,7 +117,7 @@ class FetchState(SQLModel, table=True):
     etag: str | None = Field(default=None, sa_column=sa.Column(sa.String(1024)))
     last_modified: str | None = Field(default=None, sa_column=sa.Column(sa.String(128)))
     checked_at: datetime = Field(
-        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+        default_factory=utc_now, sa_column=sa.Column(UTCDateTime, nullable=False)
     )
 
 
@@ -141,7 +139,7 @@ class ApprovedIssue(SQLModel, table=True):
     content_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     source_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     approved_at: datetime = Field(
-        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+        default_factory=utc_now, sa_column=sa.Column(UTCDateTime, nullable=False)
     )
     send_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     # Set when the audience was written to the ledger (once: people who subscribe later are
@@ -164,7 +162,7 @@ class Subscriber(SQLModel, table=True):
         default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False)
     )
     created_at: datetime = Field(
-        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+        default_factory=utc_now, sa_column=sa.Column(UTCDateTime, nullable=False)
     )
     # What signed links name (tokens.py): random and never reused, unlike the row id.
     token_id: str = Field(
@@ -194,7 +192,7 @@ class Subscription(SQLModel, table=True):
     newsletter: str = Field(sa_column=sa.Column(sa.String(300), nullable=False))
     status: str = Field(sa_column=sa.Column(sa.String(20), nullable=False, index=True))
     created_at: datetime = Field(
-        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+        default_factory=utc_now, sa_column=sa.Column(UTCDateTime, nullable=False)
     )
     confirmed_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     unsubscribed_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
@@ -212,7 +210,7 @@ class Suppression(SQLModel, table=True):
     email: str | None = Field(default=None, sa_column=sa.Column(sa.String(320), index=True))
     reason: str = Field(sa_column=sa.Column(sa.String(50), nullable=False))
     created_at: datetime = Field(
-        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+        default_factory=utc_now, sa_column=sa.Column(UTCDateTime, nullable=False)
     )
 
 
@@ -245,10 +243,10 @@ class Delivery(SQLModel, table=True):
     last_code: int | None = Field(default=None, sa_column=sa.Column(sa.Integer))
     last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     created_at: datetime = Field(
-        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+        default_factory=utc_now, sa_column=sa.Column(UTCDateTime, nullable=False)
     )
     updated_at: datetime = Field(
-        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+        default_factory=utc_now, sa_column=sa.Column(UTCDateTime, nullable=False)
     )
     sent_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     # The sender that claimed the row (`host:pid:random`), so that another sender can tell
@@ -279,7 +277,7 @@ class WebhookCall(SQLModel, table=True):
 
     fingerprint: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
     seen_at: datetime = Field(
-        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+        default_factory=utc_now, sa_column=sa.Column(UTCDateTime, nullable=False)
     )
 
 
@@ -299,7 +297,7 @@ class FeedbackReport(SQLModel, table=True):
     # report read twice is recognised and changes nothing the second time.
     fingerprint: str = Field(sa_column=sa.Column(sa.String(64), nullable=False, unique=True))
     received_at: datetime = Field(
-        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+        default_factory=utc_now, sa_column=sa.Column(UTCDateTime, nullable=False)
     )
     origin: str = Field(sa_column=sa.Column(sa.String(20), nullable=False))
     source: str = Field(sa_column=sa.Column(sa.String(500), nullable=False))
@@ -395,5 +393,5 @@ class AuthorProfileRow(SQLModel, table=True):
     bio: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
     photo: str | None = Field(default=None, sa_column=sa.Column(sa.String(2048)))
     updated_at: datetime = Field(
-        default_factory=_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+        default_factory=utc_now, sa_column=sa.Column(UTCDateTime, nullable=False)
     )

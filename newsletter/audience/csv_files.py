@@ -138,7 +138,8 @@ def import_csv(
     reopen: bool = False,
 ) -> ImportReport:
     """Validate row by row, then write a chunk of rows with a few set-based statements
-    (the rules are those of subscribers.add); the whole file is one transaction."""
+    (the rules are those of subscribers.add); the whole file is one transaction, the
+    caller's, which it does not commit (a dry run rolls its writes back)."""
     header, rows = read_csv(path)
     report = ImportReport(dry_run=dry_run)
     if session.get_bind().dialect.name == "postgresql":
@@ -195,9 +196,7 @@ def import_csv(
             chunk = {}
     _write(session, newsletter, status, list(chunk.values()), report, reopen)
     if dry_run:
-        session.rollback()
-    else:
-        session.commit()
+        session.rollback()  # the report is what would happen; nothing stays
     return report
 
 

@@ -46,6 +46,7 @@ from typing import Any, Literal, cast
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from newsletter.dates import utc_now
 from newsletter.db import Cursor
 from newsletter.errors import UsageError
 from newsletter.models import Subscriber, Subscription, Suppression
@@ -78,10 +79,6 @@ def check_status(value: str | None) -> Status | None:
     if value not in STATUSES:
         raise UsageError(f"unknown status {value!r}: use one of {', '.join(STATUSES)}")
     return value
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 # Suppression, one address at a time (Session) ---------------------------------------------
@@ -140,7 +137,7 @@ def among(column: Any, values: list[Any], postgresql: bool) -> sa.ColumnElement[
 
 
 def set_status(subscription: Subscription, status: Status) -> None:
-    now = _now()
+    now = utc_now()
     subscription.status = status
     if status == "active" and subscription.confirmed_at is None:
         subscription.confirmed_at = now
@@ -154,7 +151,7 @@ def reopen(subscription: Subscription, status: Status = "active") -> None:
     subscription.status = status
     subscription.unsubscribed_at = None
     if status == "active":
-        subscription.confirmed_at = _now()
+        subscription.confirmed_at = utc_now()
 
 
 def subscription_of(

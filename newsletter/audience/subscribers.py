@@ -20,7 +20,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 from urllib.parse import unquote
 
@@ -41,6 +41,7 @@ from newsletter.audience.lifecycle import key_hash as key_hash
 from newsletter.audience.lifecycle import subscription_of as subscription_of
 from newsletter.audience.lifecycle import unsubscribe as unsubscribe
 from newsletter.audience.tokens import Token
+from newsletter.dates import utc_now
 from newsletter.errors import InvalidAddress, NotFoundError
 from newsletter.models import (
     ApprovedIssue,
@@ -101,10 +102,6 @@ def _checked_domain(domain: str) -> tuple[str, str] | str:
     except EmailNotValidError as error:
         return str(error)
     return valid.domain, valid.ascii_domain or valid.domain
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def suppress(session: Session, email: str, reason: str) -> None:
@@ -179,7 +176,7 @@ def upsert(
             )
         )
     }
-    now = _now()
+    now = utc_now()
     outcomes: list[SubscriberChange] = []
     new_people: list[dict[str, object]] = []
     joined: list[int] = []  # people without a subscription to this newsletter yet

@@ -13,6 +13,7 @@ from sqlmodel import Session
 from newsletter.cli.output import err, out, plural, print_json, styled
 from newsletter.cli.state import state
 from newsletter.dates import parse_datetime
+from newsletter.db import session_scope
 from newsletter.editorial import issue_file
 from newsletter.editorial.approval import approve, approved, is_stale
 from newsletter.editorial.checks import Finding, check_rendered, findings_report, has_errors
@@ -374,7 +375,7 @@ def approve_command(
         when = parse_datetime(send_at, config.timezone)
         if when is None:
             raise UsageError(f"bad --send-at {send_at!r}: use ISO 8601, e.g. 2022-12-26T08:00")
-    with Session(st.engine()) as session:
+    with session_scope(st.engine()) as session:
         result = approve(config, session, slug, send_at=when)
     row = result.issue
     if as_json:

@@ -100,7 +100,7 @@ def import_command(
     """
     st = state(ctx)
     list_name = _newsletter(st, newsletter)
-    with Session(st.engine()) as session:
+    with session_scope(st.engine()) as session:
         report = import_csv(session, list_name, file, dry_run=dry_run, reopen=reopen)
     if as_json:
         print_json(report.as_dict())

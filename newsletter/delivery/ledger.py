@@ -36,8 +36,13 @@ The audience is written once, when the send starts (`issues.enqueued_at`): activ
 subscriptions of the newsletter, minus suppressed addresses, one row per normalised address.
 Later subscribers wait for the next issue.
 
-None of the functions that change rows commits: the sender's ledger writer (writer.py) groups
-claims, starts and outcomes from every connection into one transaction.
+Who commits. The per-message statements (claim, start, record, release, give back) do
+not: the sender's ledger writer (writer.py) groups the claims, starts and outcomes of every
+connection into one transaction. Four functions are steps of their own and commit what they
+did before they return, each saying so in its docstring: `enqueue` (the audience written
+once, in one transaction), `recover` (a dead sender's rows settled before a new send
+starts), `resolve` (an operator's decision on rows in doubt) and `finish_if_done` (the
+issue marked sent when nothing is left).
 """
 
 from __future__ import annotations
@@ -46,13 +51,14 @@ import random
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal, get_args
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from newsletter.audience import lifecycle
+from newsletter.dates import utc_now
 from newsletter.db import Cursor
 from newsletter.models import (
     ApprovedIssue,
@@ -118,10 +124,6 @@ class Outcome:
         return self.kind == "failed" and bool(_NO_SUCH_USER.search(self.error or ""))
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def audience(session: Session, newsletter: str, batch: int = 1000) -> Iterator[Subscriber]:
     """Active subscribers of the newsletter minus suppressed addresses, streamed by id."""
     last = 0
@@ -150,7 +152,8 @@ def audience(session: Session, newsletter: str, batch: int = 1000) -> Iterator[S
 
 def enqueue(session: Session, issue: ApprovedIssue) -> int:
     """Write the audience to the ledger, once, in one transaction. The issue's row is
-    locked first (PostgreSQL), so senders starting together write it once between them."""
+    locked first (PostgreSQL), so senders starting together write it once between them.
+    Commits."""
     if issue.enqueued_at is not None:
         return 0
     locked = session.exec(
@@ -162,7 +165,7 @@ def enqueue(session: Session, issue: ApprovedIssue) -> int:
     if locked.enqueued_at is not None:
         session.commit()
         return 0
-    now = _now()
+    now = utc_now()
     count = 0
     rows: list[dict[str, object]] = []
     for person in audience(session, issue.newsletter):
@@ -213,7 +216,7 @@ def recover(
             return 0
         chosen = col(Delivery.claimed_by).in_(gone)
         where.append(sa.or_(chosen, col(Delivery.claimed_by).is_(None)) if anonymous else chosen)
-    now = _now()
+    now = utc_now()
     session.execute(
         sa.update(Delivery)
         .where(*where, col(Delivery.state) == "claimed")
@@ -239,7 +242,7 @@ def claim(
     hands them back). Rows of people who left already are `skipped` here, to save a start.
     On PostgreSQL, FOR UPDATE SKIP LOCKED lets several senders claim side by side."""
     driver = Cursor.of(session)
-    now = driver.stamp(_now())
+    now = driver.stamp(utc_now())
     lock = "" if driver.sqlite else " FOR UPDATE SKIP LOCKED"
     columns = "SELECT id, subscriber_id, email, email_key, name FROM deliveries"
     # Two queries, not one with OR: each walks the (issue_id, state, id) index in order, so a
@@ -317,7 +320,7 @@ def start(
     if not rows:
         return set(), 0
     driver = Cursor.of(session)
-    now = driver.stamp(_now())
+    now = driver.stamp(utc_now())
     ids = [row.id for row in rows]
     mine, claimant = _mine(claimed_by)
     # One statement, no RETURNING (each row returned is another trip through the driver):
@@ -357,7 +360,7 @@ def release(session: Session | Cursor, ids: list[int]) -> None:
         cursor.count(
             "UPDATE deliveries SET state = 'queued', updated_at = ?, claimed_by = NULL"
             " WHERE id IN ? AND state IN ?",
-            cursor.stamp(_now()),
+            cursor.stamp(utc_now()),
             ids,
             list(_LEFT),
         )
@@ -367,7 +370,7 @@ def record(session: Session | Cursor, outcomes: Iterable[Outcome], policy: Retry
     """Write outcomes as they come back. `sent`, the common case, is one UPDATE for the
     lot; the rarer outcomes go row by row."""
     cursor = Cursor.of(session)
-    moment = _now()
+    moment = utc_now()
     now = cursor.stamp(moment)
     outcomes = list(outcomes)
     sent = [o.delivery_id for o in outcomes if o.kind == "sent"]
@@ -435,9 +438,9 @@ def rows(session: Session, issue_id: int, state: str | None = None) -> list[Deli
 
 def resolve(session: Session, issue_id: int, *, resend: bool) -> int:
     """Settle `unknown` rows: send them again (the recipient may get two) or mark them sent
-    (they may have got none)."""
-    values: dict[str, object] = {"updated_at": _now()}
-    values |= {"state": "queued"} if resend else {"state": "sent", "sent_at": _now()}
+    (they may have got none). Commits."""
+    values: dict[str, object] = {"updated_at": utc_now()}
+    values |= {"state": "queued"} if resend else {"state": "sent", "sent_at": utc_now()}
     result = session.execute(
         sa.update(Delivery)
         .where(col(Delivery.issue_id) == issue_id, col(Delivery.state) == "unknown")
@@ -452,11 +455,13 @@ def resolve(session: Session, issue_id: int, *, resend: bool) -> int:
 
 
 def finish_if_done(session: Session, issue: ApprovedIssue) -> bool:
+    """Mark the issue finished when no row is left queued, claimed, sending or deferred;
+    whether it is. Commits the mark."""
     assert issue.id is not None
     tally = counts(session, issue.id)
     if issue.enqueued_at is not None and not any(tally[state] for state in OPEN):
         if issue.finished_at is None:
-            issue.finished_at = _now()
+            issue.finished_at = utc_now()
             session.add(issue)
             session.commit()
         return True

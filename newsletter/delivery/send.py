@@ -47,7 +47,7 @@ from newsletter.delivery.transport import Transport, wire_address
 from newsletter.delivery.writer import LedgerWriter
 from newsletter.editorial.approval import is_stale
 from newsletter.editorial.issue_file import issue_path, read_issue
-from newsletter.editorial.render import render_file
+from newsletter.editorial.render import personal_urls, render_file
 from newsletter.errors import (
     DONE,
     FAILED,
@@ -293,7 +293,7 @@ class SendRun:
         def build(row: Claimed) -> bytes:
             token = make_token(key, "unsubscribe", newsletter, row.token_id)
             mark = returns.unsubscribe_mark(row.id)
-            unsubscribe = f"{base_url}/unsubscribe/{token}?m={mark}"
+            unsubscribe, preferences = personal_urls(base_url, token, mark)
             return template.render(
                 email=row.email,
                 email_key=row.email_key,
@@ -303,7 +303,7 @@ class SendRun:
                 message_id=returns.message_id(row.id),
                 unsubscribe_mailto=returns.mailto(mark),
                 reader=returns.reader(row.id) if per_reader else "",
-                preferences_url=f"{base_url}/preferences/{token}",
+                preferences_url=preferences,
             )
 
         def envelope(row: Claimed) -> str:
@@ -540,13 +540,14 @@ def send_tests(
     try:
         for raw in addresses:
             address = parse_address(raw)
+            unsubscribe, preferences = personal_urls(config.base_url, "test")
             data = template.render(
                 email=address.email,
                 email_key=address.key,
                 name=None,
-                unsubscribe_url=f"{config.base_url}/unsubscribe/test",
+                unsubscribe_url=unsubscribe,
                 view_url=config.archive_url(issue.slug),
-                preferences_url=f"{config.base_url}/preferences/test",
+                preferences_url=preferences,
             )
             transport.send(sender(config).addr_spec, address.email, data)
     finally:

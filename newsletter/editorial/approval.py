@@ -52,6 +52,8 @@ def file_hash(path: Path) -> str:
 def approve(
     config: Config, session: Session, slug_or_path: str, *, send_at: datetime | None = None
 ) -> Approval:
+    """Render, check and freeze an issue for sending. Does not commit: the caller's
+    transaction holds the approval."""
     issue, rendered = render_file(config, session, slug_or_path)
     path = issue.path
     findings = check_rendered(config, issue, rendered)
@@ -94,7 +96,7 @@ def approve(
     row.approved_at = datetime.now(UTC)
     row.send_at = send_at
     session.add(row)
-    session.commit()
+    session.flush()
     session.refresh(row)
     return Approval(row, findings, replaced)
 

@@ -122,13 +122,22 @@ def html_escaped(values: dict[str, str]) -> dict[str, str]:
     return {key: html.escape(value, quote=True) for key, value in values.items()}
 
 
+def personal_urls(base_url: str, token: str, mark: str | None = None) -> tuple[str, str]:
+    """One recipient's unsubscribe link (with the message's `u-` mark, which tells the
+    report which issue they left from) and preferences link: built here only, for the
+    send, test sends and previews."""
+    query = f"?m={mark}" if mark else ""
+    return f"{base_url}/unsubscribe/{token}{query}", f"{base_url}/preferences/{token}"
+
+
 def sample_recipient(config: Config, slug: str) -> Recipient:
     """What previews and checks fill in: a real-looking, https, unsubscribe link."""
+    unsubscribe, preferences = personal_urls(config.base_url, "preview")
     return Recipient(
         first_name=None,
-        unsubscribe_url=f"{config.base_url}/unsubscribe/preview",
+        unsubscribe_url=unsubscribe,
         view_url=config.archive_url(slug),
-        preferences_url=f"{config.base_url}/preferences/preview",
+        preferences_url=preferences,
     )
 
 
