@@ -269,8 +269,8 @@ def bench_render() -> None:
         # As a send with a bounce address and per-subscriber click tracking fills it: the
         # links rewritten, and five signed tokens a recipient (VERP sender, mailto,
         # Message-ID, unsubscribe mark, reader).
-        from newsletter.delivery.links import extract, rewrite
-        from newsletter.delivery.return_path import ReturnAddresses
+        from newsletter.delivery.row_tokens import ReturnAddresses
+        from newsletter.delivery.tracking import extract, rewrite
 
         links = extract(rendered.html.source, config.base_url)
         target = {link.url: f"{config.base_url}/c/1-{link.index}-x" for link in links}

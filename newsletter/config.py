@@ -218,7 +218,7 @@ def check_sender(value: str) -> str:
     return value
 
 
-# Room for "+" and a return token (return_path.py) within RFC 5321's 64-character local part.
+# Room for "+" and a return token (row_tokens.py) within RFC 5321's 64-character local part.
 BOUNCE_LOCAL_MAX = 20
 _SNS_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$"
 
@@ -441,7 +441,7 @@ class BounceSettings(_Table):
 
 
 class TrackingSettings(_Table):
-    """What a sent message counts (delivery/links.py; docs/privacy.md)."""
+    """What a sent message counts (delivery/tracking.py; docs/privacy.md)."""
 
     clicks: bool = True
     per_subscriber: bool = False

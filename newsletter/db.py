@@ -23,8 +23,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlmodel import Session
 
+from newsletter.atomic_files import tighten, touch_private
 from newsletter.errors import DatabaseError
-from newsletter.files import tighten, touch_private
 from newsletter.models import UTCDateTime
 
 # A package resource, not a path next to this file: Alembic finds it through

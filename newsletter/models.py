@@ -324,7 +324,7 @@ class FeedbackReport(SQLModel, table=True):
 
 class IssueLink(SQLModel, table=True):
     """A counted link of an approved issue: its index in the order it first appears, the
-    URL a redirect goes to, and the text that links it (delivery/links.py)."""
+    URL a redirect goes to, and the text that links it (delivery/tracking.py)."""
 
     __tablename__ = "issue_links"
     __table_args__ = (sa.UniqueConstraint("issue_id", "index"),)

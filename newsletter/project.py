@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from newsletter.atomic_files import atomic_write
 from newsletter.audience.tokens import create_key_file
 from newsletter.config import (
     check_base_url,
@@ -15,7 +16,6 @@ from newsletter.config import (
 )
 from newsletter.db import display_url, open_database
 from newsletter.errors import UsageError
-from newsletter.files import atomic_write
 from newsletter.untrusted import has_control
 
 

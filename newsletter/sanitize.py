@@ -1,4 +1,5 @@
-"""Article HTML made safe to put in an email, and the numbers derived from its words.
+"""Article HTML made safe to put in an email, and turned into text (the words' numbers are
+reading.py's).
 
 nh3 (ammonia) keeps structure and drops scripts, styles, event attributes and any URL scheme
 but http(s) and mailto. Relative links are made absolute on the way through, because an
@@ -8,7 +9,6 @@ email has no base URL to resolve them against.
 from __future__ import annotations
 
 import html
-import math
 import re
 from urllib.parse import urljoin
 
@@ -18,8 +18,6 @@ from lxml import etree
 
 _URL_ATTRIBUTES = {"href", "src", "cite", "poster"}
 _ALLOWED_SCHEMES = {"http", "https", "mailto"}
-# Adults read non-fiction at about 238 words a minute (Brysbaert, 2019).
-WORDS_PER_MINUTE = 238
 _SPACE = re.compile(r"\s+")
 
 
@@ -98,28 +96,10 @@ def html_to_text(fragment: str) -> str:
     return "\n\n".join(blocks)
 
 
-def word_count(text: str) -> int:
-    return len(text.split())
-
-
-def reading_minutes(text: str) -> int:
-    return max(1, math.ceil(word_count(text) / WORDS_PER_MINUTE))
-
-
 def paragraphs_to_html(text: str) -> str:
     """Plain text (blank-line separated paragraphs) as escaped `<p>` elements."""
     paragraphs = [_SPACE.sub(" ", block).strip() for block in re.split(r"\n\s*\n", text)]
     return "\n".join(f"<p>{html.escape(p, quote=False)}</p>" for p in paragraphs if p)
-
-
-def summarize(text: str, words: int = 60) -> str:
-    """The first paragraph, cut to `words` words: a card-sized summary for an article
-    whose source gave none."""
-    first = next((block for block in text.split("\n\n") if block.strip()), "")
-    tokens = first.split()
-    if len(tokens) <= words:
-        return " ".join(tokens)
-    return " ".join(tokens[:words]).rstrip(",;:") + "…"
 
 
 _IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)

@@ -56,7 +56,7 @@ CONFIRM = Kind("confirm", "full", timedelta(days=7))
 UNSUBSCRIBE = Kind("unsubscribe", "full")
 # Every list of a person, mailed on request: short-lived, it shows more than a footer link.
 MANAGE = Kind("manage", "full", timedelta(hours=24))
-# Tokens in addresses and counted links (delivery/return_path.py, delivery/links.py).
+# Tokens in addresses and counted links (delivery/row_tokens.py, delivery/tracking.py).
 RETURN = Kind("return", "short")
 LINK = Kind("link", "short")
 OPEN = Kind("open", "short")

@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 
 from newsletter.audience import subscribers
 from newsletter.audience.tokens import load_key
-from newsletter.delivery import return_path
+from newsletter.delivery import row_tokens
 from newsletter.models import Delivery, FeedbackReport, Subscription, Suppression
 from tests import returned
 from tests.conftest import Project
@@ -55,7 +55,7 @@ def test_every_message_has_its_own_signed_return_path_and_mailto(
         local, _, domain = item.sender.partition("@")
         assert domain == "example.org" and local.startswith("bounces+b-")
         assert len(local) <= 64
-        token = return_path.read(key, "war-notes", local.removeprefix("bounces+"))
+        token = row_tokens.read(key, "war-notes", local.removeprefix("bounces+"))
         assert token is not None and token.kind == "b"
         with Session(ready.engine()) as session:
             row = session.get(Delivery, token.delivery_id)
@@ -290,8 +290,8 @@ def _later_issues(project: Project, rows: list[Delivery], count: int) -> list[De
 
 def _soft_for(row: Delivery, key: bytes) -> bytes:
     assert row.id is not None
-    token = return_path.make(key, "b", "war-notes", row.issue_id, row.id)
-    verp = return_path.address(returned.BOUNCE_MAILBOX, token)
+    token = row_tokens.make(key, "b", "war-notes", row.issue_id, row.id)
+    verp = row_tokens.address(returned.BOUNCE_MAILBOX, token)
     fake = Received(verp, [row.email], f"To: {row.email}\r\nSubject: x\r\n\r\nx\r\n".encode())
     return returned.dsn(fake, "5.2.2", f"552 5.2.2 Mailbox full (issue {row.issue_id})")
 

@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 
 from newsletter.audience.tokens import load_key
 from newsletter.config import Config
-from newsletter.delivery import return_path
+from newsletter.delivery import row_tokens
 from newsletter.feedback.process import process
 from newsletter.models import Delivery, FeedbackReport, Subscription, Suppression
 from tests.conftest import Project
@@ -73,9 +73,9 @@ def quoted_tokens(sent: dict[str, Received], ready: Project) -> list[bytes]:
     key = load_key(project.config.signing_key_file)
     return [
         b"https://news.example.org/c/1-0-aaaaaaaaaaaaaaaa?r="
-        + return_path.make(key, "r", "war-notes", 1, 1).encode(),
+        + row_tokens.make(key, "r", "war-notes", 1, 1).encode(),
         b"https://news.example.org/unsubscribe/x.0.y?m="
-        + return_path.make(key, "u", "war-notes", 1, 2).encode(),
+        + row_tokens.make(key, "u", "war-notes", 1, 2).encode(),
     ]
 
 

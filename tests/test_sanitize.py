@@ -4,7 +4,8 @@ import lxml.html
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.sanitize import clean_html, html_to_text, reading_minutes, summarize
+from newsletter.reading import reading_minutes, summarize
+from newsletter.sanitize import clean_html, html_to_text
 
 HOSTILE = """
 <p onclick="steal()" style="color:red">Hello <b>world</b></p>

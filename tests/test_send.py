@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from newsletter.audience import subscribers
 from newsletter.audience.tokens import load_key, read_token
-from newsletter.delivery import return_path
+from newsletter.delivery import row_tokens
 from newsletter.models import Delivery
 from tests.conftest import Project
 from tests.sending import AUDIENCE, ledger, send
@@ -44,7 +44,7 @@ def test_every_active_subscriber_gets_it_once_with_the_right_headers(
         path, _, query = unsubscribe.partition("?m=")
         proof = read_token(key, "unsubscribe", "war-notes", path.rsplit("/", 1)[1])
         # ?m= says which message the link came in (the report counts who left after it).
-        mark = return_path.read(key, "war-notes", query)
+        mark = row_tokens.read(key, "war-notes", query)
         with Session(ready.engine()) as session:
             person = subscribers.require(session, item.recipients[0])
             assert proof is not None and proof.subject == person.token_id

@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from newsletter.cli.output import err, out, plural, print_json
 from newsletter.cli.state import state
-from newsletter.feedback.history import one, recent
+from newsletter.feedback.listing import one, recent
 from newsletter.feedback.policy import Handled
 from newsletter.feedback.process import process
 

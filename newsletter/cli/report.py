@@ -11,10 +11,10 @@ from rich.bar import Bar
 from rich.table import Table
 from sqlmodel import Session
 
+from newsletter.atomic_files import atomic_write
 from newsletter.cli.output import out, print_json
 from newsletter.cli.state import state
 from newsletter.errors import UsageError
-from newsletter.files import atomic_write
 from newsletter.reporting.figures import IssueFigures, issue_figures, recent_figures
 from newsletter.reporting.page import report_page
 

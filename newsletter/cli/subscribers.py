@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
+from newsletter.atomic_files import atomic_open
 from newsletter.audience import subscribers
 from newsletter.audience.csv_files import export_csv, import_csv
 from newsletter.audience.tokens import signed_url
@@ -17,7 +18,6 @@ from newsletter.cli.output import err, out, plural, print_json, shown
 from newsletter.cli.state import State, state
 from newsletter.db import session_scope
 from newsletter.errors import DONE, FAILED, UsageError
-from newsletter.files import atomic_open
 
 app = typer.Typer(
     no_args_is_help=True, rich_markup_mode=None, help="Subscribers: add, import, export, list."

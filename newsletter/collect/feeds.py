@@ -19,14 +19,8 @@ from newsletter.collect.article import ArticleData
 from newsletter.collect.authors import unique_names
 from newsletter.collect.fetch import Document, as_utf8, decode
 from newsletter.errors import SourceError
-from newsletter.sanitize import (
-    clean_html,
-    first_image,
-    html_to_text,
-    paragraphs_to_html,
-    reading_minutes,
-    summarize,
-)
+from newsletter.reading import reading_minutes, summarize
+from newsletter.sanitize import clean_html, first_image, html_to_text, paragraphs_to_html
 from newsletter.urls import canonical_url, is_web_url
 
 

@@ -23,14 +23,8 @@ from newsletter.collect.authors import author_key, unique_names
 from newsletter.collect.fetch import Document, decode
 from newsletter.dates import parse_datetime
 from newsletter.errors import SourceError
-from newsletter.sanitize import (
-    clean_html,
-    first_image,
-    html_to_text,
-    paragraphs_to_html,
-    reading_minutes,
-    summarize,
-)
+from newsletter.reading import reading_minutes, summarize
+from newsletter.sanitize import clean_html, first_image, html_to_text, paragraphs_to_html
 from newsletter.urls import canonical_url
 
 ARTICLE_TYPES = {

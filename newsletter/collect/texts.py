@@ -16,7 +16,8 @@ from newsletter.collect.article import ArticleData, AuthorProfile
 from newsletter.collect.authors import author_key, split_byline, unique_names
 from newsletter.collect.fetch import Document
 from newsletter.errors import SourceError
-from newsletter.sanitize import paragraphs_to_html, reading_minutes, summarize
+from newsletter.reading import reading_minutes, summarize
+from newsletter.sanitize import paragraphs_to_html
 from newsletter.urls import canonical_url, is_web_url
 
 CHROME = {

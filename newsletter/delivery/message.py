@@ -238,7 +238,7 @@ class IssueTemplate:
         preferences_url: str = "",
     ) -> bytes:
         """One recipient's message. `message_id` and `unsubscribe_mailto` are the ledger
-        row's signed ones (return_path.py); test sends, which have no row, go without."""
+        row's signed ones (row_tokens.py); test sends, which have no row, go without."""
         # The name and links are cleaned once here (the per-recipient step); the HTML
         # part's values are the text's, escaped.
         shown = shown_name(name)

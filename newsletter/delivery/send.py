@@ -39,10 +39,10 @@ from newsletter.config import Config
 from newsletter.delivery import ledger
 from newsletter.delivery.connections import Connections, SendOptions
 from newsletter.delivery.ledger import Claimed, Outcome
-from newsletter.delivery.links import Link, link_token, open_token, register, rewrite, with_pixel
 from newsletter.delivery.locks import SenderIdentity, run_lock, sender_alive, sender_identity
 from newsletter.delivery.message import IssueTemplate, dkim_signer, issue_template, sender
-from newsletter.delivery.return_path import ReturnAddresses
+from newsletter.delivery.row_tokens import ReturnAddresses
+from newsletter.delivery.tracking import Link, link_token, open_token, register, rewrite, with_pixel
 from newsletter.delivery.transport import Transport, wire_address
 from newsletter.delivery.writer import LedgerWriter
 from newsletter.editorial.approval import is_stale
@@ -431,7 +431,7 @@ def approved_template(
 ) -> IssueTemplate:
     """The message every recipient's bytes are filled from: the approved copy, dated now,
     its `counted` links going through the redirect and, with `[tracking] opens`, a pixel
-    (links.py; both need the key)."""
+    (tracking.py; both need the key)."""
     html, text = issue.html, issue.text
     tracking = config.tracking
     if key is not None and issue.id is not None:

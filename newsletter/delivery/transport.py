@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from newsletter.atomic_files import atomic_write
 from newsletter.config import environment_value
 from newsletter.errors import ConfigError, TransportError
-from newsletter.files import atomic_write
 
 _DOT = re.compile(rb"(?m)^\.")
 CONNECT_TIMEOUT = 30.0

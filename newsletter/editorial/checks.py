@@ -9,7 +9,9 @@ send will fill in).
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -36,6 +38,153 @@ class Finding:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Email:
+    """What the checks read: the parts as a subscriber gets them, their templates (for the
+    links a send fills in), the parsed HTML and its links, and the issue's own fields."""
+
+    html: str
+    text: str
+    html_template: Template
+    text_template: Template
+    article_urls: list[str]
+    postal_address: str | None
+    intro: str
+    root: Any  # lxml's document
+
+    @functools.cached_property
+    def links(self) -> list[tuple[str, str]]:
+        """(href, scheme) of every anchor with an address, mailto: aside."""
+        found = []
+        for anchor in self.root.iter("a"):
+            if anchor.get("href") is None:
+                continue  # an anchor without an address is text, not a link
+            href = (anchor.get("href") or "").strip()
+            scheme = urlsplit(href).scheme
+            if scheme != "mailto":
+                found.append((href, scheme))
+        return found
+
+
+Check = Callable[[Email], Iterator[Finding]]
+
+
+def _error(code: str, message: str) -> Finding:
+    return Finding("error", code, message)
+
+
+def _warning(code: str, message: str) -> Finding:
+    return Finding("warning", code, message)
+
+
+def size(html: str) -> Iterator[Finding]:
+    length = len(html.encode("utf-8"))
+    if length > HTML_LIMIT:
+        yield _error(
+            "size", f"the HTML is {length / 1024:.0f} KB; Gmail clips messages over about 102 KB"
+        )
+    elif length > HTML_WARNING:
+        yield _warning(
+            "size", f"the HTML is {length / 1024:.0f} KB, close to Gmail's 102 KB clipping"
+        )
+
+
+def doctype(html: str) -> Iterator[Finding]:
+    if not re.match(r"\s*<!doctype html", html, re.I):
+        yield _error("doctype", "no <!doctype html> at the start of the HTML")
+
+
+def lang(email: Email) -> Iterator[Finding]:
+    if not (email.root.get("lang") or "").strip():
+        yield _error("lang", "<html> has no lang attribute")
+
+
+def styles(email: Email) -> Iterator[Finding]:
+    """style-size (Gmail drops a block over 16 KB) and remote-css (@import)."""
+    for style in email.root.iter("style"):
+        length = len((style.text or "").encode("utf-8"))
+        if length > STYLE_LIMIT:
+            yield _error(
+                "style-size",
+                f"a <style> block is {length / 1024:.0f} KB; Gmail drops those over 16 KB",
+            )
+        if "@import" in (style.text or ""):
+            yield _error("remote-css", "a <style> block @imports a remote stylesheet")
+
+
+def stylesheets(email: Email) -> Iterator[Finding]:
+    for link in email.root.iter("link"):
+        if "stylesheet" in (link.get("rel") or "").lower():
+            yield _error("remote-css", f"remote stylesheet {link.get('href')}")
+
+
+def scripts(email: Email) -> Iterator[Finding]:
+    if any(True for _ in email.root.iter("script")):
+        yield _error("script", "the HTML contains a <script>; mail clients block it")
+
+
+def images(email: Email) -> Iterator[Finding]:
+    """alt text on every image, and https sources."""
+    for image in email.root.iter("img"):
+        src = image.get("src") or ""
+        if image.get("alt") is None:
+            yield _error("alt", f"image {src or '(no src)'} has no alt text")
+        if urlsplit(src).scheme != "https":
+            yield _error("link", f"image {src or '(empty)'} is not an https URL")
+
+
+def links(email: Email) -> Iterator[Finding]:
+    for href, scheme in email.links:
+        if scheme != "https":
+            kind = "relative" if not scheme else f"{scheme}:"
+            yield _error("link", f"link {href or '(empty)'} is {kind}, not https")
+
+
+def unsubscribe(email: Email) -> Iterator[Finding]:
+    if "unsubscribe_url" not in email.html_template.names():
+        yield _error("unsubscribe", "the HTML part has no unsubscribe link")
+    else:
+        holders = [a for a in email.root.iter("a") if "/unsubscribe" in (a.get("href") or "")]
+        if not any("".join(str(t) for t in a.itertext()).strip() for a in holders):
+            yield _error("unsubscribe", "the unsubscribe link has no visible text")
+    if "unsubscribe_url" not in email.text_template.names():
+        yield _error("unsubscribe", "the text part has no unsubscribe link")
+
+
+def text_part(email: Email) -> Iterator[Finding]:
+    """text (not empty) and text-mismatch (every link and article in both parts)."""
+    if not email.text.strip():
+        yield _error("text", "the text part is empty")
+        return
+    html_links = [href for href, _ in email.links]
+    for url in dict.fromkeys(html_links):
+        if url not in email.text:
+            yield _error("text-mismatch", f"the text part lacks the link {url}")
+    for url in email.article_urls:
+        if url not in email.text or url not in html_links:
+            part = "text" if url not in email.text else "HTML"
+            yield _error("text-mismatch", f"the {part} part lacks the article {url}")
+
+
+def postal_address(email: Email) -> Iterator[Finding]:
+    if not email.postal_address:
+        yield _warning(
+            "postal-address", "no postal address in the footer: set [newsletter] postal_address"
+        )
+
+
+def intro(email: Email) -> Iterator[Finding]:
+    if not email.intro.strip():
+        yield _warning("intro", "the issue has no introduction")
+
+
+# The checks of a parsed email, in the order their findings are reported.
+CHECKS: tuple[Check, ...] = (
+    lang, styles, stylesheets, scripts, images, links, unsubscribe, text_part, postal_address,
+    intro,
+)  # fmt: skip
+
+
 def check_email(
     html: str,
     text: str,
@@ -46,87 +195,18 @@ def check_email(
     postal_address: str | None = None,
     intro: str = "",
 ) -> list[Finding]:
-    findings: list[Finding] = []
-
-    def error(code: str, message: str) -> None:
-        findings.append(Finding("error", code, message))
-
-    def warning(code: str, message: str) -> None:
-        findings.append(Finding("warning", code, message))
-
-    size = len(html.encode("utf-8"))
-    if size > HTML_LIMIT:
-        error("size", f"the HTML is {size / 1024:.0f} KB; Gmail clips messages over about 102 KB")
-    elif size > HTML_WARNING:
-        warning("size", f"the HTML is {size / 1024:.0f} KB, close to Gmail's 102 KB clipping")
-    if not re.match(r"\s*<!doctype html", html, re.I):
-        error("doctype", "no <!doctype html> at the start of the HTML")
+    """Every check's findings: the raw HTML's first (size, doctype), then, when it parses,
+    each of CHECKS."""
+    findings = [*size(html), *doctype(html)]
     try:
         root = lxml.html.document_fromstring(html)
     except (etree.ParserError, ValueError):
-        error("parse", "the HTML cannot be parsed")
-        return findings
-    if not (root.get("lang") or "").strip():
-        error("lang", "<html> has no lang attribute")
-    for style in root.iter("style"):
-        length = len((style.text or "").encode("utf-8"))
-        if length > STYLE_LIMIT:
-            error(
-                "style-size",
-                f"a <style> block is {length / 1024:.0f} KB; Gmail drops those over 16 KB",
-            )
-        if "@import" in (style.text or ""):
-            error("remote-css", "a <style> block @imports a remote stylesheet")
-    for link in root.iter("link"):
-        if "stylesheet" in (link.get("rel") or "").lower():
-            error("remote-css", f"remote stylesheet {link.get('href')}")
-    if any(True for _ in root.iter("script")):
-        error("script", "the HTML contains a <script>; mail clients block it")
-    for image in root.iter("img"):
-        src = image.get("src") or ""
-        if image.get("alt") is None:
-            error("alt", f"image {src or '(no src)'} has no alt text")
-        if urlsplit(src).scheme != "https":
-            error("link", f"image {src or '(empty)'} is not an https URL")
-    html_links: list[str] = []
-    for anchor in root.iter("a"):
-        if anchor.get("href") is None:
-            continue  # an anchor without an address is text, not a link
-        href = (anchor.get("href") or "").strip()
-        scheme = urlsplit(href).scheme
-        if scheme == "mailto":
-            continue
-        if scheme != "https":
-            kind = "relative" if not scheme else f"{scheme}:"
-            error("link", f"link {href or '(empty)'} is {kind}, not https")
-        html_links.append(href)
-
-    if "unsubscribe_url" not in html_template.names():
-        error("unsubscribe", "the HTML part has no unsubscribe link")
-    else:
-        holders = [a for a in root.iter("a") if "/unsubscribe" in (a.get("href") or "")]
-        if not any("".join(str(t) for t in a.itertext()).strip() for a in holders):
-            error("unsubscribe", "the unsubscribe link has no visible text")
-    if "unsubscribe_url" not in text_template.names():
-        error("unsubscribe", "the text part has no unsubscribe link")
-
-    if not text.strip():
-        error("text", "the text part is empty")
-    else:
-        for url in dict.fromkeys(html_links):
-            if url not in text:
-                error("text-mismatch", f"the text part lacks the link {url}")
-        for url in article_urls:
-            if url not in text or url not in html_links:
-                part = "text" if url not in text else "HTML"
-                error("text-mismatch", f"the {part} part lacks the article {url}")
-
-    if not postal_address:
-        warning(
-            "postal-address", "no postal address in the footer: set [newsletter] postal_address"
-        )
-    if not intro.strip():
-        warning("intro", "the issue has no introduction")
+        return [*findings, _error("parse", "the HTML cannot be parsed")]
+    email = Email(
+        html, text, html_template, text_template, article_urls, postal_address, intro, root
+    )
+    for check in CHECKS:
+        findings.extend(check(email))
     return findings
 
 

@@ -22,11 +22,11 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 from sqlmodel import Session
 
+from newsletter.atomic_files import atomic_write
 from newsletter.collect import store
 from newsletter.config import Config
 from newsletter.dates import Period, parse_week
 from newsletter.errors import IssueFileError, NotFoundError, UsageError
-from newsletter.files import atomic_write
 from newsletter.models import Article
 from newsletter.urls import url_key
 

@@ -11,10 +11,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from newsletter.atomic_files import atomic_write
 from newsletter.config import Config, environment_value
 from newsletter.editorial.render import RenderedIssue, personalize, sample_recipient
 from newsletter.errors import NewsletterError, UsageError
-from newsletter.files import atomic_write
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 

@@ -34,6 +34,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from sqlmodel import Session, col, select
 
+from newsletter.atomic_files import atomic_write
 from newsletter.collect.authors import split_byline
 from newsletter.collect.store import profiles_of
 from newsletter.config import Config
@@ -47,13 +48,12 @@ from newsletter.editorial.issue_file import (
     week_dates,
 )
 from newsletter.errors import NewsletterError, RenderError
-from newsletter.files import atomic_write
 from newsletter.models import Article, Subscription
 from newsletter.sanitize import card_html, clean_html, html_to_text
 from newsletter.untrusted import shown_name, strip_controls
 
 # `reader`: the signed reader token of counted links, per-subscriber tracking only
-# (delivery/links.py); empty otherwise.
+# (delivery/tracking.py); empty otherwise.
 PLACEHOLDERS = ("first_name", "unsubscribe_url", "view_url", "reader", "preferences_url")
 _TOKEN = re.compile(r"%%(" + "|".join(PLACEHOLDERS) + r")%%")
 _INLINE_STYLE = re.compile(

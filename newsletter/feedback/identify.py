@@ -2,7 +2,7 @@
 
 Anyone can send mail to the bounce address, and a forged "user unknown" naming a reader
 would otherwise unsubscribe them. So a report acts only on a ledger row named by a valid
-signed token (return_path.py) found where only our mail puts it, and only the kinds of
+signed token (row_tokens.py) found where only our mail puts it, and only the kinds of
 token that prove that kind of report:
 
 - a bounce or a complaint: the VERP address it came back to (`b-`), or our Message-ID

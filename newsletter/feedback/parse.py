@@ -27,8 +27,8 @@ from typing import Literal
 
 from flufl.bounce import all_failures
 
-from newsletter.delivery import return_path
-from newsletter.delivery.return_path import RowToken
+from newsletter.delivery import row_tokens
+from newsletter.delivery.row_tokens import RowToken
 from newsletter.feedback.classify import Severity, normal_status, severity
 
 # A detector that fails logs its traceback at ERROR; here it only means "not that format".
@@ -441,14 +441,14 @@ _INLINE_SPAN = 64_000  # characters after a returned copy starts searched for it
 def _traces(message: Message, key: bytes, newsletter: str, envelope_to: str | None) -> Traces:
     traces = Traces()
     for kind, value in _proof_fields(message):
-        for token in return_path.find(key, newsletter, value.encode("utf-8", "replace")):
+        for token in row_tokens.find(key, newsletter, value.encode("utf-8", "replace")):
             if token.kind == kind and token not in traces.tokens:
                 traces.tokens.append(token)
     heads = [envelope_to or ""] + [
         str(value) for name in _ENVELOPE_HEADERS for value in message.get_all(name) or []
     ]
     for value in heads:
-        for token in return_path.find(key, newsletter, value.encode("utf-8", "replace")):
+        for token in row_tokens.find(key, newsletter, value.encode("utf-8", "replace")):
             if token.kind in ("b", "u") and token not in traces.addressed:
                 traces.addressed.append(token)
     return traces

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from newsletter.config import Config
 from newsletter.db import Cursor
-from newsletter.delivery import return_path
+from newsletter.delivery import row_tokens
 from newsletter.feedback.parse import Parsed, Traces
 from newsletter.feedback.policy import Handled, apply
 from newsletter.feedback.providers import mailgun, ses
@@ -47,7 +47,7 @@ def receive(
         # envelope sender (b-); the u- mark also rides in the footer link, proving nothing.
         tokens = [
             token
-            for token in return_path.find(key, config.key, event.evidence)
+            for token in row_tokens.find(key, config.key, event.evidence)
             if token.kind in ("b", "m")
         ]
         parsed = Parsed([event.report], Traces(tokens=tokens))

@@ -1,6 +1,6 @@
 """GET /c/{token}: a counted link's redirect; GET /o/{token}.gif: the open pixel.
 
-A link token names an issue and a link index, signed (delivery/links.py): a tampered or
+A link token names an issue and a link index, signed (delivery/tracking.py): a tampered or
 invented one is a 404, and the redirect goes only to the URL stored for that index, so
 the route cannot be used to send anyone anywhere else. The reader token (`?r=`, with
 per-subscriber tracking only) is checked the same way; a bad one drops the per-person
@@ -14,8 +14,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
 from sqlmodel import Session, select
 
-from newsletter.delivery import return_path
-from newsletter.delivery.links import read_link_token, read_open_token
+from newsletter.delivery import row_tokens
+from newsletter.delivery.tracking import read_link_token, read_open_token
 from newsletter.models import IssueLink
 from newsletter.web.counting import Hit, client_key, counts, machine_open
 from newsletter.web.site import CurrentSite, Site
@@ -70,7 +70,7 @@ async def _count(
 def _reader(site: Site, issue_id: int, value: str | None) -> int | None:
     if not value or not site.config.tracking.per_subscriber:
         return None
-    token = return_path.read(site.key, site.config.key, value[:60])
+    token = row_tokens.read(site.key, site.config.key, value[:60])
     if token is None or token.kind != "r" or token.issue_id != issue_id:
         return None
     return token.delivery_id

@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from newsletter.audience import lifecycle, subscribers
 from newsletter.audience.tokens import Token
 from newsletter.db import session_scope
-from newsletter.delivery import return_path
-from newsletter.delivery.return_path import RowToken
+from newsletter.delivery import row_tokens
+from newsletter.delivery.row_tokens import RowToken
 from newsletter.feedback.policy import record_unsubscribe
 from newsletter.web.forms import read_form
 from newsletter.web.site import CurrentSite, Site
@@ -54,7 +54,7 @@ async def unsubscribe(token: str, request: Request, site: CurrentSite) -> HTMLRe
 def _message(site: Site, mark: str) -> RowToken | None:
     """The message the link came in (`?m=`, a signed token the send adds), so the report
     can say which issue a reader left after; a missing or bad one only loses that."""
-    token = return_path.read(site.key, site.config.key, mark[:60]) if mark else None
+    token = row_tokens.read(site.key, site.config.key, mark[:60]) if mark else None
     return token if token is not None and token.kind == "u" else None
 
 

@@ -1,4 +1,4 @@
-"""issue_links, click_counts and reader_clicks: counted links and opens (delivery/links.py,
+"""issue_links, click_counts and reader_clicks: counted links and opens (delivery/tracking.py,
 web/clicks.py)
 
 Revision ID: 0011

@@ -4,7 +4,7 @@ Each distinct http(s) link of an approved issue (articles, the intro's and notes
 not our own unsubscribe, archive and web pages) gets an index in the order it first
 appears, stored in `issue_links` with its text, once per issue (a resumed send reuses
 them). The sent message links to `{base_url}/c/<issue>-<index>-<mac>`: the MAC (80 bits
-of HMAC-SHA256 with the newsletter's key, as return_path.py) makes a tampered or invented
+of HMAC-SHA256 with the newsletter's key, as row_tokens.py) makes a tampered or invented
 link a 404, and the server redirects only to the URL stored for that index, never to one
 the request names. With `[tracking] per_subscriber = true` the link also carries
 `?r=<reader token>`, a signed token naming the ledger row, filled per recipient like the

@@ -24,7 +24,7 @@ from typing import Literal
 from newsletter import signing
 
 Kind = Literal["b", "u", "m", "r"]
-# r: the reader of a counted link or open (links.py), with per-subscriber tracking only.
+# r: the reader of a counted link or open (tracking.py), with per-subscriber tracking only.
 KINDS: dict[Kind, str] = {"b": "bounce", "u": "unsubscribe", "m": "message", "r": "reader"}
 # kind - issue - row - mac; bounded lengths so a hostile text costs nothing to scan.
 TOKEN = re.compile(
