@@ -75,35 +75,7 @@ def test_a_nul_byte_in_a_diagnostic_neither_stops_the_run_nor_loses_its_neighbou
 
 def forged_dsn(recipient: str, quoted: str, *, extra_headers: str = "") -> bytes:
     """A hand-made "user unknown" for a reader, quoting what a reader could share."""
-    return f"""Return-Path: <>
-Delivered-To: {returned.BOUNCE_MAILBOX}
-From: MAILER-DAEMON@evil.example
-To: {returned.BOUNCE_MAILBOX}
-Subject: Undelivered Mail Returned to Sender
-{extra_headers}MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="X"
-
---X
-Content-Type: text/plain
-
-<{recipient}>: 550 5.1.1 user unknown
-
---- Below this line is a copy of the message.
-
-{quoted}
-
---X
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; evil.example
-
-Final-Recipient: rfc822; {recipient}
-Action: failed
-Status: 5.1.1
-Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address rejected: User unknown
-
---X--
-""".replace("\n", "\r\n").encode()
+    return returned.forged(recipient, quoted=quoted, extra_headers=extra_headers)
 
 
 def forged_arf(quoted: str) -> bytes:

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from newsletter.audience import lifecycle, subscribers
 from newsletter.audience.tokens import Token, read_token, signed_url
 from newsletter.db import session_scope
-from newsletter.delivery.message import manage_message, sender
+from newsletter.delivery.message import manage_message
 from newsletter.models import Subscription
 from newsletter.web.forms import read_form
 from newsletter.web.site import CurrentSite, Site
@@ -108,11 +108,7 @@ def send_manage_link(site: Site, proof: Token) -> None:
             ).replace("/manage/", "/preferences/", 1)
             message = manage_message(config, person, url)
             to = person.email
-        outbound = site.make_transport()
-        try:
-            outbound.send(sender(config).addr_spec, to, message)
-        finally:
-            outbound.close()
+        site.mail(to, message)
     except Exception as error:
         log.error("manage link not sent: %s: %s", type(error).__name__, error)
 

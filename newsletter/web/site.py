@@ -48,6 +48,15 @@ class Site:
     def message(self, title: str, text: str, status: int = 200) -> HTMLResponse:
         return self.page("message", status, title=title, text=text)
 
+    def mail(self, to: str, message: bytes) -> None:
+        """Send one message the web pages owe someone (a confirmation, a manage link)
+        through the newsletter's transport, from its address."""
+        outbound = self.make_transport()
+        try:
+            outbound.send(self.config.from_address.addr_spec, to, message)
+        finally:
+            outbound.close()
+
     def unsubscribe_proof(self, token: str) -> Token | None:
         """Whose a personal link is (unsubscribe, preferences), or None for a bad token."""
         return read_token(self.key, "unsubscribe", self.config.key, token)

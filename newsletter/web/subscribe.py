@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from newsletter.audience import lifecycle, subscribers
 from newsletter.audience.tokens import read_token, signed_url
 from newsletter.db import session_scope
-from newsletter.delivery.message import confirmation_message, sender
+from newsletter.delivery.message import confirmation_message
 from newsletter.errors import InvalidAddress, NewsletterError
 from newsletter.web.forms import read_form
 from newsletter.web.site import CurrentSite, Site
@@ -82,11 +82,7 @@ def send_confirmation(site: Site, email: str, name: str) -> None:
             url = signed_url(config.base_url, site.key, "confirm", config.key, person.token_id)
             message = confirmation_message(config, person, url)
             to = person.email
-        outbound = site.make_transport()
-        try:
-            outbound.send(sender(config).addr_spec, to, message)
-        finally:
-            outbound.close()
+        site.mail(to, message)
     except NewsletterError as error:
         log.error("confirmation email not sent: %s", error)
     except Exception as error:
