@@ -40,6 +40,7 @@ from pydantic_core import PydanticCustomError
 from newsletter import __version__
 from newsletter.dates import parse_datetime
 from newsletter.errors import ConfigError
+from newsletter.languages import check_language
 from newsletter.untrusted import has_control, strip_controls
 
 CONFIG_FILE = "newsletter.toml"
@@ -366,7 +367,7 @@ class NewsletterSettings(_Table):
     timezone: Annotated[ZoneInfo, BeforeValidator(_zone)] = ZoneInfo("UTC")
     sender: Annotated[Text, _checked(check_sender)] = Field(alias="from")
     base_url: Annotated[Text, _checked(check_base_url)]
-    language: Text = "en"
+    language: Annotated[Text, _checked(check_language)] = "en"
     postal_address: Text | None = None
     reason: Text | None = None
     name_fallback: Text = "reader"
@@ -663,7 +664,7 @@ timezone = {q(timezone)}
 from = {q(sender)}
 # Public address of the web endpoints (unsubscribe, archive).
 base_url = {q(base_url)}
-# The lang attribute of the rendered email.
+# The language of every word a reader sees (en, uk): docs/languages.md.
 language = "en"
 # The footer of every issue: where the sender can be reached by post (required by CAN-SPAM
 # and most providers' terms) and why the reader gets the email.

@@ -25,6 +25,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 
+from newsletter import languages
 from newsletter.config import Config
 from newsletter.delivery.dkim import DKIMSigner
 from newsletter.delivery.dkim import load_key as load_dkim_key
@@ -35,6 +36,7 @@ from newsletter.editorial.render import (
     environment,
     html_escaped,
     placeholder_values,
+    reader_name,
     render_template,
 )
 from newsletter.models import Subscriber
@@ -172,6 +174,7 @@ def link_message(config: Config, person: Subscriber, kind: str, url: str) -> byt
         "newsletter": {
             "name": config.name,
             "language": config.language,
+            "direction": languages.direction(config.language),
             "postal_address": config.postal_address,
         },
         "name": name,
@@ -179,15 +182,16 @@ def link_message(config: Config, person: Subscriber, kind: str, url: str) -> byt
     }
     text = render_template(environment(config, autoescape=False), f"{kind}.txt.j2", context)
     html = render_template(environment(config, autoescape=True), f"{kind}.html.j2", context)
+    _ = languages.translations(config.language).gettext
     subjects = {
-        "confirm": f"Confirm your subscription to {config.name}",
-        "manage": f"Your subscriptions: the link you asked for on {config.name}'s page",
+        "confirm": _("Confirm your subscription to %(name)s"),
+        "manage": _("Your subscriptions to %(name)s and our other newsletters"),
     }
     message = build_message(
         config,
         to=person.email,
         to_name=name,
-        subject=subjects[kind],
+        subject=subjects[kind] % {"name": config.name},
         text=text,
         html=html,
         message_id_parts=(kind, person.token_id, url),
@@ -406,6 +410,6 @@ def issue_template(
         html=EncodedPart.build(Template.parse(html)),
         slug=slug,
         domain=sender(config).domain,
-        fallback=config.name_fallback,
+        fallback=reader_name(config),
         dkim=dkim.prepared(headers) if dkim else None,
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlmodel import Session
 
+from newsletter import languages
 from newsletter.config import Config
 from newsletter.editorial.approval import approved
 from newsletter.editorial.render import environment, render_template
@@ -54,6 +55,7 @@ def index_html(config: Config, rows: list[ApprovedIssue]) -> str:
             "newsletter": {
                 "name": config.name,
                 "language": config.language,
+                "direction": languages.direction(config.language),
                 "base_url": config.base_url,
             },
             "issues": [
@@ -61,7 +63,7 @@ def index_html(config: Config, rows: list[ApprovedIssue]) -> str:
                     "slug": r.slug,
                     "subject": r.subject,
                     "preheader": r.preheader,
-                    "date": _when(r, config).strftime("%-d %B %Y"),
+                    "date": languages.long_date(_when(r, config).date(), config.language),
                 }
                 for r in rows
             ],
@@ -79,7 +81,10 @@ def feed_xml(config: Config, rows: list[ApprovedIssue]) -> bytes:
     channel = ET.SubElement(rss, "channel")
     ET.SubElement(channel, "title").text = config.name
     ET.SubElement(channel, "link").text = config.archive_url()
-    ET.SubElement(channel, "description").text = f"Past issues of {config.name}"
+    words = languages.translations(config.language)
+    ET.SubElement(channel, "description").text = words.gettext("Past issues of %(name)s") % {
+        "name": config.name
+    }
     ET.SubElement(channel, "language").text = config.language
     for row in rows:
         item = ET.SubElement(channel, "item")

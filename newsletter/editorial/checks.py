@@ -19,9 +19,16 @@ from urllib.parse import urlsplit
 import lxml.html
 from lxml import etree
 
+from newsletter import languages
 from newsletter.config import Config
 from newsletter.editorial.issue_file import IssueFile
-from newsletter.editorial.render import RenderedIssue, Template, personalize, sample_recipient
+from newsletter.editorial.render import (
+    RenderedIssue,
+    Template,
+    personalize,
+    reader_name,
+    sample_recipient,
+)
 
 HTML_LIMIT = 100 * 1024
 HTML_WARNING = 80 * 1024
@@ -226,12 +233,30 @@ def findings_report(slug: str, findings: list[Finding]) -> dict[str, Any]:
 def check_rendered(config: Config, issue: IssueFile, rendered: RenderedIssue) -> list[Finding]:
     """Check what a subscriber would get: the parts filled for a sample recipient."""
     recipient = sample_recipient(config, rendered.slug)
-    return check_email(
-        personalize(rendered.html, recipient, config.name_fallback, "html"),
-        personalize(rendered.text, recipient, config.name_fallback, "text"),
-        rendered.html,
-        rendered.text,
-        [article.url for article in rendered.articles],
-        postal_address=config.postal_address,
-        intro=issue.intro,
-    )
+    return [
+        *_untranslated(config),
+        *check_email(
+            personalize(rendered.html, recipient, reader_name(config), "html"),
+            personalize(rendered.text, recipient, reader_name(config), "text"),
+            rendered.html,
+            rendered.text,
+            [article.url for article in rendered.articles],
+            postal_address=config.postal_address,
+            intro=issue.intro,
+        ),
+    ]
+
+
+def _untranslated(config: Config) -> Iterator[Finding]:
+    """A newsletter's own theme may write messages the language's catalogue lacks: they
+    show in English (the project's own are held complete by its tests)."""
+    if config.theme is None or config.language == languages.SOURCE:
+        return
+    left = languages.missing(config.language, languages.theme_messages(config.theme))
+    if left:
+        shown = "; ".join(repr(message) for message in left[:5])
+        yield _warning(
+            "translation",
+            f"{len(left)} of the theme's messages are not in the {config.language} catalogue "
+            f"and show in English: {shown}",
+        )

@@ -8,6 +8,7 @@ mode, so the editor's comments, quoting and introduction survive every change.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -22,6 +23,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 from sqlmodel import Session
 
+from newsletter import languages
 from newsletter.atomic_files import atomic_write
 from newsletter.collect import store
 from newsletter.config import Config
@@ -220,36 +222,59 @@ def write_issue(issue: IssueFile) -> None:
     atomic_write(issue.path, text)
 
 
-def lead_preheader(titles: list[str]) -> str:
+def lead_preheader(titles: list[str], language: str = languages.SOURCE) -> str:
     """The inbox preview `issue new` writes: the lead's title and how many follow."""
-    more = f" and {len(titles) - 1} more" if len(titles) > 1 else ""
-    return f"This week: {' '.join(titles[0].split())}{more}" if titles else ""
+    if not titles:
+        return ""
+    return _lead(" ".join(titles[0].split()), len(titles) - 1, language)
 
 
-_LEAD = re.compile(r"^This week: (?P<title>.*?)(?: and \d+ more)?$", re.S)
+def _lead(title: str, more: int, language: str) -> str:
+    words = languages.translations(language)
+    if not more:
+        return words.gettext("This week: %(title)s") % {"title": title}
+    text = words.ngettext(
+        "This week: %(title)s and %(count)d more", "This week: %(title)s and %(count)d more", more
+    )
+    return text % {"title": title, "count": more}
 
 
-def effective_preheader(preheader: str, titles: list[str]) -> str:
+def effective_preheader(preheader: str, titles: list[str], language: str = languages.SOURCE) -> str:
     """The preheader to send: one the editor wrote stays as written; one `issue new` wrote
     (naming one of the issue's articles as the lead, or none at all) follows the issue as
     it is now, so moving another story to the top changes the inbox preview with it."""
-    found = _LEAD.match(preheader.strip())
-    written_by_us = not preheader.strip() or (
-        found is not None
-        and " ".join(found["title"].split()) in {" ".join(t.split()) for t in titles}
-    )
-    return lead_preheader(titles) if written_by_us else preheader
+    written = " ".join(preheader.split())
+    leads = {" ".join(title.split()) for title in titles}
+    found = (pattern.match(written) for pattern in _lead_patterns(language))
+    written_by_us = not written or any(m is not None and m["title"] in leads for m in found)
+    return lead_preheader(titles, language) if written_by_us else preheader
+
+
+@functools.lru_cache(maxsize=8)
+def _lead_patterns(language: str) -> list[re.Pattern[str]]:
+    """What `_lead` writes in this language, with any title and count."""
+    words = languages.translations(language)
+    many = "This week: %(title)s and %(count)d more"
+    forms = {words.gettext("This week: %(title)s")}
+    forms |= {words.ngettext(many, many, count) for count in range(1, 120)}
+    return [
+        re.compile(
+            "^"
+            + re.escape(form)
+            .replace(re.escape("%(title)s"), "(?P<title>.*?)")
+            .replace(re.escape("%(count)d"), r"\d+")
+            + "$",
+            re.S,
+        )
+        for form in forms
+    ]
 
 
 def week_dates(period: Period, config: Config) -> str:
     """'19–25 December 2022', or '26 December 2022 – 1 January 2023' across months."""
     first = period.start.astimezone(config.timezone)
     last = (period.end - timedelta(seconds=1)).astimezone(config.timezone)
-    if (first.year, first.month) == (last.year, last.month):
-        return f"{first.day}–{last.day} {last:%B %Y}"
-    if first.year == last.year:
-        return f"{first.day} {first:%B} – {last.day} {last:%B %Y}"
-    return f"{first.day} {first:%B %Y} – {last.day} {last:%B %Y}"
+    return languages.week_range(first.date(), last.date(), config.language)
 
 
 def new_issue(
@@ -287,7 +312,7 @@ def new_issue(
         )
     dates = week_dates(period, config)
     subject = f"{config.name}: {dates}"
-    preheader = lead_preheader([article.title for article in found])
+    preheader = lead_preheader([article.title for article in found], config.language)
     text = _starter(config.name, slug, subject, preheader, author, period.label, found)
     path.parent.mkdir(parents=True, exist_ok=True)
     issue = parse_issue(text, path)

@@ -29,7 +29,7 @@ import lxml.html
 from newsletter import __version__
 from newsletter.config import Config
 from newsletter.editorial.checks import Finding
-from newsletter.editorial.render import RenderedIssue, personalize, sample_recipient
+from newsletter.editorial.render import RenderedIssue, personalize, reader_name, sample_recipient
 
 IMAGE_LIMIT = 1_000_000  # bytes: a card image over this is slow on a phone's connection
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -71,7 +71,7 @@ def targets(html: str, own_site: str) -> list[Target]:
 def check_rendered_links(config: Config, rendered: RenderedIssue) -> list[Finding]:
     """The links and images of the message a sample subscriber gets."""
     recipient = sample_recipient(config, rendered.slug)
-    html = personalize(rendered.html, recipient, config.name_fallback, "html")
+    html = personalize(rendered.html, recipient, reader_name(config), "html")
     return check_links(html, config.base_url)
 
 

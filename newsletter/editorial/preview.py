@@ -13,7 +13,7 @@ from pathlib import Path
 
 from newsletter.atomic_files import atomic_write
 from newsletter.config import Config, environment_value
-from newsletter.editorial.render import RenderedIssue, personalize, sample_recipient
+from newsletter.editorial.render import RenderedIssue, personalize, reader_name, sample_recipient
 from newsletter.errors import NewsletterError, UsageError
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -23,7 +23,7 @@ def write_preview(config: Config, rendered: RenderedIssue, folder: Path) -> Path
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "preview.html"
     recipient = sample_recipient(config, rendered.slug)
-    atomic_write(path, personalize(rendered.html, recipient, config.name_fallback, "html"))
+    atomic_write(path, personalize(rendered.html, recipient, reader_name(config), "html"))
     return path
 
 

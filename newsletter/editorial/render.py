@@ -34,10 +34,11 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from sqlmodel import Session, col, select
 
+from newsletter import languages
 from newsletter.atomic_files import atomic_write
 from newsletter.collect.authors import split_byline
 from newsletter.collect.store import profiles_of
-from newsletter.config import Config
+from newsletter.config import Config, NewsletterSettings, RenderSettings
 from newsletter.dates import parse_week
 from newsletter.editorial.issue_file import (
     IssueFile,
@@ -52,6 +53,8 @@ from newsletter.models import Article, Subscription
 from newsletter.sanitize import card_html, clean_html, html_to_text
 from newsletter.untrusted import shown_name, strip_controls
 
+DEFAULT_SUPPORT_TEXT = RenderSettings.model_fields["support_text"].default
+DEFAULT_NAME_FALLBACK = NewsletterSettings.model_fields["name_fallback"].default
 # `reader`: the signed reader token of counted links, per-subscriber tracking only
 # (delivery/tracking.py); empty otherwise.
 PLACEHOLDERS = ("first_name", "unsubscribe_url", "view_url", "reader", "preferences_url")
@@ -199,7 +202,10 @@ def byline(names: list[str]) -> str:
     return ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def build_sections(issue: IssueFile, articles: list[Article], zone: tzinfo) -> list[Section]:
+def build_sections(
+    issue: IssueFile, articles: list[Article], zone: tzinfo, language: str = languages.SOURCE
+) -> list[Section]:
+    words = languages.translations(language)
     sections: list[Section] = []
     current: Section | None = None
     for item, article in zip(issue.articles, articles, strict=True):
@@ -218,8 +224,11 @@ def build_sections(issue: IssueFile, articles: list[Article], zone: tzinfo) -> l
                 image=article.image if (article.image or "").startswith("https://") else None,
                 image_alt=article.image_caption,
                 byline=byline(article.author_names),
-                date=f"{local.day} {local:%B %Y}",
-                reading=f"{article.reading_minutes} min read",
+                date=languages.long_date(local.date(), language),
+                reading=words.ngettext(
+                    "%(minutes)d min read", "%(minutes)d min read", article.reading_minutes
+                )
+                % {"minutes": article.reading_minutes},
                 summary_html=Markup(summary),
                 summary_text=text_with_links(summary),
                 note_html=note_html,
@@ -245,22 +254,27 @@ def environment(config: Config, *, autoescape: bool) -> jinja2.Environment:
     the files (Jinja notices an edit by its mtime, which two saves within a clock tick
     share)."""
     if config.theme is not None:
-        return _environment.__wrapped__(config.theme, autoescape)
-    return _environment(None, autoescape)
+        return _environment.__wrapped__(config.theme, autoescape, config.language)
+    return _environment(None, autoescape, config.language)
 
 
-@functools.lru_cache(maxsize=2)
-def _environment(theme: Path | None, autoescape: bool) -> jinja2.Environment:
+@functools.lru_cache(maxsize=8)
+def _environment(theme: Path | None, autoescape: bool, language: str) -> jinja2.Environment:
+    """With gettext's `_` and `ngettext` for the newsletter's language (chosen once here,
+    not per recipient)."""
     folders = [str(theme)] if theme else []
     folders.append(str(theme_folder()))
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(folders),
         undefined=jinja2.StrictUndefined,
         autoescape=autoescape,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    env.install_gettext_translations(languages.translations(language), newstyle=True)  # type: ignore[attr-defined]
+    return env
 
 
 def render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
@@ -337,19 +351,26 @@ def render_issue(
     lists: int = 1,
 ) -> RenderedIssue:
     zone = config.timezone
+    words = languages.translations(config.language)
     dates = issue.week and _dates(issue.week, config)
     intro_html = markdown_html(issue.intro)
-    preheader = effective_preheader(issue.preheader, [a.title for a in articles])
+    preheader = effective_preheader(issue.preheader, [a.title for a in articles], config.language)
     context: dict[str, Any] = {
         "newsletter": {
             "name": config.name,
             "base_url": config.base_url,
             "language": config.language,
+            "direction": languages.direction(config.language),
             "postal_address": config.postal_address,
-            "reason": config.subscription_reason,
+            "reason": config.reason
+            or words.gettext("You are receiving %(name)s because you subscribed to it.")
+            % {"name": config.name},
             "logo": config.logo,
             "support_url": config.support_url,
-            "support_text": config.support_text,
+            # The default's words in the newsletter's language; an editor's own as written.
+            "support_text": words.gettext("Our reporting is free to read and paid for by readers.")
+            if config.support_text == DEFAULT_SUPPORT_TEXT
+            else config.support_text,
             "forward_prompt": config.forward_prompt,
         },
         "issue": {
@@ -361,7 +382,7 @@ def render_issue(
         },
         "intro_html": intro_html,
         "intro_text": text_with_links(intro_html),
-        "sections": build_sections(issue, articles, zone),
+        "sections": build_sections(issue, articles, zone, config.language),
         "reporters": reporters or [],
         "first_name": "%%first_name%%",
         "unsubscribe_url": "%%unsubscribe_url%%",
@@ -374,7 +395,7 @@ def render_issue(
     }
     html_env = environment(config, autoescape=True)
     email_html = compile_mjml(render_template(html_env, "email.mjml.j2", context), "email.mjml.j2")
-    web_context = context | {"web": True, "first_name": config.name_fallback}
+    web_context = context | {"web": True, "first_name": reader_name(config)}
     web_html = compile_mjml(
         render_template(html_env, "email.mjml.j2", web_context), "email.mjml.j2"
     )
@@ -395,6 +416,14 @@ def _dates(week: str, config: Config) -> str | None:
         return week_dates(parse_week(week, config.timezone), config)
     except NewsletterError:
         return None
+
+
+def reader_name(config: Config) -> str:
+    """The greeting's name for a reader who gave none: the default's word in the
+    newsletter's language, an editor's own as written."""
+    if config.name_fallback == DEFAULT_NAME_FALLBACK:
+        return languages.translations(config.language).gettext("reader")
+    return config.name_fallback
 
 
 @dataclass(frozen=True)

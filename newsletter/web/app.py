@@ -68,14 +68,16 @@ def create_app(
             type(error).__name__,
             exc_info=(type(error), error, error.__traceback__),
         )
-        response = site.message("Something went wrong", "Nothing was changed. Try later.", 500)
+        response = site.message(
+            site._("Something went wrong"), site._("Nothing was changed. Try later."), 500
+        )
         return secured(response, request.url.path)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
-        titles = {404: "Not found", 405: "Method not allowed"}
+        titles = {404: site._("Not found"), 405: site._("Method not allowed")}
         response = site.message(
-            titles.get(error.status_code, "Request refused"),
+            titles.get(error.status_code, site._("Request refused")),
             str(error.detail) if error.status_code not in titles else "",
             error.status_code,
         )

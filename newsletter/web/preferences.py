@@ -86,13 +86,15 @@ async def mail_link(
         return site.invalid_link()
     ip = request.client.host if request.client else "unknown"
     if not site.limits.per_ip.allow(ip):
-        return site.message("Too many requests", "Please wait a few minutes and try again.", 429)
+        return site.too_many()
     if site.limits.per_address.allow(f"manage:{proof.subject}"):
         background.add_task(send_manage_link, site, proof)
     return site.message(
-        "Check your inbox",
-        "We sent a link to manage all your subscriptions to the address this newsletter "
-        "goes to. It works for 24 hours.",
+        site._("Check your inbox"),
+        site._(
+            "We sent a link to manage all your subscriptions to the address this newsletter "
+            "goes to. It works for 24 hours."
+        ),
     )
 
 

@@ -13,6 +13,7 @@ from fastapi import Depends, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy.engine import Engine
 
+from newsletter import languages
 from newsletter.audience.tokens import Token, read_token
 from newsletter.config import Config
 from newsletter.delivery.transport import Transport
@@ -38,12 +39,18 @@ class Site:
         site = {
             "name": self.config.name,
             "language": self.config.language,
+            "direction": languages.direction(self.config.language),
             "base_url": self.config.base_url,
         }
         html = render_template(
             self.pages, f"web/{template}.html.j2", {"newsletter": site} | context
         )
         return HTMLResponse(html, status_code=status)
+
+    def _(self, message: str, **values: str) -> str:
+        """One of the pages' own messages in the newsletter's language."""
+        text = languages.translations(self.config.language).gettext(message)
+        return text % values if values else text
 
     def message(self, title: str, text: str, status: int = 200) -> HTMLResponse:
         return self.page("message", status, title=title, text=text)
@@ -57,6 +64,11 @@ class Site:
         finally:
             outbound.close()
 
+    def too_many(self) -> HTMLResponse:
+        return self.message(
+            self._("Too many requests"), self._("Please wait a few minutes and try again."), 429
+        )
+
     def unsubscribe_proof(self, token: str) -> Token | None:
         """Whose a personal link is (unsubscribe, preferences), or None for a bad token."""
         return read_token(self.key, "unsubscribe", self.config.key, token)
@@ -64,9 +76,10 @@ class Site:
     def invalid_link(self) -> HTMLResponse:
         """The one answer to every bad token, whatever is wrong with it."""
         return self.message(
-            "This link is not valid", "It may be mistyped, or it has expired. Nothing was changed.",
+            self._("This link is not valid"),
+            self._("It may be mistyped, or it has expired. Nothing was changed."),
             404,
-        )  # fmt: skip
+        )
 
 
 def current_site(request: Request) -> Site:

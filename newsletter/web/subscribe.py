@@ -42,25 +42,33 @@ async def subscribe(
     data = await read_form(request)
     if data is None or "email" not in data:
         return site.page(
-            "subscribe", 400, email="", name="", error="Send the form with an email address."
+            "subscribe",
+            400,
+            email="",
+            name="",
+            error=site._("Send the form with an email address."),
         )
     email, name = data.get("email", "").strip(), data.get("name", "")
     sent = site.message(
-        "Check your inbox",
-        f"If {email} can be subscribed to {site.config.name}, a confirmation email is on its "
-        "way. Click its link to start receiving the newsletter.",
+        site._("Check your inbox"),
+        site._(
+            "If %(email)s can be subscribed to %(name)s, a confirmation email is on its way. "
+            "Click its link to start receiving the newsletter.",
+            email=email,
+            name=site.config.name,
+        ),
     )
     if data.get("website"):  # the honeypot: people never see it, bots fill it in
         return sent
     ip = request.client.host if request.client else "unknown"
     if not site.limits.per_ip.allow(ip):
-        return site.message("Too many requests", "Please wait a few minutes and try again.", 429)
+        return site.too_many()
     try:
         address = subscribers.parse_address(email)
     except InvalidAddress:
         return site.page(
             "subscribe", 400, email=email, name=name,
-            error="That does not look like an email address.",
+            error=site._("That does not look like an email address."),
         )  # fmt: skip
     if not site.limits.per_address.allow(address.key):
         return sent
@@ -100,5 +108,6 @@ def confirm(token: str, site: CurrentSite) -> HTMLResponse:
         if person is None or not lifecycle.confirm(session, person, config.key, proof.issued_at):
             return site.invalid_link()
     return site.message(
-        "You are subscribed", f"Thank you. {config.name} will arrive in your inbox."
+        site._("You are subscribed"),
+        site._("Thank you. %(name)s will arrive in your inbox.", name=config.name),
     )

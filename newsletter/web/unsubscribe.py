@@ -41,13 +41,16 @@ async def unsubscribe(token: str, request: Request, site: CurrentSite) -> HTMLRe
     data = await read_form(request)
     if data is None or data.get("List-Unsubscribe") != ONE_CLICK:
         return site.message(
-            "Request refused", "An unsubscribe request carries List-Unsubscribe=One-Click.", 400
+            site._("Request refused"),
+            site._("An unsubscribe request carries List-Unsubscribe=One-Click."),
+            400,
         )
     message = _message(site, request.query_params.get("m", ""))
     if not await run_in_threadpool(_unsubscribe, site, proof, message):
         return site.invalid_link()
     return site.message(
-        "You are unsubscribed", f"You will get no more emails from {site.config.name}."
+        site._("You are unsubscribed"),
+        site._("You will get no more emails from %(name)s.", name=site.config.name),
     )
 
 

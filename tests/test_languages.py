@@ -1,0 +1,152 @@
+"""Every word a reader sees, in the newsletter's language: the catalogues hold exactly the
+messages the theme and the code write (none missing, none stale), and a Ukrainian
+newsletter's email, mails and pages carry no English word of the project's own."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from babel.messages.catalog import Catalog
+
+from newsletter import languages
+from newsletter.config import load_config
+from newsletter.errors import ConfigError
+from tests.conftest import Project
+from tests.liveweb import start
+from tests.smtpserver import SMTPServer
+
+
+def _ids(catalog: Catalog) -> set[str]:
+    return {str(m.id if isinstance(m.id, str) else m.id[0]) for m in catalog if m.id}
+
+
+@pytest.mark.parametrize("language", [lang for lang in languages.available() if lang != "en"])
+def test_each_catalogue_holds_exactly_the_messages_the_project_writes(language: str) -> None:
+    written = languages.messages()
+    catalog = languages.catalog(language)
+    assert catalog is not None
+    assert written - _ids(catalog) == set(), "missing from the catalogue"
+    assert _ids(catalog) - written == set(), "stale in the catalogue"
+    assert languages.missing(language, written) == []
+    assert all(m.string for m in catalog if m.id), "an empty translation"
+
+
+def test_dates_plurals_and_direction_come_from_cldr() -> None:
+    from datetime import date
+
+    assert languages.week_range(date(2022, 12, 19), date(2022, 12, 25), "uk") == "19–25 грудня 2022"
+    assert (
+        languages.week_range(date(2022, 12, 19), date(2022, 12, 25), "en") == "19–25 December 2022"
+    )
+    assert (
+        languages.week_range(date(2022, 11, 28), date(2022, 12, 4), "uk")
+        == "28 листопада – 4 грудня 2022"
+    )
+    words = languages.translations("uk")
+    shown = [words.ngettext("%(minutes)d min read", "%(minutes)d min read", n) % {"minutes": n}
+             for n in (1, 2, 5, 21)]  # fmt: skip
+    assert shown == [
+        "1 хвилина читання", "2 хвилини читання", "5 хвилин читання", "21 хвилина читання"
+    ]  # fmt: skip
+    assert languages.direction("uk") == "ltr" and languages.direction("ar") == "rtl"
+
+
+def test_a_language_without_a_catalogue_names_the_ones_there_are(tmp_path: Path) -> None:
+    path = tmp_path / "newsletter.toml"
+    path.write_text(
+        '[newsletter]\nname = "N"\nfrom = "a@example.org"\nbase_url = "https://e.org"\n'
+        'language = "xx-Nope"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "language" in str(caught.value) and "en, uk" in str(caught.value)
+
+
+ENGLISH = sorted(
+    (m for m in languages.messages() if len(re.sub(r"%\(\w+\)[sd]", "", m).strip()) > 3),
+    key=len,
+    reverse=True,
+)
+
+
+def english_left(text: str) -> list[str]:
+    """Our English messages (their words outside the placeholders) still in a text."""
+    left = []
+    for message in ENGLISH:
+        pieces = [p.strip() for p in re.split(r"%\(\w+\)[sd]", message) if len(p.strip()) > 3]
+        if pieces and all(piece in text for piece in pieces):
+            left.append(message)
+    return left
+
+
+def test_a_ukrainian_issue_has_no_english_word_of_ours(collected: Project) -> None:
+    text = collected.config_file.read_text().replace('language = "en"', 'language = "uk"')
+    collected.config_file.write_text(text)
+    made = collected.run("issue", "new", "--week", "2022-W51", "--author", "Asami Terajima")
+    assert made.exit_code == 0, made.output
+    rendered = collected.run("issue", "render", "2022-W51")
+    assert rendered.exit_code in (0, 1), rendered.output
+    build = collected.root / "build" / "2022-W51"
+    html = (build / "email.html").read_text()
+    plain = (build / "email.txt").read_text()
+    assert '<html lang="uk" dir="ltr"' in html
+    assert "19–25 грудня 2022" in html and "19–25 грудня 2022" in plain
+    assert "хвилин" in plain and "Відписатися" in html and "Відписатися" in plain
+    assert english_left(html) == [] and english_left(plain) == []
+
+
+def test_a_ukrainian_newsletters_pages_and_confirmation_mail(
+    project: Project, smtp_server: SMTPServer
+) -> None:
+    text = project.config_file.read_text().replace('language = "en"', 'language = "uk"')
+    project.config_file.write_text(text)
+    served = start(project, smtp_server, None)
+    live = next(served)
+    try:
+        pages = [
+            httpx.get(f"{live.base}/subscribe", timeout=10),
+            httpx.post(f"{live.base}/subscribe", data={"email": "not an address"}, timeout=10),
+            httpx.get(f"{live.base}/unsubscribe/nope", timeout=10),
+            httpx.get(f"{live.base}/nowhere", timeout=10),
+        ]
+        sent = httpx.post(f"{live.base}/subscribe", data={"email": "olena@example.org"}, timeout=10)
+        pages.append(sent)
+        deadline = time.monotonic() + 10
+        while not smtp_server.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        next(served, None)
+    assert [p.status_code for p in pages] == [200, 400, 404, 404, 200]
+    for page in pages:
+        assert '<html lang="uk" dir="ltr">' in page.text
+        assert english_left(page.text) == [], page.text
+    assert "Підписатися на" in pages[0].text and "Перевірте пошту" in pages[-1].text
+    mail = smtp_server.received[0].message
+    assert str(mail["Subject"]).startswith("Підтвердьте підписку на")
+    for part in ("plain", "html"):
+        body = mail.get_body((part,)).get_content()  # type: ignore[union-attr]
+        assert "Вітаємо!" in body and english_left(body) == []
+
+
+def test_issue_check_names_a_themes_messages_the_catalogue_lacks(collected: Project) -> None:
+    theme = collected.root / "theme"
+    theme.mkdir()
+    default = (Path(__file__).resolve().parents[1] / "templates" / "email.txt.j2").read_text()
+    (theme / "email.txt.j2").write_text(default + '{{ _("Our own brand new words") }}\n')
+    text = collected.config_file.read_text().replace('language = "en"', 'language = "uk"')
+    text = text.replace('# templates = "theme"', 'templates = "theme"')
+    collected.config_file.write_text(text)
+    assert collected.run("issue", "new", "--week", "2022-W51").exit_code == 0
+    checked = collected.run("issue", "check", "2022-W51", "--json")
+    findings = json.loads(checked.stdout)["findings"]
+    warned = [f for f in findings if f["code"] == "translation"]
+    assert len(warned) == 1 and "Our own brand new words" in warned[0]["message"]
+    plain = collected.run("issue", "render", "2022-W51")
+    assert plain.exit_code in (0, 1)
+    shown = (collected.root / "build" / "2022-W51" / "email.txt").read_text()
+    assert "Our own brand new words" in shown and "Відписатися" in shown  # that one, in English
