@@ -72,6 +72,7 @@ class Config:
     name: str
     timezone: ZoneInfo
     sender: str
+    reply_to: str | None
     base_url: str
     language: str
     database_url: str
@@ -208,15 +209,21 @@ def check_base_url(value: str) -> str:
     return value.rstrip("/")
 
 
-def check_sender(value: str) -> str:
+def check_sender(value: str, what: str = "From") -> str:
+    """An address header's value (From, Reply-To): `Name <user@example.org>` or a bare
+    address, one address, no control characters."""
     _, address = parseaddr(value)
     if not address or has_control(value):
-        raise ConfigError(f"bad From address {value!r}: use 'Name <user@example.org>'")
+        raise ConfigError(f"bad {what} address {value!r}: use 'Name <user@example.org>'")
     try:
         validate_email(address, check_deliverability=False)
     except EmailNotValidError as error:
-        raise ConfigError(f"bad From address {value!r}: {error}") from None
+        raise ConfigError(f"bad {what} address {value!r}: {error}") from None
     return value
+
+
+def check_reply_to(value: str) -> str:
+    return check_sender(value, "Reply-To")
 
 
 # Room for "+" and a return token (row_tokens.py) within RFC 5321's 64-character local part.
@@ -366,6 +373,7 @@ class NewsletterSettings(_Table):
     name: Text
     timezone: Annotated[ZoneInfo, BeforeValidator(_zone)] = ZoneInfo("UTC")
     sender: Annotated[Text, _checked(check_sender)] = Field(alias="from")
+    reply_to: Annotated[Text, _checked(check_reply_to)] | None = None
     base_url: Annotated[Text, _checked(check_base_url)]
     language: Annotated[Text, _checked(check_language)] = "en"
     postal_address: Text | None = None
@@ -662,6 +670,8 @@ name = {q(name)}
 timezone = {q(timezone)}
 # The From header of every issue.
 from = {q(sender)}
+# Where readers' replies go (the reporter, the desk); an issue file's reply_to: overrides it.
+# reply_to = "Asami Terajima <asami@example.org>"
 # Public address of the web endpoints (unsubscribe, archive).
 base_url = {q(base_url)}
 # The language of every word a reader sees (en, uk): docs/languages.md.

@@ -138,6 +138,8 @@ class ApprovedIssue(SQLModel, table=True):
     web_html: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     content_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     source_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    # The issue's own Reply-To (its file's reply_to:); else [newsletter] reply_to applies.
+    reply_to: str | None = Field(default=None, sa_column=sa.Column(sa.String(400)))
     approved_at: datetime = Field(
         default_factory=utc_now, sa_column=sa.Column(UTCDateTime, nullable=False)
     )

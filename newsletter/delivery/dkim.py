@@ -34,6 +34,7 @@ from newsletter.errors import ConfigError
 
 SIGNED = (
     "from",
+    "reply-to",
     "to",
     "subject",
     "date",
@@ -49,6 +50,7 @@ SIGNED = (
 )
 OVERSIGNED = (
     "from",
+    "reply-to",
     "subject",
     "content-type",
     "list-unsubscribe",

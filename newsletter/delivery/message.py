@@ -23,7 +23,7 @@ from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime
+from email.utils import format_datetime, parseaddr
 
 from newsletter import languages
 from newsletter.config import Config
@@ -372,6 +372,12 @@ def dkim_signer(config: Config) -> DKIMSigner | None:
     return DKIMSigner(sender(config).domain, keys)
 
 
+def reply_to_header(value: str) -> bytes:
+    """Reply-To, parsed as the From address is (`check_sender` accepted it)."""
+    name, address = parseaddr(strip_controls(value))
+    return address_header("Reply-To", address, name or None)
+
+
 def list_id_header(config: Config) -> bytes:
     return address_header("List-Id", f"{config.key}.{sender(config).domain}", config.name)
 
@@ -386,11 +392,13 @@ def issue_template(
     date: datetime,
     dkim: DKIMSigner | None = None,
     feedback_id: str | None = None,
+    reply_to: str | None = None,
 ) -> IssueTemplate:
     me = sender(config)
     headers = b"".join(
         [
             address_header("From", me.addr_spec, me.display_name),
+            reply_to_header(reply_to) if reply_to else b"",
             header("Subject", subject),
             header("Date", format_datetime(date)),
             header("MIME-Version", "1.0"),

@@ -455,6 +455,7 @@ def approved_template(
         date=datetime.now(UTC),
         dkim=dkim_signer(config),
         feedback_id=config.feedback_id,
+        reply_to=issue.reply_to or config.reply_to,
     )
 
 
@@ -535,6 +536,7 @@ def send_tests(
         date=datetime.now(UTC),
         dkim=dkim_signer(config),
         feedback_id=config.feedback_id,
+        reply_to=issue.reply_to or config.reply_to,
     )
     transport = make_transport()
     try:

@@ -64,7 +64,8 @@ def approve(
             f"{issue.slug} has {count} check error(s), e.g. {first.message}; "
             f"see 'newsletter issue check {issue.slug}'"
         )
-    content = "\x00".join([issue.subject, rendered.html.source, rendered.text.source])
+    parts = [issue.subject, rendered.html.source, rendered.text.source]
+    content = "\x00".join(parts + ([issue.reply_to] if issue.reply_to else []))
     row = session.exec(select(ApprovedIssue).where(ApprovedIssue.slug == issue.slug)).first()
     if row is not None and row.enqueued_at is not None:
         raise UsageError(
@@ -87,6 +88,7 @@ def approve(
     row.newsletter = config.key
     row.week = issue.week
     row.subject = issue.subject
+    row.reply_to = issue.reply_to
     row.preheader = rendered.preheader
     row.html = rendered.html.source
     row.text = rendered.text.source

@@ -26,9 +26,9 @@ from sqlmodel import Session
 from newsletter import languages
 from newsletter.atomic_files import atomic_write
 from newsletter.collect import store
-from newsletter.config import Config
+from newsletter.config import Config, check_sender
 from newsletter.dates import Period, parse_week
-from newsletter.errors import IssueFileError, NotFoundError, UsageError
+from newsletter.errors import ConfigError, IssueFileError, NotFoundError, UsageError
 from newsletter.models import Article
 from newsletter.urls import url_key
 
@@ -59,6 +59,8 @@ class IssueFile:
     week: str | None
     intro: str
     front: CommentedMap = field(repr=False, default_factory=CommentedMap)
+    # Replies to this issue (the column's author): `reply_to:` in the front matter.
+    reply_to: str | None = None
 
     @classmethod
     def build(cls, path: Path, articles: list[IssueArticle], **fields: Any) -> IssueFile:
@@ -185,7 +187,18 @@ def parse_issue(text: str, path: Path) -> IssueFile:
         week=text_field("week", required=False),
         intro=intro,
         front=front,
+        reply_to=_reply_to(text_field("reply_to", required=False), f"{path}:{line_of('reply_to')}"),
     )
+
+
+def _reply_to(value: str | None, where: str) -> str | None:
+    """An issue's Reply-To, checked as the From address is."""
+    if value is None:
+        return None
+    try:
+        return check_sender(value, "Reply-To")
+    except ConfigError as error:
+        raise IssueFileError(f"{where}: {error}") from None
 
 
 def _article(item: Any, index: int, seq: Any, path: Path) -> IssueArticle:

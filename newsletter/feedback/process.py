@@ -99,6 +99,7 @@ def _process_one(
                 handled = _apply(session, config, key, parsed, source.origin, mail)
             except Exception as error:  # noqa: BLE001 - one message is not the run's end
                 log.warning("%s: set aside (%s)", mail.source, type(error).__name__)
+                report.notes.append(f"{mail.source}: could not be stored; set aside")
                 readable = False
                 handled = _apply(session, config, key, UNREADABLE, source.origin, mail)
             if not readable:
@@ -126,9 +127,17 @@ def _apply(
             parsed,
             origin=origin,
             source=mail.source,
-            digest=hashlib.sha256(mail.raw).hexdigest(),
+            digest=_digest(mail),
             raw=mail.raw,
         )
+
+
+def _digest(mail: Mail) -> str:
+    """What an unverified report is recognised by: its bytes, or, for an entry with none
+    (a link, a FIFO, an empty file), its name and why it was not read."""
+    if mail.raw:
+        return hashlib.sha256(mail.raw).hexdigest()
+    return hashlib.sha256(f"{mail.source}\x00{mail.refused}".encode("utf-8", "replace")).hexdigest()
 
 
 def _read(mail: Mail, key: bytes, newsletter: str) -> Parsed:
