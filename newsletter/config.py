@@ -75,6 +75,7 @@ class Config:
     reply_to: str | None
     base_url: str
     language: str
+    description: str | None
     database_url: str
     collect: CollectSettings
     sources: tuple[Source, ...]
@@ -376,6 +377,7 @@ class NewsletterSettings(_Table):
     reply_to: Annotated[Text, _checked(check_reply_to)] | None = None
     base_url: Annotated[Text, _checked(check_base_url)]
     language: Annotated[Text, _checked(check_language)] = "en"
+    description: Text | None = None
     postal_address: Text | None = None
     reason: Text | None = None
     name_fallback: Text = "reader"
@@ -676,6 +678,8 @@ from = {q(sender)}
 base_url = {q(base_url)}
 # The language of every word a reader sees (en, uk): docs/languages.md.
 language = "en"
+# One line about the newsletter, shown where readers choose among a database's newsletters.
+# description = "Asami Terajima's week at the front, every Monday."
 # The footer of every issue: where the sender can be reached by post (required by CAN-SPAM
 # and most providers' terms) and why the reader gets the email.
 {postal_line}

@@ -122,6 +122,12 @@ def _extract(sources: list[tuple[Path, list[tuple[str, str]]]]) -> set[str]:
     return found
 
 
+def display_name(language: str, shown_in: str) -> str:
+    """A language's name in another's words, as CLDR has it: `uk` in English is
+    "Ukrainian", `en` in Ukrainian "англійська"."""
+    return str(Locale.parse(language).get_display_name(shown_in) or language)
+
+
 def direction(language: str) -> str:
     """`ltr` or `rtl`, as CLDR knows the language."""
     return str(Locale.parse(language).text_direction)

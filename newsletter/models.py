@@ -268,6 +268,22 @@ class RunLock(SQLModel, table=True):
     taken_at: datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
 
 
+class NewsletterRow(SQLModel, table=True):
+    """A newsletter this database serves, as its config last said (registry.py): any
+    process names a list by its name and language, not its key."""
+
+    __tablename__ = "newsletters"
+
+    key: str = Field(sa_column=sa.Column(sa.String(100), primary_key=True))
+    name: str = Field(sa_column=sa.Column(sa.String(300), nullable=False))
+    language: str = Field(sa_column=sa.Column(sa.String(20), nullable=False))
+    description: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    base_url: str = Field(sa_column=sa.Column(sa.String(500), nullable=False))
+    updated_at: datetime = Field(
+        default_factory=utc_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+    )
+
+
 class WebhookCall(SQLModel, table=True):
     """A provider's call, seen: its token (Mailgun) or message id (SNS), hashed. Spent the
     first time it arrives whatever its event, so a captured signature cannot carry another

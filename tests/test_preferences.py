@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import httpx
 from sqlmodel import Session
@@ -79,3 +80,41 @@ def test_with_one_list_there_is_no_preferences_link(
     assert send(ready)[0] == 0
     html = smtp_server.received[0].message.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert "/preferences/" not in html and "Manage your subscriptions" not in html
+
+
+def test_the_database_names_every_newsletter_it_serves(
+    project: Project, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    """A second newsletter's folder on the same database: running any command with its
+    config records it, and the first one's pages name it by its display name and language."""
+    from newsletter.audience.tokens import load_key, make_token
+    from newsletter.project import init_project
+
+    edition = tmp_path / "uk" / "newsletter.toml"
+    edition.parent.mkdir()
+    init_project(
+        edition,
+        name="Воєнні нотатки",
+        timezone="Europe/Kyiv",
+        sender="Notes <notes-uk@example.org>",
+        base_url="https://news.example.org/uk",
+    )
+    text = edition.read_text().replace('language = "en"', 'language = "uk"')
+    edition.write_text(text.replace('id = "', 'id = "war-notes-uk" # "', 1))
+    assert project.run("--config", str(edition), "subscribers", "count").exit_code == 0
+    with Session(project.engine()) as session:
+        subscribers.add(session, "war-notes", AUDIENCE[0])
+        subscribers.add(session, "war-notes-uk", AUDIENCE[0])
+        token_id = subscribers.require(session, AUDIENCE[0]).token_id
+        session.commit()
+    key = load_key(project.config.signing_key_file)
+    token = make_token(key, "manage", "war-notes", token_id)
+    served = start(project, smtp_server, None)
+    live = next(served)
+    try:
+        page = httpx.get(f"{live.base}/preferences/{token}", timeout=10)
+    finally:
+        next(served, None)
+    assert page.status_code == 200
+    assert "Воєнні нотатки</strong> (Ukrainian)" in page.text
+    assert "War Notes</strong>:" in page.text

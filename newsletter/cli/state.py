@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from sqlalchemy.engine import Engine
 
+from newsletter import registry
 from newsletter.audience.tokens import load_key
 from newsletter.config import Config, ConfigLocation, load_config, missing_config
 from newsletter.db import open_database
@@ -32,7 +33,9 @@ class State:
 
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = open_database(self.config().database_url)
+            config = self.config()
+            self._engine = open_database(config.database_url)
+            registry.record(self._engine, config)
         return self._engine
 
     def key(self) -> bytes:

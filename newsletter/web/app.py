@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException
 
+from newsletter import registry
 from newsletter.config import Config
 from newsletter.delivery.transport import Transport, open_transport
 from newsletter.editorial.render import environment
@@ -37,6 +38,7 @@ def create_app(
     limits: Limits | None = None,
 ) -> FastAPI:
     app = FastAPI(title=config.name, docs_url=None, redoc_url=None, openapi_url=None)
+    registry.record(engine, config)
     site = Site(
         config=config,
         engine=engine,

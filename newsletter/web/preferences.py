@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
+from newsletter import languages, registry
 from newsletter.audience import lifecycle, subscribers
 from newsletter.audience.tokens import Token, read_token, signed_url
 from newsletter.db import session_scope
@@ -124,16 +125,23 @@ def _lists(site: Site, proof: Proof) -> list[dict[str, str]] | None:
         if not proof.everything:
             query = query.where(Subscription.newsletter == site.config.key)
         rows = session.exec(query).all()
-        return [
+        names = registry.known(session)
+    page = site.config.language
+    found = []
+    for row in sorted(rows, key=lambda r: r.newsletter):
+        entry = names.get(row.newsletter)
+        language = entry.language if entry else page
+        found.append(
             {
                 "key": row.newsletter,
-                "name": site.config.name
-                if row.newsletter == site.config.key
-                else row.newsletter.replace("-", " ").title(),
+                # By the name its own config gives it (registry.py); a list no command
+                # has run for yet by its key, made readable.
+                "name": entry.name if entry else row.newsletter.replace("-", " ").title(),
+                "language": languages.display_name(language, page) if language != page else "",
                 "status": row.status,
             }
-            for row in sorted(rows, key=lambda r: r.newsletter)
-        ]
+        )
+    return found
 
 
 def _leave(site: Site, proof: Token, newsletter: str) -> str | None:
