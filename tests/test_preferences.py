@@ -3,6 +3,7 @@ preferences, where they see their lists and leave one; a bad link is a 404."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -118,3 +119,10 @@ def test_the_database_names_every_newsletter_it_serves(
     assert page.status_code == 200
     assert "Воєнні нотатки</strong> (Ukrainian)" in page.text
     assert "War Notes</strong>:" in page.text
+    shown = json.loads(project.run("subscribers", "show", AUDIENCE[0], "--json").stdout)
+    assert [
+        (s["newsletter"], s["name"], s["language"], s["status"]) for s in shown["subscriptions"]
+    ] == [
+        ("war-notes", "War Notes", "en", "active"),
+        ("war-notes-uk", "Воєнні нотатки", "uk", "active"),
+    ]

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from sqlmodel import Session, SQLModel, col, select
 
+from newsletter import registry
 from newsletter.audience import lifecycle
 from newsletter.audience.lifecycle import CLOSED as CLOSED
 from newsletter.audience.lifecycle import REOPENED_BY_PERSON as REOPENED_BY_PERSON
@@ -398,6 +399,28 @@ def request_subscription(
         return None
     session.flush()
     return person
+
+
+def subscriptions_of(session: Session, person: Subscriber) -> list[dict[str, str | None]]:
+    """Every subscription of a person in this database, each named as its newsletter's own
+    config names it (registry.py) when a command has run with it."""
+    names = registry.known(session)
+    rows = session.exec(
+        select(Subscription)
+        .where(Subscription.subscriber_id == person.id)
+        .order_by(col(Subscription.newsletter))
+    ).all()
+    return [
+        {
+            "newsletter": row.newsletter,
+            "name": names[row.newsletter].name if row.newsletter in names else None,
+            "language": names[row.newsletter].language if row.newsletter in names else None,
+            "status": row.status,
+            "confirmed_at": row.confirmed_at.isoformat() if row.confirmed_at else None,
+            "unsubscribed_at": row.unsubscribed_at.isoformat() if row.unsubscribed_at else None,
+        }
+        for row in rows
+    ]
 
 
 def clicks_of(session: Session, person_id: int) -> list[dict[str, str]]:

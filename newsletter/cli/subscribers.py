@@ -204,7 +204,8 @@ def count(ctx: typer.Context, *, newsletter: Newsletter = None, as_json: AsJson 
 
 @app.command("show")
 def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
-    """Show one subscriber, with their personal unsubscribe link.
+    """Show one subscriber, with their personal unsubscribe link and every subscription of
+    theirs in this database.
 
     Example: newsletter subscribers show olena@example.org --json
     """
@@ -230,6 +231,8 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
             "unsubscribe_url": signed_url(
                 config.base_url, st.key(), "unsubscribe", config.key, person.token_id
             ),
+            # Every list of theirs in this database, this one among them.
+            "subscriptions": subscribers.subscriptions_of(session, person),
             # Recorded only with [tracking] per_subscriber = true (docs/privacy.md).
             "clicks": subscribers.clicks_of(session, person.id),
         }
