@@ -83,12 +83,8 @@ def test_with_one_list_there_is_no_preferences_link(
     assert "/preferences/" not in html and "Manage your subscriptions" not in html
 
 
-def test_the_database_names_every_newsletter_it_serves(
-    project: Project, smtp_server: SMTPServer, tmp_path: Path
-) -> None:
-    """A second newsletter's folder on the same database: running any command with its
-    config records it, and the first one's pages name it by its display name and language."""
-    from newsletter.audience.tokens import load_key, make_token
+def _ukrainian_edition(project: Project, tmp_path: Path) -> None:
+    """A second newsletter's folder on the same database, recorded by running a command."""
     from newsletter.project import init_project
 
     edition = tmp_path / "uk" / "newsletter.toml"
@@ -103,6 +99,49 @@ def test_the_database_names_every_newsletter_it_serves(
     text = edition.read_text().replace('language = "en"', 'language = "uk"')
     edition.write_text(text.replace('id = "', 'id = "war-notes-uk" # "', 1))
     assert project.run("--config", str(edition), "subscribers", "count").exit_code == 0
+
+
+def test_one_form_and_one_confirmation_for_several_newsletters(
+    project: Project, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    _ukrainian_edition(project, tmp_path)
+    served = start(project, smtp_server, None)
+    live = next(served)
+    try:
+        form = httpx.get(f"{live.base}/subscribe", timeout=10)
+        assert 'name="list-war-notes-uk"' in form.text and "(Ukrainian)" in form.text
+        chosen = {"email": "olena@example.org", "list-war-notes": "on", "list-war-notes-uk": "on"}
+        assert httpx.post(f"{live.base}/subscribe", data=chosen, timeout=10).status_code == 200
+        deadline = time.monotonic() + 10
+        while not smtp_server.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(smtp_server.received) == 1  # one mail for both
+        body = smtp_server.received[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert "War Notes" in body and "Воєнні нотатки" in body
+        link = re.search(r"(http://127\.0\.0\.1:\d+/confirm/\S+)", body)
+        assert link is not None
+        # The lists are signed: a link stretched to another list confirms nothing.
+        stretched = link.group(1).replace("lists=war-notes,", "lists=other,war-notes,")
+        assert httpx.get(stretched, timeout=10).status_code == 404
+        done = httpx.get(link.group(1), timeout=10)
+        assert done.status_code == 200 and "Воєнні нотатки" in done.text
+    finally:
+        next(served, None)
+    shown = json.loads(project.run("subscribers", "show", "olena@example.org", "--json").stdout)
+    assert [(s["newsletter"], s["status"]) for s in shown["subscriptions"]] == [
+        ("war-notes", "active"),
+        ("war-notes-uk", "active"),
+    ]
+
+
+def test_the_database_names_every_newsletter_it_serves(
+    project: Project, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    """A second newsletter's folder on the same database: running any command with its
+    config records it, and the first one's pages name it by its display name and language."""
+    from newsletter.audience.tokens import load_key, make_token
+
+    _ukrainian_edition(project, tmp_path)
     with Session(project.engine()) as session:
         subscribers.add(session, "war-notes", AUDIENCE[0])
         subscribers.add(session, "war-notes-uk", AUDIENCE[0])

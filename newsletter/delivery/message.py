@@ -152,11 +152,14 @@ def build_message(
     return head + body.as_bytes(policy=SMTP)
 
 
-def confirmation_message(config: Config, person: Subscriber, confirm_url: str) -> bytes:
+def confirmation_message(
+    config: Config, person: Subscriber, confirm_url: str, lists: list[str] | None = None
+) -> bytes:
     """The double opt-in email: the only message sent to someone not yet subscribed, to an
     address anyone could have typed into the form. So the name they typed is not believed:
-    it is shown short and clean, and not at all when it carries a link or an address."""
-    return link_message(config, person, "confirm", confirm_url)
+    it is shown short and clean, and not at all when it carries a link or an address.
+    `lists` names the newsletters one link confirms when the form asked for several."""
+    return link_message(config, person, "confirm", confirm_url, lists)
 
 
 def manage_message(config: Config, person: Subscriber, manage_url: str) -> bytes:
@@ -165,7 +168,9 @@ def manage_message(config: Config, person: Subscriber, manage_url: str) -> bytes
     return link_message(config, person, "manage", manage_url)
 
 
-def link_message(config: Config, person: Subscriber, kind: str, url: str) -> bytes:
+def link_message(
+    config: Config, person: Subscriber, kind: str, url: str, lists: list[str] | None = None
+) -> bytes:
     """A short message carrying one signed link to one person: `confirm` or `manage`."""
     name = shown_name(person.name)
     if name and _LINKISH.search(name):
@@ -179,6 +184,7 @@ def link_message(config: Config, person: Subscriber, kind: str, url: str) -> byt
         },
         "name": name,
         f"{kind}_url": url,
+        "lists": lists or [config.name],
     }
     text = render_template(environment(config, autoescape=False), f"{kind}.txt.j2", context)
     html = render_template(environment(config, autoescape=True), f"{kind}.html.j2", context)

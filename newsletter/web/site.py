@@ -37,6 +37,7 @@ class Site:
 
     def page(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         site = {
+            "key": self.config.key,
             "name": self.config.name,
             "language": self.config.language,
             "direction": languages.direction(self.config.language),

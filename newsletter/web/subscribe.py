@@ -12,9 +12,11 @@ import logging
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlmodel import Session
 
+from newsletter import languages, registry
 from newsletter.audience import lifecycle, subscribers
-from newsletter.audience.tokens import read_token, signed_url
+from newsletter.audience.tokens import make_token, read_token, signed_url
 from newsletter.db import session_scope
 from newsletter.delivery.message import confirmation_message
 from newsletter.errors import InvalidAddress, NewsletterError
@@ -32,7 +34,37 @@ def home() -> RedirectResponse:
 
 @router.get("/subscribe", response_class=HTMLResponse)
 def subscribe_form(site: CurrentSite) -> HTMLResponse:
-    return site.page("subscribe", email="", name="", error=None)
+    return site.page("subscribe", email="", name="", error=None, others=_others(site))
+
+
+def _others(site: Site) -> list[dict[str, str]]:
+    """The database's other newsletters, offered beside this one (registry.py)."""
+    with Session(site.engine) as session:
+        known = registry.known(session)
+    page = site.config.language
+    return [
+        {
+            "key": entry.key,
+            "name": entry.name,
+            "language": languages.display_name(entry.language, page)
+            if entry.language != page
+            else "",
+            "description": entry.description or "",
+        }
+        for entry in sorted(known.values(), key=lambda e: e.name.lower())
+        if entry.key != site.config.key
+    ][:MAX_LISTS]
+
+
+MAX_LISTS = 15  # besides this one: a multipart form holds 20 fields (web/forms.py)
+_LIST_FIELD = "list-"
+
+
+def chosen_lists(data: dict[str, str], own: str) -> list[str]:
+    """The newsletters a form asks for (`list-<key>` boxes), this one when it names none:
+    a plain POST of email and name subscribes to the newsletter of this server."""
+    keys = {k.removeprefix(_LIST_FIELD) for k, v in data.items() if k.startswith(_LIST_FIELD) and v}
+    return sorted(keys)[: MAX_LISTS + 1] or [own]
 
 
 @router.post("/subscribe", response_class=HTMLResponse)
@@ -47,6 +79,7 @@ async def subscribe(
             email="",
             name="",
             error=site._("Send the form with an email address."),
+            others=[],
         )
     email, name = data.get("email", "").strip(), data.get("name", "")
     sent = site.message(
@@ -67,28 +100,39 @@ async def subscribe(
         address = subscribers.parse_address(email)
     except InvalidAddress:
         return site.page(
-            "subscribe", 400, email=email, name=name,
+            "subscribe", 400, email=email, name=name, others=[],
             error=site._("That does not look like an email address."),
         )  # fmt: skip
     if not site.limits.per_address.allow(address.key):
         return sent
     # A sync background task runs in the thread pool, off the event loop.
-    background.add_task(send_confirmation, site, address.email, name)
+    lists = chosen_lists(data, site.config.key)
+    background.add_task(send_confirmation, site, address.email, name, lists)
     return sent
 
 
-def send_confirmation(site: Site, email: str, name: str) -> None:
-    """The form's work, after its answer: a pending subscription and the confirmation
-    email, or nothing (suppressed, bounced, already active). Errors go to the log: a
-    background task has no one else to tell."""
+def send_confirmation(site: Site, email: str, name: str, lists: list[str] | None = None) -> None:
+    """The form's work, after its answer: a pending subscription to each newsletter asked
+    for (this one, and others the database serves) and one confirmation email, in this
+    page's language, naming them; or nothing (suppressed, bounced, already active). A list
+    the database does not know is ignored. Errors go to the log: a background task has no
+    one else to tell."""
     config = site.config
     try:
         with session_scope(site.engine) as session:
-            person = subscribers.request_subscription(session, config.key, email, name)
+            known = registry.known(session)
+            wanted = [k for k in lists or [config.key] if k == config.key or k in known]
+            person, asked = None, []
+            for newsletter in wanted:
+                found = subscribers.request_subscription(session, newsletter, email, name)
+                if found is not None:
+                    person = found
+                    asked.append(newsletter)
             if person is None:
                 return
-            url = signed_url(config.base_url, site.key, "confirm", config.key, person.token_id)
-            message = confirmation_message(config, person, url)
+            url = confirm_url(site, person.token_id, asked)
+            names = [known[k].name if k in known else config.name for k in asked]
+            message = confirmation_message(config, person, url, names)
             to = person.email
         site.mail(to, message)
     except NewsletterError as error:
@@ -97,17 +141,33 @@ def send_confirmation(site: Site, email: str, name: str) -> None:
         log.error("confirmation email not sent: %s: %s", type(error).__name__, error)
 
 
-@router.get("/confirm/{token}", response_class=HTMLResponse)
-def confirm(token: str, site: CurrentSite) -> HTMLResponse:
+def confirm_url(site: Site, token_id: str, lists: list[str]) -> str:
+    """One link for every list asked for: the token signs their keys, so a link cannot be
+    stretched to another list (a link for this newsletter alone is as it always was)."""
     config = site.config
-    proof = read_token(site.key, "confirm", config.key, token)
+    if lists == [config.key]:
+        return signed_url(config.base_url, site.key, "confirm", config.key, token_id)
+    token = make_token(site.key, "confirm", ",".join(lists), token_id)
+    return f"{config.base_url}/confirm/{token}?lists={','.join(lists)}"
+
+
+@router.get("/confirm/{token}", response_class=HTMLResponse)
+def confirm(token: str, site: CurrentSite, lists: str = "") -> HTMLResponse:
+    config = site.config
+    keys = lists.split(",")[: MAX_LISTS + 1] if lists else [config.key]
+    proof = read_token(site.key, "confirm", ",".join(keys), token)
     if proof is None or proof.issued_at is None:
         return site.invalid_link()
     with session_scope(site.engine) as session:
         person = subscribers.by_token(session, proof)
-        if person is None or not lifecycle.confirm(session, person, config.key, proof.issued_at):
+        if person is None:
             return site.invalid_link()
+        confirmed = [k for k in keys if lifecycle.confirm(session, person, k, proof.issued_at)]
+        known = registry.known(session)
+    if not confirmed:
+        return site.invalid_link()
+    names = ", ".join(known[k].name if k in known else config.name for k in confirmed)
     return site.message(
         site._("You are subscribed"),
-        site._("Thank you. %(name)s will arrive in your inbox.", name=config.name),
+        site._("Thank you. %(name)s will arrive in your inbox.", name=names),
     )
