@@ -165,3 +165,55 @@ def test_the_database_names_every_newsletter_it_serves(
         ("war-notes", "War Notes", "en", "active"),
         ("war-notes-uk", "Воєнні нотатки", "uk", "active"),
     ]
+
+
+def test_the_mailed_manage_page_offers_the_other_newsletters_through_their_opt_in(
+    project: Project, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    from newsletter.audience.tokens import load_key, make_token
+
+    _ukrainian_edition(project, tmp_path)
+    with Session(project.engine()) as session:
+        subscribers.add(session, "war-notes", AUDIENCE[0])
+        token_id = subscribers.require(session, AUDIENCE[0]).token_id
+        session.commit()
+    key = load_key(project.config.signing_key_file)
+    manage = make_token(key, "manage", "war-notes", token_id)
+    footer = make_token(key, "unsubscribe", "war-notes", token_id)
+    served = start(project, smtp_server, None)
+    live = next(served)
+    try:
+        page = httpx.get(f"{live.base}/preferences/{manage}", timeout=10)
+        assert "Our other newsletters" in page.text and 'value="war-notes-uk"' in page.text
+        footer_page = httpx.get(f"{live.base}/preferences/{footer}", timeout=10)
+        assert "war-notes-uk" not in footer_page.text
+        refused = httpx.post(
+            f"{live.base}/preferences/{footer}/join",
+            data={"newsletter": "war-notes-uk"},
+            timeout=10,
+        )
+        assert refused.status_code == 404
+        asked = httpx.post(
+            f"{live.base}/preferences/{manage}/join",
+            data={"newsletter": "war-notes-uk"},
+            timeout=10,
+        )
+        assert asked.status_code == 200 and "Воєнні нотатки" in asked.text
+        deadline = time.monotonic() + 10
+        while not smtp_server.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        body = smtp_server.received[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        link = re.search(r"(http://127\.0\.0\.1:\d+/confirm/\S+)", body)
+        assert link is not None and "Воєнні нотатки" in body
+        # Nothing changes before the click: joining goes through the double opt-in.
+        with Session(project.engine()) as session:
+            person = subscribers.require(session, AUDIENCE[0])
+            waiting = subscribers.subscription_of(session, person, "war-notes-uk")
+            assert waiting is not None and waiting.status == "pending"
+        assert httpx.get(link.group(1), timeout=10).status_code == 200
+    finally:
+        next(served, None)
+    with Session(project.engine()) as session:
+        person = subscribers.require(session, AUDIENCE[0])
+        joined = subscribers.subscription_of(session, person, "war-notes-uk")
+        assert joined is not None and joined.status == "active"

@@ -27,6 +27,7 @@ from newsletter.delivery.message import manage_message
 from newsletter.models import Subscription
 from newsletter.web.forms import read_form
 from newsletter.web.site import CurrentSite, Site
+from newsletter.web.subscribe import send_confirmation
 
 router = APIRouter()
 log = logging.getLogger("newsletter.web")
@@ -53,7 +54,12 @@ async def preferences(token: str, site: CurrentSite) -> HTMLResponse:
     if proof is None or lists is None:
         return site.invalid_link()
     return site.page(
-        "preferences", token=token, lists=lists, left=None, everything=proof.everything
+        "preferences",
+        token=token,
+        lists=lists,
+        left=None,
+        everything=proof.everything,
+        joinable=await run_in_threadpool(_joinable, site, proof, lists),
     )
 
 
@@ -71,8 +77,73 @@ async def leave(token: str, request: Request, site: CurrentSite) -> HTMLResponse
     if lists is None or left is None:
         return site.invalid_link()
     return site.page(
-        "preferences", token=token, lists=lists, left=left, everything=proof.everything
+        "preferences",
+        token=token,
+        lists=lists,
+        left=left,
+        everything=proof.everything,
+        joinable=await run_in_threadpool(_joinable, site, proof, lists),
     )
+
+
+@router.post("/preferences/{token}/join", response_class=HTMLResponse)
+async def join(
+    token: str, request: Request, background: BackgroundTasks, site: CurrentSite
+) -> HTMLResponse:
+    """Join another of the database's newsletters from the mailed manage link: through its
+    double opt-in, like the form (a confirmation mail, in this page's language), never at
+    once."""
+    proof = _proof(site, token)
+    if proof is None or not proof.everything:
+        return site.invalid_link()
+    data = await read_form(request)
+    newsletter = (data or {}).get("newsletter", "")[:100]
+    lists = await run_in_threadpool(_lists, site, proof)
+    offered = await run_in_threadpool(_joinable, site, proof, lists or [])
+    if lists is None or newsletter not in {item["key"] for item in offered}:
+        return site.invalid_link()
+    ip = request.client.host if request.client else "unknown"
+    if not site.limits.per_ip.allow(ip):
+        return site.too_many()
+    if site.limits.per_address.allow(f"join:{proof.token.subject}"):
+        background.add_task(_join, site, proof.token, newsletter)
+    return site.message(
+        site._("Check your inbox"),
+        site._(
+            "We sent a link to confirm your subscription to %(name)s.",
+            name=next(item["name"] for item in offered if item["key"] == newsletter),
+        ),
+    )
+
+
+def _join(site: Site, proof: Token, newsletter: str) -> None:
+    with Session(site.engine) as session:
+        person = subscribers.by_token(session, proof)
+        email, name = (person.email, person.name or "") if person else ("", "")
+    if email:
+        send_confirmation(site, email, name, [newsletter])
+
+
+def _joinable(site: Site, proof: Proof, lists: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The database's newsletters this person does not get (or wait for), offered on the
+    mailed manage page only: the footer's page shows nothing of the others."""
+    if not proof.everything:
+        return []
+    taken = {item["key"] for item in lists if item["status"] in ("active", "pending")}
+    with Session(site.engine) as session:
+        known = registry.known(session)
+    page = site.config.language
+    return [
+        {
+            "key": entry.key,
+            "name": entry.name,
+            "language": languages.display_name(entry.language, page)
+            if entry.language != page
+            else "",
+        }
+        for entry in sorted(known.values(), key=lambda e: e.name.lower())
+        if entry.key not in taken
+    ]
 
 
 @router.post("/preferences/{token}/link", response_class=HTMLResponse)
