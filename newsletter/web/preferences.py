@@ -5,9 +5,10 @@ Two kinds of token open the page. The footer link of every issue carries the per
 unsubscribe token, and readers forward issues: whoever holds it sees and can leave only
 that newsletter, as the unsubscribe link lets them, and may ask for a link to the rest,
 which goes by mail to the subscriber's own address (POST /preferences/{token}/link). That
-mailed `manage` token (24 hours) shows every list of the person in this database. A bad
-or expired token gets the same 404 as every bad link. Joining a list again goes through
-that list's own double opt-in, never through this page."""
+mailed `manage` token (24 hours) shows every list of the person in this database and
+offers the database's others. A bad or expired token gets the same 404 as every bad link.
+Joining a list (or coming back to one) goes through its double opt-in: the page's button
+sends the confirmation mail, and nothing changes until its link is clicked."""
 
 from __future__ import annotations
 
