@@ -12,16 +12,17 @@ from newsletter.audience import subscribers
 from newsletter.audience.tokens import load_key, signed_url
 from tests.conftest import Project
 from tests.liveweb import Live
+from tests.smtpserver import SMTPServer
 
 AXE = Path(__file__).resolve().parent.parent / ".cache/axe/node_modules/axe-core/axe.min.js"
 
 
-def violations(browser: Browser, url: str, scheme: str) -> list[str]:
+def violations(browser: Browser, url: str, scheme: str, width: int = 375) -> list[str]:
     assert AXE.exists(), "axe-core is missing: run scripts/axe (scripts/test does)"
     # The pages' Content-Security-Policy forbids injected scripts, rightly: the test's
     # context sets it aside to run axe.
     context = browser.new_context(
-        viewport={"width": 375, "height": 800},
+        viewport={"width": width, "height": 800},
         color_scheme=scheme,  # type: ignore[arg-type]
         bypass_csp=True,
     )
@@ -33,7 +34,7 @@ def violations(browser: Browser, url: str, scheme: str) -> list[str]:
     finally:
         context.close()
     return [
-        f"{scheme} {v['impact']} {v['id']}: {v['help']} at {v['nodes'][0]['target']}"
+        f"{scheme} {width}px {v['impact']} {v['id']}: {v['help']} at {v['nodes'][0]['target']}"
         for v in result["violations"]
         if v["impact"] in ("serious", "critical")
     ]
@@ -87,3 +88,33 @@ def test_the_check_finds_what_it_looks_for(tmp_path: Path, browser: Browser) -> 
     )
     found = " ".join(violations(browser, page.as_uri(), "light"))
     assert "color-contrast" in found and "image-alt" in found
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_ukrainian_edition_has_no_serious_violations(
+    collected: Project, smtp_server: SMTPServer, browser: Browser, tmp_path: Path
+) -> None:
+    """The email and the subscribe page in Ukrainian, the page offering a second newsletter
+    (its boxes in a fieldset with a legend), at phone and desktop widths."""
+    from tests.liveweb import start
+    from tests.test_preferences import _ukrainian_edition
+
+    text = collected.config_file.read_text().replace('language = "en"', 'language = "uk"')
+    collected.config_file.write_text(text)
+    assert collected.run("issue", "new", "--week", "2022-W51").exit_code == 0
+    assert collected.run("issue", "preview", "2022-W51").exit_code == 0
+    email = (collected.root / "build" / "2022-W51" / "preview.html").resolve().as_uri()
+    _ukrainian_edition(collected, tmp_path)
+    served = start(collected, smtp_server, None)
+    live = next(served)
+    try:
+        found = [
+            problem
+            for url in (email, f"{live.base}/subscribe")
+            for scheme in ("light", "dark")
+            for width in (375, 600)
+            for problem in violations(browser, url, scheme, width)
+        ]
+    finally:
+        next(served, None)
+    assert found == []
