@@ -10,10 +10,14 @@ import time
 from pathlib import Path
 
 import httpx
+import lxml.html
 import pytest
 from babel.messages.catalog import Catalog
+from sqlmodel import Session
 
 from newsletter import languages
+from newsletter.audience import subscribers
+from newsletter.audience.tokens import load_key, make_token
 from newsletter.config import load_config
 from newsletter.errors import ConfigError
 from tests.conftest import Project
@@ -75,7 +79,18 @@ ENGLISH = sorted(
 
 
 def english_left(text: str) -> list[str]:
-    """Our English messages (their words outside the placeholders) still in a text."""
+    """Our English messages (their words outside the placeholders) still in what a reader
+    reads: a page's or an email's text, not its markup (a form field named
+    List-Unsubscribe is protocol, not English)."""
+    if text.lstrip()[:1] == "<":
+        root = lxml.html.document_fromstring(text)
+        for hidden in root.xpath("//style | //script"):
+            hidden.drop_tree()
+        shown = [
+            str(a)
+            for a in root.xpath("//@alt | //@title | //@aria-label | //@value[../@type='submit']")
+        ]
+        text = root.text_content() + " " + " ".join(shown)
     left = []
     for message in ENGLISH:
         pieces = [p.strip() for p in re.split(r"%\(\w+\)[sd]", message) if len(p.strip()) > 3]
@@ -119,13 +134,33 @@ def test_a_ukrainian_newsletters_pages_and_confirmation_mail(
         deadline = time.monotonic() + 10
         while not smtp_server.received and time.monotonic() < deadline:
             time.sleep(0.05)
+        body = smtp_server.received[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        link = re.search(r"(http://127\.0\.0\.1:\d+/confirm/\S+)", body)
+        assert link is not None
+        pages.append(httpx.get(link.group(1), timeout=10))  # the confirmation
+        key = load_key(project.config.signing_key_file)
+        with Session(project.engine()) as session:
+            token_id = subscribers.require(session, "olena@example.org").token_id
+        footer = make_token(key, "unsubscribe", "war-notes", token_id)
+        pages.append(httpx.get(f"{live.base}/unsubscribe/{footer}", timeout=10))
+        pages.append(httpx.get(f"{live.base}/preferences/{footer}", timeout=10))
+        manage = make_token(key, "manage", "war-notes", token_id)
+        pages.append(httpx.get(f"{live.base}/preferences/{manage}", timeout=10))
+        pages.append(
+            httpx.post(
+                f"{live.base}/unsubscribe/{footer}",
+                data={"List-Unsubscribe": "One-Click"},
+                timeout=10,
+            )
+        )
     finally:
         next(served, None)
-    assert [p.status_code for p in pages] == [200, 400, 404, 404, 200]
+    assert [p.status_code for p in pages] == [200, 400, 404, 404, 200, 200, 200, 200, 200, 200]
+    assert "Підписку оформлено" in pages[5].text and "Ви відписалися" in pages[-1].text
     for page in pages:
         assert '<html lang="uk" dir="ltr">' in page.text
         assert english_left(page.text) == [], page.text
-    assert "Підписатися на" in pages[0].text and "Перевірте пошту" in pages[-1].text
+    assert "Підписатися на" in pages[0].text and "Перевірте пошту" in pages[4].text
     mail = smtp_server.received[0].message
     assert str(mail["Subject"]).startswith("Підтвердьте підписку на")
     for part in ("plain", "html"):
