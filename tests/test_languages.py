@@ -113,6 +113,16 @@ def test_a_ukrainian_issue_has_no_english_word_of_ours(collected: Project) -> No
     assert "19–25 грудня 2022" in html and "19–25 грудня 2022" in plain
     assert "хвилин" in plain and "Відписатися" in html and "Відписатися" in plain
     assert english_left(html) == [] and english_left(plain) == []
+    # The archive: its index, the issue's page and the feed's description.
+    assert collected.run("issue", "approve", "2022-W51").exit_code == 0
+    assert collected.run("archive", "build").exit_code == 0
+    archive = collected.root / "build" / "archive"
+    index = (archive / "index.html").read_text()
+    assert '<html lang="uk" dir="ltr">' in index and "Попередні випуски" in index
+    assert "грудня 2022" in index
+    assert english_left(index) == []
+    assert english_left((archive / "2022-W51" / "index.html").read_text()) == []
+    assert "Попередні випуски War Notes" in (archive / "feed.xml").read_text()
 
 
 def test_a_ukrainian_newsletters_pages_and_confirmation_mail(
