@@ -35,6 +35,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with tarfile.open(sdist) as archive:
         names = archive.getnames()
     assert any(name.endswith("templates/email.mjml.j2") for name in names), names
+    assert any(name.endswith("newsletter/locales/uk.po") for name in names), names
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist),
          str(sdist)],
@@ -60,6 +61,16 @@ def test_the_wheel_carries_the_theme_migrations_and_pages(venv: Path) -> None:
     )  # fmt: skip
     module, theme = found.stdout.split()
     assert module.startswith(str(venv.parent)) and theme == "True"
+    # The catalogues travel too: an installed copy speaks the newsletter's language.
+    spoken = subprocess.run(
+        [str(venv / "python"), "-c",
+         "from newsletter import languages as l; print(*l.available()); "
+         "print(l.translations('uk').gettext('Unsubscribe')); "
+         "print(l.week_range(__import__('datetime').date(2022, 12, 19), "
+         "__import__('datetime').date(2022, 12, 25), 'uk'))"],
+        check=True, capture_output=True, text=True, cwd=venv,
+    )  # fmt: skip
+    assert spoken.stdout.splitlines() == ["en uk", "Відписатися", "19–25 грудня 2022"]
 
 
 def test_the_whole_journey_from_an_installed_wheel(venv: Path, tmp_path: Path) -> None:
