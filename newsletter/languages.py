@@ -122,12 +122,14 @@ def _extract(sources: list[tuple[Path, list[tuple[str, str]]]]) -> set[str]:
     return found
 
 
+@functools.lru_cache(maxsize=64)
 def display_name(language: str, shown_in: str) -> str:
     """A language's name in another's words, as CLDR has it: `uk` in English is
     "Ukrainian", `en` in Ukrainian "англійська"."""
     return str(Locale.parse(language).get_display_name(shown_in) or language)
 
 
+@functools.lru_cache(maxsize=16)
 def direction(language: str) -> str:
     """`ltr` or `rtl`, as CLDR knows the language."""
     return str(Locale.parse(language).text_direction)

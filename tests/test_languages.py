@@ -4,6 +4,7 @@ newsletter's email, mails and pages carry no English word of the project's own."
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -71,11 +72,14 @@ def test_a_language_without_a_catalogue_names_the_ones_there_are(tmp_path: Path)
     assert "language" in str(caught.value) and "en, uk" in str(caught.value)
 
 
-ENGLISH = sorted(
-    (m for m in languages.messages() if len(re.sub(r"%\(\w+\)[sd]", "", m).strip()) > 3),
-    key=len,
-    reverse=True,
-)
+@functools.cache
+def english() -> list[str]:
+    """Our English messages with words of their own, longest first (extracted once)."""
+    return sorted(
+        (m for m in languages.messages() if len(re.sub(r"%\(\w+\)[sd]", "", m).strip()) > 3),
+        key=len,
+        reverse=True,
+    )
 
 
 def english_left(text: str) -> list[str]:
@@ -92,7 +96,7 @@ def english_left(text: str) -> list[str]:
         ]
         text = root.text_content() + " " + " ".join(shown)
     left = []
-    for message in ENGLISH:
+    for message in english():
         pieces = [p.strip() for p in re.split(r"%\(\w+\)[sd]", message) if len(p.strip()) > 3]
         if pieces and all(piece in text for piece in pieces):
             left.append(message)

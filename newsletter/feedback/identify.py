@@ -31,7 +31,8 @@ from newsletter.feedback.parse import Report, Traces
 
 @dataclass(frozen=True)
 class Row:
-    """What the policy needs of a ledger row, and the kinds of token that named it."""
+    """What the policy needs of a ledger row, and the kinds of token that named it: what
+    a verified report acts on (its person is None once erased)."""
 
     id: int
     issue_id: int
@@ -40,18 +41,6 @@ class Row:
     sent_at: datetime | None
     made_at: datetime | None = None  # the row's creation: its age when it was never sent
     kinds: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class Target:
-    """What a verified report acts on: a ledger row and its person (None once erased)."""
-
-    subscriber_id: int | None
-    delivery: Row | None = None
-
-    @property
-    def issue_id(self) -> int | None:
-        return self.delivery.issue_id if self.delivery else None
 
 
 def proven_rows(session: Session, traces: Traces) -> list[Row]:
@@ -77,7 +66,7 @@ def proven_rows(session: Session, traces: Traces) -> list[Row]:
 
 def target(
     report: Report, traces: Traces, rows: list[Row], proof_days: float, now: datetime
-) -> Target | None:
+) -> Row | None:
     """The proven row this report is about, or None: unverified."""
     wanted = {"u"} if report.kind == "unsubscribe" else {"b", "m"}
     usable = [row for row in rows if row.kinds & wanted]
@@ -89,6 +78,6 @@ def target(
     if len(candidates) > 1 and report.recipient:
         matching = [row for row in candidates if row.email_key == report.recipient]
         candidates = matching or candidates
-    if len(candidates) == 1:
-        return Target(candidates[0].subscriber_id, candidates[0])
-    return None  # none, or several of our messages and no way to tell which: touch none
+    return (
+        candidates[0] if len(candidates) == 1 else None
+    )  # none, or several of our messages and no way to tell which: touch none

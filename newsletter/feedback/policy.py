@@ -29,7 +29,7 @@ from sqlmodel import Session
 from newsletter.audience import lifecycle
 from newsletter.config import Config
 from newsletter.db import Cursor, read_time
-from newsletter.feedback.identify import Target, proven_rows, target
+from newsletter.feedback.identify import Row, proven_rows, target
 from newsletter.feedback.parse import Kind, Parsed, Report
 from newsletter.untrusted import stored
 
@@ -67,13 +67,12 @@ def fingerprint(message_digest: str, index: int) -> str:
     return hashlib.sha256(f"{message_digest}\x00{index}".encode()).hexdigest()
 
 
-def meaning(report: Report, found: Target) -> str:
+def meaning(report: Report, found: Row) -> str:
     """A verified report by what it means, not by its bytes: its kind, whether it counts,
     and the ledger row it is about. An old bounce sent again with a header added, or the
     same bounce from the provider's webhook and the mailbox, acts once (a delay warning
     and the failure that follows are two reports; so are a bounce and a complaint)."""
-    row = found.delivery.id if found.delivery else None
-    text = f"meaning\x00{report.kind}\x00{report.counts}\x00{row}\x00{found.subscriber_id}"
+    text = f"meaning\x00{report.kind}\x00{report.counts}\x00{found.id}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -95,7 +94,7 @@ def apply(
     moment = now or datetime.now(UTC)
     cursor = Cursor.of(session)
     rows = proven_rows(session, parsed.traces)
-    planned: list[tuple[Report, Target | None, str]] = []
+    planned: list[tuple[Report, Row | None, str]] = []
     for report in parsed.reports:
         found = None
         if report.kind not in ("auto-reply", "unrecognised"):
@@ -130,7 +129,7 @@ def apply(
             action,
             stored(report.diagnostic, MAX_DIAGNOSTIC),
             found.issue_id if found else None,
-            found.delivery.id if found and found.delivery else None,
+            found.id if found else None,
             found.subscriber_id if found else None,
             kept,
         )
@@ -163,7 +162,7 @@ def record_unsubscribe(session: Session, delivery_id: int, subscriber_id: int) -
 
 
 def _act(
-    cursor: Cursor, config: Config, report: Report, found: Target | None, now: datetime
+    cursor: Cursor, config: Config, report: Report, found: Row | None, now: datetime
 ) -> Action:
     if report.kind in ("auto-reply", "unrecognised"):
         return "none"
@@ -180,8 +179,9 @@ def _act(
             return "bounced"
         return "counted"
     if report.kind == "complaint":
-        email_key = _email_key(cursor, found)
-        lifecycle.complain(cursor, email_key, found.subscriber_id, config.key, cursor.stamp(now))
+        lifecycle.complain(
+            cursor, found.email_key, found.subscriber_id, config.key, cursor.stamp(now)
+        )
         _mark_row(cursor, found, "complained", now)
         return "complained"
     # unsubscribe: as the one-click POST, which neither suppresses nor touches the ledger
@@ -190,50 +190,36 @@ def _act(
     return "unsubscribed"
 
 
-def _bounce(cursor: Cursor, found: Target, now: datetime) -> None:
+def _bounce(cursor: Cursor, found: Row, now: datetime) -> None:
     """As a 5.1.x during the send (lifecycle.bounce), and the row marked too."""
-    email_key = _email_key(cursor, found)
-    if email_key is not None:
-        lifecycle.bounce(cursor, email_key, found.subscriber_id, cursor.stamp(now))
+    lifecycle.bounce(cursor, found.email_key, found.subscriber_id, cursor.stamp(now))
     _mark_row(cursor, found, "bounced", now)
 
 
-def _email_key(cursor: Cursor, found: Target) -> str | None:
-    if found.delivery is not None:
-        return found.delivery.email_key
-    if found.subscriber_id is None:
-        return None
-    people = cursor.rows("SELECT email_key FROM subscribers WHERE id = ?", found.subscriber_id)
-    return str(people[0][0]) if people else None
-
-
-def _mark_row(cursor: Cursor, found: Target, state: str, now: datetime) -> None:
+def _mark_row(cursor: Cursor, found: Row, state: str, now: datetime) -> None:
     """The ledger row of a message that was accepted and then came back."""
-    if found.delivery is None:
-        return
     cursor.count(
         "UPDATE deliveries SET state = ?, updated_at = ? WHERE id = ? AND state IN ?",
         state,
         cursor.stamp(now),
-        found.delivery.id,
+        found.id,
         ["sent", "unknown", "bounced", "deferred", "failed"],
     )
 
 
-def _soft_limit_reached(cursor: Cursor, config: Config, found: Target, now: datetime) -> bool:
+def _soft_limit_reached(cursor: Cursor, config: Config, found: Row, now: datetime) -> bool:
     """Whether this soft bounce (not yet stored) brings the person to the limit: distinct
     issues with a soft bounce within the window, after their last delivery that did not
     bounce."""
     if found.subscriber_id is None:
         return False
     settings = config.bounces
-    this = found.delivery.id if found.delivery else -1
     clean = cursor.rows(
         "SELECT MAX(sent_at) FROM deliveries WHERE subscriber_id = ? AND state = 'sent'"
         " AND id <> ? AND id NOT IN (SELECT delivery_id FROM feedback_reports"
         " WHERE subscriber_id = ? AND kind IN ('soft', 'hard') AND delivery_id IS NOT NULL)",
         found.subscriber_id,
-        this,
+        found.id,
         found.subscriber_id,
     )
     last_clean = read_time(clean[0][0]) if clean else None
@@ -246,9 +232,7 @@ def _soft_limit_reached(cursor: Cursor, config: Config, found: Target, now: date
         cursor.stamp(last_clean or datetime(1970, 1, 1, tzinfo=UTC)),
     )
     issues = {row[0] for row in counted if row[0] is not None}
-    sent = found.delivery.sent_at if found.delivery else None
-    if last_clean is not None and sent is not None and sent <= last_clean:
+    if last_clean is not None and found.sent_at is not None and found.sent_at <= last_clean:
         return False  # an old bounce, from before a delivery that did not bounce
-    if found.issue_id is not None:
-        issues.add(found.issue_id)
-    return len(issues) + (found.issue_id is None) >= settings.soft_limit
+    issues.add(found.issue_id)
+    return len(issues) >= settings.soft_limit

@@ -51,17 +51,9 @@ def _proof(site: Site, token: str) -> Proof | None:
 @router.get("/preferences/{token}", response_class=HTMLResponse)
 async def preferences(token: str, site: CurrentSite) -> HTMLResponse:
     proof = _proof(site, token)
-    lists = await run_in_threadpool(_lists, site, proof) if proof else None
-    if proof is None or lists is None:
+    if proof is None:
         return site.invalid_link()
-    return site.page(
-        "preferences",
-        token=token,
-        lists=lists,
-        left=None,
-        everything=proof.everything,
-        joinable=await run_in_threadpool(_joinable, site, proof, lists),
-    )
+    return await _page(site, token, proof, left=None)
 
 
 @router.post("/preferences/{token}", response_class=HTMLResponse)
@@ -74,8 +66,15 @@ async def leave(token: str, request: Request, site: CurrentSite) -> HTMLResponse
     if not proof.everything and newsletter != site.config.key:
         newsletter = ""  # a footer link leaves its own list, nothing else
     left = await run_in_threadpool(_leave, site, proof.token, newsletter)
+    if left is None:
+        return site.invalid_link()
+    return await _page(site, token, proof, left=left)
+
+
+async def _page(site: Site, token: str, proof: Proof, *, left: str | None) -> HTMLResponse:
+    """The page: the person's lists, what they just left, what they may join."""
     lists = await run_in_threadpool(_lists, site, proof)
-    if lists is None or left is None:
+    if lists is None:
         return site.invalid_link()
     return site.page(
         "preferences",
@@ -130,21 +129,9 @@ def _joinable(site: Site, proof: Proof, lists: list[dict[str, str]]) -> list[dic
     mailed manage page only: the footer's page shows nothing of the others."""
     if not proof.everything:
         return []
-    taken = {item["key"] for item in lists if item["status"] in ("active", "pending")}
-    with Session(site.engine) as session:
-        known = registry.known(session)
-    page = site.config.language
-    return [
-        {
-            "key": entry.key,
-            "name": entry.name,
-            "language": languages.display_name(entry.language, page)
-            if entry.language != page
-            else "",
-        }
-        for entry in sorted(known.values(), key=lambda e: e.name.lower())
-        if entry.key not in taken
-    ]
+    return site.newsletters(
+        {item["key"] for item in lists if item["status"] in ("active", "pending")}
+    )
 
 
 @router.post("/preferences/{token}/link", response_class=HTMLResponse)

@@ -12,8 +12,9 @@ import jinja2
 from fastapi import Depends, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
-from newsletter import languages
+from newsletter import languages, registry
 from newsletter.audience.tokens import Token, read_token
 from newsletter.config import Config
 from newsletter.delivery.transport import Transport
@@ -64,6 +65,26 @@ class Site:
             outbound.send(self.config.from_address.addr_spec, to, message)
         finally:
             outbound.close()
+
+    def newsletters(self, leave_out: set[str]) -> list[dict[str, str]]:
+        """The database's newsletters but `leave_out` (registry.py), by name, with their
+        language when it is not the pages' own: what the subscribe page and the mailed
+        preferences page offer to join."""
+        with Session(self.engine) as session:
+            known = registry.known(session)
+        page = self.config.language
+        return [
+            {
+                "key": entry.key,
+                "name": entry.name,
+                "language": languages.display_name(entry.language, page)
+                if entry.language != page
+                else "",
+                "description": entry.description or "",
+            }
+            for entry in sorted(known.values(), key=lambda e: e.name.lower())
+            if entry.key not in leave_out
+        ]
 
     def too_many(self) -> HTMLResponse:
         return self.message(

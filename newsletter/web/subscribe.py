@@ -12,9 +12,8 @@ import logging
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlmodel import Session
 
-from newsletter import languages, registry
+from newsletter import registry
 from newsletter.audience import lifecycle, subscribers
 from newsletter.audience.tokens import make_token, read_token, signed_url
 from newsletter.db import session_scope
@@ -38,22 +37,8 @@ def subscribe_form(site: CurrentSite) -> HTMLResponse:
 
 
 def _others(site: Site) -> list[dict[str, str]]:
-    """The database's other newsletters, offered beside this one (registry.py)."""
-    with Session(site.engine) as session:
-        known = registry.known(session)
-    page = site.config.language
-    return [
-        {
-            "key": entry.key,
-            "name": entry.name,
-            "language": languages.display_name(entry.language, page)
-            if entry.language != page
-            else "",
-            "description": entry.description or "",
-        }
-        for entry in sorted(known.values(), key=lambda e: e.name.lower())
-        if entry.key != site.config.key
-    ][:MAX_LISTS]
+    """The database's other newsletters, offered beside this one."""
+    return site.newsletters({site.config.key})[:MAX_LISTS]
 
 
 MAX_LISTS = 15  # besides this one: a multipart form holds 20 fields (web/forms.py)
