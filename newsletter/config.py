@@ -101,6 +101,7 @@ class Config:
     bounce_address: str | None
     bounces: BounceSettings
     tracking: TrackingSettings
+    welcome: WelcomeSettings
     newsletter_id: str
 
     @functools.cached_property
@@ -459,6 +460,27 @@ class TrackingSettings(_Table):
     opens: bool = False
 
 
+class WelcomeSettings(_Table):
+    """The mail a new reader gets when they confirm (delivery/welcome.py)."""
+
+    enabled: bool = True
+    # Without one: "Welcome to NAME" in the newsletter's language.
+    subject: Text | None = None
+    # Markdown; without either: the theme's words in the newsletter's language.
+    text: Text | None = None
+    text_file: FilePath | None = None
+    include: Annotated[
+        Literal["headlines", "issue", "none"],
+        Hint('must be "headlines" (the latest issue\'s lead and headlines), "issue" or "none"'),
+    ] = "headlines"
+
+    @model_validator(mode="after")
+    def _one_text(self) -> WelcomeSettings:
+        if self.text and self.text_file:
+            raise ValueError("give text or text_file, not both")
+        return self
+
+
 class SourceSettings(_Table):
     name: Text | None = None
     kind: SourceKind
@@ -478,6 +500,7 @@ class ConfigFile(_Table):
     delivery: DeliverySettings = DeliverySettings()
     bounces: BounceSettings = BounceSettings()
     tracking: TrackingSettings = TrackingSettings()
+    welcome: WelcomeSettings = WelcomeSettings()
     sources: tuple[SourceSettings, ...] = ()
 
 
@@ -523,6 +546,12 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
     except ValidationError as error:
         raise ConfigError(f"{path}: {_friendly(error.errors()[0], data)}") from None
     news, render = model.newsletter, model.render
+    welcome_file = model.welcome.text_file
+    if welcome_file is not None and not welcome_file.is_file():
+        raise ConfigError(
+            f"{path}: [welcome] text_file: no file {welcome_file}; write it (Markdown) or "
+            "remove the key"
+        )
     if render.templates is not None and not render.templates.is_dir():
         raise ConfigError(f"{path}: [render] templates: folder {render.templates} does not exist")
     sources = tuple(
@@ -553,11 +582,13 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
         theme=render.templates,
         bounces=model.bounces,
         tracking=model.tracking,
+        welcome=model.welcome,
     )
 
 
 _FLAT = {item.name for item in dataclass_fields(Config)} - {
-    "path", "database_url", "collect", "sources", "newsletter_id", "theme", "bounces", "tracking"
+    "path", "database_url", "collect", "sources", "newsletter_id", "theme", "bounces", "tracking",
+    "welcome",
 }  # fmt: skip
 
 
@@ -764,6 +795,16 @@ per_subscriber = false
 # A 1-pixel image that counts opens; Apple Mail and some proxies fetch every image, so
 # the report separates those and says how little the number means.
 opens = false
+
+[welcome]
+# When someone confirms a subscription they get a welcome mail, once, in the newsletter's
+# language, with the latest issue's lead and headlines ("issue": the whole issue; "none").
+enabled = true
+include = "headlines"
+# subject = "Welcome to War Notes"
+# Your own words (Markdown), here or in a file beside this one; the theme's otherwise.
+# text = "Thank you for joining. Every Monday, Asami's week at the front."
+# text_file = "welcome.md"
 
 [render]
 # A folder with your own email.mjml.j2 / email.txt.j2 (any file you leave out comes from the

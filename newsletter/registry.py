@@ -1,7 +1,8 @@
 """The newsletters a database serves, by key: each command run with a newsletter's config
-records its name, language, description and base URL, so that any process (the web pages
-of another newsletter, a report) names a list by its display name and language instead of
-its key. Written only when something changed: a command costs one read."""
+records its name, language, description, base URL and whether it sends a welcome, so that
+any process (the web pages of another newsletter, a report) names a list by its display
+name and language instead of its key. Written only when something changed: a command costs
+one read."""
 
 from __future__ import annotations
 
@@ -23,23 +24,31 @@ class Known:
     language: str
     description: str | None
     base_url: str
+    welcome: bool = True
 
 
 def record(engine: Engine, config: Config) -> None:
     """This newsletter as its config says now. Commits (its own short transaction); two
     commands starting at once both write the same row, one after the other (an upsert:
     neither fails)."""
-    wanted = (config.name, config.language, config.description, config.base_url)
+    wanted = (
+        config.name,
+        config.language,
+        config.description,
+        config.base_url,
+        config.welcome.enabled,
+    )
     with Session(engine) as session:
         row = session.get(NewsletterRow, config.key)
-        if row is not None and (row.name, row.language, row.description, row.base_url) == wanted:
+        if row is not None and _values(row) == wanted:
             return
         cursor = Cursor.of(session)
         cursor.count(
-            "INSERT INTO newsletters (key, name, language, description, base_url, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET name = excluded.name,"
-            " language = excluded.language, description = excluded.description,"
-            " base_url = excluded.base_url, updated_at = excluded.updated_at",
+            "INSERT INTO newsletters (key, name, language, description, base_url, welcome,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET"
+            " name = excluded.name, language = excluded.language,"
+            " description = excluded.description, base_url = excluded.base_url,"
+            " welcome = excluded.welcome, updated_at = excluded.updated_at",
             config.key,
             *wanted,
             cursor.stamp(utc_now()),
@@ -47,9 +56,13 @@ def record(engine: Engine, config: Config) -> None:
         session.commit()
 
 
+def _values(row: NewsletterRow) -> tuple[object, ...]:
+    return (row.name, row.language, row.description, row.base_url, row.welcome)
+
+
 def known(session: Session) -> dict[str, Known]:
     """Every newsletter the database has heard of, by key."""
     return {
-        row.key: Known(row.key, row.name, row.language, row.description, row.base_url)
+        row.key: Known(row.key, *_values(row))  # type: ignore[arg-type]
         for row in session.exec(select(NewsletterRow)).all()
     }

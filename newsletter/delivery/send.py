@@ -36,7 +36,7 @@ from sqlmodel import Session, col, select
 from newsletter.audience.subscribers import parse_address
 from newsletter.audience.tokens import make_token
 from newsletter.config import Config
-from newsletter.delivery import ledger
+from newsletter.delivery import ledger, welcome
 from newsletter.delivery.connections import Connections, SendOptions
 from newsletter.delivery.ledger import Claimed, Outcome
 from newsletter.delivery.locks import SenderIdentity, run_lock, sender_alive, sender_identity
@@ -45,7 +45,7 @@ from newsletter.delivery.row_tokens import ReturnAddresses
 from newsletter.delivery.tracking import Link, link_token, open_token, register, rewrite, with_pixel
 from newsletter.delivery.transport import Transport, wire_address
 from newsletter.delivery.writer import LedgerWriter
-from newsletter.editorial.approval import is_stale
+from newsletter.editorial.approval import is_stale, issue_row
 from newsletter.editorial.issue_file import issue_path, read_issue
 from newsletter.editorial.render import personal_urls, render_file
 from newsletter.errors import (
@@ -181,7 +181,12 @@ def send(
         if request.slug:
             return run(request.slug)
         with Session(engine) as session:
-            slugs = [issue.slug for issue in due_issues(session)]
+            slugs = [issue.slug for issue in due_issues(session, config.key)]
+            if welcome.waiting(session, config.key):
+                if config.welcome.enabled:
+                    slugs.append(welcome.SLUG)
+                else:
+                    welcome.switched_off(session, config.key)
         due = DueRun(request.transport)
         for slug in slugs:
             try:
@@ -240,6 +245,7 @@ class SendRun:
                     f"{issue.slug}' again before sending"
                 )
         self.issue = issue
+        self.view_url = config.archive_url(issue.slug)
         self.report = SendReport(slug=issue.slug, worker=worker.name if worker else None)
 
     def execute(self) -> SendReport:
@@ -264,9 +270,16 @@ class SendRun:
             report.recovered = ledger.recover(session, issue.id, self.alive)
             report.enqueued = ledger.enqueue(session, issue)
             tally = ledger.counts(session, issue.id)
-        template = approved_template(
-            self.config, issue, self.key, counted_links(self.config, self.engine, issue)
-        )
+            if issue.kind == welcome.KIND:
+                # Rendered now: its latest issue is this week's, not the one of the last run.
+                self.view_url = welcome.refresh(self.config, session, issue)
+                session.commit()
+        if issue.kind == welcome.KIND:
+            template = approved_template(self.config, issue)  # a greeting counts nothing
+        else:
+            template = approved_template(
+                self.config, issue, self.key, counted_links(self.config, self.engine, issue)
+            )
         # A worker's share is not known beforehand: it counts its own messages.
         total = None if self.worker else tally["queued"] + tally["deferred"]
         if self.watcher:
@@ -284,7 +297,7 @@ class SendRun:
         """Send until the ledger has nothing more for this sender, or the send pauses."""
         issue, options = self.issue, self.options
         assert issue.id is not None
-        view_url = self.config.archive_url(issue.slug)
+        view_url = self.view_url
         base_url, key, newsletter = self.config.base_url, self.key, issue.newsletter
 
         returns = return_addresses(self.config, key, issue.id, newsletter)
@@ -414,10 +427,14 @@ def resolve(config: Config, engine: Engine, slug: str, *, resend: bool) -> tuple
 
 
 def find_approved(session: Session, config: Config, slug_or_path: str) -> ApprovedIssue:
+    """The newsletter's approved issue, or its welcome row (`welcome`: its ledger is shown,
+    settled and sent as an issue's)."""
     slug = slug_or_path
     if slug.endswith(".md") or "/" in slug:
         slug = read_issue(issue_path(config, slug_or_path)).slug
-    row = session.exec(select(ApprovedIssue).where(ApprovedIssue.slug == slug)).first()
+    if slug == welcome.SLUG:
+        return welcome.welcome_row(session, config.key)
+    row = issue_row(session, config.key, slug)
     if row is None:
         raise NotFoundError(f"issue {slug} is not approved: run 'newsletter issue approve {slug}'")
     return row
@@ -475,10 +492,19 @@ def counted_links(config: Config, engine: Engine, issue: ApprovedIssue) -> list[
     raise NewsletterError(f"{issue.slug}: could not store the issue's links; try again")
 
 
-def due_issues(session: Session, now: datetime | None = None) -> list[ApprovedIssue]:
-    """Approved issues whose time has come, and sends left unfinished, oldest first."""
+def due_issues(
+    session: Session, newsletter: str, now: datetime | None = None
+) -> list[ApprovedIssue]:
+    """The newsletter's approved issues whose time has come, and its sends left unfinished,
+    oldest first (another newsletter on the database is sent from its own folder)."""
     moment = now or datetime.now(UTC)
-    rows = session.exec(select(ApprovedIssue).where(col(ApprovedIssue.finished_at).is_(None))).all()
+    rows = session.exec(
+        select(ApprovedIssue).where(
+            col(ApprovedIssue.finished_at).is_(None),
+            ApprovedIssue.newsletter == newsletter,
+            ApprovedIssue.kind == "issue",
+        )
+    ).all()
     due = [
         row
         for row in rows
@@ -505,7 +531,7 @@ def audience_preview(config: Config, engine: Engine, request: SendRequest) -> Au
         raise UsageError("give an issue SLUG, or --due (not both)")
     with Session(engine) as session:
         issues = (
-            due_issues(session)
+            due_issues(session, config.key)
             if request.due
             else [find_approved(session, config, request.slug or "")]
         )

@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 from newsletter.config import Config
 from newsletter.editorial.checks import Finding, check_rendered, has_errors
 from newsletter.editorial.issue_file import issue_path
-from newsletter.editorial.render import render_file
+from newsletter.editorial.render import issue_outline, render_file
 from newsletter.errors import CheckFailed, UsageError
 from newsletter.models import ApprovedIssue
 
@@ -66,7 +66,7 @@ def approve(
         )
     parts = [issue.subject, rendered.html.source, rendered.text.source]
     content = "\x00".join(parts + ([issue.reply_to] if issue.reply_to else []))
-    row = session.exec(select(ApprovedIssue).where(ApprovedIssue.slug == issue.slug)).first()
+    row = issue_row(session, config.key, issue.slug)
     if row is not None and row.enqueued_at is not None:
         raise UsageError(
             f"{issue.slug} is already being sent (or was sent): its approved copy cannot change; "
@@ -93,6 +93,7 @@ def approve(
     row.html = rendered.html.source
     row.text = rendered.text.source
     row.web_html = rendered.web_html
+    row.outline = issue_outline(config, issue, rendered.articles)
     row.content_hash = hashlib.sha256(content.encode()).hexdigest()
     row.source_hash = file_hash(path)
     row.approved_at = datetime.now(UTC)
@@ -103,9 +104,27 @@ def approve(
     return Approval(row, findings, replaced)
 
 
-def approved(session: Session) -> list[ApprovedIssue]:
-    """Approved issues, newest first (by send time, else approval time)."""
-    rows = list(session.exec(select(ApprovedIssue)).all())
+def issue_row(session: Session, newsletter: str, slug: str) -> ApprovedIssue | None:
+    """The newsletter's approved issue of that slug: other newsletters on the database have
+    their own 2022-W51, and the welcome row is not an issue."""
+    return session.exec(
+        select(ApprovedIssue).where(
+            ApprovedIssue.newsletter == newsletter,
+            ApprovedIssue.slug == slug,
+            ApprovedIssue.kind == "issue",
+        )
+    ).first()
+
+
+def approved(session: Session, newsletter: str) -> list[ApprovedIssue]:
+    """The newsletter's approved issues, newest first (by send time, else approval time)."""
+    rows = list(
+        session.exec(
+            select(ApprovedIssue).where(
+                ApprovedIssue.newsletter == newsletter, ApprovedIssue.kind == "issue"
+            )
+        ).all()
+    )
     return sorted(rows, key=lambda r: r.send_at or r.approved_at, reverse=True)
 
 

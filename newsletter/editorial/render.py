@@ -351,28 +351,11 @@ def render_issue(
     lists: int = 1,
 ) -> RenderedIssue:
     zone = config.timezone
-    words = languages.translations(config.language)
     dates = issue.week and _dates(issue.week, config)
     intro_html = markdown_html(issue.intro)
     preheader = effective_preheader(issue.preheader, [a.title for a in articles], config.language)
     context: dict[str, Any] = {
-        "newsletter": {
-            "name": config.name,
-            "base_url": config.base_url,
-            "language": config.language,
-            "direction": languages.direction(config.language),
-            "postal_address": config.postal_address,
-            "reason": config.reason
-            or words.gettext("You are receiving %(name)s because you subscribed to it.")
-            % {"name": config.name},
-            "logo": config.logo,
-            "support_url": config.support_url,
-            # The default's words in the newsletter's language; an editor's own as written.
-            "support_text": words.gettext("Our reporting is free to read and paid for by readers.")
-            if config.support_text == DEFAULT_SUPPORT_TEXT
-            else config.support_text,
-            "forward_prompt": config.forward_prompt,
-        },
+        "newsletter": newsletter_context(config),
         "issue": {
             "subject": issue.subject,
             "preheader": preheader,
@@ -409,6 +392,50 @@ def render_issue(
         web_html=web_html,
         articles=articles,
     )
+
+
+def issue_outline(config: Config, issue: IssueFile, articles: list[Article]) -> dict[str, Any]:
+    """What a welcome mail shows of an issue (delivery/welcome.py), frozen with its
+    approval: its lead (the intro) and headlines with their links, in the issue's order."""
+    intro_html = markdown_html(issue.intro)
+    return {
+        "subject": issue.subject,
+        "dates": (issue.week and _dates(issue.week, config)) or "",
+        "intro_html": str(intro_html),
+        "intro_text": text_with_links(intro_html),
+        "headlines": [
+            {"title": article.title, "url": article.url, "section": item.section or ""}
+            for item, article in zip(issue.articles, articles, strict=True)
+        ],
+    }
+
+
+def newsletter_context(config: Config) -> dict[str, Any]:
+    """The theme's `newsletter` variable, for every mail to readers (issues, welcome)."""
+    words = languages.translations(config.language)
+    return {
+        "name": config.name,
+        "base_url": config.base_url,
+        "language": config.language,
+        "direction": languages.direction(config.language),
+        "postal_address": config.postal_address,
+        "reason": config.reason
+        or words.gettext("You are receiving %(name)s because you subscribed to it.")
+        % {"name": config.name},
+        "logo": config.logo,
+        "support_url": config.support_url,
+        # The default's words in the newsletter's language; an editor's own as written.
+        "support_text": words.gettext("Our reporting is free to read and paid for by readers.")
+        if config.support_text == DEFAULT_SUPPORT_TEXT
+        else config.support_text,
+        "forward_prompt": config.forward_prompt,
+    }
+
+
+def list_count(session: Session) -> int:
+    """Lists in this database: with more than one, the footer links to the preferences."""
+    found = session.exec(select(sa.func.count(sa.distinct(col(Subscription.newsletter))))).one()
+    return max(int(found), 1)
 
 
 def _dates(week: str, config: Config) -> str | None:
@@ -455,11 +482,8 @@ def render_file(
     """Read an issue file, look up its articles and render it."""
     issue = read_issue(issue_path(config, slug_or_path))
     reporters = issue_reporters(config, issue, session)
-    lists = int(
-        session.exec(select(sa.func.count(sa.distinct(col(Subscription.newsletter))))).one()
-    )
     articles = issue_articles(issue, session)
-    return issue, render_issue(config, issue, articles, reporters, max(lists, 1))
+    return issue, render_issue(config, issue, articles, reporters, list_count(session))
 
 
 def build_folder(config: Config, slug: str) -> Path:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlmodel import Session, select
+from sqlmodel import Session
 from starlette.exceptions import HTTPException
 
-from newsletter.editorial.approval import approved
+from newsletter.editorial.approval import approved, issue_row
 from newsletter.editorial.archive import feed_xml, index_html
-from newsletter.models import ApprovedIssue
 from newsletter.web.site import CurrentSite
 
 router = APIRouter()
@@ -18,20 +17,20 @@ router = APIRouter()
 @router.get("/archive/", response_class=HTMLResponse)
 def archive_index(site: CurrentSite) -> HTMLResponse:
     with Session(site.engine) as session:
-        return HTMLResponse(index_html(site.config, approved(session)))
+        return HTMLResponse(index_html(site.config, approved(session, site.config.key)))
 
 
 @router.get("/archive/feed.xml")
 def archive_feed(site: CurrentSite) -> Response:
     with Session(site.engine) as session:
-        body = feed_xml(site.config, approved(session))
+        body = feed_xml(site.config, approved(session, site.config.key))
     return Response(body, media_type="application/rss+xml")
 
 
 @router.get("/archive/{slug}/", response_class=HTMLResponse)
 def archive_issue(slug: str, site: CurrentSite) -> HTMLResponse:
     with Session(site.engine) as session:
-        row = session.exec(select(ApprovedIssue).where(ApprovedIssue.slug == slug)).first()
+        row = issue_row(session, site.config.key, slug)
         if row is None:
             raise HTTPException(404)
         return HTMLResponse(row.web_html)

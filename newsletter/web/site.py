@@ -4,8 +4,11 @@ the form's limits, and the page templates."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Annotated, Any
 
 import jinja2
@@ -17,10 +20,16 @@ from sqlmodel import Session
 from newsletter import languages, registry
 from newsletter.audience.tokens import Token, read_token
 from newsletter.config import Config
+from newsletter.delivery import welcome
+from newsletter.delivery.connections import SendOptions
+from newsletter.delivery.ledger import RetryPolicy
+from newsletter.delivery.send import SendRequest, send
 from newsletter.delivery.transport import Transport
 from newsletter.editorial.render import render_template
 from newsletter.web.counting import CountWriter, Repeats
 from newsletter.web.limits import Limits
+
+log = logging.getLogger("newsletter.web")
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,12 @@ class Site:
     repeats: Repeats = field(default_factory=Repeats)
     # Counted links' URLs by (issue, index): they never change once stored.
     link_cache: dict[tuple[int, int], str] = field(default_factory=dict)
+    welcome_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def welcome_options(self) -> SendOptions:
+        retry = RetryPolicy(give_up_after=timedelta(hours=self.config.retry_hours))
+        return SendOptions(connections=1, retry=retry)
 
     def page(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         site = {
@@ -65,6 +80,21 @@ class Site:
             outbound.send(self.config.from_address.addr_spec, to, message)
         finally:
             outbound.close()
+
+    def send_welcomes(self) -> None:
+        """This newsletter's waiting welcomes, now (after a confirmation's answer went).
+        One at a time in this process, so a welcome queued while another send runs is
+        taken by the next; a transport that is down leaves them to `send --due`. Errors go
+        to the log: a background task has no one else to tell."""
+        request = SendRequest(slug=welcome.SLUG, options=self.welcome_options)
+        with self.welcome_lock:
+            try:
+                report = send(self.config, self.engine, self.key, self.make_transport, request)
+            except Exception as error:  # noqa: BLE001 - logged, never raised into the server
+                log.error("welcome mail not sent: %s: %s", type(error).__name__, error)
+                return
+        if report.exit_code:
+            log.warning("welcome mail: %s", report.as_dict())
 
     def newsletters(self, leave_out: set[str]) -> list[dict[str, str]]:
         """The database's newsletters but `leave_out` (registry.py), by name, with their

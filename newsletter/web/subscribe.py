@@ -17,6 +17,7 @@ from newsletter import registry
 from newsletter.audience import lifecycle, subscribers
 from newsletter.audience.tokens import make_token, read_token, signed_url
 from newsletter.db import session_scope
+from newsletter.delivery import welcome
 from newsletter.delivery.message import confirmation_message
 from newsletter.errors import InvalidAddress, NewsletterError
 from newsletter.web.forms import read_form
@@ -137,7 +138,9 @@ def confirm_url(site: Site, token_id: str, lists: list[str]) -> str:
 
 
 @router.get("/confirm/{token}", response_class=HTMLResponse)
-def confirm(token: str, site: CurrentSite, lists: str = "") -> HTMLResponse:
+def confirm(
+    token: str, site: CurrentSite, background: BackgroundTasks, lists: str = ""
+) -> HTMLResponse:
     config = site.config
     keys = lists.split(",")[: MAX_LISTS + 1] if lists else [config.key]
     proof = read_token(site.key, "confirm", ",".join(keys), token)
@@ -149,6 +152,14 @@ def confirm(token: str, site: CurrentSite, lists: str = "") -> HTMLResponse:
             return site.invalid_link()
         confirmed = [k for k in keys if lifecycle.confirm(session, person, k, proof.issued_at)]
         known = registry.known(session)
+        # In the confirmation's transaction: a crash keeps both or neither (welcome.py).
+        welcomed = [
+            k
+            for k in confirmed
+            if welcome.greets(session, config, k) and welcome.queue(session, k, [person])
+        ]
+    if config.key in welcomed:
+        background.add_task(site.send_welcomes)
     if not confirmed:
         return site.invalid_link()
     names = ", ".join(known[k].name if k in known else config.name for k in confirmed)
