@@ -8,6 +8,7 @@ would move articles into the wrong week.
 from __future__ import annotations
 
 import functools
+import gettext
 import json
 import os
 import re
@@ -37,7 +38,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from newsletter import __version__
+from newsletter import __version__, languages
 from newsletter.dates import parse_datetime
 from newsletter.errors import ConfigError
 from newsletter.languages import check_language
@@ -111,6 +112,12 @@ class Config:
         name, address = parseaddr(strip_controls(self.sender))
         local, _, domain = address.rpartition("@")
         return Address(display_name=name, username=local, domain=domain)
+
+    @property
+    def words(self) -> gettext.NullTranslations:
+        """Every word a reader sees, in the newsletter's language: the package's catalogue
+        and the theme's own (languages.py)."""
+        return languages.translations(self.language, self.theme)
 
     def archive_url(self, slug: str | None = None) -> str:
         """The public archive, or one issue's page in it (the "view in your browser" link)."""
@@ -554,6 +561,10 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
         )
     if render.templates is not None and not render.templates.is_dir():
         raise ConfigError(f"{path}: [render] templates: folder {render.templates} does not exist")
+    try:
+        languages.require(news.language, render.templates)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: [newsletter] language: {error}") from None
     sources = tuple(
         _source(item, index, path, news.timezone) for index, item in enumerate(model.sources, 1)
     )
@@ -677,7 +688,13 @@ def _source(item: SourceSettings, index: int, path: Path, timezone: ZoneInfo) ->
 
 
 def starter_config(
-    *, name: str, timezone: str, sender: str, base_url: str, postal_address: str | None = None
+    *,
+    name: str,
+    timezone: str,
+    sender: str,
+    base_url: str,
+    postal_address: str | None = None,
+    language: str = "en",
 ) -> str:
     """The commented file `newsletter init` writes: every default says what it means."""
 
@@ -707,8 +724,9 @@ from = {q(sender)}
 # reply_to = "Asami Terajima <asami@example.org>"
 # Public address of the web endpoints (unsubscribe, archive).
 base_url = {q(base_url)}
-# The language of every word a reader sees (en, uk): docs/languages.md.
-language = "en"
+# The language of every word a reader sees (en, uk, or one your theme brings a catalogue
+# for): docs/languages.md.
+language = {q(language)}
 # One line about the newsletter, shown where readers choose among a database's newsletters.
 # description = "Asami Terajima's week at the front, every Monday."
 # The footer of every issue: where the sender can be reached by post (required by CAN-SPAM

@@ -5,8 +5,10 @@ translated in a catalogue per language shipped in the package
 (`newsletter/locales/<language>.po`, read through Babel and compiled in memory once per
 process). Dates, day and month names, plurals and the text's direction come from CLDR
 through Babel, never from tables of our own. A message a catalogue lacks falls back to
-English for that message alone (`missing` says which, for `issue check`). The editors' CLI
-stays English.
+English for that message alone (`missing` says which, for `issue check`). A newsletter's
+own theme may bring a catalogue (`THEME/locales/<language>.po`): its messages are added to
+the package's and win over them, and it may be a language the package has no catalogue for.
+The editors' CLI stays English.
 """
 
 from __future__ import annotations
@@ -31,46 +33,98 @@ SOURCE = "en"
 LOCALES = "newsletter.locales"
 
 
-def available() -> tuple[str, ...]:
-    """The languages a reader can get: English and each shipped catalogue."""
-    shipped = [
+def available(theme: Path | None = None) -> tuple[str, ...]:
+    """The languages a reader can get: English, each shipped catalogue and the theme's."""
+    shipped = {
         entry.name.removesuffix(".po")
         for entry in resources.files(LOCALES).iterdir()
         if entry.name.endswith(".po")
-    ]
-    return (SOURCE, *sorted(shipped))
+    }
+    if theme is not None and (theme / "locales").is_dir():
+        shipped |= {path.stem for path in (theme / "locales").glob("*.po")}
+    return (SOURCE, *sorted(shipped - {SOURCE}))
 
 
 def check_language(tag: str) -> str:
-    """A BCP 47 tag (`uk`, `en-GB`) as the catalogue it uses, or a ConfigError naming the
-    languages there are and the fix."""
+    """A BCP 47 tag (`uk`, `en-GB`) as the language CLDR knows, or a ConfigError (whether a
+    catalogue exists for it is `require`'s question: the theme may bring one)."""
     try:
-        locale = Locale.parse(tag.strip().replace("-", "_"))
+        return str(Locale.parse(tag.strip().replace("-", "_")).language)
     except (UnknownLocaleError, ValueError, TypeError):
-        locale = None
-    choices = available()
-    if locale is None or locale.language not in choices:
         raise ConfigError(
-            f"no catalogue for the language {tag!r}: use one of {', '.join(choices)}, or "
-            f"add newsletter/locales/{tag}.po"
+            f"{tag!r} is not a language CLDR knows: use a BCP 47 tag such as "
+            f"{', '.join(available())}"
+        ) from None
+
+
+def require(language: str, theme: Path | None = None) -> None:
+    """A ConfigError naming the languages there are and the fix, unless the package or the
+    theme has a catalogue for the language."""
+    choices = available(theme)
+    if language not in choices:
+        where = f"{theme}/locales/{language}.po" if theme else f"THEME/locales/{language}.po"
+        raise ConfigError(
+            f"no catalogue for the language {language!r}: use one of {', '.join(choices)}, "
+            f"or write {where} beside your theme ([render] templates; docs/languages.md)"
         )
-    return locale.language
 
 
-@functools.lru_cache(maxsize=16)
-def catalog(language: str) -> Catalog | None:
-    """The language's catalogue as written (None for English, the source)."""
-    if language == SOURCE:
+def _theme_file(language: str, theme: Path | None) -> Path | None:
+    if theme is None:
         return None
-    data = resources.files(LOCALES).joinpath(f"{language}.po").read_bytes()
-    return read_po(io.BytesIO(data), locale=language)
+    path = theme / "locales" / f"{language}.po"
+    return path if path.is_file() else None
 
 
 @functools.lru_cache(maxsize=16)
-def translations(language: str) -> gettext_module.NullTranslations:
-    """gettext's translations for the language, compiled once; English returns the source
-    text itself (and its plural rule)."""
-    found = catalog(language)
+def _shipped(language: str) -> Catalog | None:
+    source = resources.files(LOCALES).joinpath(f"{language}.po")
+    if language == SOURCE or not source.is_file():
+        return None
+    return read_po(io.BytesIO(source.read_bytes()), locale=language)
+
+
+def catalog(language: str, theme: Path | None = None) -> Catalog | None:
+    """The language's catalogue as written: the package's, with the theme's messages added
+    and winning (None for English without a theme catalogue)."""
+    own = _theme_file(language, theme)
+    if own is None:
+        return _shipped(language)
+    return _merged(language, own, own.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _merged(language: str, own: Path, mtime: int) -> Catalog:
+    """(`mtime` in the key: an editor's edit is read again.)"""
+    try:
+        theirs = read_po(io.BytesIO(own.read_bytes()), locale=language)
+    except Exception as error:  # Babel raises several kinds on a malformed file
+        raise ConfigError(f"{own}: not a gettext catalogue Babel can read ({error})") from None
+    merged = Catalog(locale=language)
+    base = _shipped(language)
+    # Catalog(locale=...) takes the plural rule CLDR gives the language. The theme's go in
+    # first: a message set again keeps the string it had.
+    for source in [theirs] + ([base] if base is not None else []):
+        for message in source:
+            if message.id and _translated(message.string) and message.id not in merged:
+                merged[message.id] = message
+    return merged
+
+
+def _translated(string: str | tuple[str, ...] | list[str] | None) -> bool:
+    return bool(string) and (isinstance(string, str) or all(string or ()))
+
+
+def translations(language: str, theme: Path | None = None) -> gettext_module.NullTranslations:
+    """gettext's translations for the language (and the theme's catalogue), compiled once;
+    English returns the source text itself (and its plural rule)."""
+    own = _theme_file(language, theme)
+    return _translations(language, own, own.stat().st_mtime_ns if own else 0)
+
+
+@functools.lru_cache(maxsize=16)
+def _translations(language: str, own: Path | None, mtime: int) -> gettext_module.NullTranslations:
+    found = _merged(language, own, mtime) if own is not None else _shipped(language)
     if found is None:
         return gettext_module.NullTranslations()
     compiled = io.BytesIO()
@@ -79,15 +133,17 @@ def translations(language: str) -> gettext_module.NullTranslations:
     return Translations(fp=compiled)
 
 
-def missing(language: str, messages: set[str]) -> list[str]:
+def missing(language: str, messages: set[str], theme: Path | None = None) -> list[str]:
     """The messages a catalogue has no translation for (shown in English)."""
-    found = catalog(language)
-    if found is None:
+    if language == SOURCE:
         return []
+    found = catalog(language, theme)
+    if found is None:
+        return sorted(messages)
     translated = {
         str(m.id if isinstance(m.id, str) else m.id[0])
         for m in found
-        if m.id and m.string and (isinstance(m.string, str) or all(m.string))
+        if m.id and _translated(m.string)
     }
     return sorted(messages - translated)
 

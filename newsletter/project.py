@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from newsletter import languages
 from newsletter.atomic_files import atomic_write
 from newsletter.audience.tokens import create_key_file
 from newsletter.config import (
@@ -15,7 +16,7 @@ from newsletter.config import (
     starter_config,
 )
 from newsletter.db import display_url, open_database
-from newsletter.errors import UsageError
+from newsletter.errors import ConfigError, UsageError
 from newsletter.untrusted import has_control
 
 
@@ -33,10 +34,16 @@ def init_project(
     sender: str,
     base_url: str,
     postal_address: str | None = None,
+    language: str = languages.SOURCE,
     force: bool = False,
 ) -> Created:
     """Validate everything first, then write: a bad --timezone leaves no half-made project."""
     check_timezone(timezone)
+    try:
+        chosen = languages.check_language(language)
+        languages.require(chosen)
+    except ConfigError as error:
+        raise UsageError(f"--language: {error}") from None
     check_sender(sender)
     check_base_url(base_url)
     if not name.strip():
@@ -52,6 +59,7 @@ def init_project(
         sender=sender,
         base_url=base_url,
         postal_address=postal_address.strip() if postal_address else None,
+        language=chosen,
     )
     atomic_write(config_file, text)
     config = load_config(config_file)

@@ -118,3 +118,48 @@ def test_a_ukrainian_edition_has_no_serious_violations(
     finally:
         next(served, None)
     assert found == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("language", ["en", "uk"])
+def test_the_welcome_mail_has_no_serious_violations_and_fits_a_phone(
+    ready: Project, smtp_server: SMTPServer, browser: Browser, tmp_path: Path, language: str
+) -> None:
+    """The welcome as a reader gets it (the latest issue's headlines, and the whole issue
+    under its band), in English and Ukrainian, at phone and desktop widths."""
+    from tests.sending import send
+
+    text = ready.config_file.read_text().replace('language = "en"', f'language = "{language}"')
+    ready.config_file.write_text(text)
+    assert ready.run("issue", "approve", "2022-W51").exit_code == 0
+    assert send(ready)[0] == 0
+    pages = []
+    for include, person in (("headlines", "a@example.org"), ("issue", "b@example.org")):
+        current = ready.config_file.read_text()
+        ready.config_file.write_text(
+            current.replace('include = "headlines"', f'include = "{include}"')
+        )
+        before = len(smtp_server.received)
+        assert ready.run("subscribers", "add", person, "--welcome").exit_code == 0
+        (mail,) = smtp_server.received[before:]
+        html = mail.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        page = tmp_path / f"welcome-{include}.html"
+        page.write_text(html)
+        pages.append(page)
+    found = [
+        problem
+        for page in pages
+        for scheme in ("light", "dark")
+        for width in (375, 600)
+        for problem in violations(browser, page.as_uri(), scheme, width)
+    ]
+    assert found == []
+    context = browser.new_context(viewport={"width": 375, "height": 800})
+    try:
+        tab = context.new_page()
+        for page in pages:
+            tab.goto(page.as_uri())
+            wide = tab.evaluate("document.documentElement.scrollWidth")
+            assert wide <= 375, f"{page.name} scrolls sideways on a phone ({wide}px)"
+    finally:
+        context.close()

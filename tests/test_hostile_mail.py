@@ -404,3 +404,20 @@ def test_a_fetched_page_with_nul_in_its_json_ld_is_stored_on_both_databases(
     assert result.exit_code == 0, result.output
     listed = json.loads(project.run("articles", "list", "--week", "2022-W51", "--json").stdout)
     assert [a["title"] for a in listed] == ["Badtitle"]
+
+
+def test_a_file_that_is_not_an_mbox_is_named_and_left_unlocked(
+    project: Project, tmp_path: Path
+) -> None:
+    """One message saved as a file (no `From ` line) was a ValueError from inside the
+    bounded table of contents, and left its dot lock behind."""
+    path = tmp_path / "saved.eml"
+    path.write_bytes(b"Subject: a bounce saved from a mail client\r\n\r\nbody\r\n")
+    for _ in range(2):  # the second run finds no lock left by the first
+        result = project.run("bounces", "process", str(path))
+        assert result.exit_code == 2, result.output
+        assert "not an mbox file" in result.stderr and "process - <" in result.stderr
+    assert not (tmp_path / "saved.eml.lock").exists()
+    empty = tmp_path / "empty.mbox"
+    empty.write_bytes(b"")
+    assert project.run("bounces", "process", str(empty)).exit_code == 0

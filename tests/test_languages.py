@@ -19,6 +19,7 @@ from sqlmodel import Session
 from newsletter import languages
 from newsletter.audience import subscribers
 from newsletter.audience.tokens import load_key, make_token
+from newsletter.cli import app
 from newsletter.config import load_config
 from newsletter.errors import ConfigError
 from tests.conftest import Project
@@ -199,3 +200,75 @@ def test_issue_check_names_a_themes_messages_the_catalogue_lacks(collected: Proj
     assert plain.exit_code in (0, 1)
     shown = (collected.root / "build" / "2022-W51" / "email.txt").read_text()
     assert "Our own brand new words" in shown and "Відписатися" in shown  # that one, in English
+
+
+def _po(language: str, entries: dict[str, str]) -> str:
+    body = "".join(f'msgid "{source}"\nmsgstr "{target}"\n\n' for source, target in entries.items())
+    return (
+        f'msgid ""\nmsgstr ""\n"Language: {language}\\n"\n'
+        '"Content-Type: text/plain; charset=utf-8\\n"\n\n' + body
+    )
+
+
+def test_a_themes_own_catalogue_adds_words_and_wins_over_the_packages(
+    collected: Project,
+) -> None:
+    theme = collected.root / "theme"
+    (theme / "locales").mkdir(parents=True)
+    default = (Path(__file__).resolve().parents[1] / "templates" / "email.txt.j2").read_text()
+    (theme / "email.txt.j2").write_text(default + '{{ _("Our own brand new words") }}\n')
+    (theme / "locales" / "uk.po").write_text(
+        _po("uk", {"Our own brand new words": "Наші власні слова", "Unsubscribe": "Скасувати"})
+    )
+    text = collected.config_file.read_text().replace('language = "en"', 'language = "uk"')
+    collected.config_file.write_text(text.replace('# templates = "theme"', 'templates = "theme"'))
+    assert collected.run("issue", "new", "--week", "2022-W51").exit_code == 0
+    checked = json.loads(collected.run("issue", "check", "2022-W51", "--json").stdout)
+    assert [f for f in checked["findings"] if f["code"] == "translation"] == []
+    assert collected.run("issue", "render", "2022-W51").exit_code in (0, 1)
+    shown = (collected.root / "build" / "2022-W51" / "email.txt").read_text()
+    assert "Наші власні слова" in shown and "Скасувати:" in shown  # the theme's own words
+    assert "Вам переслали цей лист?" in shown  # the package's, where the theme says nothing
+
+
+def test_a_theme_may_bring_a_language_the_package_has_no_catalogue_for(
+    collected: Project,
+) -> None:
+    """Polish: no catalogue ships; the theme's makes it a language readers can get, CLDR
+    writes its dates, and `issue check` names every message left in English."""
+    text = collected.config_file.read_text().replace('language = "en"', 'language = "pl"')
+    collected.config_file.write_text(text)
+    refused = collected.run("issue", "new", "--week", "2022-W51")
+    assert refused.exit_code == 2
+    assert "no catalogue for the language 'pl'" in refused.stderr
+    assert "THEME/locales/pl.po" in refused.stderr and "en, uk" in refused.stderr
+    theme = collected.root / "theme"
+    (theme / "locales").mkdir(parents=True)
+    (theme / "locales" / "pl.po").write_text(
+        _po("pl", {"Unsubscribe": "Wypisz się", "Hello, %(name)s,": "Dzień dobry, %(name)s,"})
+    )
+    collected.config_file.write_text(text.replace('# templates = "theme"', 'templates = "theme"'))
+    assert collected.run("issue", "new", "--week", "2022-W51").exit_code == 0
+    checked = json.loads(collected.run("issue", "check", "2022-W51", "--json").stdout)
+    (warned,) = [f for f in checked["findings"] if f["code"] == "translation"]
+    assert re.match(r"\d\d+ messages are not in the pl catalogue", warned["message"])
+    assert collected.run("issue", "render", "2022-W51").exit_code in (0, 1)
+    shown = (collected.root / "build" / "2022-W51" / "email.txt").read_text()
+    assert "Wypisz się:" in shown and "Dzień dobry, czytelniku," not in shown
+    assert "grudnia 2022" in shown  # CLDR's Polish month, with no catalogue of ours
+    html = (collected.root / "build" / "2022-W51" / "email.html").read_text()
+    assert 'lang="pl"' in html
+
+
+def test_init_writes_the_language_asked_for_or_names_the_ones_there_are(
+    tmp_path: Path,
+) -> None:
+    from tests.conftest import runner
+
+    made = runner.invoke(app, ["init", str(tmp_path / "uk"), "--language", "uk"])
+    assert made.exit_code == 0, made.output
+    assert load_config(tmp_path / "uk" / "newsletter.toml").language == "uk"
+    refused = runner.invoke(app, ["init", str(tmp_path / "de"), "--language", "de"])
+    assert refused.exit_code == 2
+    assert "--language" in refused.stderr and "en, uk" in refused.stderr
+    assert not (tmp_path / "de" / "newsletter.toml").exists()

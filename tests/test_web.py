@@ -64,6 +64,9 @@ def test_subscribe_confirm_and_the_same_answer_for_everyone(
     confirmed = client.get(confirm_link(smtp_server))
     assert confirmed.status_code == 200 and "You are subscribed" in confirmed.text
     assert status_of(project, "olena@example.org") == "active"
+    welcome = smtp_server.received[1]  # tests/test_welcome.py says what it holds
+    assert welcome.recipients == ["Olena@Example.org"]
+    assert welcome.message["Subject"] == "Welcome to War Notes"
 
     # Active, suppressed and new addresses get the same page; only the new one gets mail.
     with Session(project.engine()) as session:
@@ -74,7 +77,7 @@ def test_subscribe_confirm_and_the_same_answer_for_everyone(
         for email in ("olena@example.org", "blocked@example.org", "new@example.org")
     }
     assert len(set(pages.values())) == 1
-    assert [m.recipients for m in smtp_server.received[1:]] == [["new@example.org"]]
+    assert [m.recipients for m in smtp_server.received[2:]] == [["new@example.org"]]
     assert status_of(project, "blocked@example.org") is None
 
 

@@ -62,9 +62,14 @@ class ImportReport:
     reopened: int = 0
     rejected: list[Rejected] = field(default_factory=list)
     dry_run: bool = False
+    # Welcome mails queued for the new subscriptions (`import --welcome`).
+    welcomed: int = 0
+    # The address keys whose subscription this import began (added or reopened).
+    joined: list[str] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("joined")
         data["rejected_count"] = len(self.rejected)
         return data
 
@@ -216,6 +221,8 @@ def _write(
             continue
         if outcome == "closed":
             report.closed += 1
+        if outcome in ("added", "reopened"):
+            report.joined.append(row.key)
         field_name = {"added": "imported", "closed": "suppressed"}.get(outcome, outcome)
         setattr(report, field_name, getattr(report, field_name) + 1)
 

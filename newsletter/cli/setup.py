@@ -49,12 +49,20 @@ def init(
             "providers require one) [default: none yet; set it in newsletter.toml later].",
         ),
     ] = None,
+    language: Annotated[
+        str,
+        typer.Option(
+            metavar="TAG",
+            help="The language of every word readers see (BCP 47: en, uk; docs/languages.md).",
+        ),
+    ] = "en",
     force: Annotated[bool, typer.Option(help="Replace an existing newsletter.toml.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Write a commented starter newsletter.toml and create the database.
 
     Example: newsletter init war-notes --name "War Notes" --timezone Europe/Kyiv
+    Example: newsletter init war-notes-uk --name "Воєнні нотатки" --language uk
     """
     location = state(ctx).location
     if directory is not None:
@@ -68,6 +76,7 @@ def init(
         sender=sender,
         base_url=base_url,
         postal_address=postal_address,
+        language=language,
         force=force,
     )
     if as_json:

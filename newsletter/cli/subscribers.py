@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,12 @@ from newsletter.audience.tokens import signed_url
 from newsletter.cli.output import err, out, plural, print_json, shown
 from newsletter.cli.state import State, state
 from newsletter.db import session_scope
+from newsletter.delivery import welcome
+from newsletter.delivery.connections import SendOptions
+from newsletter.delivery.ledger import RetryPolicy
+from newsletter.delivery.send import SendReport, SendRequest
+from newsletter.delivery.send import send as send_issues
+from newsletter.delivery.transport import open_transport
 from newsletter.errors import DONE, FAILED, UsageError
 
 app = typer.Typer(
@@ -28,6 +35,13 @@ StatusOption = Annotated[
     str | None, typer.Option("--status", help="pending, active, unsubscribed, bounced, complained")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Welcome = Annotated[
+    bool,
+    typer.Option(
+        "--welcome",
+        help="Send each new subscriber the welcome mail (as a confirmation does) [default: none].",
+    ),
+]
 Reopen = Annotated[
     bool,
     typer.Option(
@@ -59,15 +73,18 @@ def add(
     name: Annotated[str | None, typer.Option(help="The subscriber's name.")] = None,
     newsletter: Newsletter = None,
     reopen: Reopen = False,
+    welcome_mail: Welcome = False,
 ) -> None:
     """Add an active subscriber (you vouch for their consent; the web form double-opts-in).
 
-    Example: newsletter subscribers add olena@example.org --name Olena
+    Example: newsletter subscribers add olena@example.org --name Olena --welcome
     """
     st = state(ctx)
     list_name = _newsletter(st, newsletter)
     with session_scope(st.engine()) as session:
         outcome = subscribers.add(session, list_name, email, name=name, source="cli", reopen=reopen)
+        key = subscribers.parse_address(email).key
+        welcomed = welcome_mail and outcome in ("added", "reopened") and _queue(st, session, [key])
     messages = {
         "added": f"Added {email}",
         "updated": f"Updated {email}",
@@ -80,6 +97,43 @@ def add(
     out.print(messages[outcome], markup=False)
     if outcome in ("suppressed", "closed"):
         raise typer.Exit(FAILED)
+    if welcomed:
+        _send_welcomes(st)
+
+
+def _queue(st: State, session: Session, keys: list[str]) -> int:
+    """Welcomes for these new subscribers, in the transaction that adds them."""
+    config = st.config()
+    if not config.welcome.enabled:
+        raise UsageError(
+            "--welcome: the welcome mail is off in this newsletter's config "
+            "([welcome] enabled = false)"
+        )
+    return welcome.queue(session, config.key, keys)
+
+
+def _send_welcomes(st: State) -> None:
+    """The welcomes just queued, through the config's transport; what stays (a transport
+    that is down) waits for `newsletter send --due`."""
+    config = st.config()
+    retry = RetryPolicy(give_up_after=timedelta(hours=config.retry_hours))
+    transport = config.transport
+    open_transport(transport, config.root)  # a bad URL is a usage error before any send
+    report = send_issues(
+        config,
+        st.engine(),
+        st.key(),
+        lambda: open_transport(transport, config.root),
+        SendRequest(slug=welcome.SLUG, options=SendOptions(retry=retry)),
+    )
+    assert isinstance(report, SendReport)
+    left = report.exit_code != DONE
+    err.print(
+        f"Welcome mail: sent {report.sent}"
+        + (f", waiting {report.deferred + report.unknown}: see 'newsletter deliveries show "
+           "welcome' (send --due retries)" if left else ""),
+        markup=False,
+    )  # fmt: skip
 
 
 @app.command("import")
@@ -90,6 +144,7 @@ def import_command(
     newsletter: Newsletter = None,
     dry_run: Annotated[bool, typer.Option(help="Check and count, change nothing.")] = False,
     reopen: Reopen = False,
+    welcome_mail: Welcome = False,
     as_json: AsJson = False,
 ) -> None:
     """Import subscribers from CSV: every rejected row is reported, the valid ones are
@@ -97,11 +152,14 @@ def import_command(
     file cannot be read.
 
     Example: newsletter subscribers import list.csv --dry-run
+    Example: newsletter subscribers import signups.csv --welcome
     """
     st = state(ctx)
     list_name = _newsletter(st, newsletter)
     with session_scope(st.engine()) as session:
         report = import_csv(session, list_name, file, dry_run=dry_run, reopen=reopen)
+        if welcome_mail and not dry_run:
+            report.welcomed = _queue(st, session, report.joined)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -117,6 +175,8 @@ def import_command(
             + f", rejected {len(report.rejected)}",
             markup=False,
         )
+    if report.welcomed:
+        _send_welcomes(st)
     raise typer.Exit(FAILED if report.rejected else DONE)
 
 
@@ -215,6 +275,7 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
         person = subscribers.require(session, email)
         subscription = subscribers.subscription_of(session, person, config.key)
         assert person.id is not None
+        lists = subscribers.subscriptions_of(session, person)
         detail = {
             "email": person.email,
             "name": person.name,
@@ -232,7 +293,7 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
                 config.base_url, st.key(), "unsubscribe", config.key, person.token_id
             ),
             # Every list of theirs in this database, this one among them.
-            "subscriptions": subscribers.subscriptions_of(session, person),
+            "subscriptions": lists,
             # Recorded only with [tracking] per_subscriber = true (docs/privacy.md).
             "clicks": subscribers.clicks_of(session, person.id),
         }
@@ -240,7 +301,19 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
         print_json(detail)
         return
     for label, value in detail.items():
-        out.print(f"{label}: {shown(value)}", markup=False)
+        if label != "subscriptions":
+            out.print(f"{label}: {shown(value)}", markup=False)
+    # A line per list: one line of every list's fields ran together unreadably.
+    out.print("subscriptions:", markup=False)
+    for entry in lists:
+        since = entry.get("confirmed_at") or ""
+        left = entry.get("unsubscribed_at")
+        out.print(
+            f"  {entry['newsletter']} ({entry.get('name') or ''}, {entry.get('language') or ''}):"
+            f" {entry['status']}" + (f" since {since}" if since else "")
+            + (f", left {left}" if left else ""),
+            markup=False,
+        )  # fmt: skip
 
 
 @app.command("unsubscribe")

@@ -188,7 +188,7 @@ def link_message(
     }
     text = render_template(environment(config, autoescape=False), f"{kind}.txt.j2", context)
     html = render_template(environment(config, autoescape=True), f"{kind}.html.j2", context)
-    _ = languages.translations(config.language).gettext
+    _ = config.words.gettext
     subjects = {
         "confirm": _("Confirm your subscription to %(name)s"),
         "manage": _("Your subscriptions to %(name)s and our other newsletters"),

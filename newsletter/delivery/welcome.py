@@ -30,7 +30,7 @@ from markupsafe import Markup
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from newsletter import languages, registry
+from newsletter import registry
 from newsletter.config import Config
 from newsletter.dates import utc_now
 from newsletter.db import Cursor
@@ -206,7 +206,7 @@ def _words(config: Config) -> tuple[Markup, str]:
                 f"[welcome] text_file {settings.text_file}: {reason}; fix the file or the key"
             ) from None
     if source is None:
-        words = languages.translations(config.language)
+        words = config.words
         source = words.gettext(
             "Thank you for subscribing to %(name)s. The next issue will come to this address."
         ) % {"name": config.name}
@@ -218,7 +218,7 @@ def render_welcome(config: Config, session: Session) -> Welcome:
     """The welcome as it would go now: the newsletter's words and the latest issue's lead
     and headlines (`include = "headlines"`), the whole latest issue below the words
     ("issue"), or the words alone ("none", or before the first issue)."""
-    words = languages.translations(config.language)
+    words = config.words
     subject = config.welcome.subject or words.gettext("Welcome to %(name)s") % {"name": config.name}
     welcome_html, welcome_text = _words(config)
     preheader = " ".join(welcome_text.split())[:140]
@@ -248,10 +248,12 @@ def render_welcome(config: Config, session: Session) -> Welcome:
 def _outline(latest: ApprovedIssue, view_url: str) -> dict[str, Any]:
     """What the welcome shows of the latest issue, as approved (an issue approved before
     outlines were kept shows its subject and link)."""
-    outline = latest.outline or {"subject": latest.subject, "dates": "", "intro_html": ""}
+    outline = latest.outline or {}
+    subject, dates = outline.get("subject") or latest.subject, outline.get("dates") or ""
     return {
-        "subject": outline.get("subject") or latest.subject,
-        "dates": outline.get("dates") or "",
+        "subject": subject,
+        # "War Notes: 19–25 December 2022" says its dates already.
+        "dates": "" if dates in subject else dates,
         "intro_html": Markup(outline.get("intro_html") or ""),
         "intro_text": outline.get("intro_text") or "",
         "headlines": list(outline.get("headlines") or []),

@@ -81,7 +81,7 @@ def feed_xml(config: Config, rows: list[ApprovedIssue]) -> bytes:
     channel = ET.SubElement(rss, "channel")
     ET.SubElement(channel, "title").text = config.name
     ET.SubElement(channel, "link").text = config.archive_url()
-    words = languages.translations(config.language)
+    words = config.words
     ET.SubElement(channel, "description").text = words.gettext("Past issues of %(name)s") % {
         "name": config.name
     }

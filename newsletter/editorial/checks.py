@@ -249,14 +249,19 @@ def check_rendered(config: Config, issue: IssueFile, rendered: RenderedIssue) ->
 
 def _untranslated(config: Config) -> Iterator[Finding]:
     """A newsletter's own theme may write messages the language's catalogue lacks: they
-    show in English (the project's own are held complete by its tests)."""
+    show in English. The project's own are held complete by its tests, unless the language
+    is one only the theme's catalogue brings: then every message is looked at."""
     if config.theme is None or config.language == languages.SOURCE:
         return
-    left = languages.missing(config.language, languages.theme_messages(config.theme))
+    if config.language in languages.available():
+        wanted = languages.theme_messages(config.theme)
+    else:
+        wanted = languages.messages(config.theme)
+    left = languages.missing(config.language, wanted, config.theme)
     if left:
         shown = "; ".join(repr(message) for message in left[:5])
         yield _warning(
             "translation",
-            f"{len(left)} of the theme's messages are not in the {config.language} catalogue "
-            f"and show in English: {shown}",
+            f"{len(left)} messages are not in the {config.language} catalogue and show in "
+            f"English: {shown}",
         )

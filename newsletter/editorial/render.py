@@ -203,9 +203,13 @@ def byline(names: list[str]) -> str:
 
 
 def build_sections(
-    issue: IssueFile, articles: list[Article], zone: tzinfo, language: str = languages.SOURCE
+    issue: IssueFile,
+    articles: list[Article],
+    zone: tzinfo,
+    language: str = languages.SOURCE,
+    theme: Path | None = None,
 ) -> list[Section]:
-    words = languages.translations(language)
+    words = languages.translations(language, theme)
     sections: list[Section] = []
     current: Section | None = None
     for item, article in zip(issue.articles, articles, strict=True):
@@ -273,7 +277,7 @@ def _environment(theme: Path | None, autoescape: bool, language: str) -> jinja2.
         keep_trailing_newline=True,
         extensions=["jinja2.ext.i18n"],
     )
-    env.install_gettext_translations(languages.translations(language), newstyle=True)  # type: ignore[attr-defined]
+    env.install_gettext_translations(languages.translations(language, theme), newstyle=True)  # type: ignore[attr-defined]
     return env
 
 
@@ -365,7 +369,7 @@ def render_issue(
         },
         "intro_html": intro_html,
         "intro_text": text_with_links(intro_html),
-        "sections": build_sections(issue, articles, zone, config.language),
+        "sections": build_sections(issue, articles, zone, config.language, config.theme),
         "reporters": reporters or [],
         "first_name": "%%first_name%%",
         "unsubscribe_url": "%%unsubscribe_url%%",
@@ -412,7 +416,7 @@ def issue_outline(config: Config, issue: IssueFile, articles: list[Article]) -> 
 
 def newsletter_context(config: Config) -> dict[str, Any]:
     """The theme's `newsletter` variable, for every mail to readers (issues, welcome)."""
-    words = languages.translations(config.language)
+    words = config.words
     return {
         "name": config.name,
         "base_url": config.base_url,
@@ -449,7 +453,7 @@ def reader_name(config: Config) -> str:
     """The greeting's name for a reader who gave none: the default's word in the
     newsletter's language, an editor's own as written."""
     if config.name_fallback == DEFAULT_NAME_FALLBACK:
-        return languages.translations(config.language).gettext("reader")
+        return config.words.gettext("reader")
     return config.name_fallback
 
 

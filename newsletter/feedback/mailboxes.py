@@ -216,7 +216,7 @@ class _BoundedMbox(mailbox.mbox):
             tail, offset = data[-5:], offset + len(chunk)
         ordered = sorted(starts)
         stops = []
-        for start, end in zip(ordered, [*ordered[1:], offset], strict=True):
+        for start, end in zip(ordered, [*ordered[1:], offset][: len(ordered)], strict=True):
             handle.seek(max(start, end - 2))
             stops.append(end - 1 if handle.read(2) == b"\n\n" else end)  # the blank line
         self._toc = dict(enumerate(zip(ordered, stops, strict=True)))
@@ -270,6 +270,12 @@ class Mbox:
         # mailbox.mbox's keys are numbers at run time (typeshed calls them str)
         self.keys = {str(key): key for key in self.box.keys()}
         self.filed: list[str] = []
+        if not self.keys and path.stat().st_size:
+            self.box.unlock()
+            raise UsageError(
+                f"{path}: not an mbox file (no line starts with 'From '); for one message "
+                f"saved as a file, use: newsletter bounces process - < {path}"
+            )
 
     def messages(self) -> Iterator[Mail]:
         for shown, key in self.keys.items():

@@ -76,7 +76,11 @@ def recent_figures(session: Session, config: Config, count: int = 6) -> list[Iss
     """The last `count` issues that went out, oldest first (a trend reads left to right)."""
     issues = session.exec(
         select(ApprovedIssue)
-        .where(ApprovedIssue.newsletter == config.key, col(ApprovedIssue.enqueued_at).is_not(None))
+        .where(
+            ApprovedIssue.newsletter == config.key,
+            ApprovedIssue.kind == "issue",  # the welcome row is no issue of the trend
+            col(ApprovedIssue.enqueued_at).is_not(None),
+        )
         .order_by(col(ApprovedIssue.enqueued_at).desc())
         .limit(max(1, count))
     ).all()

@@ -49,7 +49,9 @@ class Site:
     @property
     def welcome_options(self) -> SendOptions:
         retry = RetryPolicy(give_up_after=timedelta(hours=self.config.retry_hours))
-        return SendOptions(connections=1, retry=retry)
+        # One try: a transport that is down leaves the welcome queued for `send --due`
+        # rather than holding a server thread in the send's back-off.
+        return SendOptions(connections=1, pause_after=1, retry=retry)
 
     def page(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         site = {
@@ -66,7 +68,7 @@ class Site:
 
     def _(self, message: str, **values: str) -> str:
         """One of the pages' own messages in the newsletter's language."""
-        text = languages.translations(self.config.language).gettext(message)
+        text = self.config.words.gettext(message)
         return text % values if values else text
 
     def message(self, title: str, text: str, status: int = 200) -> HTMLResponse:
