@@ -85,6 +85,12 @@ class Config:
     name_fallback: str
     # Whose week an issue collects when `issue new` gets no --author.
     authors: tuple[str, ...]
+    approvers: tuple[str, ...]
+    editor: str | None
+    approval_hours: float
+    require_approval: bool
+    approvals_needed: int
+    test_recipients: tuple[str, ...]
     theme: Path | None
     # The masthead's logo, and the footer's "support us" and "forwarded to you?" blocks.
     logo: str | None
@@ -233,6 +239,11 @@ def check_sender(value: str, what: str = "From") -> str:
 
 def check_reply_to(value: str) -> str:
     return check_sender(value, "Reply-To")
+
+
+def check_person(value: str) -> str:
+    """An approver, an editor or a test recipient: `Name <user@example.org>`."""
+    return check_sender(value, "person's")
 
 
 # Room for "+" and a return token (row_tokens.py) within RFC 5321's 64-character local part.
@@ -392,6 +403,25 @@ class NewsletterSettings(_Table):
     key_file: FilePath | None = None
     authors: Annotated[tuple[Text, ...], Hint('must be a list of names: authors = ["A", "B"]')] = ()
     logo: Annotated[Text, _checked(check_https_url)] | None = None
+    # Who signs an issue off (issue 25's flow, docs/approval.md), and who usually asks.
+    approvers: Annotated[
+        tuple[Annotated[Text, _checked(check_person)], ...],
+        Hint('must be a list of addresses: approvers = ["Olha Koval <olha@example.org>"]'),
+    ] = ()
+    editor: Annotated[Text, _checked(check_person)] | None = None
+    approval_hours: Positive = 72.0
+    require_approval: bool = False
+    approvals_needed: Annotated[
+        int, BeforeValidator(_no_bool), Field(ge=1, le=2), Hint("must be 1 or 2")
+    ] = 1
+
+    @model_validator(mode="after")
+    def _enough_approvers(self) -> NewsletterSettings:
+        if self.require_approval and len(self.approvers) < self.approvals_needed:
+            raise ValueError(
+                f"require_approval needs {self.approvals_needed} approver(s) in approvers"
+            )
+        return self
 
 
 class DatabaseSettings(_Table):
@@ -423,6 +453,11 @@ class DeliverySettings(_Table):
     feedback_id: Text | None = None
     retry_hours: Positive = 72.0
     bounce_address: Annotated[Text, _checked(check_bounce_address)] | None = None
+    # A seed list that gets every test send (and every approval request's copy).
+    test_recipients: Annotated[
+        tuple[Annotated[Text, _checked(check_person)], ...],
+        Hint('must be a list of addresses: test_recipients = ["desk@example.org"]'),
+    ] = ()
 
     @model_validator(mode="after")
     def _dkim_pair(self) -> DeliverySettings:
@@ -743,6 +778,15 @@ name_fallback = "reader"
 # The key that signs confirm and unsubscribe links: `newsletter init` creates it with mode
 # 0600 and lists it in .gitignore. NEWSLETTER_SECRET_KEY overrides it. Never share it.
 # key_file = "newsletter.key"
+# Sign-off (docs/approval.md): `issue request-approval` mails each approver a test copy with
+# a link to approve it (from a phone) for `approval_hours`; the editor is who usually asks.
+# approvers = ["Olha Koval <olha@example.org>"]
+# editor = "Asami Terajima <asami@example.org>"
+approval_hours = 72
+# true: `send` refuses an issue no approver signed off; with 2, two approvers, neither the
+# one who asked.
+require_approval = false
+approvals_needed = 1
 
 [database]
 # SQLite file next to this config by default; PostgreSQL works too:
@@ -781,6 +825,8 @@ retry_hours = 72
 # with its recipient_delimiter set to +), and List-Unsubscribe gains a mailto: there too.
 # `newsletter bounces process` reads the mailbox (docs/bounces.md).
 # bounce_address = "bounces@news.example.org"
+# A seed list that gets every test send and every approval request's copy.
+# test_recipients = ["Desk <desk@example.org>"]
 
 [bounces]
 # Soft bounces (mailbox full, a refusal that is not about the address) on this many

@@ -159,6 +159,39 @@ class ApprovedIssue(SQLModel, table=True):
     # not added to a send in progress), and when no row is left to send.
     enqueued_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     finished_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+    # Who froze it (an approver by link, or `issue approve --as`), and who ran its send.
+    approved_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(400)))
+    sent_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(400)))
+
+
+class Approval(SQLModel, table=True):
+    """One approver's sign-off of one candidate (editorial/signoff.py): asked by link
+    (`channel` "link": a token names this row, valid until `expires_at`, used once) or given
+    from the CLI ("cli"). Bound to the content hash of everything readers will get: a
+    decision counts only for that content."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (sa.Index("ix_approvals_issue", "newsletter", "slug"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    newsletter: str = Field(sa_column=sa.Column(sa.String(300), nullable=False))
+    slug: str = Field(sa_column=sa.Column(sa.String(100), nullable=False))
+    content_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    channel: str = Field(sa_column=sa.Column(sa.String(10), nullable=False))
+    requested_by: str = Field(sa_column=sa.Column(sa.String(400), nullable=False))
+    requested_at: datetime = Field(
+        default_factory=utc_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+    )
+    approver: str = Field(sa_column=sa.Column(sa.String(400), nullable=False))
+    send_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+    expires_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+    # The candidate as readers will get it (a sample reader's HTML), shown on the page.
+    subject: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    html: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    decision: str | None = Field(default=None, sa_column=sa.Column(sa.String(20)))
+    decided_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+    comment: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    client_address: str | None = Field(default=None, sa_column=sa.Column(sa.String(100)))
 
 
 class Subscriber(SQLModel, table=True):

@@ -60,7 +60,10 @@ MANAGE = Kind("manage", "full", timedelta(hours=24))
 RETURN = Kind("return", "short")
 LINK = Kind("link", "short")
 OPEN = Kind("open", "short")
-KINDS = {kind.name: kind for kind in (CONFIRM, UNSUBSCRIBE, MANAGE, RETURN, LINK, OPEN)}
+# An approver's link to sign an issue off (editorial/signoff.py): its expiry is the request's
+# (`[newsletter] approval_hours`), signed among its parts.
+APPROVE = Kind("approve", "full")
+KINDS = {kind.name: kind for kind in (CONFIRM, UNSUBSCRIBE, MANAGE, RETURN, LINK, OPEN, APPROVE)}
 
 
 def sign(key: bytes, kind: Kind, *parts: object) -> str:

@@ -27,10 +27,18 @@ class Live:
     port: int
 
 
-def start(project: Project, smtp_server: SMTPServer, limits: Limits | None) -> Iterator[Live]:
+def start(
+    project: Project,
+    smtp_server: SMTPServer,
+    limits: Limits | None,
+    *,
+    keep_base_url: bool = False,
+) -> Iterator[Live]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    text = project.config_file.read_text().replace("https://news.example.org", base)
+    text = project.config_file.read_text()
+    if not keep_base_url:
+        text = text.replace("https://news.example.org", base)
     text = text.replace('transport = "file://outbox"', f'transport = "{smtp_server.url}"')
     project.config_file.write_text(text)
     config = project.config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import webbrowser
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +15,10 @@ from newsletter.cli.output import err, out, plural, print_json, styled
 from newsletter.cli.state import state
 from newsletter.dates import parse_datetime
 from newsletter.db import session_scope
-from newsletter.editorial import issue_file
+from newsletter.delivery.send import send_tests
+from newsletter.delivery.signoff_mail import send_requests
+from newsletter.delivery.transport import open_transport
+from newsletter.editorial import issue_file, signoff
 from newsletter.editorial.approval import approve, approved, is_stale
 from newsletter.editorial.checks import Finding, check_rendered, findings_report, has_errors
 from newsletter.editorial.issue_file import IssueFile, issue_path, read_issue, write_issue
@@ -30,6 +34,15 @@ app = typer.Typer(
 Slug = Annotated[str, typer.Argument(metavar="SLUG", help="The issue's slug or its file's path.")]
 Url = Annotated[str, typer.Argument(help="An article's URL (any form of it).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+As = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        metavar="WHO",
+        help="Who is acting, for the issue's history [default: [newsletter] editor, else the "
+        "system user].",
+    ),
+]
 
 
 def register(root: typer.Typer) -> None:
@@ -361,22 +374,22 @@ def approve_command(
         str | None,
         typer.Option("--send-at", metavar="TIME", help="When to send (ISO 8601; zone optional)."),
     ] = None,
+    who: As = None,
     as_json: AsJson = False,
 ) -> None:
     """Freeze the rendered issue (subject, HTML, text, hash) for sending and the archive.
-    Refused while a check fails; editing the file afterwards needs a new approval.
+    Refused while a check fails; editing the file afterwards needs a new approval. Recorded
+    in the issue's history with who ran it.
 
     Example: newsletter issue approve 2022-W51 --send-at 2022-12-26T08:00
     """
     st = state(ctx)
     config = st.config()
-    when = None
-    if send_at:
-        when = parse_datetime(send_at, config.timezone)
-        if when is None:
-            raise UsageError(f"bad --send-at {send_at!r}: use ISO 8601, e.g. 2022-12-26T08:00")
+    when = _when(send_at, config.timezone)
+    by = signoff.identity(who, config)
     with session_scope(st.engine()) as session:
-        result = approve(config, session, slug, send_at=when)
+        result = approve(config, session, slug, send_at=when, by=by)
+        signoff.record_cli(session, config, result.issue, by)
     row = result.issue
     if as_json:
         print_json(result.as_dict())
@@ -389,3 +402,134 @@ def approve_command(
         else ""
     )
     out.print(f"Approved {row.slug}{again} ({row.content_hash[:12]}){when_text}", markup=False)
+    if config.require_approval:
+        err.print(
+            "[newsletter] require_approval: send also needs an approver's sign-off by link "
+            f"('newsletter issue request-approval {row.slug}')",
+            markup=False,
+        )
+
+
+def _when(send_at: str | None, zone: tzinfo) -> datetime | None:
+    if not send_at:
+        return None
+    when = parse_datetime(send_at, zone)
+    if when is None:
+        raise UsageError(f"bad --send-at {send_at!r}: use ISO 8601, e.g. 2022-12-26T08:00")
+    return when
+
+
+@app.command("request-approval")
+def request_approval(
+    ctx: typer.Context,
+    slug: Slug,
+    *,
+    send_at: Annotated[
+        str | None,
+        typer.Option("--send-at", metavar="TIME", help="When it will go once approved (ISO 8601)."),
+    ] = None,
+    to: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--to",
+            metavar="APPROVER",
+            help="Ask this approver only (one of [newsletter] approvers); repeat for several.",
+        ),
+    ] = None,
+    who: As = None,
+    as_json: AsJson = False,
+) -> None:
+    """Mail each approver a test copy with a link to approve it (or ask for changes) from a
+    phone; the link works for [newsletter] approval_hours, once, and only while the issue
+    renders exactly as it does now (docs/approval.md).
+
+    Example: newsletter issue request-approval 2022-W51 --send-at 2022-12-26T08:00
+    """
+    st = state(ctx)
+    config = st.config()
+    when = _when(send_at, config.timezone)
+    by = signoff.identity(who, config)
+    with session_scope(st.engine()) as session:
+        found, rows = signoff.request(config, session, slug, requested_by=by, send_at=when, to=to)
+    key = st.key()
+    make = lambda: open_transport(config.transport, config.root)  # noqa: E731
+    sent = send_requests(config, key, make, found, rows)
+    seeds = [signoff.address_of(seed) for seed in config.test_recipients]
+    if seeds:
+        with Session(st.engine()) as session:
+            send_tests(config, session, found.slug, seeds, make)
+    expires = rows[0].expires_at
+    if as_json:
+        print_json(
+            {
+                "slug": found.slug,
+                "content_hash": found.content_hash,
+                "requested_by": by,
+                "approvers": [row.approver for row in rows],
+                "send_at": when.isoformat() if when else None,
+                "expires_at": expires.isoformat() if expires else None,
+                "test_recipients": len(seeds),
+            }
+        )
+        return
+    out.print(
+        f"Asked {plural(sent, 'approver')} to approve {found.slug} "
+        f"({found.content_hash[:12]}): {', '.join(row.approver for row in rows)}",
+        markup=False,
+    )
+    if expires:
+        out.print(
+            f"The links work until {expires.astimezone(config.timezone):%Y-%m-%d %H:%M %Z}, "
+            "once, and only while the issue stays as it is.",
+            markup=False,
+        )
+
+
+@app.command("history")
+def history_command(ctx: typer.Context, slug: Slug, *, as_json: AsJson = False) -> None:
+    """Who asked for approval and when, each approver's decision (with their comment and
+    address), the content hash each was about, and the send that followed.
+
+    Example: newsletter issue history 2022-W51 --json
+    """
+    st = state(ctx)
+    config = st.config()
+    with Session(st.engine()) as session:
+        trail = signoff.history(session, config, slug)
+    if as_json:
+        print_json(trail)
+        return
+    for event in trail["events"]:
+        if event["channel"] == "cli":
+            out.print(
+                f"{event['decided_at']}  approved from the CLI by {event['approver']} "
+                f"({event['content_hash'][:12]})",
+                markup=False,
+            )
+            continue
+        out.print(
+            f"{event['requested_at']}  {event['requested_by']} asked {event['approver']} "
+            f"({event['content_hash'][:12]})",
+            markup=False,
+        )
+        if event["decision"]:
+            said = f": {event['comment']}" if event["comment"] else ""
+            out.print(
+                f"{event['decided_at']}  {event['approver']} "
+                f"{'approved' if event['decision'] == 'approved' else 'asked for changes'}"
+                f" from {event['client_address'] or 'an unknown address'}{said}",
+                markup=False,
+            )
+    frozen = trail["approved"]
+    if frozen:
+        out.print(
+            f"approved {frozen['approved_at']} by {frozen['approved_by'] or 'someone unrecorded'}"
+            f" ({frozen['content_hash'][:12]}), to be sent {frozen['send_at'] or 'when due'}",
+            markup=False,
+        )
+        if frozen["enqueued_at"]:
+            out.print(
+                f"sent from {frozen['enqueued_at']} by {frozen['sent_by'] or 'someone unrecorded'}"
+                + (f", finished {frozen['finished_at']}" if frozen["finished_at"] else ""),
+                markup=False,
+            )

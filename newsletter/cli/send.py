@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from email.utils import parseaddr
 from typing import Annotated, Any
 
 import typer
@@ -140,8 +141,11 @@ def send(
             raise UsageError("--test-to sends one issue: give its SLUG, not --due")
         # What `issue new` made by default: the last complete week's issue.
         chosen = slug or parse_week("last", config.timezone).label
+        # [delivery] test_recipients, the seed list, gets every test send too.
+        seeds = [parseaddr(seed)[1] for seed in config.test_recipients]
+        addresses = list(dict.fromkeys([*test_to, *seeds]))
         with Session(st.engine()) as session:
-            count = send_tests(config, session, chosen, test_to, _transport(st, transport))
+            count = send_tests(config, session, chosen, addresses, _transport(st, transport))
         out.print(f"Sent {plural(count, 'test message')} of {chosen}", markup=False)
         return
     request = SendRequest(

@@ -20,6 +20,8 @@ reports alone (`SendReport.exit_code`, `DueRun.exit_code`).
 
 from __future__ import annotations
 
+import getpass
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +47,7 @@ from newsletter.delivery.row_tokens import ReturnAddresses
 from newsletter.delivery.tracking import Link, link_token, open_token, register, rewrite, with_pixel
 from newsletter.delivery.transport import Transport, wire_address
 from newsletter.delivery.writer import LedgerWriter
+from newsletter.editorial import signoff
 from newsletter.editorial.approval import is_stale, issue_row
 from newsletter.editorial.issue_file import issue_path, read_issue
 from newsletter.editorial.render import personal_urls, render_file
@@ -211,6 +214,19 @@ def return_addresses(config: Config, key: bytes, issue_id: int, newsletter: str)
     )
 
 
+def plural_approvers(count: int) -> str:
+    return "an approver" if count == 1 else f"{count} approvers"
+
+
+def runner() -> str:
+    """Who runs this send: the system user at this host (cron's, or the editor's)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"[:400]
+
+
 def _check_worker(engine: Engine) -> None:
     if engine.dialect.name != "postgresql":
         raise UsageError(WORKER_NEEDS_POSTGRESQL)
@@ -244,6 +260,18 @@ class SendRun:
                     f"{issue.slug} was edited after approval: run 'newsletter issue approve "
                     f"{issue.slug}' again before sending"
                 )
+            if (
+                issue.kind == "issue"
+                and issue.enqueued_at is None
+                and config.require_approval
+                and not signoff.signed_off(session, config, issue)
+            ):
+                needed = config.approvals_needed
+                raise UsageError(
+                    f"{issue.slug} has no sign-off from {plural_approvers(needed)} "
+                    "([newsletter] require_approval): run 'newsletter issue request-approval "
+                    f"{issue.slug}' and have them approve it by the link they get"
+                )
         self.issue = issue
         self.view_url = config.archive_url(issue.slug)
         self.report = SendReport(slug=issue.slug, worker=worker.name if worker else None)
@@ -269,6 +297,10 @@ class SendRun:
             assert issue.id is not None
             report.recovered = ledger.recover(session, issue.id, self.alive)
             report.enqueued = ledger.enqueue(session, issue)
+            if issue.enqueued_at is not None and issue.sent_by is None:
+                issue.sent_by = runner()  # the issue's history says who ran its send
+                session.add(issue)
+                session.commit()
             tally = ledger.counts(session, issue.id)
             if issue.kind == welcome.KIND:
                 # Rendered now: its latest issue is this week's, not the one of the last run.
@@ -436,7 +468,8 @@ def find_approved(session: Session, config: Config, slug_or_path: str) -> Approv
         return welcome.welcome_row(session, config.key)
     row = issue_row(session, config.key, slug)
     if row is None:
-        raise NotFoundError(f"issue {slug} is not approved: run 'newsletter issue approve {slug}'")
+        how = "request-approval" if config.require_approval else "approve"
+        raise NotFoundError(f"issue {slug} is not approved: run 'newsletter issue {how} {slug}'")
     return row
 
 

@@ -19,8 +19,8 @@ from sqlmodel import Session, select
 
 from newsletter.config import Config
 from newsletter.editorial.checks import Finding, check_rendered, has_errors
-from newsletter.editorial.issue_file import issue_path
-from newsletter.editorial.render import issue_outline, render_file
+from newsletter.editorial.issue_file import IssueFile, issue_path
+from newsletter.editorial.render import RenderedIssue, issue_outline, render_file
 from newsletter.errors import CheckFailed, UsageError
 from newsletter.models import ApprovedIssue
 
@@ -49,8 +49,21 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def content_hash(issue: IssueFile, rendered: RenderedIssue) -> str:
+    """Everything readers will get (subject, both parts with the preheader and every link,
+    Reply-To): what an approval, by link or from the CLI, signs off."""
+    parts = [issue.subject, rendered.html.source, rendered.text.source]
+    content = "\x00".join(parts + ([issue.reply_to] if issue.reply_to else []))
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
 def approve(
-    config: Config, session: Session, slug_or_path: str, *, send_at: datetime | None = None
+    config: Config,
+    session: Session,
+    slug_or_path: str,
+    *,
+    send_at: datetime | None = None,
+    by: str | None = None,
 ) -> Approval:
     """Render, check and freeze an issue for sending. Does not commit: the caller's
     transaction holds the approval."""
@@ -64,8 +77,6 @@ def approve(
             f"{issue.slug} has {count} check error(s), e.g. {first.message}; "
             f"see 'newsletter issue check {issue.slug}'"
         )
-    parts = [issue.subject, rendered.html.source, rendered.text.source]
-    content = "\x00".join(parts + ([issue.reply_to] if issue.reply_to else []))
     row = issue_row(session, config.key, issue.slug)
     if row is not None and row.enqueued_at is not None:
         raise UsageError(
@@ -94,10 +105,11 @@ def approve(
     row.text = rendered.text.source
     row.web_html = rendered.web_html
     row.outline = issue_outline(config, issue, rendered.articles)
-    row.content_hash = hashlib.sha256(content.encode()).hexdigest()
+    row.content_hash = content_hash(issue, rendered)
     row.source_hash = file_hash(path)
     row.approved_at = datetime.now(UTC)
     row.send_at = send_at
+    row.approved_by = by
     session.add(row)
     session.flush()
     session.refresh(row)

@@ -20,7 +20,15 @@ from newsletter import registry
 from newsletter.config import Config
 from newsletter.delivery.transport import Transport, open_transport
 from newsletter.editorial.render import environment
-from newsletter.web import archive, clicks, preferences, subscribe, unsubscribe, webhooks
+from newsletter.web import (
+    approve,
+    archive,
+    clicks,
+    preferences,
+    subscribe,
+    unsubscribe,
+    webhooks,
+)
 from newsletter.web.counting import CountWriter
 from newsletter.web.limits import Limits, default_limits
 from newsletter.web.server import redact
@@ -49,7 +57,7 @@ def create_app(
         counter=CountWriter(engine),
     )
     app.state.site = site
-    for module in (subscribe, unsubscribe, preferences, archive, webhooks, clicks):
+    for module in (subscribe, unsubscribe, preferences, archive, webhooks, clicks, approve):
         app.include_router(module.router)
     app.router.add_event_handler("shutdown", site.counter.close)
 

@@ -1,0 +1,130 @@
+"""The mails of sign-off (editorial/signoff.py): each approver's test copy with a banner and
+their link, and the approver's request for changes to whoever asked. Staff mail: English,
+like the editors' CLI."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from newsletter.config import Config
+from newsletter.delivery.message import build_message, dkim_signer, issue_template, sender
+from newsletter.delivery.transport import Transport
+from newsletter.editorial.render import personal_urls
+from newsletter.editorial.signoff import Candidate, address_of, token_for
+from newsletter.models import Approval
+
+_BODY = re.compile(r"<body\b[^>]*>", re.I)
+
+
+def when_words(config: Config, moment: datetime | None) -> str:
+    """ "on Mon 26 Dec, 08:00 Kyiv time", in the newsletter's zone; or "as soon as approved"."""
+    if moment is None:
+        return "as soon as it is approved"
+    local = moment.astimezone(config.timezone)
+    place = str(config.timezone).rsplit("/", 1)[-1].replace("_", " ")
+    return f"on {local:%a} {local.day} {local:%b}, {local:%H:%M} {place} time"
+
+
+def _after_body(page: str, block: str) -> str:
+    return _BODY.sub(lambda match: match[0] + block, page, count=1)
+
+
+def approve_url(config: Config, key: bytes, row: Approval) -> str:
+    return f"{config.base_url}/approve/{token_for(key, row)}"
+
+
+def _banner(config: Config, row: Approval, url: str) -> tuple[str, str]:
+    line = f"Approve for sending {when_words(config, row.send_at)}"
+    asked = f"{row.requested_by} asked you to sign this issue off."
+    block = (
+        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0"'
+        ' style="background-color:#fff3bf;border-bottom:4px solid #111111;"><tr>'
+        '<td align="center" style="padding:16px 12px;"><div style="max-width:552px;margin:0'
+        " auto;font-family:-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, Helvetica,"
+        ' Arial, sans-serif;font-size:16px;line-height:1.5;color:#111111;text-align:start;">'
+        f'<p style="margin:0 0 8px;">{html.escape(asked)}</p>'
+        f'<p style="margin:0;"><a href="{html.escape(url, quote=True)}" style="color:#0b57d0;'
+        f'font-weight:700;font-size:18px;">{html.escape(line)}</a></p>'
+        "</div></td></tr></table>"
+    )
+    text = f"{asked}\n{line}:\n{url}\n\n{'-' * 40}\n\n"
+    return block, text
+
+
+def send_requests(
+    config: Config,
+    key: bytes,
+    make_transport: Callable[[], Transport],
+    found: Candidate,
+    rows: list[Approval],
+) -> int:
+    """Each approver's real test copy, their banner and link on top; how many went."""
+    transport = make_transport()
+    sent = 0
+    try:
+        for row in rows:
+            url = approve_url(config, key, row)
+            block, lead = _banner(config, row, url)
+            page = _after_body(found.rendered.html.source, block)
+            template = issue_template(
+                config,
+                slug=f"approval-{found.slug}-{row.id}",
+                subject=f"[Approval] {found.subject}",
+                html=page,
+                text=lead + found.rendered.text.source,
+                date=datetime.now(UTC),
+                dkim=dkim_signer(config),
+                feedback_id=None,
+                reply_to=config.reply_to,
+            )
+            unsubscribe, preferences = personal_urls(config.base_url, "test")
+            address = address_of(row.approver)
+            data = template.render(
+                email=address,
+                email_key=address,
+                name=None,
+                unsubscribe_url=unsubscribe,
+                view_url=config.archive_url(found.slug),
+                preferences_url=preferences,
+            )
+            transport.send(sender(config).addr_spec, address, data)
+            sent += 1
+    finally:
+        transport.close()
+    return sent
+
+
+def requester_address(config: Config, row: Approval) -> str:
+    """Where a request for changes goes: the requester's address, else the desk's."""
+    return (
+        address_of(row.requested_by)
+        or address_of(config.editor or "")
+        or address_of(config.reply_to or "")
+        or sender(config).addr_spec
+    )
+
+
+def changes_message(config: Config, row: Approval) -> tuple[str, bytes]:
+    """(to, message): the approver's comment, to whoever asked."""
+    to = requester_address(config, row)
+    text = (
+        f"{row.approver} asked for changes to {row.slug} ({row.subject}):\n\n"
+        f"{row.comment or '(no comment)'}\n\n"
+        "The pending approval links for this version no longer count once the file changes:\n"
+        f"edit issues/{row.slug}.md, then run 'newsletter issue request-approval {row.slug}'.\n"
+    )
+    message = build_message(
+        config,
+        to=to,
+        to_name=None,
+        subject=f"Changes requested: {row.subject}",
+        text=text,
+        html=None,
+        message_id_parts=("changes", str(row.id)),
+        headers={"Auto-Submitted": "auto-generated"},
+    )
+    signer = dkim_signer(config)
+    return to, signer.sign(message) if signer else message

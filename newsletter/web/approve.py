@@ -1,0 +1,167 @@
+"""`/approve/<token>`: an approver signs an issue off from a phone (editorial/signoff.py).
+
+The GET shows the candidate exactly as readers will get it (a sample reader's copy, the
+email's own responsive layout), with who asked, when it will go and the two actions above
+it; it changes nothing, because mail security gateways open every link in a message. Only
+the POST decides, and only from that page: it must carry the page's one-time form value,
+which must equal the SameSite=Strict cookie the page set, and an Origin (when the browser
+sends one) of this site; so a scanner's GET, a preview bot, a cross-site form or a
+forwarded link opened by someone without the page approves nothing. A tampered, expired or
+used token gets the same 404 as every bad link; a token for content that changed since
+says so and offers nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import secrets
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session
+
+from newsletter.db import session_scope
+from newsletter.delivery.signoff_mail import changes_message, requester_address, when_words
+from newsletter.editorial import signoff
+from newsletter.editorial.render import render_template
+from newsletter.models import Approval
+from newsletter.web.forms import read_form
+from newsletter.web.site import CurrentSite, Site
+
+log = logging.getLogger("newsletter.web")
+router = APIRouter()
+COOKIE = "approve_form"
+_BODY = re.compile(r"<body\b[^>]*>", re.I)
+
+
+@router.get("/approve/{token}", response_class=HTMLResponse)
+def approval_page(token: str, site: CurrentSite, request: Request) -> Response:
+    with Session(site.engine) as session:
+        row = signoff.pending(site.key, session, site.config, token)
+        if row is None:
+            return site.invalid_link()
+        if not signoff.still_current(site.config, session, row):
+            return _changed(site)
+    form_value = secrets.token_urlsafe(24)
+    response = HTMLResponse(_page(site, row, form_value))
+    response.set_cookie(
+        COOKIE,
+        form_value,
+        max_age=3600,
+        path="/approve/",
+        # A form nonce, not a credential: Secure where the request came over https.
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+@router.post("/approve/{token}", response_class=HTMLResponse)
+async def approval_decision(
+    token: str, request: Request, site: CurrentSite, background: BackgroundTasks
+) -> Response:
+    ip = request.client.host if request.client else "unknown"
+    if not site.limits.per_ip.allow(ip):
+        return site.too_many()
+    data = await read_form(request)
+    cookie = request.cookies.get(COOKIE, "")
+    given = (data or {}).get("form", "")
+    action = (data or {}).get("action", "")
+    if (
+        data is None
+        or action not in ("approve", "changes")
+        or not cookie
+        or not hmac.compare_digest(cookie.encode(), given.encode("utf-8", "replace"))
+        or not _same_origin(request, site)
+    ):
+        return site.message(
+            "Request refused",
+            "Open the approval link from your email and use the page's buttons.",
+            403,
+        )
+    decision: signoff.Decision = "approved" if action == "approve" else "changes"
+    with session_scope(site.engine) as session:
+        row = signoff.pending(site.key, session, site.config, token)
+        if row is None:
+            return site.invalid_link()
+        outcome = signoff.decide(
+            site.config,
+            session,
+            row,
+            decision,
+            comment=data.get("comment", ""),
+            client_address=ip,
+        )
+        if outcome.result == "changes":
+            to, message = changes_message(site.config, row)
+            background.add_task(_mail, site, to, message)
+        when = when_words(site.config, row.send_at)
+        asker = requester_address(site.config, row)
+    if outcome.result == "changed":
+        return _changed(site)
+    pages = {
+        "approved": ("Approved", f"Thank you. It will be sent {when}."),
+        "waiting": ("Approval recorded", "Thank you. One more approver is needed to send it."),
+        "changes": ("Changes requested", f"Thank you. Your comment was sent to {asker}."),
+    }
+    title, text = pages[outcome.result]
+    return site.message(title, text)
+
+
+def _mail(site: Site, to: str, message: bytes) -> None:
+    try:
+        site.mail(to, message)
+    except Exception as error:  # noqa: BLE001 - a background task has no one else to tell
+        log.error("request for changes not mailed: %s: %s", type(error).__name__, error)
+
+
+def _same_origin(request: Request, site: Site) -> bool:
+    """A browser's POST names its page's origin: it must be this site (as configured or as
+    reached). No Origin at all (old browsers) leaves the cookie check to decide."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    own = {_origin(site.config.base_url), _origin(str(request.base_url))}
+    return origin.rstrip("/") in own
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _changed(site: Site) -> HTMLResponse:
+    return site.message(
+        "This issue changed",
+        "It was edited, moved or rendered differently since approval was asked, so this link "
+        "approves nothing. The editor can ask again.",
+    )
+
+
+def _page(site: Site, row: Approval, form_value: str) -> str:
+    """The candidate as readers will get it, with the decision panel on top."""
+    config = site.config
+    expires = row.expires_at.astimezone(config.timezone) if row.expires_at else None
+    panel = render_template(
+        site.pages,
+        "web/approve_panel.html.j2",
+        {
+            "name": config.name,
+            "subject": row.subject,
+            "requested_by": row.requested_by,
+            "approver": row.approver,
+            "when": when_words(config, row.send_at),
+            "expires": f"{expires:%a} {expires.day} {expires:%b}, {expires:%H:%M}"
+            if expires
+            else "",
+            "form_value": form_value,
+        },
+    )
+    page = row.html
+    if _BODY.search(page):
+        return _BODY.sub(lambda match: match[0] + panel, page, count=1)
+    return panel + page
