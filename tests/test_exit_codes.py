@@ -56,6 +56,8 @@ ARGUMENTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("issue", "check"): ("2099-W01",),
     ("issue", "preview"): ("2099-W01",),
     ("issue", "approve"): ("2099-W01",),
+    ("issue", "request-approval"): ("2099-W01",),
+    ("issue", "history"): ("2099-W01",),
     ("archive", "build"): (),
     ("subscribers", "add"): ("nobody@example.org",),
     ("subscribers", "import"): ("missing.csv",),
@@ -126,6 +128,9 @@ def test_no_configuration_is_a_usage_error_that_names_the_folders(
         (("issue", "preview", "2099-W01"), USAGE),
         (("issue", "approve", "2099-W01"), USAGE),
         (("issue", "approve", "2022-W51", "--send-at", "someday"), USAGE),
+        (("issue", "request-approval", "2022-W51"), USAGE),  # no approvers configured
+        (("issue", "request-approval", "2099-W01", "--send-at", "someday"), USAGE),
+        (("issue", "history", "2099-W01"), USAGE),
         (("subscribers", "add", "not-an-address"), USAGE),
         (("subscribers", "import", "missing.csv"), USAGE),
         (("subscribers", "export", "--status", "gone"), USAGE),

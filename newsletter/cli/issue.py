@@ -499,37 +499,45 @@ def history_command(ctx: typer.Context, slug: Slug, *, as_json: AsJson = False) 
     if as_json:
         print_json(trail)
         return
+    zone = config.timezone
+
+    def local(moment: object) -> str:
+        """An ISO time of the trail, in the newsletter's zone."""
+        if not isinstance(moment, str):
+            return ""
+        return f"{datetime.fromisoformat(moment).astimezone(zone):%Y-%m-%d %H:%M %Z}"
+
     for event in trail["events"]:
         if event["channel"] == "cli":
             out.print(
-                f"{event['decided_at']}  approved from the CLI by {event['approver']} "
+                f"{local(event['decided_at'])}  approved from the CLI by {event['approver']} "
                 f"({event['content_hash'][:12]})",
                 markup=False,
             )
             continue
         out.print(
-            f"{event['requested_at']}  {event['requested_by']} asked {event['approver']} "
+            f"{local(event['requested_at'])}  {event['requested_by']} asked {event['approver']} "
             f"({event['content_hash'][:12]})",
             markup=False,
         )
         if event["decision"]:
             said = f": {event['comment']}" if event["comment"] else ""
             out.print(
-                f"{event['decided_at']}  {event['approver']} "
+                f"{local(event['decided_at'])}  {event['approver']} "
                 f"{'approved' if event['decision'] == 'approved' else 'asked for changes'}"
                 f" from {event['client_address'] or 'an unknown address'}{said}",
                 markup=False,
             )
     frozen = trail["approved"]
     if frozen:
+        by = frozen["approved_by"] or "someone unrecorded"
+        when = local(frozen["send_at"]) or "when due"
         out.print(
-            f"approved {frozen['approved_at']} by {frozen['approved_by'] or 'someone unrecorded'}"
-            f" ({frozen['content_hash'][:12]}), to be sent {frozen['send_at'] or 'when due'}",
+            f"approved {local(frozen['approved_at'])} by {by} ({frozen['content_hash'][:12]}), "
+            f"to be sent {when}",
             markup=False,
         )
         if frozen["enqueued_at"]:
-            out.print(
-                f"sent from {frozen['enqueued_at']} by {frozen['sent_by'] or 'someone unrecorded'}"
-                + (f", finished {frozen['finished_at']}" if frozen["finished_at"] else ""),
-                markup=False,
-            )
+            runner = frozen["sent_by"] or "someone unrecorded"
+            done = f", finished {local(frozen['finished_at'])}" if frozen["finished_at"] else ""
+            out.print(f"sent from {local(frozen['enqueued_at'])} by {runner}{done}", markup=False)

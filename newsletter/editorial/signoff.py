@@ -220,6 +220,14 @@ def decide(
         return Outcome("changes")
     if len(approvers_of(session, config, row.slug, row.content_hash)) < config.approvals_needed:
         return Outcome("waiting")
+    already = issue_row(session, config.key, row.slug)
+    if (
+        already is not None
+        and already.content_hash == row.content_hash
+        and already.send_at == row.send_at
+        and already.approved_by is not None
+    ):
+        return Outcome("approved", already)  # another approver's link froze it already
     frozen = approve(config, session, row.slug, send_at=row.send_at, by=row.approver)
     if frozen.issue.content_hash != row.content_hash:  # a race with an edit: act on nothing
         raise NewsletterError(f"{row.slug} changed while it was being approved; ask again")

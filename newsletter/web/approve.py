@@ -3,12 +3,12 @@
 The GET shows the candidate exactly as readers will get it (a sample reader's copy, the
 email's own responsive layout), with who asked, when it will go and the two actions above
 it; it changes nothing, because mail security gateways open every link in a message. Only
-the POST decides, and only from that page: it must carry the page's one-time form value,
-which must equal the SameSite=Strict cookie the page set, and an Origin (when the browser
-sends one) of this site; so a scanner's GET, a preview bot, a cross-site form or a
-forwarded link opened by someone without the page approves nothing. A tampered, expired or
-used token gets the same 404 as every bad link; a token for content that changed since
-says so and offers nothing.
+the POST decides, and only from that page: it must carry the page's form value (a MAC of
+the token under the key), which must equal the SameSite=Strict cookie the page set, and an
+Origin (when the browser sends one) of this site; so a scanner's GET, a preview bot, a
+cross-site form or a forwarded link opened by someone without the page approves nothing.
+A tampered, expired or used token gets the same 404 as every bad link; a token for content
+that changed since says so and offers nothing.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-import secrets
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
+from newsletter import signing
 from newsletter.db import session_scope
 from newsletter.delivery.signoff_mail import changes_message, requester_address, when_words
 from newsletter.editorial import signoff
@@ -45,7 +45,8 @@ def approval_page(token: str, site: CurrentSite, request: Request) -> Response:
             return site.invalid_link()
         if not signoff.still_current(site.config, session, row):
             return _changed(site)
-    form_value = secrets.token_urlsafe(24)
+    # The same for every opening of this link (two tabs both work), made only with the key.
+    form_value = signing.sign(site.key, signing.APPROVE, "form", token)
     response = HTMLResponse(_page(site, row, form_value))
     response.set_cookie(
         COOKIE,
