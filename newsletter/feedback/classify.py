@@ -32,10 +32,15 @@ _NOT_THE_ADDRESS = re.compile(
     r"temporar|throttl|quota|mailbox (?:is )?full|over ?quota|storage|insufficient|"
     r"exceed|too (?:large|big)|size limit|message size|greylist|"
     r"access denied|refused to talk|connection refused|timed? ?out|tls|certificate|"
-    r"loop|hop count|unsolicited|suspicious|bulk|"
+    r"hop count|unsolicited|suspicious|bulk|"
     # about our side: the sender's address or domain, our server's name or address
     r"sender (?:address |domain )?rejected|sender address|sender domain|client host|"
-    r"reverse (?:dns|hostname|lookup)|\bptr\b|\bhelo\b|\brdns\b|not accepting mail from",
+    r"reverse (?:dns|hostname|lookup)|\bptr\b|\bhelo\b|\brdns\b|not accepting mail from|"
+    r"after mail from|\b5\.1\.[78]\b|"
+    # a server that says it is not sure (a group that "may not exist, or you may not have
+    # permission to post"): when in doubt, soft
+    r"may not exist|might not exist|probably does not exist|permission to (?:post|send)|"
+    r"ймовірно|не маєте дозволу",
     re.IGNORECASE,
 )
 
@@ -54,7 +59,13 @@ _DEAD_ADDRESS = re.compile(
     r"unrouteable address|undeliverable address|addressee unknown|"
     r"host (?:or domain name )?not found|domain (?:not found|does not exist|not exist)|"
     r"host unknown|unknown (?:host|domain)|no mx|nxdomain|name or service not known|"
-    r"no mailbox here|recipient rejected|bad (?:destination )?(?:mailbox|address)|"
+    r"no mailbox here|recipient rejected|(?:recipient )?address rejected|"
+    r"bad (?:destination )?(?:mailbox|address)|"
+    r"(?:user|recipient|mailbox|address|account) not exists?\b|no such (?:domain|host)|"
+    # the recipient's domain takes no mail: RFC 7505's null MX, or no MX or address at all
+    r"no smtp service|null mx|does not accept (?:e-?)?mail|"
+    r"(?:couldn't|could not|unable to) find (?:a |any )?(?:mail exchanger|mx)|"
+    r"unable to route|no route to (?:host|domain)|"
     r"user not found|rejected: user|not listed in|not a valid user|invalid (?:final delivery )?"
     r"user ?id|(?:does not|doesn't) have an? [\w.-]{0,40} ?account|no account|"
     r"no final (?:e-?mail )?delivery point|does not have a final|no matches? (?:to|in) "
@@ -67,21 +78,36 @@ _DEAD_ADDRESS = re.compile(
 )
 
 
+# Microsoft 365 (Exchange Online) refuses an address its directory does not hold with
+# "550 5.4.1 Recipient address rejected: Access denied" (its documented NDR for a recipient
+# that does not exist); the words alone would read as a policy refusal.
+_NO_SUCH_RECIPIENT_365 = re.compile(r"recipient address rejected: access denied", re.IGNORECASE)
+
+
+_QUOTED_HEADER = re.compile(r"^[ \t>]*(?:subject|to|cc|sent|from|date)[ \t]*:.*$", re.I | re.M)
+
+
 def severity(status: str | None, text: str, *, permanent: bool | None = None) -> Severity:
     """The call for one failed recipient. `status` is the enhanced status code if the report
     gives one; `text` the server's words (Diagnostic-Code, or the bounce's prose);
     `permanent` what the report itself says (a DSN's Action: failed or delayed), if it does."""
-    words = " ".join(text.split())[:2000]
+    # Our own message's header lines quoted back ("Subject: ... virus ...") are our words,
+    # not the server's.
+    words = " ".join(_QUOTED_HEADER.sub(" ", text).split())[:2000]
     code = status or _status_in(words)
     if permanent is False or (code is not None and code[0] == "4"):
         return "delayed" if permanent is False else "soft"
+    if code == "5.4.1" and _NO_SUCH_RECIPIENT_365.search(words):
+        return "hard"  # Microsoft 365's directory check: the address is not in the domain
     if _NOT_THE_ADDRESS.search(words):
         return "soft"
     if code is not None and code[0] == "5":
         if code in _DEAD_STATUSES:
             # 5.2.1 is also "rate limited" at some providers: only with words that agree.
             return "hard" if code != "5.2.1" or _DEAD_ADDRESS.search(words) else "soft"
-        elsewhere = code.startswith("5.7.") or code in ("5.2.2", "5.3.4")
+        # 5.7.27 is RFC 7505's null MX ("does not accept mail"): about the recipient's
+        # domain when the words say so (a sender's null MX names the sender, soft above).
+        elsewhere = (code.startswith("5.7.") and code != "5.7.27") or code in ("5.2.2", "5.3.4")
         return "hard" if _DEAD_ADDRESS.search(words) and not elsewhere else "soft"
     reply = REPLY_CODE.search(words)
     if reply and reply.group(1) == "4":

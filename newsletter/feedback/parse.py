@@ -46,7 +46,9 @@ MAX_REPORTS = 100
 _ADDRESS = re.compile(
     r"[^\s<>\"';,()\[\]\x00-\x1f\x7f]+@[^\s<>\"';,()\[\]\x00-\x1f\x7f]+\.[A-Za-z0-9-]+"
 )
-_COMPLAINT_TYPES = {"abuse", "fraud", "virus", "other", "dmarc"}
+# opt-out: the reader asked a provider to take them off (a removal request): acted on as a
+# complaint, which stops the mail. auth-failure and not-spam are not about the reader.
+_COMPLAINT_TYPES = {"abuse", "fraud", "virus", "other", "dmarc", "opt-out", "opt-out-list"}
 _AUTO_SUBJECT = re.compile(
     r"out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?(?:reply|response|antwort)|"
     r"^auto:|vacation|away from|abwesen|absence|r[ée]ponse automatique|on leave|"
@@ -62,7 +64,9 @@ _BOUNCE_SUBJECT = re.compile(
 )
 # Where a bounce's own words end and the returned message begins.
 _ORIGINAL_STARTS = re.compile(
-    r"^.{0,10}(?:original message|returned message|message headers follow|this is a copy of|"
+    # ("The original message was received at ..." opens Sendmail's report: not a copy.)
+    r"^.{0,10}(?:original message(?! was received)|returned message|message headers follow|"
+    r"this is a copy of|"
     r"below this line is a copy|unsent message below|text of (?:the )?(?:original|returned)|"
     r"message follows|content-type: message/rfc822|received: from)",
     re.IGNORECASE | re.MULTILINE,
@@ -124,18 +128,25 @@ def _reports(message: Message, traces: Traces, subject: str) -> list[Report]:
     feedback = [p for p in parts if p.get_content_type() == "message/feedback-report"]
     if feedback or _report_type(message) == "feedback-report":
         return _complaints(feedback)
+    jmrp = _jmrp_recipient(message, parts, subject)
+    if jmrp is not None:
+        return [Report("complaint", jmrp or None, diagnostic="feedback type abuse (JMRP)")]
     human = _human_text(message)  # the bounce's own words, read once for every reader below
     status = [p for p in parts if p.get_content_type() in _DSN_TYPES]
+    if not status:
+        # A gateway that wraps the bounce it got (a security appliance, a forwarder): the
+        # DSN inside the returned message is the bounce's own (our issues carry none).
+        status = [p for p in _returned_parts(parts) if p.get_content_type() in _DSN_TYPES]
     if status:
         found = _delivery_status(status, human)
         if found:
             return found
     if _is_auto_reply(message, subject):
-        return [Report("auto-reply", counts=False)]
+        return [Report("auto-reply", _sender_address(message), counts=False)]
     if any(t.kind == "u" for t in traces.addressed) and not _auto_submitted(message):
         return [Report("unsubscribe", recipient=_sender_address(message))]
     if _reads_like_away(message, subject, human):
-        return [Report("auto-reply", counts=False)]
+        return [Report("auto-reply", _sender_address(message), counts=False)]
     prose = _prose(message, traces, subject, human)
     if prose:
         return prose
@@ -177,6 +188,19 @@ def _walk(message: Message) -> Iterator[Message]:
             stack.extend(p for p in payload if isinstance(p, Message))
 
 
+def _returned_parts(parts: list[Message]) -> list[Message]:
+    """The parts of the messages returned inside these (one level down)."""
+    found: list[Message] = []
+    for part in parts:
+        if part.get_content_type() != "message/rfc822":
+            continue
+        payload = part.get_payload()
+        for inner in payload if isinstance(payload, list) else []:
+            if isinstance(inner, Message):
+                found += list(_walk(inner))
+    return found[:MAX_PARTS]
+
+
 def _report_type(message: Message) -> str:
     return str(message.get_param("report-type", "", header="content-type") or "").lower()
 
@@ -188,6 +212,21 @@ def _complaints(feedback: list[Message]) -> list[Report]:
     if kind not in _COMPLAINT_TYPES:  # "not-spam", "auth-failure": not a complaint
         return [Report("unrecognised", recipient, diagnostic=f"feedback type {kind}", counts=False)]
     return [Report("complaint", recipient, diagnostic=f"feedback type {kind}")]
+
+
+_JMRP_SUBJECT = re.compile(r"^\s*complaint about message from", re.IGNORECASE)
+
+
+def _jmrp_recipient(message: Message, parts: list[Message], subject: str) -> str | None:
+    """Microsoft's Junk Mail Reporting Program (Outlook.com, Hotmail) reports a complaint
+    without ARF: "complaint about message from <ip>", the message attached, its recipient
+    in X-HmXmrOriginalRecipient. The recipient ("" when unnamed), or None when it is not
+    one."""
+    attached = _returned_parts(parts)
+    if not _JMRP_SUBJECT.search(subject) or not attached:
+        return None
+    named = attached[0].get("X-HmXmrOriginalRecipient") or attached[0].get("To") or ""
+    return _address(str(named)) or ""
 
 
 def _fields(part: Message) -> dict[str, str]:
@@ -220,20 +259,48 @@ def _value(block: Message, name: str) -> str:
 def _blocks(part: Message) -> list[Message]:
     payload = part.get_payload()
     if isinstance(payload, list):
-        return [p for p in payload if isinstance(p, Message)]
+        found: list[Message] = []
+        for block in payload:
+            if not isinstance(block, Message):
+                continue
+            if len(block.get_all("final-recipient") or []) < 2:
+                found.append(block)
+                continue
+            fields = "".join(f"{name}: {value}\n" for name, value in block.items())
+            found += [email.message_from_string(piece) for piece in _per_recipient(fields)]
+        return found
     text = payload if isinstance(payload, str) else ""
     if part.get("content-transfer-encoding", "").lower() in ("base64", "quoted-printable"):
         data = part.get_payload(decode=True)
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else text
-    blocks = re.split(r"\r?\n[ \t]*\r?\n", text.strip())
+    blocks = [
+        piece
+        for block in re.split(r"\r?\n[ \t]*\r?\n", text.strip())
+        for piece in _per_recipient(block)
+    ]
     return [email.message_from_string(block.strip() + "\n") for block in blocks if block.strip()]
+
+
+_FINAL = re.compile(r"^final-recipient[ \t]*:", re.IGNORECASE | re.MULTILINE)
+
+
+def _per_recipient(block: str) -> list[str]:
+    """A block naming several Final-Recipients (servers that leave out the blank line
+    between recipients) split before each, so no recipient hides behind the first."""
+    starts = [match.start() for match in _FINAL.finditer(block)]
+    if len(starts) < 2:
+        return [block]
+    cuts = [0, *starts[1:], len(block)]
+    return [block[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
 
 
 def _delivery_status(parts: list[Message], human: str) -> list[Report]:
     reports: list[Report] = []
     for part in parts:
         blocks = _blocks(part)
-        for block in blocks[1:] or blocks:  # the first block is about the message
+        # The first block is about the message (no recipient, no action: passed over
+        # below), unless a server ran the recipients' fields into it.
+        for block in blocks:
             recipient = _address(
                 _value(block, "original-recipient") or _value(block, "final-recipient")
             )
@@ -267,9 +334,15 @@ def _prose(message: Message, traces: Traces, subject: str, text: str) -> list[Re
         for a in sorted(temporary)
     ]
     failed_addresses = [_address(_text(a)) for a in sorted(permanent)]
+    inner: dict[str, str] | None = None
     for recipient in failed_addresses:
         others = [a for a in failed_addresses if a and a != recipient]
         words = _near(text, recipient, others) if recipient else text
+        if recipient and not _SAYS_WHY.search(words):
+            # "Unable to deliver message to <x>" and no reason: a gateway passing on the
+            # bounce it got; the returned copy's transcript may say why.
+            inner = _recipient_lines(_returned_text(message)) if inner is None else inner
+            words = f"{words}\n{inner.get(recipient.lower(), '')}"
         reports.append(
             Report(
                 _failure(severity(None, words)), recipient, normal_status(words), _first_line(words)
@@ -278,6 +351,16 @@ def _prose(message: Message, traces: Traces, subject: str, text: str) -> list[Re
     if reports:
         return reports
     looks_returned = _BOUNCE_SUBJECT.search(subject) or _sender_is_daemon(message)
+    lines = _recipient_lines(text) if looks_returned else {}
+    if lines:
+        # Addresses flufl.bounce did not know how to find, each on its line with the
+        # server's reply (OpenSMTPD's "addr: 550 ...", Active!Hunter's ">>> addr" then it).
+        return [
+            Report(
+                _failure(severity(None, words)), address, normal_status(words), _first_line(words)
+            )
+            for address, words in lines.items()
+        ]
     if looks_returned and (any(t.kind == "b" for t in traces.addressed) or text.strip()):
         # A bounce naming no recipient we could read: the returned copy's To names the
         # address (our VERP token, if any, names the row); the words judge it.
@@ -285,6 +368,45 @@ def _prose(message: Message, traces: Traces, subject: str, text: str) -> list[Re
         judged = severity(None, text)
         return [Report(_failure(judged), recipient, normal_status(text), _first_line(text))]
     return []
+
+
+_SAYS_WHY = re.compile(r"\b[45]\d\d\b|\b[45]\.\d{1,3}\.\d{1,3}\b")
+_LINE_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+def _recipient_lines(text: str) -> dict[str, str]:
+    """Addresses named on a line of the bounce's words together with a server's reply (a
+    reply code or status on that line or the two indented or following ones), each with
+    those words, in order; lower-cased keys."""
+    found: dict[str, str] = {}
+    lines = text.splitlines()[:2000]
+    for at, line in enumerate(lines):
+        addresses = _LINE_ADDRESS.findall(line)
+        if not addresses:
+            continue
+        block = [line]
+        for follow in lines[at + 1 : at + 3]:
+            if not follow.strip() or _LINE_ADDRESS.search(follow):
+                break
+            block.append(follow)
+        words = " ".join(" ".join(block).split())
+        if not _SAYS_WHY.search(words):
+            continue
+        address = addresses[0].lower().strip(".")
+        found.setdefault(address, words)
+    return found
+
+
+def _returned_text(message: Message) -> str:
+    """The text of the messages returned inside this one (bounded)."""
+    chunks: list[str] = []
+    for part in _returned_parts(list(_walk(message))):
+        if part.get_content_maintype() != "text":
+            continue
+        data = part.get_payload(decode=True)
+        if isinstance(data, bytes):
+            chunks.append(data[:MAX_TEXT].decode("utf-8", "replace"))
+    return "\n".join(chunks)[:MAX_TEXT]
 
 
 def _returned_to(message: Message) -> str | None:
@@ -343,7 +465,10 @@ def _human_text(message: Message) -> str:
     chunks: list[str] = []
     size = 0
     for part in _walk(message):
-        if (
+        # A multipart whose boundary the parser could not read (a header line folded
+        # without indentation) is left as text: its words are still the bounce's.
+        broken = part.get_content_maintype() == "multipart" and not part.is_multipart()
+        if not broken and (
             part.get_content_maintype() != "text"
             or part.get_content_type() == "text/rfc822-headers"
         ):
@@ -399,7 +524,7 @@ def _auto_submitted(message: Message) -> str:
 
 def _sender_is_daemon(message: Message) -> bool:
     sender = (_header(message, "From") + " " + _header(message, "Return-Path")).lower()
-    return bool(re.search(r"mailer-daemon|postmaster|<>|mail delivery (?:sub)?system", sender))
+    return bool(re.search(r"mailer-daemon|post_?master|<>|mail delivery (?:sub)?system", sender))
 
 
 def _sender_address(message: Message) -> str | None:
