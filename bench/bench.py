@@ -872,6 +872,58 @@ def bench_bounces(count: int) -> None:
     )
 
 
+SHARED_CORPUS = ROOT.parent / "shared" / "bounce-corpus"
+
+
+def bench_shared_corpus(copies: int) -> None:
+    """../shared/bounce-corpus (mail written by hundreds of servers): its figures by its own
+    score.py, and `bounces process --dry-run` over a Maildir of `copies` copies of it,
+    messages a second beside the standard library alone parsing the same files."""
+    if not (SHARED_CORPUS / "labels.json").is_file():
+        print(f"shared corpus: not at {SHARED_CORPUS}; skipped")
+        return
+    from email import message_from_bytes
+
+    messages = sorted((SHARED_CORPUS / "messages").iterdir())
+    with tempfile.TemporaryDirectory() as folder:
+        env = project(Path(folder), 10)
+        inbox = Path(folder) / "corpus"
+        for sub in ("cur", "new", "tmp"):
+            (inbox / sub).mkdir(parents=True)
+        for copy in range(copies):
+            for message in messages:
+                shutil.copy(message, inbox / "new" / f"{copy}-{message.name}")
+        count = copies * len(messages)
+        started = time.perf_counter()
+        for path in sorted((inbox / "new").iterdir()):
+            message_from_bytes(path.read_bytes())
+        baseline = count / (time.perf_counter() - started)
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "newsletter", "bounces", "process", str(inbox), "--dry-run",
+             "--json"],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        speed = count / (time.perf_counter() - started)
+        once = [
+            line for line in done.stdout.splitlines()
+            if line.startswith("{") and json.loads(line)["source"].startswith("new/0-")
+        ]  # fmt: skip
+        report = Path(folder) / "report.jsonl"
+        report.write_text("\n".join(line.replace('"new/0-', '"new/') for line in once) + "\n")
+        scored = subprocess.run(
+            [sys.executable, str(SHARED_CORPUS / "score.py"), str(SHARED_CORPUS / "labels.json"),
+             str(report)],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip().splitlines()[-1]  # fmt: skip
+    print(f"shared corpus: {scored}")
+    print(
+        f"shared corpus speed: {count:,} messages ({copies} copies) at {speed:,.0f} msg/s "
+        f"(start-up included; stdlib parse alone {baseline:,.0f} msg/s, ratio "
+        f"{speed / baseline:.2f})"
+    )
+
+
 def _wrk(url: str, seconds: int, connections: int) -> tuple[int, float, float]:
     """requests, requests/s and p99 in ms from a wrk run with a browser's User-Agent."""
     done = subprocess.run(
@@ -1019,6 +1071,7 @@ def main() -> None:
         bench_redirects(10)
     if args.which in ("all", "corpus"):
         subprocess.run([sys.executable, "-m", "tests.bounces.corpus"], cwd=ROOT, check=True)
+        bench_shared_corpus(20)
 
 
 if __name__ == "__main__":
