@@ -236,3 +236,18 @@ def test_a_client_repeating_a_link_and_others_replaying_a_readers_token_count_on
         records = session.exec(select(ReaderClick)).all()
     assert total == 51  # BROWSER once, and each of the 50 others once
     assert len(records) == 1  # but the reader's own record once
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_with_no_clicks_the_chart_counts_from_zero_in_whole_numbers(
+    ready: Project, tmp_path: Path
+) -> None:
+    """It drew an axis from -0.045 to 0.045."""
+    assert send(ready)[0] == 0
+    page_file = tmp_path / "report.html"
+    result = ready.run("report", "2022-W51", "--html", str(page_file))
+    assert result.exit_code == 0, result.output
+    # matplotlib writes each tick label's text as a comment beside its glyphs.
+    ticks = re.findall(r"<!-- ([^<>]{1,12}) -->", page_file.read_text())
+    numbers = [t for t in ticks if re.fullmatch(r"[\u2212-]?[\d.]+", t)]
+    assert numbers and all(re.fullmatch(r"\d+", t) for t in numbers), numbers

@@ -61,6 +61,9 @@ def _charts(figures: IssueFigures, trend: Sequence[IssueFigures]) -> list[tuple[
         axes = figure.add_subplot()
         axes.barh([_plain(a.title) for a in items], [a.clicks for a in items], color="#0b57d0")
         axes.set_xlabel("clicks")
+        # Counts start at 0 and tick in whole numbers (with no clicks, matplotlib centred
+        # the axis on 0 and drew -0.045 to 0.045).
+        axes.set_xlim(0, max([a.clicks for a in items] + [1]))
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.spines[["top", "right"]].set_visible(False)
         charts.append(("Clicks per article", _svg(figure)))
@@ -70,6 +73,7 @@ def _charts(figures: IssueFigures, trend: Sequence[IssueFigures]) -> list[tuple[
         labels = [hour[5:13].replace("T", " ") + "h" for hour, _ in figures.clicks_by_hour]
         axes.bar(labels, [n for _, n in figures.clicks_by_hour], color="#0b57d0")
         axes.set_ylabel("clicks")
+        axes.set_ylim(0, max([n for _, n in figures.clicks_by_hour] + [1]))
         axes.yaxis.set_major_locator(MaxNLocator(integer=True))
         axes.tick_params(axis="x", labelrotation=60, labelsize=8)
         axes.spines[["top", "right"]].set_visible(False)
@@ -86,6 +90,7 @@ def _charts(figures: IssueFigures, trend: Sequence[IssueFigures]) -> list[tuple[
         axes.plot(slugs, [rate(i.bounced, i) for i in trend], marker="s", label="bounced")
         axes.plot(slugs, [rate(i.unsubscribed, i) for i in trend], marker="^", label="unsubscribed")
         axes.set_ylabel("% of delivered")
+        axes.set_ylim(bottom=0)
         axes.tick_params(axis="x", labelrotation=30, labelsize=8)
         axes.legend(frameon=False)
         axes.spines[["top", "right"]].set_visible(False)
