@@ -260,6 +260,24 @@ class Suppression(SQLModel, table=True):
     )
 
 
+class SuppressionLift(SQLModel, table=True):
+    """A bounce or complaint suppression lifted, and by whom and why: the operator's
+    `subscribers unsuppress`, or `bounces reprocess` finding the report that caused it is no
+    hard bounce under today's rules. `subscribers show` lists them."""
+
+    __tablename__ = "suppression_lifts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=sa.Column(sa.String(320), nullable=False, index=True))
+    reason: str = Field(sa_column=sa.Column(sa.String(50), nullable=False))
+    suppressed_at: datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
+    lifted_at: datetime = Field(
+        default_factory=utc_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+    )
+    lifted_by: str = Field(sa_column=sa.Column(sa.String(400), nullable=False))
+    why: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+
+
 class Delivery(SQLModel, table=True):
     """One recipient of one issue: the ledger row. See delivery.py for the states."""
 

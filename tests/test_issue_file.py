@@ -209,3 +209,29 @@ def test_the_preheader_follows_the_lead_unless_the_editor_wrote_one(collected: P
         "This week: Lead story"
     )
     assert effective_preheader("This week: a scoop", titles) == "This week: a scoop"
+
+
+def test_an_issue_sets_its_greeting_or_turns_it_off(collected: Project) -> None:
+    """The sample greeted twice: the theme's "Hello, reader," above an intro that opened
+    "Dear readers,"."""
+    assert collected.run("issue", "new", "--week", "2022-W51").exit_code == 0
+    path = collected.root / "issues" / "2022-W51.md"
+    original = path.read_text()
+
+    def rendered(front: str) -> str:
+        path.write_text(original.replace('week: "2022-W51"', f'week: "2022-W51"\n{front}', 1))
+        result = collected.run("issue", "render", "2022-W51")
+        assert result.exit_code in (0, 1), result.output
+        return (collected.root / "build" / "2022-W51" / "email.txt").read_text()
+
+    assert "Hello, %%first_name%%," in rendered("")
+    mine = rendered('greeting: "Dear {name},"')
+    assert "Dear %%first_name%%," in mine and "Hello," not in mine
+    html = (collected.root / "build" / "2022-W51" / "email.html").read_text()
+    assert "Dear %%first_name%%," in html
+    none = rendered("greeting: false")
+    assert "%%first_name%%" not in none and "Hello," not in none
+    for bad in ("greeting: 3", 'greeting: "Dear {reader},"', 'greeting: ""'):
+        path.write_text(original.replace('week: "2022-W51"', f'week: "2022-W51"\n{bad}', 1))
+        refused = collected.run("issue", "render", "2022-W51")
+        assert refused.exit_code == 2 and "greeting" in refused.stderr, refused.output

@@ -1,12 +1,14 @@
 """Subscriber rules: normalisation, statuses, suppression, erasure; on both databases."""
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import Session, select
 
-from newsletter.audience import subscribers
+from newsletter.audience import lifecycle, subscribers
 from newsletter.audience.subscribers import clean_name, parse_address
+from newsletter.db import Cursor
 from newsletter.errors import InvalidAddress
 from newsletter.models import Subscriber, Suppression
 from tests.conftest import Project
@@ -101,3 +103,42 @@ def test_renaming_the_newsletter_keeps_subscribers_and_sent_links(project: Proje
     assert counts["active"] == 1
     again = json.loads(project.run("subscribers", "show", "olena@example.org", "--json").stdout)
     assert again["unsubscribe_url"] == link and again["status"] == "active"
+
+
+def test_an_operator_lifts_a_wrong_bounce_or_complaint_but_never_an_erasure(
+    project: Project,
+) -> None:
+    with Session(project.engine()) as session:
+        subscribers.add(session, "war-notes", "olena@example.org")
+        subscribers.add(session, "kyiv-daily", "olena@example.org")
+        subscribers.add(session, "war-notes", "taras@example.org")
+        session.commit()
+        olena = subscribers.require(session, "olena@example.org")
+        cursor = Cursor.of(session)
+        lifecycle.bounce(cursor, olena.email_key, olena.id, cursor.stamp(datetime.now(UTC)))
+        subscribers.suppress(session, "taras@example.org", "manual")
+        session.commit()
+    assert (
+        project.run("subscribers", "unsuppress", "olena@example.org").exit_code == 2
+    )  # no --reason
+    lifted = project.run(
+        "subscribers", "unsuppress", "Olena@Example.org", "--reason", "she wrote: it works",
+        "--as", "Olha Koval",
+    )  # fmt: skip
+    assert lifted.exit_code == 0, lifted.output
+    shown = json.loads(project.run("subscribers", "show", "olena@example.org", "--json").stdout)
+    assert shown["suppressed"] is None and shown["status"] == "active"
+    assert {s["status"] for s in shown["subscriptions"]} == {"active"}  # every list it closed
+    (lift,) = shown["suppression_lifts"]
+    assert lift["reason"] == "bounced" and lift["by"] == "Olha Koval"
+    assert lift["why"] == "she wrote: it works"
+    text = project.run("subscribers", "show", "olena@example.org").stdout
+    assert "she wrote: it works" in text
+    manual = project.run("subscribers", "unsuppress", "taras@example.org", "--reason", "x")
+    assert manual.exit_code == 2 and "'manual'" in manual.stderr
+    assert project.run("subscribers", "add", "ivan@example.org").exit_code == 0
+    assert project.run("subscribers", "remove", "ivan@example.org").exit_code == 0
+    erased = project.run("subscribers", "unsuppress", "ivan@example.org", "--reason", "x")
+    assert erased.exit_code == 2 and "erasure" in erased.stderr
+    again = project.run("subscribers", "unsuppress", "olena@example.org", "--reason", "x")
+    assert again.exit_code == 2 and "not suppressed" in again.stderr

@@ -15,7 +15,8 @@ A subscription is one person's membership of one newsletter:
    `subscribers unsubscribe`)   suppressed `complained`)      every list; the address
         │                            │                        suppressed `bounced`)
         └──────── confirm by a link made after they left (which lifts a bounced or
-                  complained suppression), or the operator's logged --reopen ──▶ active
+                  complained suppression), the operator's logged --reopen, or
+                  `subscribers unsuppress` (a wrong bounce or complaint, logged) ──▶ active
 
 `OPEN` (active, pending) are the states a close moves from; `CLOSED` (unsubscribed,
 bounced, complained) are left only by the person's own confirmation or the operator's
@@ -49,7 +50,7 @@ from sqlmodel import Session, col, select
 from newsletter.dates import utc_now
 from newsletter.db import Cursor
 from newsletter.errors import UsageError
-from newsletter.models import Subscriber, Subscription, Suppression
+from newsletter.models import Subscriber, Subscription, Suppression, SuppressionLift
 
 Status = Literal["pending", "active", "unsubscribed", "bounced", "complained"]
 STATUSES: tuple[Status, ...] = ("pending", "active", "unsubscribed", "bounced", "complained")
@@ -205,6 +206,59 @@ def confirm(session: Session, person: Subscriber, newsletter: str, issued_at: da
         session.add(subscription)
         session.flush()
     return subscription.status == "active"
+
+
+def unsuppress(session: Session, email_key: str, *, by: str, why: str) -> SuppressionLift:
+    """The operator's (or a reprocess's) way back for an address mail wrongly condemned: a
+    `bounced` or `complained` suppression lifted, and the subscriptions it closed
+    (`bounced`, or `complained`) active again; recorded with who and why. Never an erasure,
+    nor an operator's own `manual` suppression. Does not commit."""
+    suppression = suppression_of(session, email_key)
+    if suppression is None:
+        raise UsageError(f"{email_key} is not suppressed")
+    if suppression.reason not in SELF_LIFTED:
+        what = (
+            "an erasure is for good"
+            if suppression.reason == "erased"
+            else (f"it is suppressed {suppression.reason!r}, not for a bounce or a complaint")
+        )
+        raise UsageError(f"{email_key}: not lifted: {what}")
+    if not why.strip():
+        raise UsageError("--reason is empty: say why the suppression goes (it is logged)")
+    lift = SuppressionLift(
+        email=email_key,
+        reason=suppression.reason,
+        suppressed_at=suppression.created_at,
+        lifted_by=by,
+        why=" ".join(why.split())[:2000],
+    )
+    session.add(lift)
+    session.delete(suppression)
+    person = session.exec(select(Subscriber).where(Subscriber.email_key == email_key)).first()
+    if person is not None:
+        for subscription in session.exec(
+            select(Subscription).where(
+                Subscription.subscriber_id == person.id,
+                Subscription.status == suppression.reason,
+            )
+        ).all():
+            reopen(subscription)
+            session.add(subscription)
+    log.warning(
+        "lifted %s's %s suppression (by %s): %s", email_key, suppression.reason, by, lift.why
+    )
+    session.flush()
+    return lift
+
+
+def lifts_of(session: Session, email_key: str) -> list[SuppressionLift]:
+    return list(
+        session.exec(
+            select(SuppressionLift)
+            .where(SuppressionLift.email == email_key)
+            .order_by(col(SuppressionLift.id))
+        ).all()
+    )
 
 
 # The per-message paths (db.Cursor; `now` stamped for the database: Cursor.stamp) ----------

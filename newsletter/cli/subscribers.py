@@ -12,7 +12,7 @@ from rich.table import Table
 from sqlmodel import Session
 
 from newsletter.atomic_files import atomic_open
-from newsletter.audience import subscribers
+from newsletter.audience import lifecycle, subscribers
 from newsletter.audience.csv_files import export_csv, import_csv
 from newsletter.audience.tokens import signed_url
 from newsletter.cli.output import err, out, plural, print_json, shown
@@ -21,7 +21,7 @@ from newsletter.db import session_scope
 from newsletter.delivery import welcome
 from newsletter.delivery.connections import SendOptions
 from newsletter.delivery.ledger import RetryPolicy
-from newsletter.delivery.send import SendReport, SendRequest
+from newsletter.delivery.send import SendReport, SendRequest, runner
 from newsletter.delivery.send import send as send_issues
 from newsletter.delivery.transport import open_transport
 from newsletter.errors import DONE, FAILED, UsageError
@@ -276,6 +276,7 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
         subscription = subscribers.subscription_of(session, person, config.key)
         assert person.id is not None
         lists = subscribers.subscriptions_of(session, person)
+        blocked = lifecycle.suppression_of(session, person.email_key)
         detail = {
             "email": person.email,
             "name": person.name,
@@ -294,6 +295,19 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
             ),
             # Every list of theirs in this database, this one among them.
             "subscriptions": lists,
+            "suppressed": f"{blocked.reason} since {blocked.created_at.isoformat()}"
+            if blocked
+            else None,
+            "suppression_lifts": [
+                {
+                    "reason": lift.reason,
+                    "suppressed_at": lift.suppressed_at.isoformat(),
+                    "lifted_at": lift.lifted_at.isoformat(),
+                    "by": lift.lifted_by,
+                    "why": lift.why,
+                }
+                for lift in lifecycle.lifts_of(session, person.email_key)
+            ],  # fmt: skip
             # Recorded only with [tracking] per_subscriber = true (docs/privacy.md).
             "clicks": subscribers.clicks_of(session, person.id),
         }
@@ -342,6 +356,32 @@ def remove(ctx: typer.Context, email: Email) -> None:
     with session_scope(st.engine()) as session:
         subscribers.erase(session, email)
     out.print(f"Erased {email}; the address stays suppressed", markup=False)
+
+
+@app.command("unsuppress")
+def unsuppress(
+    ctx: typer.Context,
+    email: Email,
+    *,
+    reason: Annotated[
+        str, typer.Option("--reason", metavar="TEXT", help="Why (logged; shown by 'show').")
+    ],
+    who: Annotated[
+        str | None,
+        typer.Option("--as", metavar="WHO", help="Who lifts it [default: the system user]."),
+    ] = None,
+) -> None:
+    """Lift a bounce or complaint suppression that was wrong (never an erasure): the
+    address is mailed again and the subscriptions it closed are active again; logged with
+    who and why, and shown by 'subscribers show'.
+
+    Example: newsletter subscribers unsuppress olena@example.org --reason "she wrote: the box works"
+    """
+    st = state(ctx)
+    key = subscribers.parse_address(email).key
+    with session_scope(st.engine()) as session:
+        lift = lifecycle.unsuppress(session, key, by=(who or "").strip() or runner(), why=reason)
+    out.print(f"Lifted the {lift.reason} suppression of {email}", markup=False)
 
 
 @app.command("suppress")

@@ -30,6 +30,7 @@ from newsletter.config import Config, check_sender
 from newsletter.dates import Period, parse_week
 from newsletter.errors import ConfigError, IssueFileError, NotFoundError, UsageError
 from newsletter.models import Article
+from newsletter.untrusted import has_control
 from newsletter.urls import url_key
 
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -61,6 +62,9 @@ class IssueFile:
     front: CommentedMap = field(repr=False, default_factory=CommentedMap)
     # Replies to this issue (the column's author): `reply_to:` in the front matter.
     reply_to: str | None = None
+    # The per-reader greeting: None the theme's ("Hello, Olena,"), False none (the intro
+    # greets), or the editor's words, `{name}` standing for the reader's name.
+    greeting: str | bool | None = None
 
     @classmethod
     def build(cls, path: Path, articles: list[IssueArticle], **fields: Any) -> IssueFile:
@@ -188,7 +192,25 @@ def parse_issue(text: str, path: Path) -> IssueFile:
         intro=intro,
         front=front,
         reply_to=_reply_to(text_field("reply_to", required=False), f"{path}:{line_of('reply_to')}"),
+        greeting=_greeting(front.get("greeting"), f"{path}:{line_of('greeting')}"),
     )
+
+
+def _greeting(value: object, where: str) -> str | bool | None:
+    """`greeting: false` (none), `greeting: "Dear {name},"`, or absent (the theme's)."""
+    if value is None or value is True:
+        return None
+    if value is False:
+        return False
+    if not isinstance(value, str) or not value.strip() or has_control(value.strip()):
+        raise IssueFileError(
+            f"{where}: 'greeting' is false (no greeting) or one line of text, "
+            'e.g. greeting: "Dear {name},"'
+        )
+    words = " ".join(value.split())
+    if re.search(r"\{(?!name\})[^{}]*\}", words):
+        raise IssueFileError(f"{where}: 'greeting' knows only {{name}}, the reader's name")
+    return words[:200]
 
 
 def _reply_to(value: str | None, where: str) -> str | None:

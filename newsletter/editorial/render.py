@@ -369,6 +369,7 @@ def render_issue(
         },
         "intro_html": intro_html,
         "intro_text": text_with_links(intro_html),
+        "greeting": greeting_words(config, issue),
         "sections": build_sections(issue, articles, zone, config.language, config.theme),
         "reporters": reporters or [],
         "first_name": "%%first_name%%",
@@ -412,6 +413,16 @@ def issue_outline(config: Config, issue: IssueFile, articles: list[Article]) -> 
             for item, article in zip(issue.articles, articles, strict=True)
         ],
     }
+
+
+def greeting_words(config: Config, issue: IssueFile) -> str:
+    """The greeting above the intro, `%%first_name%%` where the reader's name goes: the
+    issue file's words, none (`greeting: false`, when the intro greets), or the theme's."""
+    if issue.greeting is False:
+        return ""
+    if isinstance(issue.greeting, str):
+        return issue.greeting.replace("{name}", "%%first_name%%")
+    return config.words.gettext("Hello, %(name)s,") % {"name": "%%first_name%%"}
 
 
 def newsletter_context(config: Config) -> dict[str, Any]:
