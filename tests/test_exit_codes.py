@@ -73,6 +73,7 @@ ARGUMENTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("bounces", "process"): ("missing-maildir",),
     ("bounces", "list"): (),
     ("bounces", "show"): ("1",),
+    ("bounces", "reprocess"): (),
     ("report",): (),
 }
 
@@ -142,6 +143,7 @@ def test_no_configuration_is_a_usage_error_that_names_the_folders(
         (("subscribers", "remove", "nobody@example.org"), USAGE),
         (("subscribers", "suppress", "not-an-address"), USAGE),
         (("subscribers", "unsuppress", "nobody@example.org", "--reason", "x"), USAGE),
+        (("bounces", "reprocess", "--since", "someday"), USAGE),
         (("collect", "no-such-source"), USAGE),
         (("collect", "--feed", "missing.rss"), FAILED),
         (("serve", "--port", "99999"), USAGE),

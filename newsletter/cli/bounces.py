@@ -1,4 +1,5 @@
-"""`newsletter bounces process|list|show`: parse, call the core (feedback/), print."""
+"""`newsletter bounces process|list|show|reprocess`: parse, call the core (feedback/),
+print."""
 
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ from sqlmodel import Session
 
 from newsletter.cli.output import err, out, plural, print_json
 from newsletter.cli.state import state
+from newsletter.dates import parse_datetime
+from newsletter.db import session_scope
+from newsletter.errors import UsageError
 from newsletter.feedback.listing import one, recent
 from newsletter.feedback.policy import Handled
 from newsletter.feedback.process import process
+from newsletter.feedback.reprocess import reprocess
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -158,3 +163,56 @@ def show_command(
     if raw:
         out.print("", markup=False)
         out.out(raw.decode("utf-8", "replace"), highlight=False)
+
+
+@app.command("reprocess")
+def reprocess_command(
+    ctx: typer.Context,
+    *,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="DATE", help="Only reports received from this date."),
+    ] = None,
+    apply: Annotated[
+        bool,
+        typer.Option("--apply", help="Do it [default: say what would change]."),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per line per change.")
+    ] = False,
+) -> None:
+    """Judge the stored bounce reports again by today's rules (a better classifier corrects
+    its past calls): a person a report wrongly bounced comes back; one it missed is bounced
+    now unless they came back since. Says what it would do unless --apply.
+
+    Example: newsletter bounces reprocess --since 2026-11-01
+    Example: newsletter bounces reprocess --since 2026-11-01 --apply
+    """
+    st = state(ctx)
+    config = st.config()
+    start = None
+    if since:
+        start = parse_datetime(since, config.timezone)
+        if start is None:
+            raise UsageError(f"bad --since {since!r}: use a date, e.g. 2026-11-01")
+    with session_scope(st.engine()) as session:
+        changes = reprocess(session, start, apply=apply)
+        if not apply:
+            session.rollback()
+    if as_json:
+        for change in changes:
+            out.print(json.dumps(change.as_dict()), markup=False, highlight=False)
+    else:
+        for c in changes:
+            out.print(
+                f"report {c.report_id} ({c.received_at[:16]}, {c.recipient or 'no recipient'}): "
+                f"{c.was} -> {c.now}: {c.change}: {c.why}",
+                markup=False,
+            )
+    counts = {kind: sum(c.change == kind for c in changes) for kind in ("lift", "bounce")}
+    verb = "done" if apply else "would be done; run again with --apply"
+    err.print(
+        f"{plural(len(changes), 'report')} judged differently today: "
+        f"{counts['lift']} bounce(s) lifted, {counts['bounce']} new bounce(s) ({verb})",
+        markup=False,
+    )
