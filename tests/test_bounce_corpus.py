@@ -3,6 +3,7 @@ bench/RESULTS.md must not regress, and no message, however broken, stops the rea
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,3 +35,34 @@ MULTIPART = (
 def test_any_bytes_give_reports_and_never_an_exception(data: bytes, prefix: bytes) -> None:
     parsed = parse(prefix + data, b"k" * 32, "war-notes")
     assert parsed.reports and all(report.kind in KINDS for report in parsed.reports)
+
+
+@pytest.mark.parametrize(
+    ("status", "words", "call"),
+    [
+        ("5.0.0", "550 <x@example.jp>: Recipient address rejected.", "hard"),
+        (None, "550 #5.1.0 Address rejected.", "hard"),
+        ("5.0.0", "unknown; No such domain.", "hard"),
+        (None, "an MX or SRV record indicated no SMTP service", "hard"),
+        ("5.4.4", "Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)", "hard"),
+        ("5.7.27", "550 Host does not accept mail", "hard"),
+        (None, "<x@example.co.jp>... User not exist", "hard"),
+        ("5.4.1", "550 5.4.1 [x@example.org]: Recipient address rejected: Access denied", "hard"),
+        # and what must stay soft
+        (None, "Recipient address rejected: Access denied", "soft"),
+        ("5.0.0", "connect to mx.example.org: No route to host", "soft"),
+        ("5.1.7", "SMTP error after MAIL FROM: 550 5.1.7 No such domain example.org", "soft"),
+        (None, "550 5.7.1 Sender address rejected: Domain not found", "soft"),
+        (None, "554 Our server does not accept mail from your domain", "soft"),
+        (None, "The group may not exist, or you may not have permission to post", "soft"),
+        ("5.1.1", "Subject: virus scan results\n550 5.1.1 Unknown Recipient", "hard"),
+        ("4.4.4", "450 unable to route for now", "soft"),
+    ],
+)
+def test_words_about_the_address_and_words_about_us(
+    status: str | None, words: str, call: str
+) -> None:
+    from newsletter.feedback.classify import severity
+
+    judged = severity(status, words)
+    assert ("hard" if judged == "hard" else "soft") == call

@@ -4,6 +4,9 @@ print."""
 from __future__ import annotations
 
 import json
+import signal
+import threading
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -11,13 +14,13 @@ from rich.table import Table
 from sqlmodel import Session
 
 from newsletter.cli.output import err, out, plural, print_json
-from newsletter.cli.state import state
+from newsletter.cli.state import State, state
 from newsletter.dates import parse_datetime
 from newsletter.db import session_scope
 from newsletter.errors import UsageError
 from newsletter.feedback.listing import one, recent
 from newsletter.feedback.policy import Handled
-from newsletter.feedback.process import process
+from newsletter.feedback.process import process, watch
 from newsletter.feedback.reprocess import reprocess
 
 app = typer.Typer(
@@ -57,6 +60,14 @@ def process_command(
             "${original_recipient}).",
         ),
     ] = None,
+    watch_folder: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="IMAP only: keep reading as mail arrives (IDLE), reconnecting with back-off, "
+            "until SIGTERM or Ctrl-C (a systemd service: docs/scheduling.md).",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per line per report.")
     ] = False,
@@ -67,6 +78,7 @@ def process_command(
 
     Example: newsletter bounces process ~/Maildir/.bounces
     Example: newsletter bounces process imaps://bounces@mail.example.org/INBOX --json
+    Example: newsletter bounces process imaps://bounces@mail.example.org/INBOX --watch
     """
     st = state(ctx)
 
@@ -81,6 +93,11 @@ def process_command(
                 f"{item.source}: {who} {item.kind}{code} -> {item.action}{extra}", markup=False
             )
 
+    if watch_folder:
+        if len(sources) != 1:
+            raise UsageError("--watch reads one IMAP folder: give one imaps://... source")
+        _watch(st, sources[0], dry_run, shown)
+        return
     report = process(
         st.config(),
         st.engine(),
@@ -102,6 +119,30 @@ def process_command(
     )
     if report.exit_code:
         raise typer.Exit(report.exit_code)
+
+
+def _watch(st: State, location: str, dry_run: bool, shown: Callable[[Handled], None]) -> None:
+    """Until SIGTERM (systemd's stop) or SIGINT: each ends the wait at once, and the run
+    ends between messages, never inside one's transaction."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    err.print(f"watching {location.split('?')[0]} (SIGTERM or Ctrl-C ends it)", markup=False)
+    report = watch(
+        st.config(),
+        st.engine(),
+        st.key(),
+        location,
+        stop,
+        dry_run=dry_run,
+        on_report=shown,
+        on_note=lambda note: err.print(f"warning: {note}", markup=False),
+    )
+    err.print(
+        f"stopped: {plural(report.messages, 'message')} read, "
+        f"{plural(report.reconnects, 'reconnection')}",
+        markup=False,
+    )
 
 
 @app.command("list")

@@ -36,7 +36,7 @@ _NOT_THE_ADDRESS = re.compile(
     # about our side: the sender's address or domain, our server's name or address
     r"sender (?:address |domain )?rejected|sender address|sender domain|client host|"
     r"reverse (?:dns|hostname|lookup)|\bptr\b|\bhelo\b|\brdns\b|not accepting mail from|"
-    r"after mail from|\b5\.1\.[78]\b|"
+    r"after mail from|\b5\.1\.[78]\b|(?:does not|doesn't) accept (?:e-?)?mail from|"
     # a server that says it is not sure (a group that "may not exist, or you may not have
     # permission to post"): when in doubt, soft
     r"may not exist|might not exist|probably does not exist|permission to (?:post|send)|"
@@ -65,7 +65,7 @@ _DEAD_ADDRESS = re.compile(
     # the recipient's domain takes no mail: RFC 7505's null MX, or no MX or address at all
     r"no smtp service|null mx|does not accept (?:e-?)?mail|"
     r"(?:couldn't|could not|unable to) find (?:a |any )?(?:mail exchanger|mx)|"
-    r"unable to route|no route to (?:host|domain)|"
+    r"unable to route|"
     r"user not found|rejected: user|not listed in|not a valid user|invalid (?:final delivery )?"
     r"user ?id|(?:does not|doesn't) have an? [\w.-]{0,40} ?account|no account|"
     r"no final (?:e-?mail )?delivery point|does not have a final|no matches? (?:to|in) "

@@ -24,7 +24,7 @@ import ssl
 import stat
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
@@ -317,6 +317,9 @@ class Mbox:
                 target.close()
 
 
+NOOP_SECONDS = 30.0  # how often a server without IDLE is asked whether mail came
+
+
 class _Bounded(imaplib.IMAP4):
     """imaplib with the server's word kept from driving time and memory: each command
     (and the greeting) has a total deadline however slowly the answer drips, and a literal
@@ -460,6 +463,62 @@ class Imap:
                 raise NewsletterError(f"{self.where}: could not move UID {mail.source}")
         except (OSError, imaplib.IMAP4.error) as error:
             raise NewsletterError(f"{self.where}: {_imap_error(error)}") from None
+
+    def settle(self) -> None:
+        """Remove what COPY and STORE filed (servers without MOVE), before waiting."""
+        if self.expunge:
+            try:
+                self.imap.expunge()
+            except (OSError, imaplib.IMAP4.error) as error:
+                raise NewsletterError(f"{self.where}: {_imap_error(error)}") from None
+            self.expunge = False
+
+    def wait(self, stop: Callable[[], bool], seconds: float) -> bool:
+        """Until new mail arrives (IMAP IDLE, RFC 2177; a NOOP a minute on a server without
+        it), `seconds` pass or `stop()` says so: whether mail may have arrived. Checks
+        `stop` every second. Raises NewsletterError when the connection is lost."""
+        ends = time.monotonic() + seconds
+        try:
+            if "IDLE" not in self.imap.capabilities:
+                self.imap.untagged_responses.pop("EXISTS", None)
+                poll = time.monotonic() + NOOP_SECONDS
+                while not stop() and time.monotonic() < ends:
+                    time.sleep(min(1.0, max(0.0, ends - time.monotonic())))
+                    if time.monotonic() >= poll:
+                        poll = time.monotonic() + NOOP_SECONDS
+                        self.imap.noop()
+                        if self.imap.untagged_responses.pop("EXISTS", None):
+                            return True
+                return not stop()
+            bounded = cast(_Bounded, self.imap)
+            tag = bounded._new_tag()
+            bounded.send(tag + b" IDLE\r\n")
+            first = self._line(bounded, 10.0)
+            if first is None or not first.startswith(b"+"):
+                raise NewsletterError(f"{self.where}: the server refused IDLE ({first!r})")
+            arrived = False
+            while not stop() and time.monotonic() < ends and not arrived:
+                line = self._line(bounded, 1.0)
+                arrived = line is not None and line.rstrip().upper().endswith(b"EXISTS")
+            bounded.send(b"DONE\r\n")
+            while True:  # the untagged updates, then IDLE's own answer
+                line = self._line(bounded, 10.0)
+                if line is None:
+                    raise NewsletterError(f"{self.where}: no answer to DONE")
+                if line.startswith(tag + b" "):
+                    return arrived or not stop()
+                arrived = arrived or line.rstrip().upper().endswith(b"EXISTS")
+        except (OSError, imaplib.IMAP4.error, imaplib.IMAP4.abort) as error:
+            raise NewsletterError(f"{self.where}: {_imap_error(error)}") from None
+
+    @staticmethod
+    def _line(imap: _Bounded, seconds: float) -> bytes | None:
+        """One line within `seconds`, or None (the server said nothing)."""
+        imap._deadline = time.monotonic() + seconds
+        try:
+            return imap.readline()
+        except TimeoutError:
+            return None
 
     def close(self) -> None:
         try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -19,7 +21,8 @@ from sqlmodel import Session
 
 from newsletter.config import Config
 from newsletter.db import Cursor
-from newsletter.feedback.mailboxes import Mail, Mailbox, open_source
+from newsletter.errors import ConfigError, NewsletterError, UsageError
+from newsletter.feedback.mailboxes import Imap, Mail, Mailbox, open_source
 from newsletter.feedback.parse import MAX_MESSAGE, Parsed, Report, Traces, parse
 from newsletter.feedback.policy import Handled, apply
 
@@ -61,6 +64,65 @@ def process(
     finally:
         for source in sources:
             source.close()
+    return report
+
+
+IDLE_SECONDS = 25 * 60  # RFC 2177: renew IDLE before a server's 30-minute cut-off
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 300.0
+
+
+@dataclass
+class WatchReport(ProcessReport):
+    """`bounces process imaps://... --watch`: what it read, and how often it reconnected."""
+
+    reconnects: int = 0
+
+
+def watch(
+    config: Config,
+    engine: Engine,
+    key: bytes,
+    location: str,
+    stop: threading.Event,
+    *,
+    dry_run: bool = False,
+    on_report: Callable[[Handled], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+    idle_seconds: float = IDLE_SECONDS,
+) -> WatchReport:
+    """Process an IMAP folder as mail arrives until `stop` is set: everything there first,
+    then IMAP IDLE and the new mail each time the server says some came. A lost connection
+    (or one that cannot be made) is tried again after 1 s, then 2, 4 ... at most 5 minutes,
+    with jitter, and said through `on_note`; `stop` ends a wait at once."""
+    if not location.startswith(("imap://", "imaps://")):
+        raise UsageError(f"--watch reads an IMAP folder (imaps://user@host/Folder), not {location}")
+    report = WatchReport()
+    delay = BACKOFF_FIRST
+    while not stop.is_set():
+        source: Imap | None = None
+        try:
+            opened = open_source(location)
+            assert isinstance(opened, Imap)
+            source = opened
+            delay = BACKOFF_FIRST
+            while not stop.is_set():
+                _process_one(config, engine, key, source, report, dry_run, on_report)
+                source.settle()
+                source.wait(stop.is_set, idle_seconds)
+        except (ConfigError, UsageError):
+            raise  # a missing password or a bad URL: no retry fixes it
+        except NewsletterError as error:
+            if stop.is_set():
+                break
+            report.reconnects += 1
+            wait = delay * random.uniform(0.8, 1.2)
+            if on_note:
+                on_note(f"{error}; trying again in {wait:.0f} s")
+            stop.wait(wait)
+            delay = min(delay * 2, BACKOFF_MAX)
+        finally:
+            if source is not None:
+                source.close()
     return report
 
 
