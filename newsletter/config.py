@@ -557,6 +557,8 @@ ENVIRONMENT: dict[str, str] = {
     "NEWSLETTER_CHROMIUM": "the Chromium executable for screenshots",
     "NEWSLETTER_IMAP_PASSWORD": "the IMAP password for `bounces process imap://...` (a secret)",
     "NEWSLETTER_MAILGUN_SIGNING_KEY": "Mailgun's webhook signing key (a secret)",
+    "NEWSLETTER_MAILGUN_API_KEY": "Mailgun's API key, for the mailgun:// transport (a secret)",
+    "NEWSLETTER_POSTMARK_TOKEN": "Postmark's server token, for postmark:// (a secret)",
     "NEWSLETTER_DEBUG": "show the traceback of an unexpected error",
 }
 

@@ -96,6 +96,8 @@ class TransportError(NewsletterError):
         super().__init__(message)
         self.code = code
         self.stage = stage
+        # Seconds the other side asked us to wait (HTTP Retry-After), when it said.
+        self.retry_after: float | None = None
         # For a command: a refusal is a failure; anything else may pass later.
         self.exit_code = FAILED if self.permanent else TEMPFAIL
 

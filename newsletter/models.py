@@ -316,6 +316,8 @@ class Delivery(SQLModel, table=True):
     # The sender that claimed the row (`host:pid:random`), so that another sender can tell
     # rows of a live peer from rows a dead one left in `sending`.
     claimed_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(100)))
+    # The provider's message id (HTTP APIs: SES, Postmark, Mailgun), which their events name.
+    provider_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(200), index=True))
 
 
 class RunLock(SQLModel, table=True):

@@ -115,6 +115,7 @@ pytest_plugins = [
     "tests.liveweb",
     "tests.sending",
     "tests.imapserver",
+    "tests.providerservers",
 ]
 
 

@@ -32,6 +32,7 @@ from newsletter.delivery.send import (
     SendRequest,
     audience_preview,
     ledger_view,
+    resend,
     resolve,
     send_tests,
 )
@@ -244,6 +245,11 @@ def _print_report(report: SendReport) -> None:
             "'newsletter deliveries resolve'",
             markup=False,
         )
+    if report.waited:
+        err.print(
+            f"{report.slug}: waited {report.waited:.0f} s in all ({report.waited_for})",
+            markup=False,
+        )
     if report.paused:
         err.print(f"{report.slug}: {report.paused}; run again later", markup=False)
     if report.sending_elsewhere:
@@ -295,6 +301,40 @@ def deliveries_show(
         for row in view.rows:
             table.add_row(*(str(row[c] if row[c] is not None else "") for c in columns))
         out.print(table)
+
+
+@deliveries_app.command("resend")
+def deliveries_resend(
+    ctx: typer.Context,
+    slug: Slug,
+    *,
+    state_filter: Annotated[
+        str, typer.Option("--state", help="failed, deferred or unknown.", show_default=False)
+    ],
+    yes: Annotated[bool, typer.Option("--yes", help="Queue them [default: only say].")] = False,
+) -> None:
+    """Queue an issue's failed, deferred or unknown rows again for the next send (after a
+    provider's outage, a fixed account, or rows in doubt you choose to send again: some may
+    get two). People suppressed or unsubscribed since are left out, and named.
+
+    Example: newsletter deliveries resend 2022-W51 --state failed --yes
+    """
+    st = state(ctx)
+    name, count, left = resend(st.config(), st.engine(), slug, state_filter, apply=yes)
+    for email, why in left:
+        err.print(f"left out {email}: {why}", markup=False)
+    if yes:
+        out.print(
+            f"{name}: {plural(count, f'{state_filter} row')} queued again; "
+            "'newsletter send --due' sends them",
+            markup=False,
+        )
+    else:
+        out.print(
+            f"{name}: {plural(count, f'{state_filter} row')} would be queued again; "
+            "add --yes to do it",
+            markup=False,
+        )
 
 
 @deliveries_app.command("resolve")

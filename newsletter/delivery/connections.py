@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from newsletter.delivery.ledger import Claimed, Outcome, RetryPolicy
 from newsletter.delivery.transport import Then, Transport
@@ -69,6 +70,17 @@ def classify(error: TransportError, delivery_id: int) -> tuple[Outcome, bool]:
     return Outcome(delivery_id, "deferred", code, text), code is None
 
 
+def _why(outcome: Outcome) -> str:
+    """Why a connection backed off, in the run's summary."""
+    if outcome.code in (421, 454) or outcome.wait is not None:
+        return "throttled"
+    if outcome.kind == "unknown":
+        return "no answer"
+    if outcome.kind == "deferred":
+        return "server errors"
+    return "unreachable"
+
+
 # A connection starts its next row while the current message is on the wire only when
 # messages take less than this: then the start's commit (about a millisecond) would cost a
 # large share of each message's time. Against a slower relay (a remote one takes tens of
@@ -97,6 +109,8 @@ class Connections:
         self.errors_in_a_row = 0
         self.paused: str | None = None
         self.fatal: NewsletterError | None = None
+        # Seconds spent backing off, by why (throttled, server errors, no answer...).
+        self.waited: defaultdict[str, float] = defaultdict(float)
 
     def run(self) -> None:
         threads = [
@@ -146,8 +160,14 @@ class Connections:
                     elif taken is not None:
                         writer.give_back(taken)
                     taken = upcoming = None
-                    # wait() rather than sleep(): a pause or a fatal error ends the back-off.
-                    writer.halt.wait(min(self.options.backoff * 2 ** min(failures - 1, 6), 30.0))
+                    # As long as they asked (Retry-After), else doubling from `backoff`;
+                    # wait() rather than sleep(): a pause or a fatal error ends it.
+                    delay = outcome.wait
+                    if delay is None:
+                        delay = min(self.options.backoff * 2 ** min(failures - 1, 6), 30.0)
+                    with self.lock:
+                        self.waited[_why(outcome)] += delay
+                    writer.halt.wait(delay)
                 else:
                     failures = 0
                 ticket = upcoming or (writer.start(taken) if taken else self._next())
@@ -168,12 +188,14 @@ class Connections:
     ) -> tuple[Outcome, bool, Transport | None]:
         try:
             transport = transport or self.make_transport()
-            transport.send(sender, row.email, self.build(row), then)
-            return Outcome(row.id, "sent", 250), False, transport
+            accepted = transport.send(sender, row.email, self.build(row), then)
+            return Outcome(row.id, "sent", 250, provider_id=accepted), False, transport
         except ConfigError as error:
             self._stop(error)
         except TransportError as error:
             outcome, connection_fault = classify(error, row.id)
+            if error.retry_after is not None:
+                outcome = replace(outcome, wait=error.retry_after)
             return outcome, connection_fault, transport
         except Exception as error:  # a bug must stop the send, not hang it
             self._stop(NewsletterError(f"sending stopped: {type(error).__name__}: {error}"))

@@ -118,6 +118,10 @@ class Outcome:
     kind: Kind
     code: int | None = None
     error: str | None = None
+    # The provider's id of an accepted message (HTTP APIs): their webhooks name it.
+    provider_id: str | None = None
+    # Seconds the other side asked us to wait before the next try (Retry-After); not stored.
+    wait: float | None = None
 
     @property
     def no_such_user(self) -> bool:
@@ -382,6 +386,13 @@ def record(session: Session | Cursor, outcomes: Iterable[Outcome], policy: Retry
             now,
             sent,
         )
+    for outcome in outcomes:
+        if outcome.kind == "sent" and outcome.provider_id:
+            cursor.count(
+                "UPDATE deliveries SET provider_id = ? WHERE id = ?",
+                outcome.provider_id[:200],
+                outcome.delivery_id,
+            )
     release(cursor, [o.delivery_id for o in outcomes if o.kind == "requeue"])
     too_old = cursor.stamp(moment - policy.give_up_after)
     for outcome in outcomes:
@@ -452,6 +463,50 @@ def resolve(session: Session, issue_id: int, *, resend: bool) -> int:
         session.add(issue)
     session.commit()
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+RESENDABLE = ("failed", "deferred", "unknown")
+
+
+def resend(
+    session: Session, issue_id: int, newsletter: str, state: str, *, apply: bool
+) -> tuple[int, list[tuple[str, str]]]:
+    """Rows in `state` queued again for the next send (`failed` after the cause was fixed,
+    `deferred` now rather than at their retry time, `unknown` knowing some may get two):
+    (how many, and who was left out and why: suppressed or no longer subscribed since).
+    Commits when `apply`; otherwise changes nothing."""
+    rows = session.exec(
+        select(Delivery).where(col(Delivery.issue_id) == issue_id, col(Delivery.state) == state)
+    ).all()
+    blocked = lifecycle.suppressed_among(session, [row.email_key for row in rows])
+    active = set(
+        session.exec(
+            select(Subscription.subscriber_id).where(
+                Subscription.newsletter == newsletter, Subscription.status == "active"
+            )
+        ).all()
+    )
+    left_out: list[tuple[str, str]] = []
+    chosen: list[int] = []
+    for row in rows:
+        if row.email_key in blocked:
+            left_out.append((row.email, "suppressed"))
+        elif row.subscriber_id not in active:
+            left_out.append((row.email, "no longer subscribed"))
+        elif row.id is not None:
+            chosen.append(row.id)
+    if apply and chosen:
+        session.execute(
+            sa.update(Delivery)
+            .where(col(Delivery.id).in_(chosen))
+            .values(state="queued", next_attempt_at=None, claimed_by=None, updated_at=utc_now())
+        )
+        issue = session.get(ApprovedIssue, issue_id)
+        if issue is not None:
+            issue.finished_at = None
+            session.add(issue)
+        session.commit()
+    return len(chosen), left_out
 
 
 def finish_if_done(session: Session, issue: ApprovedIssue) -> bool:

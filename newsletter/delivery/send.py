@@ -83,6 +83,9 @@ class SendReport:
     # Rows other workers are sending as this one finishes: theirs to settle, not work left.
     sending_elsewhere: int = 0
     paused: str | None = None
+    # Seconds the send waited for a throttling provider or an unreachable server, and why.
+    waited: float = 0.0
+    waited_for: str | None = None
     finished: bool = False
     ledger: dict[str, int] = field(default_factory=dict)
     elapsed: float = 0.0
@@ -374,6 +377,11 @@ class SendRun:
         finally:
             writer.close()
         self.report.paused = self.report.paused or connections.paused or writer.paused
+        waits = connections.waited
+        self.report.waited = round(self.report.waited + sum(waits.values()), 1)
+        if waits:
+            longest = sorted(waits.items(), key=lambda item: -item[1])
+            self.report.waited_for = ", ".join(f"{why} {s:.1f} s" for why, s in longest)
         if connections.fatal is not None:
             raise connections.fatal
         if writer.error is not None:
@@ -456,6 +464,19 @@ def resolve(config: Config, engine: Engine, slug: str, *, resend: bool) -> tuple
         issue = find_approved(session, config, slug)
         assert issue.id is not None
         return issue.slug, ledger.resolve(session, issue.id, resend=resend)
+
+
+def resend(
+    config: Config, engine: Engine, slug: str, state: str, *, apply: bool
+) -> tuple[str, int, list[tuple[str, str]]]:
+    """`deliveries resend`: (the issue's slug, rows queued again, who was left out)."""
+    if state not in ledger.RESENDABLE:
+        raise UsageError(f"--state {state!r}: use one of {', '.join(ledger.RESENDABLE)}")
+    with Session(engine) as session:
+        issue = find_approved(session, config, slug)
+        assert issue.id is not None
+        count, left = ledger.resend(session, issue.id, issue.newsletter, state, apply=apply)
+        return issue.slug, count, left
 
 
 def find_approved(session: Session, config: Config, slug_or_path: str) -> ApprovedIssue:

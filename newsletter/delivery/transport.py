@@ -48,7 +48,12 @@ Then = tuple[str, str] | None
 
 
 class Transport(Protocol):
-    def send(self, sender: str, recipient: str, message: bytes, then: Then = None) -> None: ...
+    """`send` returns the message's id at an HTTP API provider (their webhooks name it), or
+    None."""
+
+    def send(
+        self, sender: str, recipient: str, message: bytes, then: Then = None
+    ) -> str | None: ...
 
     def close(self) -> None: ...
 
@@ -426,7 +431,15 @@ def open_transport(url: str, root: Path, environ: Mapping[str, str] | None = Non
             user=unquote(parts.username) if parts.username else None,
             password=environment_value("NEWSLETTER_SMTP_PASSWORD", env),
         )
+    if scheme in ("ses", "postmark", "mailgun"):
+        from newsletter.delivery import providers
+
+        if scheme == "ses":
+            return providers.SESTransport(url, env)
+        if scheme == "postmark":
+            return providers.PostmarkTransport(url, env)
+        return providers.MailgunTransport(url, env)
     raise ConfigError(
         f"unknown transport {display_transport(url)}: use file://DIR, console://, "
-        "smtp://host[:port] or smtps://host"
+        "smtp://host[:port], smtps://host, ses://REGION, postmark:// or mailgun://DOMAIN"
     )
