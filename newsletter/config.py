@@ -91,6 +91,10 @@ class Config:
     require_approval: bool
     approvals_needed: int
     test_recipients: tuple[str, ...]
+    rate: float | None
+    daily_limit: int | None
+    warmup: int | None
+    warmup_factor: float
     theme: Path | None
     # The masthead's logo, and the footer's "support us" and "forwarded to you?" blocks.
     logo: str | None
@@ -453,6 +457,23 @@ class DeliverySettings(_Table):
     feedback_id: Text | None = None
     retry_hours: Positive = 72.0
     bounce_address: Annotated[Text, _checked(check_bounce_address)] | None = None
+    # Pace (delivery/pace.py): messages a second, a day, and a new sender's ramp.
+    rate: Positive | None = None
+    daily_limit: (
+        Annotated[
+            int, BeforeValidator(_no_bool), Field(ge=1), Hint("must be a whole number above 0")
+        ]
+        | None
+    ) = None
+    warmup: (
+        Annotated[
+            int, BeforeValidator(_no_bool), Field(ge=1), Hint("must be a whole number above 0")
+        ]
+        | None
+    ) = None
+    warmup_factor: Annotated[
+        float, BeforeValidator(_no_bool), Field(gt=1, le=10), Hint("must be above 1, e.g. 2")
+    ] = 2.0
     # A seed list that gets every test send (and every approval request's copy).
     test_recipients: Annotated[
         tuple[Annotated[Text, _checked(check_person)], ...],
@@ -829,6 +850,14 @@ retry_hours = 72
 # bounce_address = "bounces@news.example.org"
 # A seed list that gets every test send and every approval request's copy.
 # test_recipients = ["Desk <desk@example.org>"]
+# Pace: at most this many messages a second (send --rate overrides it), a day (a send that
+# reaches it stops with exit 75; send --due goes on the next day), and a new domain's or
+# IP's warm-up: the first day's count, multiplied by warmup_factor each day after the first
+# send, up to daily_limit (docs/providers.md).
+# rate = 20
+# daily_limit = 50000
+# warmup = 500
+warmup_factor = 2
 
 [bounces]
 # Soft bounces (mailbox full, a refusal that is not about the address) on this many

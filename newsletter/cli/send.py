@@ -155,7 +155,7 @@ def send(
         worker=worker,
         options=SendOptions(
             connections=connections,
-            rate=_rate(rate),
+            rate=_rate(rate) if rate is not None else config.rate,
             retry=RetryPolicy(give_up_after=timedelta(hours=config.retry_hours)),
         ),
         transport=display_transport(transport or config.transport),
@@ -293,6 +293,8 @@ def deliveries_show(
         + (" (finished)" if view.finished else ""),
         markup=False,
     )
+    if view.waiting:
+        out.print(f"waiting: {view.waiting}", markup=False)
     if view.rows:
         columns = ("email", "state", "attempts", "code", "error")
         table = Table(show_edge=False, pad_edge=False)

@@ -43,6 +43,7 @@ from newsletter.delivery.connections import Connections, SendOptions
 from newsletter.delivery.ledger import Claimed, Outcome
 from newsletter.delivery.locks import SenderIdentity, run_lock, sender_alive, sender_identity
 from newsletter.delivery.message import IssueTemplate, dkim_signer, issue_template, sender
+from newsletter.delivery.pace import quota_left
 from newsletter.delivery.row_tokens import ReturnAddresses
 from newsletter.delivery.tracking import Link, link_token, open_token, register, rewrite, with_pixel
 from newsletter.delivery.transport import Transport, wire_address
@@ -370,8 +371,15 @@ class SendRun:
             claimed_by=self.worker.name if self.worker else None,
             confirm=self.worker.confirm if self.worker else None,
             on_written=self._written,
+            budget=self._quota(),
         )
         connections = Connections(writer, self.make_transport, envelope, build, options)
+        if writer.budget == 0:  # nothing to send today: no connection opened
+            writer.close()
+            self.report.paused = writer.paused = (
+                "the day's quota is reached; send --due goes on tomorrow"
+            )
+            return
         try:
             connections.run()
         finally:
@@ -386,6 +394,11 @@ class SendRun:
             raise connections.fatal
         if writer.error is not None:
             raise writer.error
+
+    def _quota(self) -> int | None:
+        """What the day's quota leaves this run (pace.py), None for no limit."""
+        with Session(self.engine) as session:
+            return quota_left(session, self.config, datetime.now(UTC))
 
     def _written(self, outcomes: list[Outcome], skipped: int) -> None:
         """After each commit, in the writer's thread: count what is now durable."""
@@ -425,9 +438,29 @@ class LedgerView:
     finished: bool
     counts: dict[str, int]
     rows: list[dict[str, Any]]
+    # What waits, and why, when something does.
+    waiting: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _waiting(session: Session, config: Config, counts: dict[str, int]) -> str | None:
+    queued, deferred = counts.get("queued", 0), counts.get("deferred", 0)
+    if not queued and not deferred:
+        return None
+    parts = []
+    if queued:
+        left = quota_left(session, config, datetime.now(UTC))
+        why = (
+            "the day's quota is reached; send --due goes on tomorrow"
+            if left == 0
+            else "the next send --due takes them"
+        )
+        parts.append(f"{queued} queued: {why}")
+    if deferred:
+        parts.append(f"{deferred} deferred: retried at their next attempt time")
+    return "; ".join(parts)
 
 
 def ledger_view(config: Config, engine: Engine, slug: str, state: str | None) -> LedgerView:
@@ -437,10 +470,12 @@ def ledger_view(config: Config, engine: Engine, slug: str, state: str | None) ->
         issue = find_approved(session, config, slug)
         assert issue.id is not None
         rows = ledger.rows(session, issue.id, state) if state else []
+        counts = ledger.counts(session, issue.id)
         return LedgerView(
             slug=issue.slug,
             finished=issue.finished_at is not None,
-            counts=ledger.counts(session, issue.id),
+            counts=counts,
+            waiting=_waiting(session, config, counts),
             rows=[
                 {
                     "email": r.email,

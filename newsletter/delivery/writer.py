@@ -71,12 +71,15 @@ class LedgerWriter:
         claimed_by: str | None = None,
         confirm: Callable[[], None] | None = None,
         on_written: Callable[[list[Outcome], int], None] | None = None,
+        budget: int | None = None,
     ) -> None:
         self.engine, self.issue_id, self.newsletter = engine, issue_id, newsletter
         self.halt, self.policy, self.batch = halt, policy, batch
         self.claimed_by, self.confirm, self.on_written = claimed_by, confirm, on_written
         self.paused: str | None = None
         self.error: NewsletterError | None = None
+        # Rows this run may still claim (the day's quota, pace.py); None: no limit.
+        self.budget = budget
         self._requests: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._cond = threading.Condition()
         self._ready: deque[Claimed] = deque()
@@ -227,7 +230,16 @@ class LedgerWriter:
                 self.paused = str(error)
                 self.stop()
                 return [], 0
-        return ledger.claim(cursor, self.issue_id, self.newsletter, self.batch, self.claimed_by)
+        size = self.batch if self.budget is None else min(self.batch, self.budget)
+        if size <= 0:
+            self.paused = "the day's quota is reached; send --due goes on tomorrow"
+            return [], 0
+        claimed, skipped = ledger.claim(
+            cursor, self.issue_id, self.newsletter, size, self.claimed_by
+        )
+        if self.budget is not None:
+            self.budget -= len(claimed)
+        return claimed, skipped
 
     def _fail(self, batch: list[_Request], closing: bool) -> None:
         """After a database error: stop the send, and settle every ticket, of the failed

@@ -1,0 +1,48 @@
+"""How many messages a newsletter may send today: `[delivery] daily_limit`, and the warm-up
+ramp of a new sending domain or IP (`warmup`: the first day's count, multiplied by
+`warmup_factor` each day after the first send, up to the limit). Days are the newsletter's
+(its time zone); what counts is every message of the newsletter handed over today (issues
+and welcomes: `sent_at`). A send that reaches the quota stops cleanly, the rest queued,
+and `send --due` goes on the next day (providers hold new accounts to exactly this, and
+punish a sender that jumps past it)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from newsletter.config import Config
+from newsletter.db import read_time
+from newsletter.models import ApprovedIssue, Delivery
+
+
+def day_quota(config: Config, first_day: date | None, today: date) -> int | None:
+    """Today's quota, or None for no limit."""
+    limit = config.daily_limit
+    if config.warmup is None:
+        return limit
+    day = 0 if first_day is None else max((today - first_day).days, 0)
+    ramp = config.warmup * config.warmup_factor ** min(day, 60)
+    return int(min(ramp, limit)) if limit is not None else int(ramp)
+
+
+def quota_left(session: Session, config: Config, now: datetime) -> int | None:
+    """Messages the newsletter may still hand over today; None for no limit."""
+    if config.daily_limit is None and config.warmup is None:
+        return None
+    zone = config.timezone
+    today = now.astimezone(zone).date()
+    start = datetime.combine(today, time(0), tzinfo=zone)
+    ours = select(ApprovedIssue.id).where(ApprovedIssue.newsletter == config.key)
+    sent_today, first = session.exec(
+        select(
+            sa.func.count().filter(col(Delivery.sent_at) >= start),
+            sa.func.min(Delivery.sent_at),
+        ).where(col(Delivery.issue_id).in_(ours), col(Delivery.sent_at).is_not(None))
+    ).one()
+    first_time = read_time(first)
+    first_day = first_time.astimezone(zone).date() if first_time is not None else None
+    quota = day_quota(config, first_day, today)
+    return None if quota is None else max(quota - int(sent_today or 0), 0)

@@ -1,0 +1,86 @@
+"""Pace: a day's quota and a new sender's warm-up stop a send cleanly (exit 75, the rest
+queued and said so), and `send --due` goes on the next day; over a real SMTP socket."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from newsletter.delivery.pace import day_quota
+from tests.conftest import Project
+from tests.sending import AUDIENCE, ledger
+from tests.smtpserver import SMTPServer
+
+
+def _pace(project: Project, lines: str) -> None:
+    text = project.config_file.read_text().replace("warmup_factor = 2\n", lines + "\n", 1)
+    project.config_file.write_text(text)
+
+
+def _a_day_passes(project: Project) -> None:
+    """Everything sent so far was sent a day earlier."""
+    with Session(project.engine()) as session:
+        earlier = (
+            "sent_at - INTERVAL '1 day'"
+            if session.get_bind().dialect.name == "postgresql"
+            else "datetime(sent_at, '-1 day')"
+        )
+        session.execute(
+            sa.text(f"UPDATE deliveries SET sent_at = {earlier} WHERE sent_at IS NOT NULL")
+        )
+        session.commit()
+
+
+def test_a_days_quota_stops_the_send_and_the_next_day_goes_on(
+    ready: Project, smtp_server: SMTPServer
+) -> None:
+    _pace(ready, "daily_limit = 8\nwarmup_factor = 2")
+    assert ready.run("issue", "approve", "2022-W51", "--send-at", "2022-12-26T08:00").exit_code == 0
+    first = ready.run("send", "--due", "--json")
+    assert first.exit_code == 75, first.output
+    (report,) = json.loads(first.stdout)["issues"]
+    assert report["sent"] == 8 and "quota" in report["paused"]
+    assert ledger(ready) == {"sent": 8, "queued": 12}
+    shown = ready.run("deliveries", "show", "2022-W51")
+    assert "12 queued: the day's quota is reached" in shown.stdout
+    again = ready.run("send", "--due", "--json")  # the same day: nothing more
+    assert again.exit_code == 75 and len(smtp_server.received) == 8
+    _a_day_passes(ready)
+    assert ready.run("send", "--due").exit_code == 75
+    assert ledger(ready) == {"sent": 16, "queued": 4}
+    _a_day_passes(ready)
+    assert ready.run("send", "--due").exit_code == 0
+    assert ledger(ready) == {"sent": 20}
+    assert sorted(m.recipients[0] for m in smtp_server.received) == sorted(AUDIENCE)
+
+
+def test_warm_up_ramps_from_the_first_days_count(ready: Project, smtp_server: SMTPServer) -> None:
+    _pace(ready, "daily_limit = 100\nwarmup = 5\nwarmup_factor = 2")
+    assert ready.run("send", "2022-W51").exit_code == 75
+    assert ledger(ready) == {"sent": 5, "queued": 15}
+    _a_day_passes(ready)  # the first send was yesterday: today's ramp is 10
+    assert ready.run("send", "2022-W51").exit_code == 75
+    assert ledger(ready) == {"sent": 15, "queued": 5}
+    _a_day_passes(ready)  # the day after: 20, more than is left
+    assert ready.run("send", "2022-W51").exit_code == 0
+    assert ledger(ready) == {"sent": 20} and len(smtp_server.received) == 20
+
+
+@pytest.mark.parametrize(
+    ("limit", "warmup", "days", "expected"),
+    [(None, None, 0, None), (1000, None, 3, 1000), (None, 500, 0, 500), (None, 500, 2, 2000),
+     (1500, 500, 2, 1500), (1500, 500, None, 500)],
+)  # fmt: skip
+def test_the_days_quota(
+    project: Project, limit: int | None, warmup: int | None, days: int | None, expected: int | None
+) -> None:
+    lines = [f"daily_limit = {limit}"] if limit else []
+    lines += [f"warmup = {warmup}"] if warmup else []
+    _pace(project, "\n".join(lines + ["warmup_factor = 2"]))
+    today = date(2026, 12, 4)
+    first = None if days is None else date.fromordinal(today.toordinal() - days)
+    assert day_quota(project.config, first, today) == expected
