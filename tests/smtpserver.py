@@ -46,6 +46,8 @@ class Handler:
     pipelining: bool = True
     close_after_mail_reply: bool = False
     data_replies: dict[str, str] = field(default_factory=dict)
+    # As data_replies, each used once (a throttling reply, then the message is taken).
+    data_replies_once: dict[str, str] = field(default_factory=dict)
     # For each RCPT: whether the client had already sent DATA (it pipelined the envelope).
     data_ahead: list[bool] = field(default_factory=list)
     # For each final dot: whether the next MAIL came with it (the next envelope pipelined).
@@ -91,7 +93,9 @@ class Handler:
         self.mail_ahead.append(bytes(buffered).upper().startswith(b"MAIL FROM:"))
         if self.delay:
             await asyncio.sleep(self.delay)
-        refused = [self.data_replies[a] for a in envelope.rcpt_tos if a in self.data_replies]
+        refused = [self.data_replies_once.pop(a) for a in envelope.rcpt_tos
+                   if a in self.data_replies_once]  # fmt: skip
+        refused += [self.data_replies[a] for a in envelope.rcpt_tos if a in self.data_replies]
         if refused:
             if refused[0].startswith("421"):
                 await server.push(refused[0])

@@ -84,3 +84,18 @@ def test_the_days_quota(
     today = date(2026, 12, 4)
     first = None if days is None else date.fromordinal(today.toordinal() - days)
     assert day_quota(project.config, first, today) == expected
+
+
+def test_a_rate_reply_is_waited_out_and_the_same_reader_sent_in_the_run(
+    ready: Project, smtp_server: SMTPServer
+) -> None:
+    """451 4.7.1 "slow down" was deferred for the retry policy's hours: now the reader goes
+    back to the queue and is sent in the same run; never skipped, never failed."""
+    smtp_server.handler.data_replies_once[AUDIENCE[3]] = "451 4.7.1 Too many messages, slow down"
+    result = ready.run("send", "2022-W51", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["sent"] == len(AUDIENCE) and report["deferred"] == 0
+    assert "throttled" in report["waited_for"]
+    assert ledger(ready) == {"sent": 20}
+    assert sum(m.recipients == [AUDIENCE[3]] for m in smtp_server.received) == 1

@@ -17,6 +17,7 @@ where TLS is required) or a bug stops the send at once.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import defaultdict
@@ -55,11 +56,22 @@ class RateLimiter:
             time.sleep(slot - now)
 
 
+_THROTTLED = re.compile(
+    r"rate[ -]?limit|too many (?:messages|mails|connections|recipients|requests)|throttl|"
+    r"slow down|\b4\.7\.\d{1,3}\b.{0,80}(?:rate|limit|try (?:again )?later)",
+    re.IGNORECASE,
+)
+
+
 def classify(error: TransportError, delivery_id: int) -> tuple[Outcome, bool]:
     """(the row's outcome, whether the fault is the connection's rather than the recipient's).
     smtplib raises one class for 4xx and 5xx: the code decides."""
     code, text = error.code, str(error)
     if error.stage in ("connect", "envelope") or code in (421, 454):
+        return Outcome(delivery_id, "requeue", code, text), True
+    if code is not None and 400 <= code < 500 and _THROTTLED.search(text):
+        # A rate reply ("451 4.7.1 too many messages, slow down"): the same recipient again
+        # in this run, after the back-off, never deferred for hours or failed for it.
         return Outcome(delivery_id, "requeue", code, text), True
     if error.stage == "after-dot":
         return Outcome(delivery_id, "unknown", code, text), True
@@ -72,7 +84,11 @@ def classify(error: TransportError, delivery_id: int) -> tuple[Outcome, bool]:
 
 def _why(outcome: Outcome) -> str:
     """Why a connection backed off, in the run's summary."""
-    if outcome.code in (421, 454) or outcome.wait is not None:
+    if (
+        outcome.code in (421, 454)
+        or outcome.wait is not None
+        or _THROTTLED.search(outcome.error or "")
+    ):
         return "throttled"
     if outcome.kind == "unknown":
         return "no answer"
