@@ -1,7 +1,7 @@
 """Benchmarks: each figure beside a baseline measured in the same run, printed, not asserted.
 
     .venv/bin/python bench/bench.py [all|render|throughput|latency|distance|memory|import|
-        parallel|doubt|bounces|corpus|redirects] [--quick] [--postgresql]
+        parallel|doubt|bounces|corpus|redirects|dkim] [--quick] [--postgresql]
 
 throughput, latency and parallel send to Postfix's smtp-sink on 127.0.0.1 (started and
 stopped here); throughput also times Postfix's smtp-source, the physical reference, and a
@@ -341,6 +341,61 @@ def with_dkim(env: dict[str, str], folder: Path) -> None:
         config_file.read_text()
         .replace('# dkim_selector = "news2022"', 'dkim_selector = "news2022"')
         .replace('# dkim_key_file = "/etc/newsletter/dkim.pem"', f'dkim_key_file = "{key}"')
+    )
+
+
+def openssl_rsa2048_sign() -> float | None:
+    """OpenSSL's own RSA-2048 signature time on this machine, in µs (`openssl speed`)."""
+    if not shutil.which("openssl"):
+        return None
+    done = subprocess.run(
+        ["openssl", "speed", "-seconds", "2", "rsa2048"], capture_output=True, text=True
+    )
+    found = re.search(r"^rsa\s+2048 bits\s+([\d.]+)s", done.stdout, re.MULTILINE)
+    return float(found.group(1)) * 1e6 if found else None
+
+
+def bench_dkim(count: int) -> None:
+    """The CPU a DKIM signature (RSA-2048) adds to each message, as the send builds them
+    (one issue's template, each recipient's message filled and signed), beside OpenSSL's
+    own RSA-2048 signature time measured in the same run."""
+    from sqlmodel import Session
+
+    from newsletter.delivery.message import dkim_signer
+    from newsletter.delivery.send import approved_template, find_approved
+
+    with tempfile.TemporaryDirectory() as folder:
+        env = project(Path(folder), 10)
+        plain_config = load_config(Path(env["NEWSLETTER_CONFIG"]), env)
+        with_dkim(env, Path(folder))
+        config = load_config(Path(env["NEWSLETTER_CONFIG"]), env)
+        with Session(open_database(config.database_url)) as session:
+            issue = find_approved(session, config, "2022-W51")
+            signed = approved_template(config, issue)
+            plain = approved_template(plain_config, issue)
+        assert dkim_signer(config) is not None
+
+        def build(template: Any) -> float:
+            started = time.process_time()
+            for n in range(count):
+                template.render(
+                    email=f"reader{n}@example.org",
+                    email_key=f"reader{n}@example.org",
+                    name=f"Reader {n}",
+                    unsubscribe_url=f"https://news.example.org/unsubscribe/t{n}.0.x",
+                    view_url="https://news.example.org/archive/2022-W51/",
+                    message_id=f"<m-1-{n}-x@example.org>",
+                )
+            return (time.process_time() - started) / count * 1e6
+
+        build(signed), build(plain)  # warm
+        added = min(build(signed) for _ in range(3)) - min(build(plain) for _ in range(3))
+    reference = openssl_rsa2048_sign()
+    ratio = f"{added / reference:.2f} x" if reference else "n/a (no openssl)"
+    print(
+        f"DKIM (RSA-2048): {added:.0f} µs of CPU added to each message over {count} "
+        f"messages; OpenSSL's own RSA-2048 signature (openssl speed) "
+        f"{reference or 0:.0f} µs; ratio {ratio} (target <= 1.5)"
     )
 
 
@@ -1079,6 +1134,7 @@ def main() -> None:
             "bounces",
             "corpus",
             "redirects",
+            "dkim",
         ],  # fmt: skip
     )
     parser.add_argument(
@@ -1112,6 +1168,8 @@ def main() -> None:
         bench_doubt(2000, 6)
     if args.which in ("all", "bounces"):
         bench_bounces(10_000 if args.quick else 100_000)
+    if args.which in ("all", "dkim"):
+        bench_dkim(2000)
     if args.which in ("all", "redirects"):
         bench_redirects(10)
     if args.which in ("all", "corpus"):
