@@ -104,6 +104,9 @@ def _handler(provider: Provider) -> type[BaseHTTPRequestHandler]:
             if self.headers.get("X-Postmark-Server-Token") != POSTMARK_TOKEN:
                 self.answer(401, {"ErrorCode": 10, "Message": "Bad or missing Server API token."})
                 return
+            if self.path == "/email/batch":
+                self.postmark_batch(json.loads(body))
+                return
             if self.path != "/email":
                 self.answer(404, {"ErrorCode": 404, "Message": "Not found"})
                 return
@@ -112,6 +115,44 @@ def _handler(provider: Provider) -> type[BaseHTTPRequestHandler]:
             refuse = (422, {"ErrorCode": 406, "Message": "You tried to send to recipient(s) "
                             "that have been marked as inactive."})  # fmt: skip
             self.outcome(recipient, message, refuse)
+
+        def postmark_batch(self, messages: list[dict[str, object]]) -> None:
+            """Postmark's batch: an answer per message, in order; a 429 or 500 is the whole
+            request's (as a throttle or an outage is)."""
+            recipients = [str(m["To"]).rsplit("<", 1)[-1].rstrip(">") for m in messages]
+            modes = {_mode(r) for r in recipients}
+            if "down" in modes:
+                self.answer(500, {"ErrorCode": 500, "Message": "Internal"})
+                return
+            busy = [r for r in recipients if _mode(r) == "busy" and r not in provider.throttled]
+            if busy:
+                provider.throttled.update(busy)
+                self.answer(
+                    429, {"ErrorCode": 429, "Message": "Rate limit"}, **{"Retry-After": "1"}
+                )
+                return
+            results: list[dict[str, object]] = []
+            for recipient, message in zip(recipients, messages, strict=True):
+                if _mode(recipient) == "bad":
+                    results.append({"ErrorCode": 406, "Message": "Inactive recipient",
+                                    "To": recipient})  # fmt: skip
+                    continue
+                ident = str(uuid.uuid4())
+                provider.accepted[recipient] = message
+                provider.ids[recipient] = ident
+                results.append({"ErrorCode": 0, "Message": "OK", "MessageID": ident,
+                                "To": recipient})  # fmt: skip
+            if "slow" in modes:
+                time.sleep(SLOW_SECONDS)
+            data = json.dumps(results).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            try:
+                self.wfile.write(data)
+            except OSError:
+                pass
 
         def mailgun(self, body: bytes) -> None:
             auth = self.headers.get("Authorization", "")

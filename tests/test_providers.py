@@ -56,7 +56,9 @@ def test_an_issue_goes_out_through_the_api_with_every_recipient_accounted_for(
     monkeypatch.setenv("NEWSLETTER_MAILGUN_API_KEY", MAILGUN_KEY)
     _audience(ready)
     url = {
-        "postmark": f"postmark://?endpoint={server.endpoint}&timeout=1",
+        # One message a batch: each recipient's fate its own (a batch shares a throttle,
+        # an outage or a missing answer; see the batch test below).
+        "postmark": f"postmark://?endpoint={server.endpoint}&timeout=1&batch=1",
         "mailgun": f"mailgun://news.example.org?endpoint={server.endpoint}&timeout=1",
     }[kind]
     code, report, stderr = _send(ready, url)
@@ -74,7 +76,11 @@ def test_an_issue_goes_out_through_the_api_with_every_recipient_accounted_for(
     for email in [*AUDIENCE, "busy-one@example.org"]:
         assert rows[email].provider_id == server.ids[email]
     refusal = rows["bad-one@example.org"].last_error or ""
-    assert ("inactive" in refusal) if kind == "postmark" else ("not a valid address" in refusal)
+    assert (
+        ("inactive" in refusal.lower())
+        if kind == "postmark"
+        else ("not a valid address" in refusal)
+    )
     assert report["waited"] >= 1 and "throttled 1.0 s" in str(report["waited_for"])
     # Never sent twice blindly: the next run leaves the row in doubt alone (and the
     # deferred one until its retry time).
@@ -172,3 +178,40 @@ def test_an_issue_goes_out_through_ses(ready: Project, ses_server: str) -> None:
     # moto counts a raw message once per address in its Destination and again per To header.
     assert int(v1.get_send_quota()["SentLast24Hours"]) == 2 * len(AUDIENCE)
     assert "testing-secret" not in json.dumps(report) and os.environ["AWS_SECRET_ACCESS_KEY"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_postmark_batches_account_for_each_message(
+    ready: Project, postmark_server: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch endpoint: ten messages a request; an inactive recipient fails alone; a
+    batch whose answer never came leaves each of its messages in doubt."""
+    monkeypatch.setenv("NEWSLETTER_POSTMARK_TOKEN", POSTMARK_TOKEN)
+    with Session(ready.engine()) as session:
+        subscribers.add(session, "war-notes", "bad-one@example.org")
+        session.commit()
+    url = f"postmark://?endpoint={postmark_server.endpoint}&batch=10&timeout=1"
+    code, report, _ = _send(ready, url)
+    rows = _rows(ready)
+    assert code == 1 and report["sent"] == len(AUDIENCE) and report["failed"] == 1
+    assert rows["bad-one@example.org"].state == "failed"
+    assert "Inactive recipient" in (rows["bad-one@example.org"].last_error or "")
+    assert postmark_server.calls <= 4  # 21 messages in batches of ten (two connections)
+    for email in AUDIENCE:
+        assert rows[email].provider_id == postmark_server.ids[email]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_postmark_batch_without_an_answer_is_in_doubt_whole(
+    ready: Project, postmark_server: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_POSTMARK_TOKEN", POSTMARK_TOKEN)
+    with Session(ready.engine()) as session:
+        subscribers.add(session, "war-notes", "slow-one@example.org")
+        session.commit()
+    url = f"postmark://?endpoint={postmark_server.endpoint}&batch=50&timeout=1"
+    result = ready.run("send", "2022-W51", "--json", "--connections", "1", "--transport", url)
+    assert result.exit_code == 1, result.output
+    states = {row.state for row in _rows(ready).values()}
+    assert states == {"unknown"}  # all 21 went in one request whose answer never came
+    assert postmark_server.calls == 1

@@ -23,6 +23,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from newsletter.delivery.ledger import Claimed, Outcome, RetryPolicy
 from newsletter.delivery.transport import Then, Transport
@@ -129,8 +130,17 @@ class Connections:
         self.waited: defaultdict[str, float] = defaultdict(float)
 
     def run(self) -> None:
+        work = self._work
+        try:
+            probe = self.make_transport()
+        except ConfigError as error:
+            self._stop(error)
+            return
+        if callable(getattr(probe, "send_batch", None)):
+            work = self._work_batched
+        probe.close()
         threads = [
-            threading.Thread(target=self._work, name=f"smtp-{n}", daemon=True)
+            threading.Thread(target=work, name=f"sender-{n}", daemon=True)
             for n in range(max(1, self.options.connections))
         ]
         for thread in threads:
@@ -190,6 +200,83 @@ class Connections:
         finally:
             if transport is not None:
                 transport.close()
+
+    def _work_batched(self) -> None:
+        """For a transport that takes many messages in one request (Postmark's batch
+        endpoint): up to its `batch_size` rows taken and started together, one request, an
+        outcome for each. A request that gets no answer leaves every row of it in doubt."""
+        writer = self.writer
+        transport: Any = None
+        failures = 0
+        try:
+            while not writer.halt.is_set():
+                first = writer.take(wait=True)
+                if first is None:
+                    break
+                transport = transport or self.make_transport()
+                rows = [first]
+                while len(rows) < transport.batch_size:
+                    more = writer.take(wait=False)
+                    if more is None:
+                        break
+                    rows.append(more)
+                tickets = [writer.start(row) for row in rows]
+                started = [ticket.row for ticket in tickets if ticket.wait()]
+                if not started:
+                    continue
+                if writer.halt.is_set():
+                    for row in started:
+                        writer.record(Outcome(row.id, "requeue"))
+                    break
+                if self.rate:
+                    for _ in started:
+                        self.rate.wait()
+                try:
+                    results = self._send_batch(transport, started)
+                except ConfigError:
+                    for row in started:  # nothing went: back to the queue, not in doubt
+                        writer.record(Outcome(row.id, "requeue"))
+                    raise
+                for outcome, _ in results:
+                    writer.record(outcome)
+                fault = next((o for o, f in results if f), None)
+                self._count(fault is not None, fault or results[0][0])
+                if fault is not None:
+                    failures += 1
+                    delay = fault.wait
+                    if delay is None:
+                        delay = min(self.options.backoff * 2 ** min(failures - 1, 6), 30.0)
+                    with self.lock:
+                        self.waited[_why(fault)] += delay
+                    writer.halt.wait(delay)
+                else:
+                    failures = 0
+        except ConfigError as error:
+            self._stop(error)
+        except Exception as error:  # a bug must stop the send, not hang it
+            self._stop(NewsletterError(f"sending stopped: {type(error).__name__}: {error}"))
+        finally:
+            if transport is not None:
+                transport.close()
+
+    def _send_batch(self, transport: Any, rows: list[Claimed]) -> list[tuple[Outcome, bool]]:
+        """One request for these rows: each row's outcome, and whether it was the
+        connection's fault (the whole request's) rather than the recipient's."""
+        items = [(self.envelope(row), row.email, self.build(row)) for row in rows]
+        try:
+            answers = transport.send_batch(items)
+        except TransportError as error:
+            results = [classify(error, row.id) for row in rows]
+            if error.retry_after is not None:
+                results = [(replace(o, wait=error.retry_after), f) for o, f in results]
+            return results
+        found: list[tuple[Outcome, bool]] = []
+        for row, answer in zip(rows, answers, strict=True):
+            if isinstance(answer, TransportError):
+                found.append(classify(answer, row.id))
+            else:
+                found.append((Outcome(row.id, "sent", 250, provider_id=answer), False))
+        return found
 
     def _next(self) -> Ticket | None:
         row = self.writer.take(wait=True)

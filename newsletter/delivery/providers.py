@@ -206,19 +206,27 @@ class MailgunTransport:
 
 
 class PostmarkTransport:
-    """`postmark://[?endpoint=URL][&stream=broadcast]`: /email with our message's parts
-    and headers as JSON; the server token in NEWSLETTER_POSTMARK_TOKEN."""
+    """`postmark://[?endpoint=URL][&stream=broadcast][&batch=50]`: the batch endpoint
+    (/email/batch, up to `batch` messages a request, 500 at most) with each message's parts
+    and headers as JSON, and /email for one; the server token in NEWSLETTER_POSTMARK_TOKEN.
+    A batch that gets no answer leaves each of its messages in doubt."""
 
     # Postmark's ErrorCodes about the recipient (its API reference): an invalid or an
     # inactive address (a hard bounce or spam complaint there), a blocked domain.
     RECIPIENT_ERRORS = frozenset({300, 406, 409})
 
     def __init__(self, url: str, env: Mapping[str, str] | None = None) -> None:
-        options = _options(url, {"endpoint", "stream", "timeout"})
+        options = _options(url, {"endpoint", "stream", "timeout", "batch"})
+        try:
+            self.batch_size = int(options.get("batch", "50"))
+        except ValueError:
+            self.batch_size = 0
+        if not 1 <= self.batch_size <= 500:
+            raise ConfigError("transport postmark://: ?batch= takes 1 to 500 messages")
         token = environment_value("NEWSLETTER_POSTMARK_TOKEN", env)
         if token is None:
             raise ConfigError("postmark://: set NEWSLETTER_POSTMARK_TOKEN to the server token")
-        self.url = options.get("endpoint", POSTMARK).rstrip("/") + "/email"
+        self.url = options.get("endpoint", POSTMARK).rstrip("/") + "/email"  # and /batch
         self.stream = options.get("stream", "broadcast")
         self.headers = {
             "Accept": "application/json",
@@ -268,6 +276,44 @@ class PostmarkTransport:
         words = _words(response, "Message")
         about_recipient = response.status_code in (406, 422) and code in self.RECIPIENT_ERRORS
         raise self.http.refused(response, words, recipient=about_recipient)
+
+    def send_batch(self, items: list[tuple[str, str, bytes]]) -> list[str | TransportError]:
+        """Many messages, one request: each one's id, or the TransportError for it alone
+        (an inactive recipient fails that message, not the batch)."""
+        payload = [self.payload(recipient, message) for _, recipient, message in items]
+        response = self.http.post(
+            self.url + "/batch", headers=self.headers, content=json.dumps(payload)
+        )
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if response.status_code != 200 or not isinstance(answer, list):
+            code = answer.get("ErrorCode") if isinstance(answer, dict) else None
+            if code == 10:
+                raise ConfigError(
+                    "Postmark refused the server token: check NEWSLETTER_POSTMARK_TOKEN"
+                )
+            raise self.http.refused(response, _words(response, "Message"), recipient=False)
+        if len(answer) != len(items):
+            raise TransportError(
+                "Postmark answered a batch with the wrong number of results: some may have "
+                "been accepted",
+                None,
+                "after-dot",
+            )
+        results: list[str | TransportError] = []
+        for result in answer:
+            code = result.get("ErrorCode") if isinstance(result, dict) else None
+            if code == 0:
+                results.append(str(result.get("MessageID") or ""))
+                continue
+            words = " ".join(str(result.get("Message", "")).split())[:500]
+            if code in self.RECIPIENT_ERRORS:
+                results.append(TransportError(f"Postmark refused it: {words}", 550, "reply"))
+            else:
+                results.append(TransportError(f"Postmark {code}: {words}", 451, "before-dot"))
+        return results
 
     def close(self) -> None:
         self.http.close()
