@@ -17,7 +17,6 @@ from newsletter.dates import parse_datetime
 from newsletter.db import session_scope
 from newsletter.delivery.send import send_tests
 from newsletter.delivery.signoff_mail import send_requests
-from newsletter.delivery.transport import open_transport
 from newsletter.editorial import issue_file, signoff
 from newsletter.editorial.approval import approve, approved, is_stale
 from newsletter.editorial.checks import Finding, check_rendered, findings_report, has_errors
@@ -452,7 +451,7 @@ def request_approval(
     with session_scope(st.engine()) as session:
         found, rows = signoff.request(config, session, slug, requested_by=by, send_at=when, to=to)
     key = st.key()
-    make = lambda: open_transport(config.transport, config.root)  # noqa: E731
+    make = st.transports()
     sent = send_requests(config, key, make, found, rows)
     seeds = [signoff.address_of(seed) for seed in config.test_recipients]
     if seeds:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from email.utils import parseaddr
 from typing import Annotated, Any
@@ -22,7 +21,7 @@ from rich.table import Table
 from sqlmodel import Session
 
 from newsletter.cli.output import err, out, plural, print_error, print_json
-from newsletter.cli.state import State, state
+from newsletter.cli.state import state
 from newsletter.dates import parse_week
 from newsletter.delivery.connections import SendOptions
 from newsletter.delivery.ledger import RetryPolicy
@@ -37,7 +36,7 @@ from newsletter.delivery.send import (
     send_tests,
 )
 from newsletter.delivery.send import send as send_issues
-from newsletter.delivery.transport import Transport, display_transport, open_transport
+from newsletter.delivery.transport import display_transport
 from newsletter.errors import UsageError
 
 
@@ -75,13 +74,6 @@ def _rate(value: str | None) -> float | None:
     if rate <= 0:
         raise UsageError(f"bad --rate {value!r}: it must be above 0")
     return rate
-
-
-def _transport(st: State, url: str | None) -> Callable[[], Transport]:
-    config = st.config()
-    chosen = url or config.transport
-    open_transport(chosen, config.root)  # a bad URL is a usage error now, not per connection
-    return lambda: open_transport(chosen, config.root)
 
 
 def send(
@@ -146,7 +138,7 @@ def send(
         seeds = [parseaddr(seed)[1] for seed in config.test_recipients]
         addresses = list(dict.fromkeys([*test_to, *seeds]))
         with Session(st.engine()) as session:
-            count = send_tests(config, session, chosen, addresses, _transport(st, transport))
+            count = send_tests(config, session, chosen, addresses, st.transports(transport))
         out.print(f"Sent {plural(count, 'test message')} of {chosen}", markup=False)
         return
     request = SendRequest(
@@ -170,7 +162,7 @@ def send(
                 out.print(email, markup=False)
             err.print(f"{name}: {plural(len(people), 'recipient')}; nothing sent", markup=False)
         return
-    make = _transport(st, transport)
+    make = st.transports(transport)
     watcher = TerminalWatcher(show_progress=not as_json and err.is_terminal, quiet=as_json)
     try:
         result = send_issues(config, st.engine(), st.key(), make, request, watcher)

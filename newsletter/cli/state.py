@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from newsletter import registry
 from newsletter.audience.tokens import load_key
 from newsletter.config import Config, ConfigLocation, load_config, missing_config
 from newsletter.db import open_database
+from newsletter.delivery.transport import Transport, open_transport
 
 
 @dataclass
@@ -40,6 +42,14 @@ class State:
 
     def key(self) -> bytes:
         return load_key(self.config().signing_key_file)
+
+    def transports(self, url: str | None = None) -> Callable[[], Transport]:
+        """A maker of the transport to send with (`url`, else the config's): opened once
+        here, so a bad URL or a missing secret is a usage error now, not per connection."""
+        config = self.config()
+        chosen = url or config.transport
+        open_transport(chosen, config.root).close()
+        return lambda: open_transport(chosen, config.root)
 
     def close(self) -> None:
         if self._engine is not None:

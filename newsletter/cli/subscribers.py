@@ -23,7 +23,6 @@ from newsletter.delivery.connections import SendOptions
 from newsletter.delivery.ledger import RetryPolicy
 from newsletter.delivery.send import SendReport, SendRequest, runner
 from newsletter.delivery.send import send as send_issues
-from newsletter.delivery.transport import open_transport
 from newsletter.errors import DONE, FAILED, UsageError
 
 app = typer.Typer(
@@ -117,13 +116,11 @@ def _send_welcomes(st: State) -> None:
     that is down) waits for `newsletter send --due`."""
     config = st.config()
     retry = RetryPolicy(give_up_after=timedelta(hours=config.retry_hours))
-    transport = config.transport
-    open_transport(transport, config.root)  # a bad URL is a usage error before any send
     report = send_issues(
         config,
         st.engine(),
         st.key(),
-        lambda: open_transport(transport, config.root),
+        st.transports(),
         SendRequest(slug=welcome.SLUG, options=SendOptions(retry=retry)),
     )
     assert isinstance(report, SendReport)

@@ -186,14 +186,7 @@ class Connections:
                     elif taken is not None:
                         writer.give_back(taken)
                     taken = upcoming = None
-                    # As long as they asked (Retry-After), else doubling from `backoff`;
-                    # wait() rather than sleep(): a pause or a fatal error ends it.
-                    delay = outcome.wait
-                    if delay is None:
-                        delay = min(self.options.backoff * 2 ** min(failures - 1, 6), 30.0)
-                    with self.lock:
-                        self.waited[_why(outcome)] += delay
-                    writer.halt.wait(delay)
+                    self._back_off(outcome, failures)
                 else:
                     failures = 0
                 ticket = upcoming or (writer.start(taken) if taken else self._next())
@@ -243,12 +236,7 @@ class Connections:
                 self._count(fault is not None, fault or results[0][0])
                 if fault is not None:
                     failures += 1
-                    delay = fault.wait
-                    if delay is None:
-                        delay = min(self.options.backoff * 2 ** min(failures - 1, 6), 30.0)
-                    with self.lock:
-                        self.waited[_why(fault)] += delay
-                    writer.halt.wait(delay)
+                    self._back_off(fault, failures)
                 else:
                     failures = 0
         except ConfigError as error:
@@ -258,6 +246,16 @@ class Connections:
         finally:
             if transport is not None:
                 transport.close()
+
+    def _back_off(self, outcome: Outcome, failures: int) -> None:
+        """Wait as long as the other side asked (Retry-After), else doubling from `backoff`
+        up to 30 s; wait() rather than sleep(): a pause or a fatal error ends it."""
+        delay = outcome.wait
+        if delay is None:
+            delay = min(self.options.backoff * 2 ** min(failures - 1, 6), 30.0)
+        with self.lock:
+            self.waited[_why(outcome)] += delay
+        self.writer.halt.wait(delay)
 
     def _send_batch(self, transport: Any, rows: list[Claimed]) -> list[tuple[Outcome, bool]]:
         """One request for these rows: each row's outcome, and whether it was the

@@ -34,6 +34,7 @@ from newsletter import registry
 from newsletter.config import Config
 from newsletter.dates import utc_now
 from newsletter.db import Cursor
+from newsletter.editorial.approval import blank_row
 from newsletter.editorial.render import (
     Template,
     compile_mjml,
@@ -67,22 +68,10 @@ def welcome_row(session: Session, newsletter: str) -> ApprovedIssue:
         return row
     try:
         with session.begin_nested():
-            session.add(
-                ApprovedIssue(
-                    slug=SLUG,
-                    newsletter=newsletter,
-                    kind=KIND,
-                    subject="",
-                    preheader="",
-                    html="",
-                    text="",
-                    web_html="",
-                    content_hash="",
-                    source_hash="",
-                    # Written to the ledger row by row as people confirm, never as an audience.
-                    enqueued_at=utc_now(),
-                )
-            )
+            row = blank_row(newsletter, SLUG, KIND)
+            # Written to the ledger row by row as people confirm, never as an audience.
+            row.enqueued_at = utc_now()
+            session.add(row)
     except IntegrityError:
         pass
     found = _find(session, newsletter)

@@ -85,17 +85,7 @@ def approve(
         )
     replaced = row is not None
     if row is None:
-        row = ApprovedIssue(
-            slug=issue.slug,
-            newsletter=config.key,
-            subject="",
-            preheader="",
-            html="",
-            text="",
-            web_html="",
-            content_hash="",
-            source_hash="",
-        )
+        row = blank_row(config.key, issue.slug)
     row.newsletter = config.key
     row.week = issue.week
     row.subject = issue.subject
@@ -114,6 +104,22 @@ def approve(
     session.flush()
     session.refresh(row)
     return Approval(row, findings, replaced)
+
+
+def blank_row(newsletter: str, slug: str, kind: str = "issue") -> ApprovedIssue:
+    """A row of `issues` to be filled: by an approval, or as a newsletter's welcome row."""
+    return ApprovedIssue(
+        slug=slug,
+        newsletter=newsletter,
+        kind=kind,
+        subject="",
+        preheader="",
+        html="",
+        text="",
+        web_html="",
+        content_hash="",
+        source_hash="",
+    )
 
 
 def issue_row(session: Session, newsletter: str, slug: str) -> ApprovedIssue | None:
