@@ -118,6 +118,19 @@ def test_the_whole_journey_from_an_installed_wheel(venv: Path, tmp_path: Path) -
     run("issue", "approve", "2022-W51", cwd=project)
     run("archive", "build", cwd=project)
     assert (project / "build/archive/index.html").is_file()
+    # The installed theme speaks through the installed catalogue: a Ukrainian newsletter's
+    # email is in Ukrainian, not the English the messages are written in.
+    run("init", "uk", "--name", "Воєнні нотатки", "--timezone", "Europe/Kyiv",
+        "--from", "N <n@example.org>", "--base-url", "https://example.org/uk",
+        "--language", "uk", cwd=home)  # fmt: skip
+    edition = home / "uk"
+    run("collect", "--feed", str(SAMPLES / "feeds/war-notes-uk.atom"), cwd=edition)
+    run("issue", "new", "--week", "2022-W51", cwd=edition)
+    run("issue", "render", "2022-W51", cwd=edition, ok=(0, 1))
+    spoken = (edition / "build/2022-W51/email.txt").read_text()
+    for words in ("Відкрити в браузері", "Вітаємо, %%first_name%%!", "Відписатися", "грудня"):
+        assert words in spoken, spoken[:600]
+    assert "View in your browser" not in spoken and "Unsubscribe" not in spoken
     run("subscribers", "import", str(SAMPLES / "subscribers.csv"), cwd=project, ok=(0, 1))
     run("send", "2022-W51", cwd=project, ok=(0, 1))
     assert len(list((project / "outbox").glob("*.eml"))) >= 3

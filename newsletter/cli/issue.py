@@ -33,6 +33,10 @@ app = typer.Typer(
 Slug = Annotated[str, typer.Argument(metavar="SLUG", help="The issue's slug or its file's path.")]
 Url = Annotated[str, typer.Argument(help="An article's URL (any form of it).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+SendAt = Annotated[
+    str | None,
+    typer.Option("--send-at", metavar="TIME", help="When to send (ISO 8601; zone optional)."),
+]
 As = Annotated[
     str | None,
     typer.Option(
@@ -369,10 +373,7 @@ def approve_command(
     ctx: typer.Context,
     slug: Slug,
     *,
-    send_at: Annotated[
-        str | None,
-        typer.Option("--send-at", metavar="TIME", help="When to send (ISO 8601; zone optional)."),
-    ] = None,
+    send_at: SendAt = None,
     who: As = None,
     as_json: AsJson = False,
 ) -> None:
@@ -423,10 +424,7 @@ def request_approval(
     ctx: typer.Context,
     slug: Slug,
     *,
-    send_at: Annotated[
-        str | None,
-        typer.Option("--send-at", metavar="TIME", help="When it will go once approved (ISO 8601)."),
-    ] = None,
+    send_at: SendAt = None,
     to: Annotated[
         list[str] | None,
         typer.Option(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -19,10 +18,7 @@ from newsletter.cli.output import err, out, plural, print_json, shown
 from newsletter.cli.state import State, state
 from newsletter.db import session_scope
 from newsletter.delivery import welcome
-from newsletter.delivery.connections import SendOptions
-from newsletter.delivery.ledger import RetryPolicy
-from newsletter.delivery.send import SendReport, SendRequest, runner
-from newsletter.delivery.send import send as send_issues
+from newsletter.delivery.send import runner, send_welcomes
 from newsletter.errors import DONE, FAILED, UsageError
 
 app = typer.Typer(
@@ -114,16 +110,7 @@ def _queue(st: State, session: Session, keys: list[str]) -> int:
 def _send_welcomes(st: State) -> None:
     """The welcomes just queued, through the config's transport; what stays (a transport
     that is down) waits for `newsletter send --due`."""
-    config = st.config()
-    retry = RetryPolicy(give_up_after=timedelta(hours=config.retry_hours))
-    report = send_issues(
-        config,
-        st.engine(),
-        st.key(),
-        st.transports(),
-        SendRequest(slug=welcome.SLUG, options=SendOptions(retry=retry)),
-    )
-    assert isinstance(report, SendReport)
+    report = send_welcomes(st.config(), st.engine(), st.key(), st.transports())
     left = report.exit_code != DONE
     err.print(
         f"Welcome mail: sent {report.sent}"

@@ -20,14 +20,13 @@ reports alone (`SendReport.exit_code`, `DueRun.exit_code`).
 
 from __future__ import annotations
 
-import getpass
 import socket
 import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
@@ -205,6 +204,23 @@ def send(
         return due
 
 
+def send_welcomes(
+    config: Config,
+    engine: Engine,
+    key: bytes,
+    make_transport: Callable[[], Transport],
+    *,
+    pause_after: int = SendOptions.pause_after,
+) -> SendReport:
+    """The newsletter's waiting welcome mails (welcome.py), now: after a confirmation (the
+    web, with one try: `pause_after=1`) or an import with --welcome."""
+    retry = ledger.RetryPolicy(give_up_after=timedelta(hours=config.retry_hours))
+    options = SendOptions(connections=1, pause_after=pause_after, retry=retry)
+    report = send(config, engine, key, make_transport, SendRequest(welcome.SLUG, options=options))
+    assert isinstance(report, SendReport)
+    return report
+
+
 def return_addresses(config: Config, key: bytes, issue_id: int, newsletter: str) -> ReturnAddresses:
     me = sender(config)
     bounce = config.bounce_address
@@ -224,11 +240,7 @@ def plural_approvers(count: int) -> str:
 
 def runner() -> str:
     """Who runs this send: the system user at this host (cron's, or the editor's)."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"[:400]
+    return f"{signoff.system_user()}@{socket.gethostname()}"[:400]
 
 
 def _check_worker(engine: Engine) -> None:

@@ -5,18 +5,15 @@ like the editors' CLI."""
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from newsletter.config import Config
 from newsletter.delivery.message import build_message, dkim_signer, issue_template, sender
 from newsletter.delivery.transport import Transport
-from newsletter.editorial.render import personal_urls
+from newsletter.editorial.render import after_body, personal_urls
 from newsletter.editorial.signoff import Candidate, address_of, token_for
 from newsletter.models import Approval
-
-_BODY = re.compile(r"<body\b[^>]*>", re.I)
 
 
 def when_words(config: Config, moment: datetime | None) -> str:
@@ -26,10 +23,6 @@ def when_words(config: Config, moment: datetime | None) -> str:
     local = moment.astimezone(config.timezone)
     place = str(config.timezone).rsplit("/", 1)[-1].replace("_", " ")
     return f"on {local:%a} {local.day} {local:%b}, {local:%H:%M} {place} time"
-
-
-def _after_body(page: str, block: str) -> str:
-    return _BODY.sub(lambda match: match[0] + block, page, count=1)
 
 
 def approve_url(config: Config, key: bytes, row: Approval) -> str:
@@ -68,7 +61,7 @@ def send_requests(
         for row in rows:
             url = approve_url(config, key, row)
             block, lead = _banner(config, row, url)
-            page = _after_body(found.rendered.html.source, block)
+            page = after_body(found.rendered.html.source, block)
             template = issue_template(
                 config,
                 slug=f"approval-{found.slug}-{row.id}",

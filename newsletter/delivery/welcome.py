@@ -36,7 +36,7 @@ from newsletter.dates import utc_now
 from newsletter.db import Cursor
 from newsletter.editorial.approval import blank_row
 from newsletter.editorial.render import (
-    Template,
+    after_body,
     compile_mjml,
     environment,
     list_count,
@@ -264,15 +264,12 @@ def _context(config: Config, session: Session) -> dict[str, Any]:
     }
 
 
-_BODY = re.compile(r"<body\b[^>]*>", re.I)
-
-
 def _above_issue(config: Config, latest: ApprovedIssue, welcome: dict[str, Any]) -> tuple[str, str]:
     """`include = "issue"`: the latest issue as it was approved, footer and all, with the
     welcome's words in a band above it (and above its own inbox preview)."""
     env = environment(config, autoescape=True)
     band = render_template(env, "welcome_band.html.j2", {"welcome": welcome})
-    html = _BODY.sub(lambda match: match[0] + band, latest.html, count=1)
+    html = after_body(latest.html, band)
     text = f"{welcome['subject']}\n\n{welcome['text'].strip()}\n\n{'-' * 40}\n\n{latest.text}"
     return html, text
 
@@ -290,5 +287,4 @@ def refresh(config: Config, session: Session, row: ApprovedIssue) -> str:
         row.content_hash = digest
         row.approved_at = utc_now()
         session.add(row)
-    Template.parse(made.html)  # fails here, not per recipient, if a theme broke it
     return made.view_url

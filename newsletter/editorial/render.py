@@ -425,6 +425,17 @@ def greeting_words(config: Config, issue: IssueFile) -> str:
     return config.words.gettext("Hello, %(name)s,") % {"name": "%%first_name%%"}
 
 
+_BODY = re.compile(r"<body\b[^>]*>", re.I)
+
+
+def after_body(page: str, block: str) -> str:
+    """`block` right after the page's <body> tag (before everything, without one): a
+    welcome's band, an approval's banner or panel above a rendered issue."""
+    if not _BODY.search(page):
+        return block + page
+    return _BODY.sub(lambda match: match[0] + block, page, count=1)
+
+
 def newsletter_context(config: Config) -> dict[str, Any]:
     """The theme's `newsletter` variable, for every mail to readers (issues, welcome)."""
     words = config.words

@@ -43,8 +43,11 @@ def identity(given: str | None, config: Config) -> str:
     """Who acts: `--as`, else the config's editor, else the system user."""
     if given and given.strip():
         return " ".join(given.split())[:400]
-    if config.editor:
-        return config.editor
+    return config.editor or system_user()
+
+
+def system_user() -> str:
+    """The account running the command (cron's, or the editor's)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry in some containers

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import re
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, BackgroundTasks, Request
@@ -26,7 +25,7 @@ from newsletter import signing
 from newsletter.db import session_scope
 from newsletter.delivery.signoff_mail import changes_message, requester_address, when_words
 from newsletter.editorial import signoff
-from newsletter.editorial.render import render_template
+from newsletter.editorial.render import after_body, render_template
 from newsletter.models import Approval
 from newsletter.web.forms import read_form
 from newsletter.web.site import CurrentSite, Site
@@ -34,7 +33,6 @@ from newsletter.web.site import CurrentSite, Site
 log = logging.getLogger("newsletter.web")
 router = APIRouter()
 COOKIE = "approve_form"
-_BODY = re.compile(r"<body\b[^>]*>", re.I)
 
 
 @router.get("/approve/{token}", response_class=HTMLResponse)
@@ -162,7 +160,4 @@ def _page(site: Site, row: Approval, form_value: str) -> str:
             "form_value": form_value,
         },
     )
-    page = row.html
-    if _BODY.search(page):
-        return _BODY.sub(lambda match: match[0] + panel, page, count=1)
-    return panel + page
+    return after_body(row.html, panel)

@@ -8,7 +8,6 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Annotated, Any
 
 import jinja2
@@ -20,10 +19,7 @@ from sqlmodel import Session
 from newsletter import languages, registry
 from newsletter.audience.tokens import Token, read_token
 from newsletter.config import Config
-from newsletter.delivery import welcome
-from newsletter.delivery.connections import SendOptions
-from newsletter.delivery.ledger import RetryPolicy
-from newsletter.delivery.send import SendRequest, send
+from newsletter.delivery.send import send_welcomes
 from newsletter.delivery.transport import Transport
 from newsletter.editorial.render import render_template
 from newsletter.web.counting import CountWriter, Repeats
@@ -45,13 +41,6 @@ class Site:
     # Counted links' URLs by (issue, index): they never change once stored.
     link_cache: dict[tuple[int, int], str] = field(default_factory=dict)
     welcome_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def welcome_options(self) -> SendOptions:
-        retry = RetryPolicy(give_up_after=timedelta(hours=self.config.retry_hours))
-        # One try: a transport that is down leaves the welcome queued for `send --due`
-        # rather than holding a server thread in the send's back-off.
-        return SendOptions(connections=1, pause_after=1, retry=retry)
 
     def page(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         site = {
@@ -88,10 +77,13 @@ class Site:
         One at a time in this process, so a welcome queued while another send runs is
         taken by the next; a transport that is down leaves them to `send --due`. Errors go
         to the log: a background task has no one else to tell."""
-        request = SendRequest(slug=welcome.SLUG, options=self.welcome_options)
         with self.welcome_lock:
             try:
-                report = send(self.config, self.engine, self.key, self.make_transport, request)
+                # One try: a transport that is down must not hold a server thread in the
+                # send's back-off.
+                report = send_welcomes(
+                    self.config, self.engine, self.key, self.make_transport, pause_after=1
+                )
             except Exception as error:  # noqa: BLE001 - logged, never raised into the server
                 log.error("welcome mail not sent: %s: %s", type(error).__name__, error)
                 return
