@@ -98,12 +98,23 @@ class TransportError(NewsletterError):
         self.stage = stage
         # Seconds the other side asked us to wait (HTTP Retry-After), when it said.
         self.retry_after: float | None = None
+        # Whether `code` is a real SMTP reply: only then does a 5.1.x in the words mean "no
+        # such user" (a provider's words quote anything, even another server's reply).
+        self.smtp = True
         # For a command: a refusal is a failure; anything else may pass later.
         self.exit_code = FAILED if self.permanent else TEMPFAIL
 
     @property
     def permanent(self) -> bool:
         return self.code is not None and 500 <= self.code < 600
+
+
+class ProviderPaused(NewsletterError):
+    """A provider's answer that is not about one reader and would be the same for every one
+    (a malformed request, a redirect, a refusal of the request itself): the send pauses,
+    nobody is marked, and the cause is named (exit 75: fix it, then run the send again)."""
+
+    exit_code = TEMPFAIL
 
 
 class IdentityLost(NewsletterError):

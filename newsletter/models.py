@@ -242,6 +242,8 @@ class Subscription(SQLModel, table=True):
     )
     confirmed_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     unsubscribed_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+    # The status a close moved it from (active, pending): what a lift restores.
+    closed_from: str | None = Field(default=None, sa_column=sa.Column(sa.String(20)))
 
 
 class Suppression(SQLModel, table=True):
@@ -268,7 +270,10 @@ class SuppressionLift(SQLModel, table=True):
     __tablename__ = "suppression_lifts"
 
     id: int | None = Field(default=None, primary_key=True)
-    email: str = Field(sa_column=sa.Column(sa.String(320), nullable=False, index=True))
+    # The address's hash (lifecycle.key_hash), which an erasure keeps; the address in clear
+    # until then.
+    key_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False, index=True))
+    email: str | None = Field(default=None, sa_column=sa.Column(sa.String(320), index=True))
     reason: str = Field(sa_column=sa.Column(sa.String(50), nullable=False))
     suppressed_at: datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
     lifted_at: datetime = Field(

@@ -85,6 +85,22 @@ def same(made: str, given: str) -> bool:
     return hmac.compare_digest(made.encode(), given.encode("utf-8", "replace"))
 
 
+def canonical_int(text: str, base: int = 10, limit: int = 2**53) -> int | None:
+    """A number written the one way this code writes it (ASCII digits of `base`, lower
+    case, no sign, space, underscore or leading zero, at most `limit`), or None: `int()`
+    alone also reads `+12`, `012`, `1_2` and Arabic-Indic digits, each of which would be a
+    second spelling of one signed token."""
+    if not text or len(text) > 20 or not text.isascii():
+        return None
+    digits = _DIGITS[:base]
+    if any(character not in digits for character in text):
+        return None
+    if len(text) > 1 and text[0] == "0":
+        return None
+    number = int(text, base)
+    return number if number <= limit else None
+
+
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 

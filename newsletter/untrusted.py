@@ -19,7 +19,7 @@ from email.header import decode_header, make_header
 # line and paragraph separators, and the bidirectional overrides and isolates that make a
 # name display as something else (the "Trojan Source" characters), plus the BOM.
 CONTROL = re.compile(
-    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+    r"[\x00-\x1f\x7f-\x9f\u061c\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
 )
 # Line breaks that arrive encoded: percent-encoded, backslash-escaped, quoted-printable.
 ENCODED_BREAK = re.compile(r"%0[ad]|\\[rn]|=0[ad]", re.IGNORECASE)
@@ -62,6 +62,24 @@ def clean_name(raw: str | None, limit: int = MAX_NAME) -> str | None:
     text = ENCODED_BREAK.sub(" ", decode_words(raw))
     text = " ".join(strip_controls(text).split())[:limit].rstrip()
     return text or None
+
+
+# A link, an address or a domain a stranger could type as a "name" to have our mail carry
+# it: a scheme, www., @, a slash, or a dotted word ending in a lower-case top-level domain
+# (`bit.ly`, `evil.example`), which "J. R. Smith" and "St.Claire" are not.
+_DOTTED = re.compile(r"\w\.[a-z]{2,24}(?:\b|$)")
+
+
+def looks_like_link(text: str) -> bool:
+    return bool(re.search(r"://|www\.|@|[/\\]", text, re.IGNORECASE) or _DOTTED.search(text))
+
+
+def form_name(raw: str | None) -> str | None:
+    """A name typed into a public form, which anyone may have typed for anyone: cleaned,
+    and dropped when it carries a link, an address or a domain, so our mail never carries
+    a stranger's advertisement in a greeting or a To line."""
+    name = clean_name(raw)
+    return None if name is None or looks_like_link(name) else name
 
 
 def shown_name(raw: str | None, limit: int = MAX_SHOWN) -> str | None:

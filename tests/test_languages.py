@@ -23,6 +23,7 @@ from newsletter.cli import app
 from newsletter.config import load_config
 from newsletter.errors import ConfigError
 from tests.conftest import Project
+from tests.forms import press_confirm, served
 from tests.liveweb import start
 from tests.smtpserver import SMTPServer
 
@@ -135,16 +136,24 @@ def test_a_ukrainian_newsletters_pages_and_confirmation_mail(
 ) -> None:
     text = project.config_file.read_text().replace('language = "en"', 'language = "uk"')
     project.config_file.write_text(text)
-    served = start(project, smtp_server, None)
-    live = next(served)
+    server = start(project, smtp_server, None)
+    live = next(server)
     try:
         pages = [
             httpx.get(f"{live.base}/subscribe", timeout=10),
-            httpx.post(f"{live.base}/subscribe", data={"email": "not an address"}, timeout=10),
+            httpx.post(
+                f"{live.base}/subscribe",
+                data={"served": served(live.project), "email": "not an address"},
+                timeout=10,
+            ),
             httpx.get(f"{live.base}/unsubscribe/nope", timeout=10),
             httpx.get(f"{live.base}/nowhere", timeout=10),
         ]
-        sent = httpx.post(f"{live.base}/subscribe", data={"email": "olena@example.org"}, timeout=10)
+        sent = httpx.post(
+            f"{live.base}/subscribe",
+            data={"served": served(live.project), "email": "olena@example.org"},
+            timeout=10,
+        )
         pages.append(sent)
         deadline = time.monotonic() + 10
         while not smtp_server.received and time.monotonic() < deadline:
@@ -152,7 +161,7 @@ def test_a_ukrainian_newsletters_pages_and_confirmation_mail(
         body = smtp_server.received[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
         link = re.search(r"(http://127\.0\.0\.1:\d+/confirm/\S+)", body)
         assert link is not None
-        pages.append(httpx.get(link.group(1), timeout=10))  # the confirmation
+        pages.append(press_confirm(httpx, live.project, link.group(1)))  # the confirmation
         key = load_key(project.config.signing_key_file)
         with Session(project.engine()) as session:
             token_id = subscribers.require(session, "olena@example.org").token_id
@@ -169,7 +178,7 @@ def test_a_ukrainian_newsletters_pages_and_confirmation_mail(
             )
         )
     finally:
-        next(served, None)
+        next(server, None)
     assert [p.status_code for p in pages] == [200, 400, 404, 404, 200, 200, 200, 200, 200, 200]
     assert "Підписку оформлено" in pages[5].text and "Ви відписалися" in pages[-1].text
     for page in pages:

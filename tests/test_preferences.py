@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from newsletter.audience import subscribers
 from tests.conftest import Project
+from tests.forms import press_confirm, served
 from tests.liveweb import start
 from tests.sending import AUDIENCE, send
 from tests.smtpserver import SMTPServer
@@ -31,8 +32,8 @@ def test_a_reader_of_two_lists_manages_them_from_the_footer(
     text = item.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     link = re.search(r'href="(https://news\.example\.org/preferences/[^"]+)"', html)
     assert link is not None and f"Manage your subscriptions: {link.group(1)}" in text
-    served = start(ready, smtp_server, None)
-    live = next(served)
+    server = start(ready, smtp_server, None)
+    live = next(server)
     try:
         url = link.group(1).replace("https://news.example.org", live.base)
         page = httpx.get(url, timeout=10)
@@ -66,7 +67,7 @@ def test_a_reader_of_two_lists_manages_them_from_the_footer(
         # The manage link does not unsubscribe by itself, nor stand in for the footer's.
         assert httpx.post(f"{manage.group(1)}/link", timeout=10).status_code == 404
     finally:
-        next(served, None)
+        next(server, None)
     with Session(ready.engine()) as session:
         person = subscribers.require(session, AUDIENCE[0])
         daily = subscribers.subscription_of(session, person, "kyiv-daily")
@@ -105,12 +106,17 @@ def test_one_form_and_one_confirmation_for_several_newsletters(
     project: Project, smtp_server: SMTPServer, tmp_path: Path
 ) -> None:
     _ukrainian_edition(project, tmp_path)
-    served = start(project, smtp_server, None)
-    live = next(served)
+    server = start(project, smtp_server, None)
+    live = next(server)
     try:
         form = httpx.get(f"{live.base}/subscribe", timeout=10)
         assert 'name="list-war-notes-uk"' in form.text and "(Ukrainian)" in form.text
-        chosen = {"email": "olena@example.org", "list-war-notes": "on", "list-war-notes-uk": "on"}
+        chosen = {
+            "served": served(live.project),
+            "email": "olena@example.org",
+            "list-war-notes": "on",
+            "list-war-notes-uk": "on",
+        }
         assert httpx.post(f"{live.base}/subscribe", data=chosen, timeout=10).status_code == 200
         deadline = time.monotonic() + 10
         while not smtp_server.received and time.monotonic() < deadline:
@@ -122,11 +128,11 @@ def test_one_form_and_one_confirmation_for_several_newsletters(
         assert link is not None
         # The lists are signed: a link stretched to another list confirms nothing.
         stretched = link.group(1).replace("lists=war-notes,", "lists=other,war-notes,")
-        assert httpx.get(stretched, timeout=10).status_code == 404
-        done = httpx.get(link.group(1), timeout=10)
+        assert press_confirm(httpx, live.project, stretched).status_code == 404
+        done = press_confirm(httpx, live.project, link.group(1))
         assert done.status_code == 200 and "Воєнні нотатки" in done.text
     finally:
-        next(served, None)
+        next(server, None)
     shown = json.loads(project.run("subscribers", "show", "olena@example.org", "--json").stdout)
     assert [(s["newsletter"], s["status"]) for s in shown["subscriptions"]] == [
         ("war-notes", "active"),
@@ -149,12 +155,12 @@ def test_the_database_names_every_newsletter_it_serves(
         session.commit()
     key = load_key(project.config.signing_key_file)
     token = make_token(key, "manage", "war-notes", token_id)
-    served = start(project, smtp_server, None)
-    live = next(served)
+    server = start(project, smtp_server, None)
+    live = next(server)
     try:
         page = httpx.get(f"{live.base}/preferences/{token}", timeout=10)
     finally:
-        next(served, None)
+        next(server, None)
     assert page.status_code == 200
     assert "Воєнні нотатки</strong> (Ukrainian)" in page.text
     assert "War Notes</strong>:" in page.text
@@ -180,8 +186,8 @@ def test_the_mailed_manage_page_offers_the_other_newsletters_through_their_opt_i
     key = load_key(project.config.signing_key_file)
     manage = make_token(key, "manage", "war-notes", token_id)
     footer = make_token(key, "unsubscribe", "war-notes", token_id)
-    served = start(project, smtp_server, None)
-    live = next(served)
+    server = start(project, smtp_server, None)
+    live = next(server)
     try:
         page = httpx.get(f"{live.base}/preferences/{manage}", timeout=10)
         assert "Our other newsletters" in page.text and 'value="war-notes-uk"' in page.text
@@ -210,9 +216,9 @@ def test_the_mailed_manage_page_offers_the_other_newsletters_through_their_opt_i
             person = subscribers.require(session, AUDIENCE[0])
             waiting = subscribers.subscription_of(session, person, "war-notes-uk")
             assert waiting is not None and waiting.status == "pending"
-        assert httpx.get(link.group(1), timeout=10).status_code == 200
+        assert press_confirm(httpx, live.project, link.group(1)).status_code == 200
     finally:
-        next(served, None)
+        next(server, None)
     with Session(project.engine()) as session:
         person = subscribers.require(session, AUDIENCE[0])
         joined = subscribers.subscription_of(session, person, "war-notes-uk")

@@ -34,6 +34,7 @@ from newsletter.config import CollectSettings
 from newsletter.errors import SourceError
 from newsletter.web.server import RedactTokens
 from tests.conftest import Project
+from tests.forms import confirm_form, press_confirm, served
 from tests.liveweb import Live
 from tests.smtpserver import SMTPServer
 
@@ -60,7 +61,11 @@ def token_id_of(project: Project, email: str) -> str:
 
 
 def subscribe(live: Live, email: str, name: str = "") -> httpx.Response:
-    return httpx.post(f"{live.base}/subscribe", data={"email": email, "name": name}, timeout=10)
+    return httpx.post(
+        f"{live.base}/subscribe",
+        data={"served": served(live.project), "email": email, "name": name},
+        timeout=10,
+    )
 
 
 # High 1: header and body injection through an RFC 2047 encoded name.
@@ -107,7 +112,7 @@ def test_a_form_post_and_an_old_csv_do_not_bring_back_someone_who_left(
     # Their own click on the link they asked for is what brings them back.
     text = smtp_server.received[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     link = next(word for word in text.split() if "/confirm/" in word)
-    assert httpx.get(link, timeout=10).status_code == 200
+    assert press_confirm(httpx, live.project, link).status_code == 200
     assert status_of(project, "x@example.org") == "active"
 
 
@@ -119,10 +124,10 @@ def test_a_confirm_link_made_before_an_unsubscribe_cannot_undo_it(
     wait_for_mail(smtp_server)
     text = smtp_server.received[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     link = next(word for word in text.split() if "/confirm/" in word)
-    assert httpx.get(link, timeout=10).status_code == 200
+    assert press_confirm(httpx, live.project, link).status_code == 200
     time.sleep(0.01)
     assert project.run("subscribers", "unsubscribe", "y@example.org").exit_code == 0
-    assert httpx.get(link, timeout=10).status_code == 404
+    assert press_confirm(httpx, live.project, link).status_code == 404
     assert status_of(project, "y@example.org") == "unsubscribed"
 
 
@@ -202,6 +207,7 @@ def test_subscribe_answers_new_and_known_addresses_in_the_same_time(
     rounds = []
     with httpx.Client(timeout=10) as client:
         client.get(f"{live.base}/subscribe")
+        stamp = served(live.project)
         for attempt in range(3):
             timings: dict[str, list[float]] = {"new": [], "known": []}
             for n in range(20):
@@ -212,7 +218,9 @@ def test_subscribe_answers_new_and_known_addresses_in_the_same_time(
                         else f"new{attempt}-{n}@example.org"
                     )
                     start = time.perf_counter()
-                    answer = client.post(f"{live.base}/subscribe", data={"email": email})
+                    answer = client.post(
+                        f"{live.base}/subscribe", data={"served": stamp, "email": email}
+                    )
                     timings[kind].append(time.perf_counter() - start)
                     assert answer.status_code == 200
                     time.sleep(0.03)  # let the background work finish between requests
@@ -344,7 +352,11 @@ def test_formula_column_names_are_neutralised_and_duplicates_refused(
 # Low: Unicode digits in a token; every error page carries the security headers.
 def test_unicode_digits_in_a_token_get_a_404_with_the_headers(live: Live) -> None:
     for path in ("/confirm/%C2%B2.0.abc", "/unsubscribe/%C2%B2.0.abc", "/confirm/1.%C2%B2.x"):
-        answer = httpx.get(live.base + path, timeout=10)
+        if path.startswith("/confirm/"):  # its GET is one button for every token
+            form = confirm_form(live.project, path)
+            answer = httpx.post(live.base + path, data=form, timeout=10)
+        else:
+            answer = httpx.get(live.base + path, timeout=10)
         assert answer.status_code == 404
         assert all(name in answer.headers for name in SECURITY_HEADERS)
 
@@ -358,7 +370,8 @@ def test_a_server_error_page_carries_the_headers_and_no_traceback(live: Live) ->
     with engine.begin() as connection:
         connection.execute(sa.text("ALTER TABLE subscriptions RENAME TO gone"))
     try:
-        answer = httpx.get(f"{live.base}/confirm/{token}", timeout=10)
+        url = f"{live.base}/confirm/{token}"
+        answer = httpx.post(url, data=confirm_form(project, url), timeout=10)
     finally:
         with engine.begin() as connection:
             connection.execute(sa.text("ALTER TABLE gone RENAME TO subscriptions"))
@@ -396,7 +409,11 @@ def test_invalid_utf8_in_a_form_is_refused(
 def test_multipart_utf8_fields_still_work(live: Live, smtp_server: SMTPServer) -> None:
     answer = httpx.post(
         f"{live.base}/subscribe",
-        files={"email": (None, "olena@example.org"), "name": (None, "Олена")},
+        files={
+            "served": (None, served(live.project)),
+            "email": (None, "olena@example.org"),
+            "name": (None, "Олена"),
+        },
         timeout=10,
     )
     assert answer.status_code == 200

@@ -24,6 +24,7 @@ from newsletter.models import Approval, ApprovedIssue
 from newsletter.web.app import create_app
 from newsletter.web.server import redact
 from tests.conftest import Project
+from tests.forms import approval_fields
 from tests.liveweb import start
 from tests.sending import AUDIENCE
 from tests.smtpserver import Received, SMTPServer
@@ -166,6 +167,7 @@ def test_the_whole_flow_from_a_phone_in_chromium(
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
         assert "Asked by Asami Terajima" in page.inner_text("body")
         page.screenshot(path=str(drafted.root / "approve-375.png"), full_page=True)
+        page.wait_for_timeout(2100)  # a person reads before approving (web/human.py)
         page.get_by_role("button", name="Approve").click()
         page.wait_for_load_state()
         assert page.locator("h1").inner_text() == "Approved", page.inner_text("body")[:500]
@@ -208,13 +210,12 @@ def test_an_edit_or_a_move_after_the_request_voids_the_link(
     # Asked again, then an article moved: that link is void too.
     _request(drafted, "--to", OLHA)
     again = _link(smtp_server.received[-1]).removeprefix("https://news.example.org")
-    form = re.search(r'name="form" value="([^"]+)"', client.get(again).text)
-    assert form is not None
+    fields = approval_fields(client, client.get(again).text, again)
     moved = drafted.run(
         "issue", "move", "2022-W51", "https://kyivindependent.com/energy-grid-repairs/", "--to", "1"
     )
     assert moved.exit_code == 0, moved.output
-    late = client.post(again, data={"form": form[1], "action": "approve"})
+    late = client.post(again, data=fields | {"action": "approve"})
     assert late.status_code == 200 and "This issue changed" in late.text
     assert _frozen(drafted) is None
     assert all(e["decision"] is None for e in _history(drafted)["events"])  # type: ignore[union-attr]
@@ -254,10 +255,9 @@ def test_request_changes_mails_the_requester_and_approves_nothing(
     _request(drafted, "--to", IVAN)
     link = _link(smtp_server.received[0]).removeprefix("https://news.example.org")
     page = client.get(link)
-    form = re.search(r'name="form" value="([^"]+)"', page.text)
-    assert form is not None
+    fields = approval_fields(client, page.text, link)
     comment = "The Patriot piece needs its correction note."
-    answer = client.post(link, data={"form": form[1], "action": "changes", "comment": comment})
+    answer = client.post(link, data=fields | {"action": "changes", "comment": comment})
     assert answer.status_code == 200 and "asami@example.org" in answer.text
     mailed = smtp_server.received[-1]
     assert mailed.recipients == ["asami@example.org"]
@@ -285,9 +285,8 @@ def test_two_approvers_neither_the_requester(drafted: Project, smtp_server: SMTP
     with TestClient(app, base_url="https://news.example.org") as client:
         for who, expected in (("olha@example.org", "One more"), ("ivan@example.org", "One more")):
             path = links[who].removeprefix("https://news.example.org")
-            form = re.search(r'name="form" value="([^"]+)"', client.get(path).text)
-            assert form is not None
-            answer = client.post(path, data={"form": form[1], "action": "approve"})
+            fields = approval_fields(client, client.get(path).text, path)
+            answer = client.post(path, data=fields | {"action": "approve"})
             assert expected in answer.text, answer.text
     assert _frozen(drafted) is None
     # Nothing was frozen: there is nothing to send.
@@ -323,3 +322,69 @@ def test_a_request_names_its_mistakes(drafted: Project) -> None:
     drafted.config_file.write_text(bad)
     broken = drafted.run("issue", "request-approval", "2022-W51")
     assert broken.exit_code == 2 and "approvers" in broken.stderr
+
+
+def test_a_bot_that_keeps_cookies_approves_nothing(
+    client: TestClient, drafted: Project, smtp_server: SMTPServer
+) -> None:
+    """It fetches the page (the cookie kept) and posts the form as fetched: without the
+    value the page's script writes, or at once, the POST is refused."""
+    _request(drafted, "--to", OLHA)
+    link = _link(smtp_server.received[-1]).removeprefix("https://news.example.org")
+    page = client.get(link).text
+    form = re.search(r'name="form" value="([^"]+)"', page)
+    stamp = re.search(r'name="served" value="([^"]+)"', page)
+    value = re.search(r'data-value="([^"]+)"', page)
+    assert form and stamp and value
+    as_fetched = {"form": form[1], "served": stamp[1], "human": "", "action": "approve"}
+    assert client.post(link, data=as_fetched).status_code == 403
+    at_once = as_fetched | {"human": value[1]}  # a crawler that runs the script, no pause
+    assert client.post(link, data=at_once).status_code == 403
+    assert _frozen(drafted) is None
+    # The page allows its one script by hash, and no other.
+    policy = client.get(link).headers["content-security-policy"]
+    assert "script-src 'sha256-" in policy and "unsafe-inline'" not in policy.split("script")[1]
+    assert (
+        client.post(
+            link, data=approval_fields(client, page, link) | {"action": "approve"}
+        ).status_code
+        == 200
+    )
+    assert _frozen(drafted) is not None
+
+
+def test_approval_tokens_have_one_spelling(
+    client: TestClient, drafted: Project, smtp_server: SMTPServer
+) -> None:
+    _request(drafted, "--to", OLHA)
+    link = _link(smtp_server.received[-1]).removeprefix("https://news.example.org")
+    ident, expiry, mac = link.removeprefix("/approve/").split(".")
+    arabic = expiry.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    nobody = client.get("/approve/nonsense")
+    for spelling in (
+        f"0{ident}.{expiry}.{mac}",
+        f"+{ident}.{expiry}.{mac}",
+        f"{ident.upper()}.{expiry}.{mac}" if ident.upper() != ident else f"0{ident}.{expiry}.{mac}",
+        f"{ident}.0{expiry}.{mac}",
+        f"{ident}.+{expiry}.{mac}",
+        f"{ident}.{arabic}.{mac}",
+        f"{ident}.{expiry[:3]}_{expiry[3:]}.{mac}",
+    ):
+        answer = client.get(f"/approve/{spelling}")
+        assert answer.status_code == 404 and answer.text == nobody.text, spelling
+    assert client.get(link).status_code == 200
+
+
+def test_two_approval_tabs_each_keep_their_own_form(
+    client: TestClient, drafted: Project, smtp_server: SMTPServer
+) -> None:
+    """Two links open in one browser (one cookie jar): the second page's cookie does not
+    replace the first's, so the first tab still approves."""
+    _request(drafted, "--to", OLHA)
+    first = _link(smtp_server.received[-1]).removeprefix("https://news.example.org")
+    _request(drafted, "--to", IVAN)
+    second = _link(smtp_server.received[-1]).removeprefix("https://news.example.org")
+    page = client.get(first).text
+    assert client.get(second).status_code == 200
+    answer = client.post(first, data=approval_fields(client, page, first) | {"action": "approve"})
+    assert answer.status_code == 200 and "Request refused" not in answer.text

@@ -15,6 +15,7 @@ from newsletter.delivery.transport import open_transport
 from newsletter.web.app import create_app
 from newsletter.web.limits import Limits, RequestLimiter
 from tests.conftest import Project
+from tests.forms import confirm_form, press_confirm, served
 from tests.smtpserver import SMTPServer
 
 
@@ -53,15 +54,18 @@ def test_subscribe_confirm_and_the_same_answer_for_everyone(
 ) -> None:
     form = client.get("/subscribe")
     assert form.status_code == 200 and 'name="website"' in form.text and 'lang="en"' in form.text
-    answer = client.post("/subscribe", data={"email": "Olena@Example.org", "name": "Olena"})
+    answer = client.post(
+        "/subscribe",
+        data={"served": served(client), "email": "Olena@Example.org", "name": "Olena"},
+    )
     assert answer.status_code == 200 and "Check your inbox" in answer.text
     assert status_of(project, "olena@example.org") == "pending"
     (mail,) = smtp_server.received
     assert mail.recipients == ["Olena@Example.org"]
-    assert mail.message["To"] == "Olena <Olena@Example.org>"
+    assert mail.message["To"] == "Olena@Example.org"  # nothing the form's stranger typed
     assert mail.message["Subject"] == "Confirm your subscription to War Notes"
 
-    confirmed = client.get(confirm_link(smtp_server))
+    confirmed = press_confirm(client, client, confirm_link(smtp_server))
     assert confirmed.status_code == 200 and "You are subscribed" in confirmed.text
     assert status_of(project, "olena@example.org") == "active"
     welcome = smtp_server.received[1]  # tests/test_welcome.py says what it holds
@@ -73,7 +77,9 @@ def test_subscribe_confirm_and_the_same_answer_for_everyone(
         subscribers.suppress(session, "blocked@example.org", "manual")
         session.commit()
     pages = {
-        email: client.post("/subscribe", data={"email": email}).text.replace(email, "ADDRESS")
+        email: client.post(
+            "/subscribe", data={"served": served(client), "email": email}
+        ).text.replace(email, "ADDRESS")
         for email in ("olena@example.org", "blocked@example.org", "new@example.org")
     }
     assert len(set(pages.values())) == 1
@@ -84,20 +90,40 @@ def test_subscribe_confirm_and_the_same_answer_for_everyone(
 def test_honeypot_invalid_address_and_rate_limits(
     client: TestClient, project: Project, smtp_server: SMTPServer
 ) -> None:
-    bot = client.post("/subscribe", data={"email": "bot@example.org", "website": "http://spam"})
+    bot = client.post(
+        "/subscribe",
+        data={"served": served(client), "email": "bot@example.org", "website": "http://spam"},
+    )
     assert bot.status_code == 200 and "Check your inbox" in bot.text
     assert status_of(project, "bot@example.org") is None and smtp_server.received == []
-    bad = client.post("/subscribe", data={"email": "not an address"})
+    bad = client.post("/subscribe", data={"served": served(client), "email": "not an address"})
     assert bad.status_code == 400 and 'aria-invalid="true"' in bad.text
-    encoded = client.post("/subscribe", data={"email": "x%0d%0aBcc:all@example.org"})
+    encoded = client.post(
+        "/subscribe", data={"served": served(client), "email": "x%0d%0aBcc:all@example.org"}
+    )
     assert encoded.status_code == 400
     # List bombing: a third request for one address sends nothing more.
     for _ in range(3):
-        assert client.post("/subscribe", data={"email": "victim@example.org"}).status_code == 200
+        assert (
+            client.post(
+                "/subscribe", data={"served": served(client), "email": "victim@example.org"}
+            ).status_code
+            == 200
+        )
     assert len(smtp_server.received) == 2
     # Per IP: six requests counted so far would be the limit; the seventh gets 429.
-    assert client.post("/subscribe", data={"email": "x@example.org"}).status_code == 200
-    assert client.post("/subscribe", data={"email": "y@example.org"}).status_code == 429
+    assert (
+        client.post(
+            "/subscribe", data={"served": served(client), "email": "x@example.org"}
+        ).status_code
+        == 200
+    )
+    assert (
+        client.post(
+            "/subscribe", data={"served": served(client), "email": "y@example.org"}
+        ).status_code
+        == 429
+    )
 
 
 def test_header_injection_through_the_form_never_reaches_a_header(
@@ -105,7 +131,11 @@ def test_header_injection_through_the_form_never_reaches_a_header(
 ) -> None:
     client.post(
         "/subscribe",
-        data={"email": "eve@example.org", "name": "Eve\r\nBcc: all@example.org\r\nX-Evil: 1"},
+        data={
+            "served": served(client),
+            "email": "eve@example.org",
+            "name": "Eve\r\nBcc: all@example.org\r\nX-Evil: 1",
+        },
     )
     (mail,) = smtp_server.received
     head = mail.data.split(b"\r\n\r\n", 1)[0].decode()
@@ -152,9 +182,11 @@ def test_bad_tokens_methods_and_bodies(client: TestClient, project: Project) -> 
     assert client.get(tampered).text == unknown.text  # the same answer, nothing revealed
     long_ago = datetime(2020, 1, 1, tzinfo=UTC)
     expired = make_token(key, "confirm", "war-notes", token_id, now=long_ago)
-    assert client.get(f"/confirm/{expired}").status_code == 404
+    expired_url = f"/confirm/{expired}"
+    assert client.post(expired_url, data=confirm_form(client, expired_url)).status_code == 404
     wrong_purpose = make_token(key, "unsubscribe", "war-notes", token_id)
-    assert client.get(f"/confirm/{wrong_purpose}").status_code == 404
+    wrong_url = f"/confirm/{wrong_purpose}"
+    assert client.post(wrong_url, data=confirm_form(client, wrong_url)).status_code == 404
     assert client.put(good).status_code == 405
     assert client.delete("/subscribe").status_code == 405
     json_body = client.post(good, json={"List-Unsubscribe": "One-Click"})

@@ -20,6 +20,7 @@ from newsletter.delivery.transport import open_transport
 from newsletter.web.app import create_app
 from tests import returned
 from tests.conftest import Project
+from tests.forms import press_confirm, served
 from tests.sending import AUDIENCE, send
 from tests.smtpserver import Received, SMTPServer, free_port
 
@@ -52,7 +53,12 @@ def issued(ready: Project, smtp_server: SMTPServer) -> Iterator[Project]:
 
 def _subscribe(client: TestClient, smtp_server: SMTPServer, email: str) -> str:
     """The form, then the confirmation's link (its path)."""
-    assert client.post("/subscribe", data={"email": email, "name": "Olena"}).status_code == 200
+    assert (
+        client.post(
+            "/subscribe", data={"served": served(client), "email": email, "name": "Olena"}
+        ).status_code
+        == 200
+    )
     mail = smtp_server.received[-1]
     assert mail.recipients == [email]
     body = mail.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
@@ -80,11 +86,13 @@ def test_a_confirmation_brings_the_welcome_once_with_the_latest_issue(
     with _client(issued, smtp_server.url) as client:
         link = _subscribe(client, smtp_server, "olena@example.org")
         smtp_server.received.clear()
-        assert "You are subscribed" in client.get(link).text
+        assert "You are subscribed" in press_confirm(client, client, link).text
         (mail,) = smtp_server.received
         # A second click, a second confirmation: no second welcome.
-        assert client.get(link).status_code == 200
-        again = client.post("/subscribe", data={"email": "olena@example.org"})
+        assert press_confirm(client, client, link).status_code == 200
+        again = client.post(
+            "/subscribe", data={"served": served(client), "email": "olena@example.org"}
+        )
         assert again.status_code == 200  # active: no mail at all
     assert len(smtp_server.received) == 1
     message = mail.message
@@ -123,7 +131,9 @@ def test_a_transport_that_is_down_delays_the_welcome_to_send_due(
         link = _subscribe(client, smtp_server, "olena@example.org")
     smtp_server.received.clear()
     with _client(issued, dead) as client:
-        assert "You are subscribed" in client.get(link).text  # the reader sees no trouble
+        assert (
+            "You are subscribed" in press_confirm(client, client, link).text
+        )  # the reader sees no trouble
     assert smtp_server.received == []
     waiting = _ledger(issued)["counts"]
     assert waiting["deferred"] + waiting["queued"] == 1  # type: ignore[index]
@@ -277,13 +287,18 @@ def test_a_reader_who_joins_both_editions_gets_each_welcome_in_its_language(
     uk = ["--config", str(other / "newsletter.toml")]
     assert issued.run(*uk, "subscribers", "count").exit_code == 0  # recorded in the registry
     with _client(issued, smtp_server.url) as client:
-        both = {"email": "olena@example.org", "list-war-notes": "on", "list-war-notes-uk": "on"}
+        both = {
+            "served": served(client),
+            "email": "olena@example.org",
+            "list-war-notes": "on",
+            "list-war-notes-uk": "on",
+        }
         assert client.post("/subscribe", data=both).status_code == 200
         body = smtp_server.received[-1].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
         link = re.search(r"https://news\.example\.org(/confirm/\S+)", body)
         assert link is not None
         smtp_server.received.clear()
-        assert "Воєнні нотатки" in client.get(link[1]).text
+        assert "Воєнні нотатки" in press_confirm(client, client, link[1]).text
     assert [m.message["Subject"] for m in smtp_server.received] == ["Welcome to War Notes"]
     waiting = issued.run(*uk, "deliveries", "show", "welcome", "--json")
     assert json.loads(waiting.stdout)["counts"]["queued"] == 1

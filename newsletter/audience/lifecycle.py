@@ -5,8 +5,8 @@ A subscription is one person's membership of one newsletter:
         the form (double opt-in)                    an import, `subscribers add`
                   │                                              │
                   ▼                                              ▼
-              pending ────────confirm: the person's click───▶ active
-                  │                                              │
+              pending ──confirm: the person's POST from the ───▶ active
+                  │      confirmation page                       │
         ┌─────────┴──────────────────┬───────────────────────────┤
         ▼                            ▼                           ▼
    unsubscribed                 complained                    bounced
@@ -14,18 +14,26 @@ A subscription is one person's membership of one newsletter:
    mailto:, preferences,        list; the address             a hard bounce heard back:
    `subscribers unsubscribe`)   suppressed `complained`)      every list; the address
         │                            │                        suppressed `bounced`)
-        └──────── confirm by a link made after they left (which lifts a bounced or
-                  complained suppression), the operator's logged --reopen, or
-                  `subscribers unsuppress` (a wrong bounce or complaint, logged) ──▶ active
+        │                            │                           │
+        ├── the person's confirmation, through a link made after they left ─┤ (a bounced
+        │                            │                           │           suppression
+        │                            └── only the operator: `subscribers     goes with it)
+        │                                unsuppress` (logged) ───┤
+        └────────────── the operator's logged --reopen ──────────┴──▶ what it was before
 
-`OPEN` (active, pending) are the states a close moves from; `CLOSED` (unsubscribed,
-bounced, complained) are left only by the person's own confirmation or the operator's
-`--reopen`, never by an import or the form.
+`OPEN` (active, pending) are the states a close moves from, and a close keeps which one
+(`closed_from`), so a lift restores exactly what its own suppression closed: a pending
+sign-up comes back pending, and a list another suppression closed stays closed. `CLOSED`
+(unsubscribed, bounced, complained) are left only by the person's own confirmation (never a
+complaint: a complainer is never mailed from the form), or the operator's `--reopen` and
+`unsuppress`, never by an import or the form.
 
 The suppression list, by the address's hash, overrides every state: nobody on it is mailed
-or added. Its reasons: `manual` (the operator), `bounced` and `complained` (what mail told
-us about the address; the person's own confirmation lifts them), `erased` (hash only; what
-stays of an erased person; absolute).
+or added. Its reasons: `manual` (the operator), `bounced` (what mail told us about the
+address; the person's own confirmation lifts it, and so may the operator), `complained`
+(the person told their mailbox provider this is spam: only the operator lifts it, logged),
+`erased` (hash only; what stays of an erased person, whatever the reason was before;
+absolute: nothing lifts it).
 
 Who moves them: the web routes (subscribe, confirm, unsubscribe, preferences), imports and
 the CLI through audience/subscribers.py; the send (delivery/ledger.record: a 5.1.x
@@ -58,12 +66,14 @@ STATUSES: tuple[Status, ...] = ("pending", "active", "unsubscribed", "bounced", 
 OPEN: tuple[Status, ...] = ("active", "pending")
 # Statuses a person can only leave by their own action, never by an import or an admin add.
 CLOSED: frozenset[str] = frozenset({"unsubscribed", "bounced", "complained"})
-# Subscriptions a person may reopen through the double opt-in.
-REOPENED_BY_PERSON: tuple[Status, ...] = ("pending", "unsubscribed", "bounced", "complained")
-# Suppressions the person lifts by confirming again: what we concluded from mail about
-# their address (a bounce, a complaint), which their own confirmation disproves or
-# withdraws; never the operator's (manual) or an erasure.
-SELF_LIFTED = ("bounced", "complained")
+# Subscriptions a person may reopen through the double opt-in (never a complaint's).
+REOPENED_BY_PERSON: tuple[Status, ...] = ("pending", "unsubscribed", "bounced")
+# Suppressions the person lifts by confirming again: a bounce, which their own click
+# disproves; never a complaint (only the operator lifts one), the operator's own (manual)
+# or an erasure.
+SELF_LIFTED = ("bounced",)
+# Suppressions the operator may lift (`subscribers unsuppress`, `bounces reprocess`).
+LIFTABLE = ("bounced", "complained")
 
 log = logging.getLogger("newsletter.audience.subscribers")
 
@@ -100,13 +110,21 @@ def suppress(session: Session, email_key: str, reason: str) -> None:
 
 
 def erased(session: Session, email_key: str) -> None:
-    """What stays of an erased person: their suppression, by hash only (an existing one
-    keeps its reason and loses the address), so that no import or form adds them again."""
+    """What stays of an erased person: their suppression, by hash only and `erased` whatever
+    it was before (a bounced one would let the person's confirmation, or the operator's
+    lift, undo the erasure), so that no form, import or lift adds them again; the lifts'
+    record of them loses the address too."""
     existing = suppression_of(session, email_key)
     if existing is None:
         session.add(Suppression(key_hash=key_hash(email_key), email=None, reason="erased"))
     else:
-        existing.email = None
+        existing.email, existing.reason = None, "erased"
+        session.add(existing)
+    session.execute(
+        sa.update(SuppressionLift)
+        .where(col(SuppressionLift.key_hash) == key_hash(email_key))
+        .values(email=None)
+    )
 
 
 def suppressed_among(session: Session, email_keys: list[str]) -> set[str]:
@@ -139,6 +157,8 @@ def among(column: Any, values: list[Any], postgresql: bool) -> sa.ColumnElement[
 
 def set_status(subscription: Subscription, status: Status) -> None:
     now = utc_now()
+    if status in CLOSED and subscription.status in OPEN:
+        subscription.closed_from = subscription.status
     subscription.status = status
     if status == "active" and subscription.confirmed_at is None:
         subscription.confirmed_at = now
@@ -146,12 +166,14 @@ def set_status(subscription: Subscription, status: Status) -> None:
         subscription.unsubscribed_at = subscription.unsubscribed_at or now
 
 
-def reopen(subscription: Subscription, status: Status = "active") -> None:
+def reopen(subscription: Subscription, status: Status = "active", *, consent: bool = True) -> None:
     """A closed subscription open again: by the person's own confirmation, or the operator's
-    --reopen. The time they left is forgotten; an active one is confirmed now."""
+    --reopen. The time they left is forgotten; an active one is confirmed now, unless this
+    is a lift (`consent` False), which gives back the consent the person gave before."""
     subscription.status = status
     subscription.unsubscribed_at = None
-    if status == "active":
+    subscription.closed_from = None
+    if status == "active" and (consent or subscription.confirmed_at is None):
         subscription.confirmed_at = utc_now()
 
 
@@ -210,13 +232,14 @@ def confirm(session: Session, person: Subscriber, newsletter: str, issued_at: da
 
 def unsuppress(session: Session, email_key: str, *, by: str, why: str) -> SuppressionLift:
     """The operator's (or a reprocess's) way back for an address mail wrongly condemned: a
-    `bounced` or `complained` suppression lifted, and the subscriptions it closed
-    (`bounced`, or `complained`) active again; recorded with who and why. Never an erasure,
-    nor an operator's own `manual` suppression. Does not commit."""
+    `bounced` or `complained` suppression lifted, and exactly the subscriptions it closed
+    (`bounced` or `complained` since it was made) back to what they were before (a pending
+    sign-up stays pending, unconfirmed); recorded with who and why. Never an erasure, nor
+    an operator's own `manual` suppression. Does not commit."""
     suppression = suppression_of(session, email_key)
     if suppression is None:
         raise UsageError(f"{email_key} is not suppressed")
-    if suppression.reason not in SELF_LIFTED:
+    if suppression.reason not in LIFTABLE:
         what = (
             "an erasure is for good"
             if suppression.reason == "erased"
@@ -226,6 +249,7 @@ def unsuppress(session: Session, email_key: str, *, by: str, why: str) -> Suppre
     if not why.strip():
         raise UsageError("--reason is empty: say why the suppression goes (it is logged)")
     lift = SuppressionLift(
+        key_hash=key_hash(email_key),
         email=email_key,
         reason=suppression.reason,
         suppressed_at=suppression.created_at,
@@ -236,13 +260,8 @@ def unsuppress(session: Session, email_key: str, *, by: str, why: str) -> Suppre
     session.delete(suppression)
     person = session.exec(select(Subscriber).where(Subscriber.email_key == email_key)).first()
     if person is not None:
-        for subscription in session.exec(
-            select(Subscription).where(
-                Subscription.subscriber_id == person.id,
-                Subscription.status == suppression.reason,
-            )
-        ).all():
-            reopen(subscription)
+        for subscription in closed_by(session, person, suppression):
+            reopen(subscription, restored(subscription), consent=False)
             session.add(subscription)
     log.warning(
         "lifted %s's %s suppression (by %s): %s", email_key, suppression.reason, by, lift.why
@@ -251,11 +270,37 @@ def unsuppress(session: Session, email_key: str, *, by: str, why: str) -> Suppre
     return lift
 
 
+def closed_by(session: Session, person: Subscriber, suppression: Suppression) -> list[Subscription]:
+    """The subscriptions this suppression closed: of its reason, closed when it was made or
+    since (a bounce and a complaint stamp both with one time). One closed by an earlier
+    suppression, since lifted, is not this one's to reopen."""
+    made = suppression.created_at.astimezone(UTC)
+    return [
+        subscription
+        for subscription in session.exec(
+            select(Subscription).where(
+                Subscription.subscriber_id == person.id,
+                Subscription.status == suppression.reason,
+            )
+        ).all()
+        if subscription.unsubscribed_at is not None
+        and subscription.unsubscribed_at.astimezone(UTC) >= made
+    ]
+
+
+def restored(subscription: Subscription) -> Status:
+    """What a lift gives back: the status the close moved it from; for a close made before
+    that was kept, active if it had been confirmed, else pending."""
+    if subscription.closed_from in OPEN:
+        return subscription.closed_from
+    return "active" if subscription.confirmed_at is not None else "pending"
+
+
 def lifts_of(session: Session, email_key: str) -> list[SuppressionLift]:
     return list(
         session.exec(
             select(SuppressionLift)
-            .where(SuppressionLift.email == email_key)
+            .where(SuppressionLift.key_hash == key_hash(email_key))
             .order_by(col(SuppressionLift.id))
         ).all()
     )
@@ -265,10 +310,14 @@ def lifts_of(session: Session, email_key: str) -> list[SuppressionLift]:
 
 
 def suppress_row(cursor: Cursor, email_key: str, reason: str, now: object) -> None:
-    """Never mail this address again; an existing suppression keeps its reason."""
+    """Never mail this address again; an existing suppression keeps its reason, but a
+    complaint outranks a bounce (only the operator lifts it, and a bounced suppression the
+    person could lift by confirming)."""
     cursor.count(
         "INSERT INTO suppressions (key_hash, email, reason, created_at)"
-        " VALUES (?, ?, ?, ?) ON CONFLICT (key_hash) DO NOTHING",
+        " VALUES (?, ?, ?, ?) ON CONFLICT (key_hash) DO UPDATE SET reason = excluded.reason,"
+        " created_at = excluded.created_at"
+        " WHERE excluded.reason = 'complained' AND suppressions.reason = 'bounced'",
         key_hash(email_key),
         email_key,
         reason,
@@ -281,7 +330,8 @@ def close(
 ) -> None:
     """The person's open subscription to `newsletter` (every one, when None) closed."""
     cursor.count(
-        "UPDATE subscriptions SET status = ?, unsubscribed_at = COALESCE(unsubscribed_at, ?)"
+        "UPDATE subscriptions SET status = ?, closed_from = status,"
+        " unsubscribed_at = COALESCE(unsubscribed_at, ?)"
         " WHERE subscriber_id = ? AND status IN ?"
         + (" AND newsletter = ?" if newsletter is not None else ""),
         status,

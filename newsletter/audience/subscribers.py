@@ -46,6 +46,7 @@ from newsletter.dates import utc_now
 from newsletter.errors import InvalidAddress, NotFoundError
 from newsletter.models import (
     ApprovedIssue,
+    Delivery,
     FeedbackReport,
     IssueLink,
     ReaderClick,
@@ -53,7 +54,7 @@ from newsletter.models import (
     Subscription,
     new_token_id,
 )
-from newsletter.untrusted import ENCODED_BREAK, has_control
+from newsletter.untrusted import ENCODED_BREAK, form_name, has_control
 from newsletter.untrusted import clean_name as clean_name
 
 
@@ -316,9 +317,21 @@ def by_token(session: Session, token: Token) -> Subscriber | None:
 
 def erase(session: Session, email: str) -> None:
     """Delete the person's data (right to erasure) but keep their suppression entry, by
-    hash only, so no import re-adds them."""
+    hash only and `erased` whatever it was (lifecycle.erased), so no form, import or lift
+    adds them again. No address of theirs stays in clear: the ledger's rows keep the count
+    and lose the person (address, name, the server's words, which often quote the
+    address), the lifts their address."""
     person = require(session, email)
     lifecycle.erased(session, person.email_key)
+    erased_key = f"erased:{key_hash(person.email_key)}"
+    session.execute(
+        sa.update(Delivery)
+        .where(
+            (col(Delivery.subscriber_id) == person.id)
+            | (col(Delivery.email_key) == person.email_key)
+        )
+        .values(email="", email_key=erased_key, name=None, last_error=None, subscriber_id=None)
+    )
     session.execute(sa.delete(Subscription).where(col(Subscription.subscriber_id) == person.id))
     # Reports about them, tied to them or naming their address (the aggregates in the
     # ledger stay: its rows lose the person, not the count).
@@ -385,7 +398,7 @@ def request_subscription(
         person = Subscriber(
             email=address.email,
             email_key=address.key,
-            name=clean_name(name),
+            name=form_name(name),
             source="web",
             attributes={},
         )

@@ -119,10 +119,12 @@ def read_token(
     if len(token) > 200 or len(parts) != 3:
         return None
     subject, expiry, signature = parts
-    if not _SUBJECT.match(subject) or not _ASCII_DIGITS.match(expiry):
+    expires = signing.canonical_int(expiry)
+    if not _SUBJECT.match(subject) or expires is None:
         return None
+    if _ASCII_DIGITS.match(subject) and signing.canonical_int(subject) is None:
+        return None  # a legacy row id, one spelling too
     kind = signing.KINDS[purpose]
-    expires = int(expiry)
     if not signing.verify(key, kind, signature, newsletter, subject, expires):
         return None
     if kind.lifetime is None:

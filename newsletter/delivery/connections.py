@@ -28,7 +28,7 @@ from typing import Any
 from newsletter.delivery.ledger import Claimed, Outcome, RetryPolicy
 from newsletter.delivery.transport import Then, Transport
 from newsletter.delivery.writer import LedgerWriter, Ticket
-from newsletter.errors import ConfigError, NewsletterError, TransportError
+from newsletter.errors import ConfigError, NewsletterError, ProviderPaused, TransportError
 
 
 @dataclass(frozen=True)
@@ -67,20 +67,20 @@ _THROTTLED = re.compile(
 def classify(error: TransportError, delivery_id: int) -> tuple[Outcome, bool]:
     """(the row's outcome, whether the fault is the connection's rather than the recipient's).
     smtplib raises one class for 4xx and 5xx: the code decides."""
-    code, text = error.code, str(error)
+    code, text, smtp = error.code, str(error), error.smtp
     if error.stage in ("connect", "envelope") or code in (421, 454):
-        return Outcome(delivery_id, "requeue", code, text), True
+        return Outcome(delivery_id, "requeue", code, text, smtp=smtp), True
     if code is not None and 400 <= code < 500 and _THROTTLED.search(text):
         # A rate reply ("451 4.7.1 too many messages, slow down"): the same recipient again
         # in this run, after the back-off, never deferred for hours or failed for it.
-        return Outcome(delivery_id, "requeue", code, text), True
+        return Outcome(delivery_id, "requeue", code, text, smtp=smtp), True
     if error.stage == "after-dot":
-        return Outcome(delivery_id, "unknown", code, text), True
+        return Outcome(delivery_id, "unknown", code, text, smtp=smtp), True
     if error.stage == "before-dot":
-        return Outcome(delivery_id, "deferred", code, text), True
+        return Outcome(delivery_id, "deferred", code, text, smtp=smtp), True
     if code is not None and 500 <= code < 600:
-        return Outcome(delivery_id, "failed", code, text), False
-    return Outcome(delivery_id, "deferred", code, text), code is None
+        return Outcome(delivery_id, "failed", code, text, smtp=smtp), False
+    return Outcome(delivery_id, "deferred", code, text, smtp=smtp), code is None
 
 
 def _why(outcome: Outcome) -> str:
@@ -226,9 +226,12 @@ class Connections:
                         self.rate.wait()
                 try:
                     results = self._send_batch(transport, started)
-                except ConfigError:
+                except (ConfigError, ProviderPaused) as error:
                     for row in started:  # nothing went: back to the queue, not in doubt
                         writer.record(Outcome(row.id, "requeue"))
+                    if isinstance(error, ProviderPaused):
+                        self._pause(str(error))
+                        break
                     raise
                 for outcome, _ in results:
                     writer.record(outcome)
@@ -293,6 +296,8 @@ class Connections:
             return Outcome(row.id, "sent", 250, provider_id=accepted), False, transport
         except ConfigError as error:
             self._stop(error)
+        except ProviderPaused as error:
+            self._pause(str(error))
         except TransportError as error:
             outcome, connection_fault = classify(error, row.id)
             if error.retry_after is not None:
@@ -304,6 +309,13 @@ class Connections:
 
     def _stop(self, error: NewsletterError) -> None:
         self.fatal = self.fatal or error
+        self.writer.stop()
+
+    def _pause(self, cause: str) -> None:
+        """An answer that would be the same for every reader: the send pauses (exit 75),
+        the rows go back to the queue, nobody is marked."""
+        with self.lock:
+            self.paused = self.paused or cause
         self.writer.stop()
 
     def _count(self, connection_fault: bool, outcome: Outcome) -> None:

@@ -66,6 +66,7 @@ from newsletter.models import (
     Subscriber,
     Subscription,
 )
+from newsletter.untrusted import stored, strip_controls
 
 States = Literal[
     "queued",
@@ -122,10 +123,15 @@ class Outcome:
     provider_id: str | None = None
     # Seconds the other side asked us to wait before the next try (Retry-After); not stored.
     wait: float | None = None
+    # Whether the code and words are an SMTP server's reply (not a provider's API answer).
+    smtp: bool = True
 
     @property
     def no_such_user(self) -> bool:
-        return self.kind == "failed" and bool(_NO_SUCH_USER.search(self.error or ""))
+        """A 5.1.x in an SMTP reply's words: the address is dead. Never read from an HTTP
+        provider's words, which may quote anything (one 400 saying "550 5.1.1" once bounced
+        every reader of every list)."""
+        return self.smtp and self.kind == "failed" and bool(_NO_SUCH_USER.search(self.error or ""))
 
 
 def audience(session: Session, newsletter: str, batch: int = 1000) -> Iterator[Subscriber]:
@@ -418,7 +424,7 @@ def record(session: Session | Cursor, outcomes: Iterable[Outcome], policy: Retry
             " WHERE id = ?",
             now,
             outcome.code,
-            (outcome.error or "")[:1000] or None,
+            stored(strip_controls(outcome.error or ""), 1000) or None,
             next_attempt,
             state,
             too_old,

@@ -40,7 +40,7 @@ from newsletter.editorial.render import (
     render_template,
 )
 from newsletter.models import Subscriber
-from newsletter.untrusted import has_control, shown_name, strip_controls
+from newsletter.untrusted import has_control, looks_like_link, shown_name, strip_controls
 
 
 def sender(config: Config) -> Address:
@@ -156,8 +156,8 @@ def confirmation_message(
     config: Config, person: Subscriber, confirm_url: str, lists: list[str] | None = None
 ) -> bytes:
     """The double opt-in email: the only message sent to someone not yet subscribed, to an
-    address anyone could have typed into the form. So the name they typed is not believed:
-    it is shown short and clean, and not at all when it carries a link or an address.
+    address anyone could have typed into the form. So nothing typed into the form is in
+    it: no name in the greeting or the To line, only our own words and the link.
     `lists` names the newsletters one link confirms when the form asked for several."""
     return link_message(config, person, "confirm", confirm_url, lists)
 
@@ -172,8 +172,8 @@ def link_message(
     config: Config, person: Subscriber, kind: str, url: str, lists: list[str] | None = None
 ) -> bytes:
     """A short message carrying one signed link to one person: `confirm` or `manage`."""
-    name = shown_name(person.name)
-    if name and _LINKISH.search(name):
+    name = None if kind == "confirm" else shown_name(person.name)
+    if name and looks_like_link(name):
         name = None
     context = {
         "newsletter": {
@@ -207,9 +207,6 @@ def link_message(
     # receiver's DMARC check sends to spam, and this one decides whether anyone subscribes.
     signer = dkim_signer(config)
     return signer.sign(message) if signer else message
-
-
-_LINKISH = re.compile(r"://|www\.|@|\.(?:com|net|org|ru|info|biz|xyz|top|io)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

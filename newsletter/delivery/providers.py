@@ -18,7 +18,18 @@ What a provider answers maps onto the ledger as an SMTP reply does (connections.
 - the request went and no answer came (a timeout, a connection closed after it): the row
   unknown, in doubt, never sent twice blindly;
 - credentials or the account refused (401, 403, a paused account): ConfigError, the send
-  stops and nothing is marked.
+  stops and nothing is marked;
+- anything else that is not about this one reader (a malformed request, a redirect, a
+  Mailgun 400 about a parameter, an SES BadRequestException that names no recipient): the
+  same answer would come for every reader, so the send pauses (ProviderPaused, exit 75),
+  names the cause, and marks nobody.
+
+A provider is hostile until proven otherwise: no client-side retry of a send (a resend
+after a timeout would be a second copy while the ledger says "in doubt"); a total deadline
+per request (`?timeout=`) and at most MAX_ANSWER bytes read of its answer, whose words are
+stored without control characters and without our own secrets (a reflecting endpoint
+would otherwise put the server token into `last_error`); `?endpoint=http://` only on
+loopback. A provider's words are never read for "5.1.x": only an SMTP reply means that.
 
 SES takes our message as it is (raw MIME: our DKIM signature, headers and Message-ID go as
 built) and Mailgun too (its MIME endpoint); both set their own envelope sender (bounces come
@@ -29,10 +40,14 @@ across, and Postmark signs with its own DKIM key.
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
+import email.utils
+import ipaddress
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -42,10 +57,14 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from newsletter.config import environment_value
-from newsletter.errors import ConfigError, TransportError
+from newsletter.errors import ConfigError, ProviderPaused, Stage, TransportError
+from newsletter.untrusted import strip_controls
 
 DEFAULT_TIMEOUT = 60.0
 MAX_RETRY_AFTER = 300.0
+# What is read of an answer: an id and a few words are a few hundred bytes; a batch of 500
+# results some 100 KB.
+MAX_ANSWER = 1024 * 1024
 MAILGUN = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
 POSTMARK = "https://api.postmarkapp.com"
 # Headers Postmark is given from our message (it builds the rest itself).
@@ -73,7 +92,52 @@ def _options(url: str, allowed: set[str]) -> dict[str, str]:
             f"transport {parts.scheme}://: unknown option {sorted(unknown)[0]!r}; "
             f"use {', '.join(sorted(allowed))}"
         )
+    if "endpoint" in options:
+        _check_endpoint(options["endpoint"], parts.scheme)
     return options
+
+
+def _check_endpoint(endpoint: str, scheme: str) -> None:
+    """https anywhere; plain http only to this machine (a local test server, a proxy on
+    loopback): the key and every reader's message would otherwise cross the network in
+    clear."""
+    parts = urlsplit(endpoint)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname and _loopback(parts.hostname):
+        return
+    raise ConfigError(
+        f"transport {scheme}://: ?endpoint= must be an https:// URL (http:// only to "
+        f"127.0.0.1 or localhost), not {endpoint!r}"
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _clean(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """A provider's words as we keep them: one line, no control or bidi character, no
+    secret of ours (as sent, or base64-encoded as Basic credentials are), 500 characters."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return " ".join(strip_controls(text).split())[:500]
+
+
+def _secret_forms(*secrets: str) -> tuple[str, ...]:
+    """Each secret, and the base64 a Basic Authorization header carries it in."""
+    forms: list[str] = []
+    for secret in secrets:
+        if secret:
+            forms.append(base64.b64encode(f"api:{secret}".encode()).decode())
+            forms.append(secret)
+    return tuple(forms)
 
 
 def _timeout(options: Mapping[str, str], scheme: str) -> float:
@@ -86,7 +150,7 @@ def _timeout(options: Mapping[str, str], scheme: str) -> float:
     return value
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     value = headers.get("retry-after", "")
     try:
         return min(max(float(value), 0.0), MAX_RETRY_AFTER)
@@ -94,26 +158,36 @@ def _retry_after(headers: httpx.Headers) -> float | None:
         return None
 
 
-def _words(response: httpx.Response, *keys: str) -> str:
-    """The provider's own words about a refusal, short and on one line."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        for key in keys:
-            if body.get(key):
-                return " ".join(str(body[key]).split())[:500]
-    return " ".join(response.text.split())[:500] or f"HTTP {response.status_code}"
+@dataclass
+class Answer:
+    """What was read of a provider's answer: its status, headers and at most MAX_ANSWER
+    bytes of its body, read within the request's deadline."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class _Overdue(Exception):
+    """The answer did not come whole within the request's deadline, or was too large."""
 
 
 @dataclass
 class _HTTP:
     """What every HTTP provider shares: one client (its connections kept alive), the
-    mapping of failures that happen before an answer."""
+    mapping of failures that happen before an answer, the deadline and the cap on what is
+    read, and the secrets its stored words must never hold."""
 
     name: str
     timeout: float
+    secrets: tuple[str, ...] = ()
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -122,44 +196,81 @@ class _HTTP:
             follow_redirects=False,
         )
 
-    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+    def words(self, answer: Answer, *keys: str) -> str:
+        """The provider's own words about a refusal, clean (see _clean)."""
         try:
-            return self.client.post(url, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
-            raise TransportError(
-                f"{self.name}: cannot connect ({error})", None, "connect"
+            body = answer.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            for key in keys:
+                if body.get(key):
+                    return _clean(str(body[key]), self.secrets)
+        return _clean(answer.text, self.secrets) or f"HTTP {answer.status_code}"
+
+    def error(self, message: str, code: int | None, stage: Stage) -> TransportError:
+        """A TransportError about a provider's answer: its words are not an SMTP reply."""
+        error = TransportError(_clean(message, self.secrets), code, stage)
+        error.smtp = False
+        return error
+
+    def post(self, url: str, **kwargs: Any) -> Answer:
+        """One request, never retried here; its answer read whole within `timeout` seconds
+        in all (httpx's own timeout is per read: a body trickled a byte at a time would
+        hold the send for ever) and up to MAX_ANSWER bytes."""
+        deadline = time.monotonic() + self.timeout
+        try:
+            with self.client.stream("POST", url, **kwargs) as response:
+                body = bytearray()
+                for chunk in response.iter_raw():
+                    body += chunk
+                    if len(body) > MAX_ANSWER or time.monotonic() > deadline:
+                        raise _Overdue
+                return Answer(response.status_code, response.headers, bytes(body))
+        except _Overdue:
+            raise self.error(
+                f"{self.name}: the answer did not come whole within {self.timeout:g} s or "
+                f"passed {MAX_ANSWER // 1024} KB; the message may have been accepted",
+                None,
+                "after-dot",
             ) from None
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
+            raise self.error(f"{self.name}: cannot connect ({error})", None, "connect") from None
         except (httpx.WriteError, httpx.WriteTimeout) as error:
             # The request did not reach them whole: nothing was accepted.
-            raise TransportError(
+            raise self.error(
                 f"{self.name}: the request broke off ({error})", None, "before-dot"
             ) from None
         except (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError) as error:
-            raise TransportError(
+            raise self.error(
                 f"{self.name}: no answer after the message was sent ({type(error).__name__}); "
                 "it may have been accepted",
                 None,
                 "after-dot",
             ) from None
         except httpx.HTTPError as error:
-            raise TransportError(f"{self.name}: {type(error).__name__}", None, "connect") from None
+            raise self.error(f"{self.name}: {type(error).__name__}", None, "connect") from None
 
-    def refused(self, response: httpx.Response, words: str, *, recipient: bool) -> TransportError:
+    def refused(self, response: Answer, words: str, *, recipient: bool) -> TransportError:
         """The TransportError for a non-2xx answer (or ConfigError raised, for credentials
-        and accounts): `recipient` says whether a 4xx was about the recipient."""
+        and accounts; ProviderPaused, for an answer about the request rather than this
+        reader): `recipient` says whether a 4xx was about the recipient."""
         status = response.status_code
         if status in (401, 403):
             raise ConfigError(f"{self.name} refused the request ({status}: {words}): check the "
                               "key and the account")  # fmt: skip
         if status == 429:
-            error = TransportError(f"{self.name} is throttling: {words}", 421, "reply")
+            error = self.error(f"{self.name} is throttling: {words}", 421, "reply")
             error.retry_after = _retry_after(response.headers)
             return error
         if status >= 500:
-            return TransportError(f"{self.name} {status}: {words}", 451, "before-dot")
+            return self.error(f"{self.name} {status}: {words}", 451, "before-dot")
         if recipient:
-            return TransportError(f"{self.name} refused it: {words}", 550, "reply")
-        return TransportError(f"{self.name} {status}: {words}", 451, "before-dot")
+            return self.error(f"{self.name} refused it: {words}", 550, "reply")
+        raise ProviderPaused(
+            f"{self.name} answered {status} about the request, not a reader ({words}): the "
+            "send is paused and nobody was marked; fix the cause, then send again"
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -183,7 +294,7 @@ class MailgunTransport:
         base = options.get("endpoint", MAILGUN[region]).rstrip("/")
         self.url = f"{base}/v3/{parts.hostname}/messages.mime"
         self.auth = ("api", key)
-        self.http = _HTTP("Mailgun", _timeout(options, "mailgun"))
+        self.http = _HTTP("Mailgun", _timeout(options, "mailgun"), _secret_forms(key))
 
     def send(self, sender: str, recipient: str, message: bytes, then: object = None) -> str:
         response = self.http.post(
@@ -193,16 +304,36 @@ class MailgunTransport:
             files={"message": ("message.mime", message, "message/rfc822")},
         )
         if response.status_code == 200:
-            found = _words(response, "id")
-            return found.strip("<>")
-        # Mailgun answers 400 for an address it will not take ("to parameter is not a
-        # valid address"); other 4xx are about the request.
-        raise self.http.refused(
-            response, _words(response, "message"), recipient=response.status_code == 400
-        )
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            found = body.get("id") if isinstance(body, dict) else None
+            if not isinstance(found, str) or not found:
+                # Accepted, by its status, but with no id we can keep: in doubt.
+                raise self.http.error(
+                    "Mailgun answered 200 without a message id: it may have been accepted",
+                    None,
+                    "after-dot",
+                )
+            return _clean(found).strip("<>")
+        words = self.http.words(response, "message")
+        about = response.status_code == 400 and _about_recipient(words, recipient)
+        raise self.http.refused(response, words, recipient=about)
 
     def close(self) -> None:
         self.http.close()
+
+
+# Mailgun's 400 about the address itself ("'to' parameter is not a valid address"); any
+# other 400 (a missing or malformed parameter, the message) is about the request.
+_TO_PARAMETER = re.compile(r"\bto\b['\"]? parameter|recipient address", re.I)
+
+
+def _about_recipient(words: str, recipient: str) -> bool:
+    """Whether a refusal's words are about this recipient: they name the address, or the
+    provider's own phrase for a bad `to`."""
+    return recipient.lower() in words.lower() or bool(_TO_PARAMETER.search(words))
 
 
 class PostmarkTransport:
@@ -233,7 +364,7 @@ class PostmarkTransport:
             "Content-Type": "application/json",
             "X-Postmark-Server-Token": token,
         }
-        self.http = _HTTP("Postmark", _timeout(options, "postmark"))
+        self.http = _HTTP("Postmark", _timeout(options, "postmark"), _secret_forms(token))
 
     def payload(self, recipient: str, message: bytes) -> dict[str, Any]:
         parsed = email.message_from_bytes(message, policy=email.policy.default)
@@ -267,14 +398,27 @@ class PostmarkTransport:
         try:
             answer = response.json()
         except ValueError:
-            answer = {}
+            answer = None
         code = answer.get("ErrorCode") if isinstance(answer, dict) else None
-        if response.status_code == 200 and code in (0, None):
-            return str(answer.get("MessageID") or "")
+        if response.status_code == 200:
+            if code == 0 and isinstance(answer, dict):
+                return _clean(str(answer.get("MessageID") or ""))
+            if not isinstance(code, int) or isinstance(code, bool):
+                # A 200 that is not Postmark's answer (not JSON, no ErrorCode): it may have
+                # been accepted; a retry could be a second copy.
+                raise self.http.error(
+                    "Postmark answered 200 without its result: it may have been accepted",
+                    None,
+                    "after-dot",
+                )
         if code == 10:  # a bad server token, whatever the status
             raise ConfigError("Postmark refused the server token: check NEWSLETTER_POSTMARK_TOKEN")
-        words = _words(response, "Message")
-        about_recipient = response.status_code in (406, 422) and code in self.RECIPIENT_ERRORS
+        words = self.http.words(response, "Message")
+        about_recipient = response.status_code in (200, 406, 422) and code in self.RECIPIENT_ERRORS
+        if response.status_code == 200:
+            if about_recipient:
+                raise self.http.error(f"Postmark refused it: {words}", 550, "reply")
+            raise self.http.error(f"Postmark {code}: {words}", 451, "before-dot")
         raise self.http.refused(response, words, recipient=about_recipient)
 
     def send_batch(self, items: list[tuple[str, str, bytes]]) -> list[str | TransportError]:
@@ -288,36 +432,64 @@ class PostmarkTransport:
             answer = response.json()
         except ValueError:
             answer = None
+        if response.status_code == 200 and not isinstance(answer, list):
+            raise self.http.error(
+                "Postmark answered a batch with 200 but no results: some may have been accepted",
+                None,
+                "after-dot",
+            )
         if response.status_code != 200 or not isinstance(answer, list):
             code = answer.get("ErrorCode") if isinstance(answer, dict) else None
             if code == 10:
                 raise ConfigError(
                     "Postmark refused the server token: check NEWSLETTER_POSTMARK_TOKEN"
                 )
-            raise self.http.refused(response, _words(response, "Message"), recipient=False)
-        if len(answer) != len(items):
-            raise TransportError(
-                "Postmark answered a batch with the wrong number of results: some may have "
+            raise self.http.refused(response, self.http.words(response, "Message"), recipient=False)
+        return [self._result(result) for result in self._matched(items, answer)]
+
+    def _matched(self, items: list[tuple[str, str, bytes]], answer: list[Any]) -> list[Any]:
+        """Each item's result, by its recipient (Postmark's `To`), never by position
+        alone: a reordered answer would fail or mark the wrong reader. A result without a
+        `To` is taken at its position only if every result that names one names the item
+        at its own position; an item no result is found for is in doubt (None)."""
+        wanted = [_bare(recipient) for _, recipient, _ in items]
+        named = [_bare(str(r.get("To", ""))) if isinstance(r, dict) else "" for r in answer]
+        if all(named) and len(set(wanted)) == len(wanted):
+            by_recipient: dict[str, Any] = {}
+            for to, result in zip(named, answer, strict=True):
+                by_recipient.setdefault(to, result)
+            return [by_recipient.get(address) for address in wanted]
+        in_place = len(answer) == len(items) and all(
+            not to or to == want for to, want in zip(named, wanted, strict=True)
+        )
+        return list(answer) if in_place else [None] * len(items)
+
+    def _result(self, result: Any) -> str | TransportError:
+        if not isinstance(result, dict) or not isinstance(result.get("ErrorCode"), int):
+            return self.http.error(
+                "Postmark gave no result for this message in the batch's answer: it may have "
                 "been accepted",
                 None,
                 "after-dot",
             )
-        results: list[str | TransportError] = []
-        for result in answer:
-            code = result.get("ErrorCode") if isinstance(result, dict) else None
-            if code == 0:
-                results.append(str(result.get("MessageID") or ""))
-                continue
-            words = " ".join(str(result.get("Message", "")).split())[:500]
-            if code in self.RECIPIENT_ERRORS:
-                results.append(TransportError(f"Postmark refused it: {words}", 550, "reply"))
-            else:
-                results.append(TransportError(f"Postmark {code}: {words}", 451, "before-dot"))
-        return results
+        code = result["ErrorCode"]
+        if code == 0:
+            return _clean(str(result.get("MessageID") or ""))
+        words = _clean(str(result.get("Message", "")), self.http.secrets)
+        if code in self.RECIPIENT_ERRORS:
+            return self.http.error(f"Postmark refused it: {words}", 550, "reply")
+        return self.http.error(f"Postmark {code}: {words}", 451, "before-dot")
 
     def close(self) -> None:
         self.http.close()
 
+
+def _bare(address: str) -> str:
+    return email.utils.parseaddr(address)[1].lower()
+
+
+# SES's throttling words, whatever the code it came with.
+_SES_RATE = re.compile(r"maximum sending rate exceeded|rate exceeded|throttl", re.I)
 
 # SES's MessageRejected about our sending identity, not the message: every message would be
 # refused alike, so the send stops instead of failing each reader.
@@ -360,8 +532,21 @@ class SESTransport:
             config=BotoConfig(
                 connect_timeout=min(timeout, 15.0),
                 read_timeout=timeout,
-                retries={"max_attempts": 1, "mode": "standard"},  # the ledger retries
+                # One attempt in all: botocore's `max_attempts` counts retries, so 1 would
+                # resend a message after a timeout, a dropped connection or a 500 while the
+                # ledger holds it in doubt. The ledger retries.
+                retries={"total_max_attempts": 1, "mode": "standard"},
             ),
+        )
+        credentials = self.client._request_signer._credentials  # noqa: SLF001
+        frozen = credentials.get_frozen_credentials() if credentials is not None else None
+        self.secrets: tuple[str, ...] = tuple(
+            value
+            for value in (
+                getattr(frozen, "secret_key", None),
+                getattr(frozen, "token", None),
+            )
+            if value
         )
 
     def send(self, sender: str, recipient: str, message: bytes, then: object = None) -> str:
@@ -378,29 +563,57 @@ class SESTransport:
                 "a profile in ~/.aws, or run with an IAM role"
             ) from None
         except (aws.EndpointConnectionError, aws.ConnectTimeoutError) as error:
-            raise TransportError(f"SES: cannot connect ({error})", None, "connect") from None
+            raise self._error(f"SES: cannot connect ({error})", None, "connect") from None
         except (aws.ReadTimeoutError, aws.ConnectionClosedError) as error:
-            raise TransportError(
+            raise self._error(
                 f"SES: no answer after the message was sent ({type(error).__name__}); it may "
                 "have been accepted",
                 None,
                 "after-dot",
             ) from None
         except aws.ClientError as error:
-            details = error.response.get("Error", {})
-            code = str(details.get("Code", ""))
-            words = " ".join(str(details.get("Message", code)).split())[:500]
+            raise self._refused(error, recipient) from None
+        found = answer.get("MessageId") if isinstance(answer, dict) else None
+        if not isinstance(found, str) or not found:
+            raise self._error(
+                "SES answered without a MessageId: it may have been accepted", None, "after-dot"
+            )
+        return _clean(found)
+
+    def _error(self, message: str, code: int | None, stage: Stage) -> TransportError:
+        error = TransportError(_clean(message, self.secrets), code, stage)
+        error.smtp = False
+        return error
+
+    def _refused(self, error: Any, recipient: str) -> TransportError:
+        """An SES error answer: a row fails only for what is about this reader (a rejected
+        message or a bad request that names the address); throttling waits; 5xx defers; the
+        account, the credentials or the identity stop the send; anything else (a
+        BadRequestException about a parameter, a redirect, an unknown code) would be the
+        same for every reader and pauses it."""
+        details = error.response.get("Error", {})
+        code = _clean(str(details.get("Code", "")))
+        words = _clean(str(details.get("Message", code)), self.secrets)
+        try:
             status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400))
-            if code in self.STOPPED or (code == "MessageRejected" and _NOT_OURS.search(words)):
-                raise ConfigError(
-                    f"SES refused the account or credentials ({code}: {words})"
-                ) from None
-            if code in self.THROTTLED or status == 429:
-                raise TransportError(f"SES is throttling: {words}", 421, "reply") from None
-            if status >= 500:
-                raise TransportError(f"SES {status}: {words}", 451, "before-dot") from None
-            raise TransportError(f"SES refused it ({code}): {words}", 550, "reply") from None
-        return str(answer.get("MessageId", ""))
+        except (TypeError, ValueError):
+            status = 400
+        if code in self.STOPPED or (code == "MessageRejected" and _NOT_OURS.search(words)):
+            raise ConfigError(f"SES refused the account or credentials ({code}: {words})")
+        if code in self.THROTTLED or status == 429 or _SES_RATE.search(words):
+            return self._error(f"SES is throttling: {words}", 421, "reply")
+        if status >= 500:
+            return self._error(f"SES {status}: {words}", 451, "before-dot")
+        if 400 <= status < 500 and (
+            code == "MessageRejected"
+            or (code == "BadRequestException" and _about_recipient(words, recipient))
+        ):
+            return self._error(f"SES refused it ({code}): {words}", 550, "reply")
+        raise ProviderPaused(
+            f"SES answered {status} {code or 'with no code'} about the request, not a reader "
+            f"({words}): the send is paused and nobody was marked; fix the cause, then send "
+            "again"
+        )
 
     def close(self) -> None:
         self.client.close()

@@ -72,8 +72,9 @@ def find(key: bytes, newsletter: str, text: bytes) -> list[RowToken]:
 
 def _checked(key: bytes, newsletter: str, match: re.Match[bytes]) -> RowToken | None:
     kind, issue, row, given = (part.decode("ascii").lower() for part in match.groups())
-    issue_id, delivery_id = int(issue, 36), int(row, 36)
-    if issue_id > 2**53 or delivery_id > 2**53:
+    # Case is folded (MTAs fold local parts), but a leading zero is a second spelling.
+    issue_id, delivery_id = signing.canonical_int(issue, 36), signing.canonical_int(row, 36)
+    if issue_id is None or delivery_id is None:
         return None
     if not signing.verify(key, signing.RETURN, given, kind, newsletter, issue_id, delivery_id):
         return None

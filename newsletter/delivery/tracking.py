@@ -48,12 +48,15 @@ def link_token(key: bytes, newsletter: str, issue_id: int, index: int) -> str:
 
 def read_link_token(key: bytes, newsletter: str, token: str) -> tuple[int, int] | None:
     """(issue, index) of a valid link token, else None (tampered, made with another key)."""
-    match = LINK_TOKEN.fullmatch(token.lower()) if len(token) <= 40 else None
+    match = LINK_TOKEN.fullmatch(token) if len(token) <= 40 else None
     if match is None:
         return None
-    issue_id, index = int(match.group(1), 36), int(match.group(2), 36)
-    if issue_id > 2**53 or not signing.verify(
-        key, signing.LINK, match.group(3), newsletter, issue_id, index
+    issue_id = signing.canonical_int(match.group(1), 36)
+    index = signing.canonical_int(match.group(2), 36)
+    if (
+        issue_id is None
+        or index is None
+        or not signing.verify(key, signing.LINK, match.group(3), newsletter, issue_id, index)
     ):
         return None
     return issue_id, index
@@ -65,11 +68,9 @@ def open_token(key: bytes, newsletter: str, issue_id: int) -> str:
 
 
 def read_open_token(key: bytes, newsletter: str, token: str) -> int | None:
-    match = re.fullmatch(r"([0-9a-z]{1,12})-([a-z2-7]{16})", token.lower()[:40])
-    if match is None:
-        return None
-    issue_id = int(match.group(1), 36)
-    if issue_id > 2**53 or not signing.same(open_token(key, newsletter, issue_id), token):
+    match = re.fullmatch(r"([0-9a-z]{1,12})-([a-z2-7]{16})", token[:40])
+    issue_id = signing.canonical_int(match.group(1), 36) if match else None
+    if issue_id is None or not signing.same(open_token(key, newsletter, issue_id), token):
         return None
     return issue_id
 

@@ -163,16 +163,15 @@ def pending(key: bytes, session: Session, config: Config, token: str) -> Approva
     """The row a token names, if the token is this newsletter's, unaltered, unexpired and
     unused; else None (every one of those gets the same 404)."""
     parts = token.split(".")
-    if len(parts) != 3 or not parts[1].isdigit() or len(parts[1]) > 15:
+    if len(token) > 200 or len(parts) != 3:
         return None
-    try:
-        row_id = int(parts[0], 36)
-    except ValueError:
+    # One spelling per token: `+12`, `012` or Arabic-Indic digits name no row.
+    row_id, expiry = signing.canonical_int(parts[0], 36, 2**31 - 1), signing.canonical_int(parts[1])
+    if row_id is None or expiry is None:
         return None
     row = session.get(Approval, row_id)
     if row is None or row.channel != "link" or row.newsletter != config.key:
         return None
-    expiry = int(parts[1])
     if not signing.verify(key, signing.APPROVE, parts[2], *_signed(row, expiry)):
         return None
     if row.expires_at is None or int(row.expires_at.timestamp() * 1000) != expiry:

@@ -118,7 +118,8 @@ def _came_back(session: Session, person: Subscriber, after: datetime) -> str | N
     or a delivery that did not bounce."""
     lifted = session.exec(
         select(SuppressionLift.id).where(
-            SuppressionLift.email == person.email_key, col(SuppressionLift.lifted_at) > after
+            SuppressionLift.key_hash == lifecycle.key_hash(person.email_key),
+            col(SuppressionLift.lifted_at) > after,
         )
     ).first()
     if lifted is not None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, Response
@@ -27,12 +26,14 @@ from newsletter.delivery.signoff_mail import changes_message, requester_address,
 from newsletter.editorial import signoff
 from newsletter.editorial.render import after_body, render_template
 from newsletter.models import Approval
+from newsletter.web import human
 from newsletter.web.forms import read_form
-from newsletter.web.site import CurrentSite, Site
+from newsletter.web.site import APPROVE_SCRIPT, CurrentSite, Site
 
 log = logging.getLogger("newsletter.web")
 router = APIRouter()
 COOKIE = "approve_form"
+FORM = "approve"
 
 
 @router.get("/approve/{token}", response_class=HTMLResponse)
@@ -43,14 +44,16 @@ def approval_page(token: str, site: CurrentSite, request: Request) -> Response:
             return site.invalid_link()
         if not signoff.still_current(site.config, session, row):
             return _changed(site)
-    # The same for every opening of this link (two tabs both work), made only with the key.
+    # The same for every opening of this link (two tabs both work), made only with the key;
+    # the cookie is the link's own (its path), so another approval open in a second tab
+    # does not replace it.
     form_value = signing.sign(site.key, signing.APPROVE, "form", token)
-    response = HTMLResponse(_page(site, row, form_value))
+    response = HTMLResponse(_page(site, row, form_value, token))
     response.set_cookie(
         COOKIE,
         form_value,
         max_age=3600,
-        path="/approve/",
+        path=f"/approve/{token}",
         # A form nonce, not a credential: Secure where the request came over https.
         secure=request.url.scheme == "https",
         httponly=True,
@@ -75,11 +78,16 @@ async def approval_decision(
         or action not in ("approve", "changes")
         or not cookie
         or not hmac.compare_digest(cookie.encode(), given.encode("utf-8", "replace"))
-        or not _same_origin(request, site)
+        or not signing.same(_human_value(site, token), data.get("human", ""))
+        or not human.stamped_in_time(
+            site.key, FORM, token, data.get("served", ""), site.limits.human_seconds
+        )
+        or not human.same_origin(request, site.config.base_url)
     ):
         return site.message(
             "Request refused",
-            "Open the approval link from your email and use the page's buttons.",
+            "Open the approval link from your email, wait for the page to load and use its "
+            "buttons.",
             403,
         )
     decision: signoff.Decision = "approved" if action == "approve" else "changes"
@@ -118,19 +126,10 @@ def _mail(site: Site, to: str, message: bytes) -> None:
         log.error("request for changes not mailed: %s: %s", type(error).__name__, error)
 
 
-def _same_origin(request: Request, site: Site) -> bool:
-    """A browser's POST names its page's origin: it must be this site (as configured or as
-    reached). No Origin at all (old browsers) leaves the cookie check to decide."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True
-    own = {_origin(site.config.base_url), _origin(str(request.base_url))}
-    return origin.rstrip("/") in own
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+def _human_value(site: Site, token: str) -> str:
+    """What the page's script writes into the form: a crawler that posts the form as
+    fetched sends it empty."""
+    return signing.sign(site.key, signing.APPROVE, "human", token)
 
 
 def _changed(site: Site) -> HTMLResponse:
@@ -141,7 +140,7 @@ def _changed(site: Site) -> HTMLResponse:
     )
 
 
-def _page(site: Site, row: Approval, form_value: str) -> str:
+def _page(site: Site, row: Approval, form_value: str, token: str) -> str:
     """The candidate as readers will get it, with the decision panel on top."""
     config = site.config
     expires = row.expires_at.astimezone(config.timezone) if row.expires_at else None
@@ -158,6 +157,9 @@ def _page(site: Site, row: Approval, form_value: str) -> str:
             if expires
             else "",
             "form_value": form_value,
+            "served": human.stamp(site.key, FORM, token),
+            "human_value": _human_value(site, token),
+            "script": APPROVE_SCRIPT,
         },
     )
     return after_body(row.html, panel)

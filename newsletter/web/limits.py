@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class RequestLimiter:
@@ -34,13 +34,19 @@ class RequestLimiter:
 
 @dataclass
 class Limits:
-    """The form's limits: per client address, and per subscriber address (which also caps
-    how often one inbox gets a confirmation email)."""
+    """The forms' limits: per client address; per subscriber address, which caps how often
+    one inbox gets a confirmation email however many forms name it (list bombing); per
+    recipient domain, so a bot cannot bury one organisation's inboxes; and how soon after a
+    form was served it may be posted (web/human.py: a bot posts at once)."""
 
     per_ip: RequestLimiter
     per_address: RequestLimiter
+    per_domain: RequestLimiter = field(default_factory=lambda: RequestLimiter(500, 3600))
+    human_seconds: float = 2.0
 
 
 def default_limits() -> Limits:
-    """10 requests per client in 10 minutes; 3 confirmation emails per address an hour."""
-    return Limits(RequestLimiter(10, 600), RequestLimiter(3, 3600))
+    """10 requests per client in 10 minutes; one confirmation email per address in 24
+    hours; 500 an hour per recipient domain; forms posted no sooner than 2 s after they
+    were served."""
+    return Limits(RequestLimiter(10, 600), RequestLimiter(1, 24 * 3600))

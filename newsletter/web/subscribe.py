@@ -2,8 +2,17 @@
 
 `POST /subscribe` answers the same, in the same time, whether the address is new, pending,
 active, unsubscribed or suppressed, so the form cannot be used to learn who subscribes: the
-answer goes first and the work (database, confirmation email) runs after it. A hidden
-honeypot field and per-IP and per-address limits stop bots and list bombing.
+answer goes first and the work (database, confirmation email) runs after it. Against bots
+and list bombing (signing strangers up by the thousand): a hidden honeypot field; the
+page's stamp (web/human.py), without which, or posted within two seconds of the page being
+served, a form does nothing; at most one confirmation email per address a day however many
+forms name it, and limits per client and per recipient domain. Nothing a stranger typed
+reaches the confirmation email, and a name that carries a link is not kept.
+
+The confirmation link's GET shows one button and changes nothing (mail scanners open every
+link in a message), the same page for every token, valid or not; only the POST from that
+page, with its stamp and at least two seconds after it, confirms. A complaint is never
+undone here: the form mails nobody who complained (lifecycle.py).
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ import logging
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
 
 from newsletter import registry
 from newsletter.audience import lifecycle, subscribers
@@ -20,6 +30,7 @@ from newsletter.db import session_scope
 from newsletter.delivery import welcome
 from newsletter.delivery.message import confirmation_message
 from newsletter.errors import InvalidAddress, NewsletterError
+from newsletter.web import human
 from newsletter.web.forms import read_form
 from newsletter.web.site import CurrentSite, Site
 
@@ -32,9 +43,14 @@ def home() -> RedirectResponse:
     return RedirectResponse("/subscribe", status_code=303)
 
 
+SUBSCRIBE_FORM = "subscribe"
+CONFIRM_FORM = "confirm"
+
+
 @router.get("/subscribe", response_class=HTMLResponse)
 def subscribe_form(site: CurrentSite) -> HTMLResponse:
-    return site.page("subscribe", email="", name="", error=None, others=_others(site))
+    return site.page("subscribe", email="", name="", error=None, others=_others(site),
+                     served=human.stamp(site.key, SUBSCRIBE_FORM, ""))  # fmt: skip
 
 
 def _others(site: Site) -> list[dict[str, str]]:
@@ -66,6 +82,7 @@ async def subscribe(
             name="",
             error=site._("Send the form with an email address."),
             others=[],
+            served=human.stamp(site.key, SUBSCRIBE_FORM, ""),
         )
     email, name = data.get("email", "").strip(), data.get("name", "")
     sent = site.message(
@@ -88,8 +105,15 @@ async def subscribe(
         return site.page(
             "subscribe", 400, email=email, name=name, others=[],
             error=site._("That does not look like an email address."),
+            served=human.stamp(site.key, SUBSCRIBE_FORM, ""),
         )  # fmt: skip
-    if not site.limits.per_address.allow(address.key):
+    if not human.stamped_in_time(
+        site.key, SUBSCRIBE_FORM, "", data.get("served", ""), site.limits.human_seconds
+    ):
+        return sent  # posted without the page, or faster than a person: a bot
+    domain = address.key.rpartition("@")[2]
+    # The address first: its repeats do not use up its domain's allowance.
+    if not site.limits.per_address.allow(address.key) or not site.limits.per_domain.allow(domain):
         return sent
     # A sync background task runs in the thread pool, off the event loop.
     lists = chosen_lists(data, site.config.key)
@@ -138,9 +162,36 @@ def confirm_url(site: Site, token_id: str, lists: list[str]) -> str:
 
 
 @router.get("/confirm/{token}", response_class=HTMLResponse)
-def confirm(
-    token: str, site: CurrentSite, background: BackgroundTasks, lists: str = ""
+def confirm_page(token: str, site: CurrentSite) -> HTMLResponse:
+    """One button, the same page for every token (nothing is looked up: a scanner learns
+    nothing and changes nothing); the form posts back to this URL."""
+    return site.page("confirm", served=human.stamp(site.key, CONFIRM_FORM, token[:200]))
+
+
+@router.post("/confirm/{token}", response_class=HTMLResponse)
+async def confirm(
+    token: str, request: Request, site: CurrentSite, background: BackgroundTasks, lists: str = ""
 ) -> HTMLResponse:
+    ip = request.client.host if request.client else "unknown"
+    if not site.limits.per_ip.allow(ip):
+        return site.too_many()
+    data = await read_form(request)
+    if (
+        data is None
+        or not human.stamped_in_time(
+            site.key, CONFIRM_FORM, token[:200], data.get("served", ""), site.limits.human_seconds
+        )
+        or not human.same_origin(request, site.config.base_url)
+    ):
+        return site.message(
+            site._("Request refused"),
+            site._("Open the link from your email and press its button."),
+            403,
+        )
+    return await run_in_threadpool(_confirm, site, token, lists, background)
+
+
+def _confirm(site: Site, token: str, lists: str, background: BackgroundTasks) -> HTMLResponse:
     config = site.config
     keys = lists.split(",")[: MAX_LISTS + 1] if lists else [config.key]
     proof = read_token(site.key, "confirm", ",".join(keys), token)
