@@ -449,20 +449,22 @@ class PostmarkTransport:
 
     def _matched(self, items: list[tuple[str, str, bytes]], answer: list[Any]) -> list[Any]:
         """Each item's result, by its recipient (Postmark's `To`), never by position
-        alone: a reordered answer would fail or mark the wrong reader. A result without a
-        `To` is taken at its position only if every result that names one names the item
-        at its own position; an item no result is found for is in doubt (None)."""
+        alone: a reordered answer would fail or mark the wrong reader. A result that names
+        no `To` is taken at its position only when the answer has one entry per item; an
+        item no result is found for is in doubt (None)."""
         wanted = [_bare(recipient) for _, recipient, _ in items]
         named = [_bare(str(r.get("To", ""))) if isinstance(r, dict) else "" for r in answer]
-        if all(named) and len(set(wanted)) == len(wanted):
-            by_recipient: dict[str, Any] = {}
-            for to, result in zip(named, answer, strict=True):
+        by_recipient: dict[str, Any] = {}
+        for to, result in zip(named, answer, strict=True):
+            if to:
                 by_recipient.setdefault(to, result)
-            return [by_recipient.get(address) for address in wanted]
-        in_place = len(answer) == len(items) and all(
-            not to or to == want for to, want in zip(named, wanted, strict=True)
-        )
-        return list(answer) if in_place else [None] * len(items)
+        positional = len(answer) == len(items)
+        return [
+            by_recipient.get(address)
+            if address in by_recipient
+            else (answer[n] if positional and not named[n] else None)
+            for n, address in enumerate(wanted)
+        ]
 
     def _result(self, result: Any) -> str | TransportError:
         if not isinstance(result, dict) or not isinstance(result.get("ErrorCode"), int):
