@@ -388,3 +388,33 @@ def test_two_approval_tabs_each_keep_their_own_form(
     assert client.get(second).status_code == 200
     answer = client.post(first, data=approval_fields(client, page, first) | {"action": "approve"})
     assert answer.status_code == 200 and "Request refused" not in answer.text
+
+
+def test_an_approvers_control_characters_reach_no_mail_and_no_json(
+    client: TestClient, drafted: Project, smtp_server: SMTPServer
+) -> None:
+    _request(drafted, "--to", IVAN)
+    link = _link(smtp_server.received[0]).removeprefix("https://news.example.org")
+    page = client.get(link)
+    hostile = "Fix\x1b[2J the\x07 lead\u202e\x7f\x9b\u061c please"
+    fields = approval_fields(client, page.text, link)
+    answer = client.post(link, data=fields | {"action": "changes", "comment": hostile})
+    assert answer.status_code == 200
+    body = smtp_server.received[-1].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "the lead" in body and "please" in body  # the words stay, the controls go
+    for bad in ("\x1b", "\x07", "\u202e", "\x7f", "\x9b", "\u061c"):
+        assert bad not in body
+    result = drafted.run("issue", "history", "2022-W51", "--json")
+    assert result.exit_code == 0
+    json.loads(result.stdout)  # still JSON
+
+
+def test_print_json_escapes_what_a_terminal_would_act_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from newsletter.cli.output import print_json
+
+    print_json({"words": "a\x7fb\x9bc\u202ed\x1be\x00"})
+    printed = capsys.readouterr().out
+    assert json.loads(printed) == {"words": "a\x7fb\x9bc\u202ed\x1be\x00"}
+    assert all(c not in printed for c in "\x7f\x9b\u202e\x1b\x00")

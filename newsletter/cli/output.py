@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
-from newsletter.untrusted import visible
+from newsletter.untrusted import CONTROL, visible
 
 
 class PlainConsole(Console):
@@ -43,7 +44,20 @@ def print_error(error: object) -> None:
 
 
 def print_json(value: Any) -> None:
-    out.out(json.dumps(value, ensure_ascii=False, indent=2), highlight=False)
+    """JSON, escaped by the JSON encoder alone: the terminal filter would write DEL or C1 as
+    `\\x7f`, which is no JSON escape. The encoder escapes C0 itself; DEL, C1, line
+    separators and bidi controls (legal in JSON, harmful on a terminal) become `\\uXXXX`.
+    Written to stdout as it is, past Rich."""
+    text = _UNSAFE_IN_JSON.sub(
+        lambda match: f"\\u{ord(match.group(0)):04x}",
+        json.dumps(value, ensure_ascii=False, indent=2),
+    )
+    out.file.write(text + "\n")
+    out.file.flush()
+
+
+# untrusted.CONTROL but C0, which json.dumps escapes (and whose newlines indent it).
+_UNSAFE_IN_JSON = re.compile(CONTROL.pattern.replace(r"\x00-\x1f", ""))
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:

@@ -35,6 +35,7 @@ from newsletter.editorial.issue_file import IssueFile
 from newsletter.editorial.render import RenderedIssue, personalize, render_file, sample_recipient
 from newsletter.errors import CheckFailed, NewsletterError, UsageError
 from newsletter.models import Approval, ApprovedIssue
+from newsletter.untrusted import strip_controls
 
 Decision = Literal["approved", "changes"]
 
@@ -42,7 +43,7 @@ Decision = Literal["approved", "changes"]
 def identity(given: str | None, config: Config) -> str:
     """Who acts: `--as`, else the config's editor, else the system user."""
     if given and given.strip():
-        return " ".join(given.split())[:400]
+        return " ".join(strip_controls(given).split())[:400]
     return config.editor or system_user()
 
 
@@ -214,7 +215,9 @@ def decide(
         return Outcome("changed")
     row.decision = decision
     row.decided_at = utc_now()
-    row.comment = " ".join(comment.split())[:4000] or None
+    # The comment goes into a mail to the editor: no control or bidi character from the
+    # web form reaches it (an ESC, a BEL, a U+202E that reorders what the editor reads).
+    row.comment = " ".join(strip_controls(comment).split())[:4000] or None
     row.client_address = (client_address or "")[:100] or None
     session.add(row)
     session.flush()
