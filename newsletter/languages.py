@@ -16,9 +16,12 @@ from __future__ import annotations
 import functools
 import gettext as gettext_module
 import io
+import logging
+import re
 from datetime import date
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
@@ -67,6 +70,7 @@ def require(language: str, theme: Path | None = None) -> None:
             f"no catalogue for the language {language!r}: use one of {', '.join(choices)}, "
             f"or write {where} beside your theme ([render] templates; docs/languages.md)"
         )
+    translations(language, theme)  # read and checked now, with the config: never mid-send
 
 
 def _theme_file(language: str, theme: Path | None) -> Path | None:
@@ -100,6 +104,9 @@ def _merged(language: str, own: Path, mtime: int) -> Catalog:
         theirs = read_po(io.BytesIO(own.read_bytes()), locale=language)
     except Exception as error:  # Babel raises several kinds on a malformed file
         raise ConfigError(f"{own}: not a gettext catalogue Babel can read ({error})") from None
+    for message in theirs:
+        if message.id and _translated(message.string):
+            _check_message(own, message)
     merged = Catalog(locale=language)
     base = _shipped(language)
     # Catalog(locale=...) takes the plural rule CLDR gives the language. The theme's go in
@@ -111,15 +118,63 @@ def _merged(language: str, own: Path, mtime: int) -> Catalog:
     return merged
 
 
+_PLACEHOLDER = re.compile(r"%(?:\((\w+)\))?[-#0 +]*\d*(?:\.\d+)?([a-zA-Z%])")
+_TAG = re.compile(r"<[^>]*>|&[#\w]+;")
+
+
+def _check_message(own: Path, message: Any) -> None:
+    """A theme's translation must fill in as its message does: the same %(name)s
+    placeholders (a wrong one made `issue check` crash and every subscribe POST answer 500),
+    and no markup the message has not (a translation goes into the page as it is, where
+    the values filled into it are escaped)."""
+    ids = [message.id] if isinstance(message.id, str) else list(message.id)
+    strings = [message.string] if isinstance(message.string, str) else list(message.string)
+    allowed = {name for text in ids for name, _ in _PLACEHOLDER.findall(text)}
+    kinds = {kind for text in ids for _, kind in _PLACEHOLDER.findall(text)} | {"%"}
+    tags = sorted(tag for tag in _TAG.findall(ids[0]))
+    where = f"{own}:{message.lineno}"
+    for text in strings:
+        for name, kind in _PLACEHOLDER.findall(text):
+            if kind == "%":
+                continue
+            if (name and name not in allowed) or (not name and allowed) or kind not in kinds:
+                wanted = ", ".join(f"%({n})s" for n in sorted(allowed)) or "none"
+                raise ConfigError(
+                    f"{where}: the translation of {ids[0]!r} has the placeholder "
+                    f"{'%(' + name + ')' if name else '%'}{kind}; its message has {wanted}: "
+                    "use the message's own placeholders"
+                )
+        if sorted(_TAG.findall(text)) != tags:
+            raise ConfigError(
+                f"{where}: the translation of {ids[0]!r} has markup its message has not "
+                "(a translation is inserted as it is): write it as plain text"
+            )
+
+
 def _translated(string: str | tuple[str, ...] | list[str] | None) -> bool:
     return bool(string) and (isinstance(string, str) or all(string or ()))
 
 
 def translations(language: str, theme: Path | None = None) -> gettext_module.NullTranslations:
     """gettext's translations for the language (and the theme's catalogue), compiled once;
-    English returns the source text itself (and its plural rule)."""
+    English returns the source text itself (and its plural rule). A theme catalogue edited
+    into a broken one while a server runs keeps the last good one there (logged): the
+    config's check refuses it at the next start."""
     own = _theme_file(language, theme)
-    return _translations(language, own, own.stat().st_mtime_ns if own else 0)
+    try:
+        found = _translations(language, own, own.stat().st_mtime_ns if own else 0)
+    except ConfigError as error:
+        previous = _last_good.get((language, own))
+        if previous is None:
+            raise
+        log.error("%s; the catalogue read before goes on being used", error)
+        return previous
+    _last_good[(language, own)] = found
+    return found
+
+
+_last_good: dict[tuple[str, Path | None], gettext_module.NullTranslations] = {}
+log = logging.getLogger("newsletter.languages")
 
 
 @functools.lru_cache(maxsize=16)

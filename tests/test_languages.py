@@ -282,3 +282,36 @@ def test_init_writes_the_language_asked_for_or_names_the_ones_there_are(
     assert refused.exit_code == 2
     assert "--language" in refused.stderr and "en, uk" in refused.stderr
     assert not (tmp_path / "de" / "newsletter.toml").exists()
+
+
+@pytest.mark.parametrize(
+    "entries,expected",
+    [
+        ({"Hello, %(name)s,": "Вітаємо, %(imya)s,"}, "placeholder %(imya)s"),
+        ({"Hello, %(name)s,": "Вітаємо, %s,"}, "placeholder %s"),
+        ({"Unsubscribe": "<script>alert(1)</script>Відписатися"}, "markup"),
+    ],
+)
+def test_a_theme_catalogue_that_would_fail_or_inject_is_refused_with_its_line(
+    collected: Project, entries: dict[str, str], expected: str
+) -> None:
+    theme = collected.root / "theme"
+    (theme / "locales").mkdir(parents=True)
+    (theme / "locales" / "uk.po").write_text(_po("uk", {"Subscribe": "Підписатися"} | entries))
+    text = collected.config_file.read_text().replace('language = "en"', 'language = "uk"')
+    collected.config_file.write_text(text.replace('# templates = "theme"', 'templates = "theme"'))
+    for command in (("issue", "new", "--week", "2022-W51"), ("subscribers", "count")):
+        refused = collected.run(*command)
+        assert refused.exit_code == 2, refused.output  # not 70, not a traceback
+        assert "uk.po:" in refused.stderr and expected in refused.stderr
+        assert "Traceback" not in refused.output
+
+
+def test_the_shipped_catalogues_pass_the_themes_checks() -> None:
+    from newsletter import languages
+
+    for language in languages.available():
+        found = languages.catalog(language)
+        for message in found or []:
+            if message.id and languages._translated(message.string):
+                languages._check_message(Path(f"{language}.po"), message)
