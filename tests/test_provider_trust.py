@@ -24,6 +24,7 @@ from newsletter.models import Delivery, Suppression
 from tests.conftest import Project
 from tests.providerservers import MAILGUN_KEY, POSTMARK_TOKEN
 from tests.sending import AUDIENCE
+from tests.smtpserver import SMTPServer
 
 Respond = Callable[[BaseHTTPRequestHandler, bytes], None]
 
@@ -360,3 +361,32 @@ def test_control_characters_in_a_providers_words_reach_neither_the_database_nor_
     ]
     for bad in ("\x00", "\x7f", "\x9b", "\u202e", "\x1b", "\\u0000"):
         assert bad not in text
+
+
+def test_a_run_of_sender_policy_refusals_pauses_and_fails_no_reader(
+    ready: Project, smtp_server: SMTPServer
+) -> None:
+    """Gmail's 5.7.26 and Outlook.com's 5.7.515 refuse the sender, not the reader: their
+    rows are deferred, none failed or suppressed, and five in a row pause the send."""
+    refusals = [
+        "550 5.7.26 This mail has been blocked because the sender is unauthenticated. "
+        "Gmail requires all senders to authenticate with either SPF or DKIM.",
+        "550 5.7.515 Access denied, sending domain example.org does not meet the required "
+        "authentication level.",
+    ]
+    for n, email in enumerate(AUDIENCE):
+        smtp_server.handler.data_replies[email] = refusals[n % 2]
+    before = _suppressed(ready)
+    result = ready.run("send", "2022-W51", "--json", "--connections", "1")
+    assert result.exit_code == 75, result.output
+    report = json.loads(result.stdout)
+    assert "refusals in a row of the sender" in json.dumps(report)
+    states = _states(ready)
+    assert "failed" not in states.values() and "sent" not in states.values()
+    assert list(states.values()).count("deferred") == 5
+    assert _suppressed(ready) == before
+    # One reader's own refusal is still theirs: a 5.1.1 fails and bounces that reader.
+    smtp_server.handler.data_replies.clear()
+    smtp_server.handler.data_replies[AUDIENCE[-1]] = "550 5.1.1 <x>: Recipient unknown"
+    ready.run("send", "2022-W51", "--json", "--connections", "1")
+    assert _states(ready)[AUDIENCE[-1]] == "failed"

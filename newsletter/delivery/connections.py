@@ -64,6 +64,31 @@ _THROTTLED = re.compile(
 )
 
 
+# A refusal of the sender, not the reader: Gmail's and Yahoo's bulk-sender rules (5.7.26
+# unauthenticated, 5.7.25 no PTR, 5.7.27 SPF, 5.7.29 ARC, 5.7.30 DKIM/DMARC), Outlook.com's
+# 550 5.7.515 (SPF, DKIM and DMARC), Microsoft's 5.7.708/5.7.750 and "access denied" of the
+# sending IP, or the words of a DMARC, SPF or DKIM failure. The reader did nothing: their
+# row is deferred, never failed, and a run of them pauses the send (POLICY_RUN).
+_POLICY = re.compile(
+    r"\b5\.7\.(?:2[3-9]|30|515|70[0-9]|750|1)\b.{0,200}?(?:dmarc|spf|dkim|authenticat|"
+    r"ptr|reverse|arc|policy|sender|bulk|spam|reputation|block)|"
+    r"\b5\.7\.(?:26|25|27|29|30|515)\b|unauthenticated (?:email|mail)|dmarc (?:policy|fail)",
+    re.IGNORECASE | re.DOTALL,
+)
+POLICY_RUN = 5
+
+
+def policy_refusal(error: TransportError) -> bool:
+    """Whether a 5xx SMTP reply refuses our mail for the sender's authentication or
+    reputation rather than for the reader's address."""
+    return (
+        error.smtp
+        and error.code is not None
+        and 500 <= error.code < 600
+        and bool(_POLICY.search(str(error)))
+    )
+
+
 def classify(error: TransportError, delivery_id: int) -> tuple[Outcome, bool]:
     """(the row's outcome, whether the fault is the connection's rather than the recipient's).
     smtplib raises one class for 4xx and 5xx: the code decides."""
@@ -78,6 +103,8 @@ def classify(error: TransportError, delivery_id: int) -> tuple[Outcome, bool]:
         return Outcome(delivery_id, "unknown", code, text, smtp=smtp), True
     if error.stage == "before-dot":
         return Outcome(delivery_id, "deferred", code, text, smtp=smtp), True
+    if policy_refusal(error):
+        return Outcome(delivery_id, "deferred", code, text, smtp=smtp, policy=True), False
     if code is not None and 500 <= code < 600:
         return Outcome(delivery_id, "failed", code, text, smtp=smtp), False
     return Outcome(delivery_id, "deferred", code, text, smtp=smtp), code is None
@@ -124,6 +151,7 @@ class Connections:
         self.rate = RateLimiter(options.rate) if options.rate else None
         self.lock = threading.Lock()
         self.errors_in_a_row = 0
+        self.policy_in_a_row = 0
         self.paused: str | None = None
         self.fatal: NewsletterError | None = None
         # Seconds spent backing off, by why (throttled, server errors, no answer...).
@@ -320,6 +348,14 @@ class Connections:
 
     def _count(self, connection_fault: bool, outcome: Outcome) -> None:
         with self.lock:
+            self.policy_in_a_row = self.policy_in_a_row + 1 if outcome.policy else 0
+            if self.policy_in_a_row >= POLICY_RUN and not self.paused:
+                self.paused = (
+                    f"paused after {self.policy_in_a_row} refusals in a row of the sender, not "
+                    f"the readers (their rows deferred): {outcome.error}; check SPF, DKIM and "
+                    "DMARC for the From domain (newsletter doctor), then send again"
+                )
+                self.writer.stop()
             self.errors_in_a_row = self.errors_in_a_row + 1 if connection_fault else 0
             if self.errors_in_a_row >= self.options.pause_after and not self.paused:
                 self.paused = (

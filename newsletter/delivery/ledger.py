@@ -125,6 +125,9 @@ class Outcome:
     wait: float | None = None
     # Whether the code and words are an SMTP server's reply (not a provider's API answer).
     smtp: bool = True
+    # A refusal of the sender's authentication or reputation (connections.policy_refusal);
+    # not stored.
+    policy: bool = False
 
     @property
     def no_such_user(self) -> bool:
