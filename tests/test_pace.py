@@ -99,3 +99,47 @@ def test_a_rate_reply_is_waited_out_and_the_same_reader_sent_in_the_run(
     assert "throttled" in report["waited_for"]
     assert ledger(ready) == {"sent": 20}
     assert sum(m.recipients == [AUDIENCE[3]] for m in smtp_server.received) == 1
+
+
+def test_two_sends_at_once_share_one_quota(ready: Project, smtp_server: SMTPServer) -> None:
+    """The quota is taken in the claim's transaction under a lock: a second sender that
+    counts while the first holds its claim waits, then finds the day's quota gone (two
+    concurrent sends once handed over 10 with daily_limit = 5)."""
+    import threading
+    import time
+    from datetime import UTC, datetime
+
+    from newsletter.db import Cursor
+    from newsletter.delivery import ledger as the_ledger
+    from newsletter.delivery.pace import claimable
+    from newsletter.models import ApprovedIssue
+
+    _pace(ready, "daily_limit = 5\nwarmup_factor = 2")
+    assert ready.run("send", "2022-W51").exit_code == 75  # 5 sent, 15 queued
+    _a_day_passes(ready)  # a new day: 5 more may go
+    config = ready.config
+    engine = ready.engine()
+    with Session(engine) as session:
+        issue_id = session.execute(sa.select(ApprovedIssue.id)).scalars().one()
+    first = engine.connect()
+    cursor = Cursor(first)
+    allowed = claimable(cursor, config, datetime.now(UTC))
+    assert allowed == 5
+    rows, _ = the_ledger.claim(cursor, issue_id, config.key, 5, "first")
+    assert len(rows) == 5
+    got: list[int | None] = []
+
+    def second() -> None:
+        with engine.connect() as other:
+            theirs = Cursor(other)
+            got.append(claimable(theirs, config, datetime.now(UTC)))
+            theirs.commit()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    time.sleep(0.5)
+    assert got == []  # it waits for the first's claim to commit
+    cursor.commit()
+    first.close()
+    thread.join(timeout=30)
+    assert got == [0]  # the five claimed count: nothing left for a second sender today

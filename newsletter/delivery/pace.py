@@ -8,13 +8,14 @@ punish a sender that jumps past it)."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime, time
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from newsletter.config import Config
-from newsletter.db import read_time
+from newsletter.db import Cursor, read_time
 from newsletter.models import ApprovedIssue, Delivery
 
 
@@ -46,3 +47,39 @@ def quota_left(session: Session, config: Config, now: datetime) -> int | None:
     first_day = first_time.astimezone(zone).date() if first_time is not None else None
     quota = day_quota(config, first_day, today)
     return None if quota is None else max(quota - int(sent_today or 0), 0)
+
+
+def claimable(cursor: Cursor, config: Config, now: datetime) -> int | None:
+    """What a claim may take now, decided under a lock in the claim's own transaction, so
+    that two sends running at once share one quota: the day's quota less what every run
+    handed over today and what every run holds claimed or sending (this one's included).
+    The lock: on PostgreSQL a transaction advisory lock on the newsletter's pace; on SQLite
+    the database's write lock, taken by a write before the count (a second sender waits
+    for the first's commit, which holds its claim)."""
+    if config.daily_limit is None and config.warmup is None:
+        return None
+    if cursor.sqlite:
+        cursor.count("UPDATE deliveries SET id = id WHERE id = -1")
+    else:
+        digest = hashlib.sha256(f"pace\x00{config.key}".encode()).digest()
+        cursor.rows(
+            "SELECT pg_advisory_xact_lock(?)", int.from_bytes(digest[:8], "big", signed=True)
+        )
+    zone = config.timezone
+    today = now.astimezone(zone).date()
+    start = cursor.stamp(datetime.combine(today, time(0), tzinfo=zone))
+    (row,) = cursor.rows(
+        "SELECT SUM(CASE WHEN d.sent_at >= ? THEN 1 ELSE 0 END),"
+        " SUM(CASE WHEN d.state IN ('claimed', 'sending') THEN 1 ELSE 0 END), MIN(d.sent_at)"
+        " FROM deliveries d JOIN issues i ON i.id = d.issue_id WHERE i.newsletter = ?"
+        " AND (d.sent_at IS NOT NULL OR d.state IN ('claimed', 'sending'))",
+        start,
+        config.key,
+    )
+    sent_today, in_flight, first = row
+    first_time = read_time(first)
+    first_day = first_time.astimezone(zone).date() if first_time is not None else None
+    quota = day_quota(config, first_day, today)
+    if quota is None:
+        return None
+    return max(quota - int(sent_today or 0) - int(in_flight or 0), 0)

@@ -42,7 +42,7 @@ from newsletter.delivery.connections import Connections, SendOptions
 from newsletter.delivery.ledger import Claimed, Outcome
 from newsletter.delivery.locks import SenderIdentity, run_lock, sender_alive, sender_identity
 from newsletter.delivery.message import IssueTemplate, dkim_signer, issue_template, sender
-from newsletter.delivery.pace import quota_left
+from newsletter.delivery.pace import claimable, quota_left
 from newsletter.delivery.row_tokens import ReturnAddresses
 from newsletter.delivery.tracking import Link, link_token, open_token, register, rewrite, with_pixel
 from newsletter.delivery.transport import Transport, wire_address
@@ -384,6 +384,7 @@ class SendRun:
             confirm=self.worker.confirm if self.worker else None,
             on_written=self._written,
             budget=self._quota(),
+            quota=lambda cursor: claimable(cursor, self.config, datetime.now(UTC)),
         )
         connections = Connections(writer, self.make_transport, envelope, build, options)
         if writer.budget == 0:  # nothing to send today: no connection opened

@@ -72,14 +72,18 @@ class LedgerWriter:
         confirm: Callable[[], None] | None = None,
         on_written: Callable[[list[Outcome], int], None] | None = None,
         budget: int | None = None,
+        quota: Callable[[Cursor], int | None] | None = None,
     ) -> None:
         self.engine, self.issue_id, self.newsletter = engine, issue_id, newsletter
         self.halt, self.policy, self.batch = halt, policy, batch
         self.claimed_by, self.confirm, self.on_written = claimed_by, confirm, on_written
         self.paused: str | None = None
         self.error: NewsletterError | None = None
-        # Rows this run may still claim (the day's quota, pace.py); None: no limit.
+        # Rows this run may still claim (the day's quota, pace.py); None: no limit. With
+        # `quota`, asked again at each claim under the quota's lock (pace.claimable), so
+        # runs at once share it.
         self.budget = budget
+        self.quota = quota
         self._requests: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._cond = threading.Condition()
         self._ready: deque[Claimed] = deque()
@@ -230,6 +234,8 @@ class LedgerWriter:
                 self.paused = str(error)
                 self.stop()
                 return [], 0
+        if self.quota is not None:
+            self.budget = self.quota(cursor)
         size = self.batch if self.budget is None else min(self.batch, self.budget)
         if size <= 0:
             self.paused = "the day's quota is reached; send --due goes on tomorrow"
