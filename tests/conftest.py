@@ -151,3 +151,6 @@ def collected(project: Project) -> Project:
     result = project.run("collect")
     assert result.exit_code == 0, result.output
     return project
+
+
+from tests.dnsserver import dns_server  # noqa: E402, F401  (a fixture for the doctor tests)

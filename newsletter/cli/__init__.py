@@ -37,6 +37,7 @@ COMMANDS = {
     "subscribers": "subscribers",
     "db": "setup",
     "bounces": "bounces",
+    "doctor": "doctor",
 }
 
 
