@@ -390,3 +390,35 @@ def test_a_run_of_sender_policy_refusals_pauses_and_fails_no_reader(
     smtp_server.handler.data_replies[AUDIENCE[-1]] = "550 5.1.1 <x>: Recipient unknown"
     ready.run("send", "2022-W51", "--json", "--connections", "1")
     assert _states(ready)[AUDIENCE[-1]] == "failed"
+
+
+def test_a_complaint_rate_at_gmails_line_pauses_the_send(
+    ready: Project, smtp_server: SMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newsletter.delivery import send as sending
+    from newsletter.models import ApprovedIssue, FeedbackReport
+
+    monkeypatch.setattr(sending, "COMPLAINT_MIN_DELIVERED", 5)  # the sample has 20 readers
+    for email in AUDIENCE[10:]:
+        smtp_server.handler.data_replies[email] = "451 4.3.0 Try again later"
+    first = ready.run("send", "2022-W51", "--json", "--connections", "1")
+    assert first.exit_code == 75
+    assert list(_states(ready).values()).count("sent") == 10
+    with Session(ready.engine()) as session:
+        issue = session.exec(select(ApprovedIssue)).first()
+        assert issue is not None
+        complaint = FeedbackReport(
+            fingerprint="f" * 64, origin="mailbox", source="test", kind="complaint",
+            action="complained", issue_id=issue.id,
+        )  # fmt: skip
+        session.add(complaint)
+        session.commit()
+    smtp_server.handler.data_replies.clear()
+    resent = ready.run("deliveries", "resend", "2022-W51", "--state", "deferred", "--yes")
+    assert resent.exit_code == 0, resent.output
+    before = len(smtp_server.received)
+    again = ready.run("send", "2022-W51", "--json", "--connections", "1")
+    assert again.exit_code == 75, again.output
+    assert "complaints for 10 delivered" in again.stdout
+    assert len(smtp_server.received) == before  # nobody more mailed
+    assert list(_states(ready).values()).count("queued") == 10

@@ -37,6 +37,7 @@ from sqlmodel import Session, col, select
 from newsletter.audience.subscribers import parse_address
 from newsletter.audience.tokens import make_token
 from newsletter.config import Config
+from newsletter.db import Cursor
 from newsletter.delivery import ledger, welcome
 from newsletter.delivery.connections import Connections, SendOptions
 from newsletter.delivery.ledger import Claimed, Outcome
@@ -248,6 +249,34 @@ def _check_worker(engine: Engine) -> None:
         raise UsageError(WORKER_NEEDS_POSTGRESQL)
 
 
+# Gmail's and Yahoo's line: a sender whose complaints reach 0.3 % of what it delivered is
+# refused. Judged once enough has been delivered for one complaint not to decide it.
+COMPLAINT_RATE = 0.003
+COMPLAINT_MIN_DELIVERED = 1000
+
+
+def complaint_pause(cursor: Cursor, issue_id: int | None) -> str | None:
+    """Why the send should pause before claiming more (checked before each claim, so a
+    resumed send and a long one both stop), or None: this issue's complaints heard back so
+    far at or above COMPLAINT_RATE of its delivered messages."""
+    if issue_id is None:
+        return None
+    (row,) = cursor.rows(
+        "SELECT (SELECT COUNT(*) FROM deliveries WHERE issue_id = ? AND state = 'sent'),"
+        " (SELECT COUNT(*) FROM feedback_reports WHERE issue_id = ? AND kind = 'complaint')",
+        issue_id,
+        issue_id,
+    )
+    delivered, complaints = int(row[0] or 0), int(row[1] or 0)
+    if delivered < COMPLAINT_MIN_DELIVERED or complaints < COMPLAINT_RATE * delivered:
+        return None
+    return (
+        f"paused: {complaints} complaints for {delivered} delivered "
+        f"({100 * complaints / delivered:.2f} %, at or above Gmail's and Yahoo's 0.3 %): find "
+        "out why readers call it spam (consent, frequency, content) before sending on"
+    )
+
+
 class SendRun:
     """One sender's run of one issue. Its parts: the ledger writer (claims, starts and
     outcomes, committed in groups), the connections, and the report they fill."""
@@ -385,6 +414,7 @@ class SendRun:
             on_written=self._written,
             budget=self._quota(),
             quota=lambda cursor: claimable(cursor, self.config, datetime.now(UTC)),
+            guard=lambda cursor: complaint_pause(cursor, issue.id),
         )
         connections = Connections(writer, self.make_transport, envelope, build, options)
         if writer.budget == 0:  # nothing to send today: no connection opened

@@ -73,6 +73,7 @@ class LedgerWriter:
         on_written: Callable[[list[Outcome], int], None] | None = None,
         budget: int | None = None,
         quota: Callable[[Cursor], int | None] | None = None,
+        guard: Callable[[Cursor], str | None] | None = None,
     ) -> None:
         self.engine, self.issue_id, self.newsletter = engine, issue_id, newsletter
         self.halt, self.policy, self.batch = halt, policy, batch
@@ -84,6 +85,8 @@ class LedgerWriter:
         # runs at once share it.
         self.budget = budget
         self.quota = quota
+        # Asked before each claim: a reason to pause the send (the complaint rate), or None.
+        self.guard = guard
         self._requests: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._cond = threading.Condition()
         self._ready: deque[Claimed] = deque()
@@ -234,6 +237,11 @@ class LedgerWriter:
                 self.paused = str(error)
                 self.stop()
                 return [], 0
+        cause = self.guard(cursor) if self.guard is not None else None
+        if cause is not None:
+            self.paused = cause
+            self.stop()
+            return [], 0
         if self.quota is not None:
             self.budget = self.quota(cursor)
         size = self.batch if self.budget is None else min(self.batch, self.budget)
