@@ -422,3 +422,25 @@ def test_a_complaint_rate_at_gmails_line_pauses_the_send(
     assert "complaints for 10 delivered" in again.stdout
     assert len(smtp_server.received) == before  # nobody more mailed
     assert list(_states(ready).values()).count("queued") == 10
+
+
+def test_a_compressed_answer_is_read_and_its_inflated_size_bounded(
+    keys: None, scripted: Callable[[Respond], Scripted]
+) -> None:
+    import gzip
+
+    def compressed(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        data = gzip.compress(json.dumps({"ErrorCode": 0, "MessageID": "m-1"}).encode())
+        answer(handler, 200, data, **{"Content-Encoding": "gzip"})
+
+    server = scripted(compressed)
+    postmark = PostmarkTransport(f"postmark://?endpoint={server.endpoint}")
+    try:
+        assert postmark.send("notes@example.org", "reader@example.org", MESSAGE) == "m-1"
+        bomb = gzip.compress(b" " * (64 * 1024 * 1024))  # 64 MB of spaces in ~64 KB
+        server.respond = lambda h, b: answer(h, 200, bomb, **{"Content-Encoding": "gzip"})
+        with pytest.raises(TransportError) as inflated:
+            postmark.send("notes@example.org", "reader@example.org", MESSAGE)
+        assert inflated.value.stage == "after-dot"
+    finally:
+        postmark.close()

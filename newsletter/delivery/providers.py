@@ -222,7 +222,9 @@ class _HTTP:
         try:
             with self.client.stream("POST", url, **kwargs) as response:
                 body = bytearray()
-                for chunk in response.iter_raw():
+                # Decoded as it comes (a provider may gzip its answer), so the cap bounds
+                # what a compressed answer inflates to as well.
+                for chunk in response.iter_bytes():
                     body += chunk
                     if len(body) > MAX_ANSWER or time.monotonic() > deadline:
                         raise _Overdue

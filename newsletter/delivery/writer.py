@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from newsletter.db import Cursor
 from newsletter.delivery import ledger
 from newsletter.delivery.ledger import Claimed, Outcome, RetryPolicy
 from newsletter.errors import DatabaseError, IdentityLost, NewsletterError
+
+GUARD_SECONDS = 5.0
 
 
 @dataclass
@@ -85,8 +88,9 @@ class LedgerWriter:
         # runs at once share it.
         self.budget = budget
         self.quota = quota
-        # Asked before each claim: a reason to pause the send (the complaint rate), or None.
+        # Asked before claims: a reason to pause the send (the complaint rate), or None.
         self.guard = guard
+        self._guarded = 0.0
         self._requests: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._cond = threading.Condition()
         self._ready: deque[Claimed] = deque()
@@ -237,7 +241,11 @@ class LedgerWriter:
                 self.paused = str(error)
                 self.stop()
                 return [], 0
-        cause = self.guard(cursor) if self.guard is not None else None
+        cause = None
+        if self.guard is not None and time.monotonic() >= self._guarded:
+            # At most every GUARD_SECONDS: the count is a query, claims come every few rows.
+            self._guarded = time.monotonic() + GUARD_SECONDS
+            cause = self.guard(cursor)
         if cause is not None:
             self.paused = cause
             self.stop()

@@ -64,7 +64,7 @@ _LIST_FIELD = "list-"
 
 def chosen_lists(data: dict[str, str], own: str) -> list[str]:
     """The newsletters a form asks for (`list-<key>` boxes), this one when it names none:
-    a plain POST of email and name subscribes to the newsletter of this server."""
+    a POST of email and name (with the page's stamp) subscribes to this server's own."""
     keys = {k.removeprefix(_LIST_FIELD) for k, v in data.items() if k.startswith(_LIST_FIELD) and v}
     return sorted(keys)[: MAX_LISTS + 1] or [own]
 
