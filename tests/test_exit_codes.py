@@ -76,6 +76,7 @@ ARGUMENTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("bounces", "show"): ("1",),
     ("bounces", "reprocess"): (),
     ("report",): (),
+    ("doctor",): (),
 }
 
 
@@ -162,6 +163,8 @@ def test_no_configuration_is_a_usage_error_that_names_the_folders(
         (("report", "--last", "0"), USAGE),
         (("report", "--html", "r.html"), USAGE),  # nothing sent yet
         (("report",), DONE),
+        (("doctor", "--dns", "127.0.0.1:x"), USAGE),
+        (("doctor", "--dns", "127.0.0.1:1"), FAILED),  # no DNS answered: said, exit 1
     ],
     ids=lambda value: " ".join(value) if isinstance(value, tuple) else str(value),
 )
