@@ -183,11 +183,9 @@ async def confirm(
         )
         or not human.same_origin(request, site.config.base_url)
     ):
-        return site.message(
-            site._("Request refused"),
-            site._("Open the link from your email and press its button."),
-            403,
-        )
+        # The page again, its button with a fresh stamp: a person who pressed at once
+        # presses again; a scanner that posts what it fetched gets no further.
+        return site.page("confirm", 403, served=human.stamp(site.key, CONFIRM_FORM, token[:200]))
     return await run_in_threadpool(_confirm, site, token, lists, background)
 
 
