@@ -95,6 +95,7 @@ class Config:
     daily_limit: int | None
     warmup: int | None
     warmup_factor: float
+    quota_shared_with: tuple[str, ...]
     theme: Path | None
     # The masthead's logo, and the footer's "support us" and "forwarded to you?" blocks.
     logo: str | None
@@ -474,6 +475,12 @@ class DeliverySettings(_Table):
     warmup_factor: Annotated[
         float, BeforeValidator(_no_bool), Field(gt=1, le=10), Hint("must be above 1, e.g. 2")
     ] = 2.0
+    # Other newsletters (their ids) on this database that send from the same domain or IP:
+    # one day's quota and one warm-up for all of them.
+    quota_shared_with: Annotated[
+        tuple[Annotated[Text, StringConstraints(pattern=_ID.pattern)], ...],
+        Hint('must be a list of newsletter ids: quota_shared_with = ["war-notes-uk"]'),
+    ] = ()
     # A seed list that gets every test send (and every approval request's copy).
     test_recipients: Annotated[
         tuple[Annotated[Text, _checked(check_person)], ...],
@@ -858,6 +865,9 @@ retry_hours = 72
 # daily_limit = 50000
 # warmup = 500
 warmup_factor = 2
+# Newsletters of this database sending from the same domain or IP share one quota and one
+# warm-up: name each other here (their ids), each with the same daily_limit and warmup.
+# quota_shared_with = ["war-notes-uk"]
 
 [bounces]
 # Soft bounces (mailbox full, a refusal that is not about the address) on this many

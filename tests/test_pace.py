@@ -143,3 +143,22 @@ def test_two_sends_at_once_share_one_quota(ready: Project, smtp_server: SMTPServ
     first.close()
     thread.join(timeout=30)
     assert got == [0]  # the five claimed count: nothing left for a second sender today
+
+
+def test_newsletters_sending_from_one_domain_share_one_quota(
+    ready: Project, smtp_server: SMTPServer
+) -> None:
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from newsletter.delivery.pace import quota_left
+
+    _pace(ready, "daily_limit = 5\nwarmup_factor = 2")
+    assert ready.run("send", "2022-W51").exit_code == 75  # war-notes sent its 5 today
+    config = ready.config
+    other = dataclasses.replace(config, newsletter_id="war-notes-uk")
+    with Session(ready.engine()) as session:
+        now = datetime.now(UTC)
+        assert quota_left(session, other, now) == 5  # a list of its own: its own quota
+        shared = dataclasses.replace(other, quota_shared_with=("war-notes",))
+        assert quota_left(session, shared, now) == 0  # one domain: one quota

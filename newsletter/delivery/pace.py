@@ -4,7 +4,9 @@ ramp of a new sending domain or IP (`warmup`: the first day's count, multiplied 
 (its time zone); what counts is every message of the newsletter handed over today (issues
 and welcomes: `sent_at`). A send that reaches the quota stops cleanly, the rest queued,
 and `send --due` goes on the next day (providers hold new accounts to exactly this, and
-punish a sender that jumps past it)."""
+punish a sender that jumps past it). Newsletters that send from one domain or IP name each
+other in `quota_shared_with` and share one count and one warm-up: a receiver's reputation
+is the domain's, not the list's."""
 
 from __future__ import annotations
 
@@ -29,6 +31,12 @@ def day_quota(config: Config, first_day: date | None, today: date) -> int | None
     return int(min(ramp, limit)) if limit is not None else int(ramp)
 
 
+def pool(config: Config) -> list[str]:
+    """The newsletters that share this one's quota and warm-up (`quota_shared_with`: the
+    same sending domain or IP), this one included, in one order for every member."""
+    return sorted({config.key, *config.quota_shared_with})
+
+
 def quota_left(session: Session, config: Config, now: datetime) -> int | None:
     """Messages the newsletter may still hand over today; None for no limit."""
     if config.daily_limit is None and config.warmup is None:
@@ -36,7 +44,7 @@ def quota_left(session: Session, config: Config, now: datetime) -> int | None:
     zone = config.timezone
     today = now.astimezone(zone).date()
     start = datetime.combine(today, time(0), tzinfo=zone)
-    ours = select(ApprovedIssue.id).where(ApprovedIssue.newsletter == config.key)
+    ours = select(ApprovedIssue.id).where(col(ApprovedIssue.newsletter).in_(pool(config)))
     sent_today, first = session.exec(
         select(
             sa.func.count().filter(col(Delivery.sent_at) >= start),
@@ -58,10 +66,11 @@ def claimable(cursor: Cursor, config: Config, now: datetime) -> int | None:
     for the first's commit, which holds its claim)."""
     if config.daily_limit is None and config.warmup is None:
         return None
+    members = pool(config)
     if cursor.sqlite:
         cursor.count("UPDATE deliveries SET id = id WHERE id = -1")
     else:
-        digest = hashlib.sha256(f"pace\x00{config.key}".encode()).digest()
+        digest = hashlib.sha256(("pace\x00" + "\x00".join(members)).encode()).digest()
         cursor.rows(
             "SELECT pg_advisory_xact_lock(?)", int.from_bytes(digest[:8], "big", signed=True)
         )
@@ -71,10 +80,10 @@ def claimable(cursor: Cursor, config: Config, now: datetime) -> int | None:
     (row,) = cursor.rows(
         "SELECT SUM(CASE WHEN d.sent_at >= ? THEN 1 ELSE 0 END),"
         " SUM(CASE WHEN d.state IN ('claimed', 'sending') THEN 1 ELSE 0 END), MIN(d.sent_at)"
-        " FROM deliveries d JOIN issues i ON i.id = d.issue_id WHERE i.newsletter = ?"
+        " FROM deliveries d JOIN issues i ON i.id = d.issue_id WHERE i.newsletter IN ?"
         " AND (d.sent_at IS NOT NULL OR d.state IN ('claimed', 'sending'))",
         start,
-        config.key,
+        members,
     )
     sent_today, in_flight, first = row
     first_time = read_time(first)
