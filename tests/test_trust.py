@@ -265,10 +265,8 @@ def test_a_complaint_outranks_a_bounce_and_the_operator_alone_lifts_it(project: 
         with pytest.raises(UsageError):
             lifecycle.unsuppress(session, "nobody@example.org", by="x", why="y")
     assert reason(project) == "complained"
-    rows = 0
     with Session(project.engine()) as session:
-        rows = len(session.exec(select(Suppression)).all())
-    assert rows == 1
+        assert len(session.exec(select(Suppression)).all()) == 1
 
 
 def test_every_kind_of_token_has_one_spelling() -> None:
