@@ -90,6 +90,7 @@ class Config:
     approval_hours: float
     require_approval: bool
     approvals_needed: int
+    approval_proof: str
     test_recipients: tuple[str, ...]
     rate: float | None
     daily_limit: int | None
@@ -419,6 +420,11 @@ class NewsletterSettings(_Table):
     approvals_needed: Annotated[
         int, BeforeValidator(_no_bool), Field(ge=1, le=2), Hint("must be 1 or 2")
     ] = 1
+    # "passkey": only approvals signed with the approver's own passkey count
+    # (editorial/passkeys.py); "link": their link and click do.
+    approval_proof: Annotated[Literal["link", "passkey"], Hint('must be "link" or "passkey"')] = (
+        "link"
+    )
 
     @model_validator(mode="after")
     def _enough_approvers(self) -> NewsletterSettings:
@@ -817,6 +823,9 @@ approval_hours = 72
 # one who asked.
 require_approval = false
 approvals_needed = 1
+# "passkey": only approvals made with the approver's own passkey count (`newsletter
+# approvers passkey ADDRESS` mails them a link to make one); "link": their link does.
+approval_proof = "link"
 
 [database]
 # SQLite file next to this config by default; PostgreSQL works too:

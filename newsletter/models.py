@@ -192,6 +192,37 @@ class Approval(SQLModel, table=True):
     decided_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     comment: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     client_address: str | None = Field(default=None, sa_column=sa.Column(sa.String(100)))
+    # How a link decision proved its approver: "link" (their mailbox and a person's click)
+    # or "passkey" (also their own authenticator, editorial/passkeys.py).
+    proof: str | None = Field(default=None, sa_column=sa.Column(sa.String(10)))
+
+
+class Passkey(SQLModel, table=True):
+    """An approver's passkey (WebAuthn) for this site (`rp_id`, the base URL's host),
+    made from a one-time link `approvers passkey` mails them (editorial/passkeys.py): the row
+    is made with the link, and the credential is filled in once, by the approver's browser.
+    Until then (`credential_id` NULL) it is a pending enrolment, valid until `expires_at`."""
+
+    __tablename__ = "passkeys"
+    __table_args__ = (sa.Index("ix_passkeys_approver", "rp_id", "approver"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    rp_id: str = Field(sa_column=sa.Column(sa.String(253), nullable=False))
+    # The approver's address (lower case), as `[newsletter] approvers` names them.
+    approver: str = Field(sa_column=sa.Column(sa.String(320), nullable=False))
+    requested_by: str = Field(sa_column=sa.Column(sa.String(400), nullable=False))
+    requested_at: datetime = Field(
+        default_factory=utc_now, sa_column=sa.Column(UTCDateTime, nullable=False)
+    )
+    expires_at: datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
+    # base64url, as WebAuthn's JSON spells them.
+    credential_id: str | None = Field(
+        default=None, sa_column=sa.Column(sa.String(1400), unique=True)
+    )
+    public_key: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    sign_count: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False))
+    registered_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
+    last_used_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
 
 
 class Subscriber(SQLModel, table=True):

@@ -33,9 +33,12 @@ def start(
     limits: Limits | None,
     *,
     keep_base_url: bool = False,
+    hostname: str = "127.0.0.1",
 ) -> Iterator[Live]:
+    """`hostname` names the server in its base URL ("localhost" where a browser needs a
+    secure context, as WebAuthn does); it listens on 127.0.0.1 either way."""
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://{hostname}:{port}"
     text = project.config_file.read_text()
     if not keep_base_url:
         text = text.replace("https://news.example.org", base)

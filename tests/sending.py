@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from newsletter.audience import subscribers
+from newsletter.models import Approval, ApprovedIssue
 from tests import returned
 from tests.conftest import Project
 from tests.smtpserver import Received, SMTPServer
@@ -67,3 +68,14 @@ def sent(ready: Project, smtp_server: SMTPServer) -> dict[str, Received]:
     code, report = send(ready)
     assert code == 0 and report["sent"] == len(AUDIENCE)
     return {item.recipients[0]: item for item in smtp_server.received}
+
+
+@pytest.fixture
+def drafted(ready: Project) -> Project:
+    """The sample issue written and checked but never approved, 20 readers waiting."""
+    with Session(ready.engine()) as session:
+        session.delete(session.exec(select(ApprovedIssue)).one())
+        for event in session.exec(select(Approval)).all():  # `issue approve`'s record
+            session.delete(event)
+        session.commit()
+    return ready

@@ -77,6 +77,9 @@ ARGUMENTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("bounces", "reprocess"): (),
     ("report",): (),
     ("doctor",): (),
+    ("approvers", "list"): (),
+    ("approvers", "passkey"): ("nobody@example.org",),
+    ("approvers", "remove-passkeys"): ("nobody@example.org",),
 }
 
 
@@ -165,6 +168,8 @@ def test_no_configuration_is_a_usage_error_that_names_the_folders(
         (("report",), DONE),
         (("doctor", "--dns", "127.0.0.1:x"), USAGE),
         (("doctor", "--dns", "127.0.0.1:1"), FAILED),  # no DNS answered: said, exit 1
+        (("approvers", "passkey", "nobody@example.org"), USAGE),  # not an approver
+        (("approvers", "list"), DONE),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, tuple) else str(value),
 )

@@ -20,6 +20,8 @@ from sqlmodel import Session, select
 
 from newsletter.audience.tokens import load_key
 from newsletter.delivery.transport import open_transport
+from newsletter.editorial import approval
+from newsletter.editorial.checks import Finding
 from newsletter.models import Approval, ApprovedIssue
 from newsletter.web.app import create_app
 from newsletter.web.server import redact
@@ -73,17 +75,6 @@ def _no_images(route: Route) -> None:
         route.abort()
     else:
         route.continue_()
-
-
-@pytest.fixture
-def drafted(ready: Project) -> Project:
-    """The sample issue written and checked but never approved, 20 readers waiting."""
-    with Session(ready.engine()) as session:
-        session.delete(session.exec(select(ApprovedIssue)).one())
-        for event in session.exec(select(Approval)).all():  # `issue approve`'s record
-            session.delete(event)
-        session.commit()
-    return ready
 
 
 @pytest.fixture
@@ -418,3 +409,19 @@ def test_print_json_escapes_what_a_terminal_would_act_on(
     printed = capsys.readouterr().out
     assert json.loads(printed) == {"words": "a\x7fb\x9bc\u202ed\x1be\x00"}
     assert all(c not in printed for c in "\x7f\x9b\u202e\x1b\x00")
+
+
+def test_a_check_that_fails_at_the_approvers_click_approves_nothing_and_says_so(
+    client: TestClient, drafted: Project, smtp_server: SMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The freeze checks again (a link checker's answer can change between request and
+    # click); its failure was a 500 page with the decision half made.
+    _request(drafted, "--to", OLHA)
+    link = _link(smtp_server.received[-1]).removeprefix("https://news.example.org")
+    fields = approval_fields(client, client.get(link).text, link)
+    broken = [Finding("error", "link", "link https://example.org/gone answered 404")]
+    monkeypatch.setattr(approval, "check_rendered", lambda *args: broken)
+    answer = client.post(link, data=fields | {"action": "approve"})
+    assert answer.status_code == 409 and "fails a check" in answer.text
+    assert _frozen(drafted) is None
+    assert all(e["decision"] is None for e in _history(drafted)["events"])  # type: ignore[union-attr]

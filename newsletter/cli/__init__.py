@@ -33,6 +33,7 @@ COMMANDS = {
     "deliveries": "send",
     "articles": "articles",
     "issue": "issue",
+    "approvers": "approvers",
     "archive": "archive",
     "subscribers": "subscribers",
     "db": "setup",

@@ -316,6 +316,11 @@ class SendRun:
                     f"{issue.slug} has no sign-off from {plural_approvers(needed)} "
                     "([newsletter] require_approval): run 'newsletter issue request-approval "
                     f"{issue.slug}' and have them approve it by the link they get"
+                    + (
+                        ", with their passkey ([newsletter] approval_proof)"
+                        if config.approval_proof == "passkey"
+                        else ""
+                    )
                 )
         self.issue = issue
         self.view_url = config.archive_url(issue.slug)

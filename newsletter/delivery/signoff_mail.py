@@ -109,15 +109,58 @@ def changes_message(config: Config, row: Approval) -> tuple[str, bytes]:
         "The pending approval links for this version no longer count once the file changes:\n"
         f"edit issues/{row.slug}.md, then run 'newsletter issue request-approval {row.slug}'.\n"
     )
+    return to, _staff_mail(
+        config, to, f"Changes requested: {row.subject}", text, ("changes", str(row.id))
+    )
+
+
+def _staff_mail(config: Config, to: str, subject: str, text: str, parts: tuple[str, ...]) -> bytes:
     message = build_message(
         config,
         to=to,
         to_name=None,
-        subject=f"Changes requested: {row.subject}",
+        subject=subject,
         text=text,
         html=None,
-        message_id_parts=("changes", str(row.id)),
+        message_id_parts=parts,
         headers={"Auto-Submitted": "auto-generated"},
     )
     signer = dkim_signer(config)
-    return to, signer.sign(message) if signer else message
+    return signer.sign(message) if signer else message
+
+
+def passkey_link_message(config: Config, approver: str, url: str, expires: datetime) -> bytes:
+    """The approver's one-time link to make their passkey (editorial/passkeys.py)."""
+    local = expires.astimezone(config.timezone)
+    text = (
+        f"To approve issues of {config.name} with a passkey (your fingerprint, face or PIN,\n"
+        "so an approval proves it is you, not only that your mail was read), open this link\n"
+        "on the phone or computer you approve from, and press its button:\n\n"
+        f"{url}\n\n"
+        f"It works once, until {local:%a} {local.day} {local:%b}, {local:%H:%M}. "
+        "If you did not expect it,\nignore it and tell whoever runs the newsletter.\n"
+    )
+    return _staff_mail(
+        config,
+        approver,
+        f"Make your passkey for approving {config.name}",
+        text,
+        ("passkey", address_of(approver), url.rsplit("/", 1)[-1][:12]),
+    )
+
+
+def passkey_notice(config: Config, approver: str, client_address: str) -> bytes:
+    """After a passkey was made: so that one made by someone else who held the link is seen."""
+    text = (
+        f"A passkey for approving {config.name} was just made for {approver}\n"
+        f"(from the address {client_address}).\n\n"
+        "If that was not you, tell whoever runs the newsletter at once: they remove it with\n"
+        f"'newsletter approvers remove-passkeys {approver}'.\n"
+    )
+    return _staff_mail(
+        config,
+        approver,
+        f"A passkey was made for approving {config.name}",
+        text,
+        ("passkey-made", address_of(approver), str(int(datetime.now(UTC).timestamp()))),
+    )

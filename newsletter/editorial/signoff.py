@@ -38,6 +38,7 @@ from newsletter.models import Approval, ApprovedIssue
 from newsletter.untrusted import strip_controls
 
 Decision = Literal["approved", "changes"]
+Proof = Literal["link", "passkey"]
 
 
 def identity(given: str | None, config: Config) -> str:
@@ -208,12 +209,15 @@ def decide(
     *,
     comment: str = "",
     client_address: str | None = None,
+    proof: Proof = "link",
 ) -> Outcome:
-    """The approver's POST. Does not commit (the caller's transaction holds the decision
-    and, when it is the last one needed, the frozen issue together)."""
+    """The approver's POST, `proof` saying whether their passkey signed it. Does not commit
+    (the caller's transaction holds the decision and, when it is the last one needed, the
+    frozen issue together)."""
     if not still_current(config, session, row):
         return Outcome("changed")
     row.decision = decision
+    row.proof = proof
     row.decided_at = utc_now()
     # The comment goes into a mail to the editor: no control or bidi character from the
     # web form reaches it (an ESC, a BEL, a U+202E that reorders what the editor reads).
@@ -241,20 +245,21 @@ def decide(
 
 def approvers_of(session: Session, config: Config, slug: str, digest: str) -> set[str]:
     """The distinct approvers (by address) whose approval of this content counts: given by
-    their link, listed in `[newsletter] approvers` now, and, when two are needed, not the
-    one who asked."""
+    their link (signed with their passkey, under `approval_proof = "passkey"`), listed in
+    `[newsletter] approvers` now, and, when two are needed, not the one who asked."""
     listed = {address_of(a) for a in config.approvers}
-    rows = session.exec(
-        select(Approval).where(
-            Approval.newsletter == config.key,
-            Approval.slug == slug,
-            Approval.content_hash == digest,
-            Approval.decision == "approved",
-            # By link only: the approver's own mailbox and click. `issue approve --as` is a
-            # record of who ran it, which anyone at a terminal can type.
-            Approval.channel == "link",
-        )
-    ).all()
+    query = select(Approval).where(
+        Approval.newsletter == config.key,
+        Approval.slug == slug,
+        Approval.content_hash == digest,
+        Approval.decision == "approved",
+        # By link only: the approver's own mailbox and click. `issue approve --as` is a
+        # record of who ran it, which anyone at a terminal can type.
+        Approval.channel == "link",
+    )
+    if config.approval_proof == "passkey":
+        query = query.where(Approval.proof == "passkey")
+    rows = session.exec(query).all()
     counted = set()
     for row in rows:
         who = address_of(row.approver)
@@ -320,6 +325,7 @@ def history(session: Session, config: Config, slug: str) -> dict[str, Any]:
                 "decided_at": when(row.decided_at),
                 "comment": row.comment,
                 "client_address": row.client_address,
+                "proof": row.proof,
             }
             for row in rows
         ],

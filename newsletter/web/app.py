@@ -24,6 +24,7 @@ from newsletter.web import (
     approve,
     archive,
     clicks,
+    passkey,
     preferences,
     subscribe,
     unsubscribe,
@@ -59,7 +60,7 @@ def create_app(
     app.state.site = site
     # The counted links first: the busiest routes, matched before the others are tried.
     app.router.routes.extend(clicks.routes)
-    for module in (subscribe, unsubscribe, preferences, archive, webhooks, approve):
+    for module in (subscribe, unsubscribe, preferences, archive, webhooks, approve, passkey):
         app.include_router(module.router)
     app.router.add_event_handler("shutdown", site.counter.close)
 

@@ -23,11 +23,13 @@ from sqlmodel import Session
 from newsletter import signing
 from newsletter.db import session_scope
 from newsletter.delivery.signoff_mail import changes_message, requester_address, when_words
-from newsletter.editorial import signoff
+from newsletter.editorial import passkeys, signoff
 from newsletter.editorial.render import after_body, render_template
-from newsletter.models import Approval
+from newsletter.errors import CheckFailed
+from newsletter.models import Approval, Passkey
 from newsletter.web import human
 from newsletter.web.forms import read_form
+from newsletter.web.passkey import script_json
 from newsletter.web.site import APPROVE_SCRIPT, CurrentSite, Site
 
 log = logging.getLogger("newsletter.web")
@@ -44,11 +46,12 @@ def approval_page(token: str, site: CurrentSite, request: Request) -> Response:
             return site.invalid_link()
         if not signoff.still_current(site.config, session, row):
             return _changed(site)
+        keys = passkeys.registered(session, site.config, row.approver)
     # The same for every opening of this link (two tabs both work), made only with the key;
     # the cookie is the link's own (its path), so another approval open in a second tab
     # does not replace it.
     form_value = signing.sign(site.key, signing.APPROVE, "form", token)
-    response = HTMLResponse(_page(site, row, form_value, token))
+    response = HTMLResponse(_page(site, row, form_value, token, keys))
     response.set_cookie(
         COOKIE,
         form_value,
@@ -72,7 +75,8 @@ async def approval_decision(
     data = await read_form(request)
     cookie = request.cookies.get(COOKIE, "")
     given = (data or {}).get("form", "")
-    action = (data or {}).get("action", "")
+    # The passkey's script posts the form itself, so without the pressed button's value.
+    action = (data or {}).get("action") or (data or {}).get("decision", "")
     if (
         data is None
         or action not in ("approve", "changes")
@@ -91,10 +95,43 @@ async def approval_decision(
             403,
         )
     decision: signoff.Decision = "approved" if action == "approve" else "changes"
+    try:
+        return _decide(site, background, token, data, decision, ip)
+    except CheckFailed:
+        # Out of the transaction: nothing of the decision is kept.
+        return site.message(
+            "Not approved",
+            "The issue fails a check now (the editor sees it with 'newsletter issue check'), "
+            "so nothing was approved. The editor can fix it and ask again.",
+            409,
+        )
+
+
+def _decide(
+    site: Site,
+    background: BackgroundTasks,
+    token: str,
+    data: dict[str, str],
+    decision: signoff.Decision,
+    ip: str,
+) -> Response:
     with session_scope(site.engine) as session:
         row = signoff.pending(site.key, session, site.config, token)
         if row is None:
             return site.invalid_link()
+        proof: signoff.Proof = "link"
+        if decision == "approved" and _passkey_needed(site, session, row):
+            chal = passkeys.challenge(site.key, FORM, token, data.get("served", ""))
+            if not passkeys.authenticate(
+                site.config, session, row.approver, chal, data.get("passkey", "")
+            ):
+                return site.message(
+                    "Not approved",
+                    "Approving needs your own passkey: open the approval link from your email "
+                    "on the phone or computer that has it, and press Approve.",
+                    403,
+                )
+            proof = "passkey"
         outcome = signoff.decide(
             site.config,
             session,
@@ -102,6 +139,7 @@ async def approval_decision(
             decision,
             comment=data.get("comment", ""),
             client_address=ip,
+            proof=proof,
         )
         if outcome.result == "changes":
             to, message = changes_message(site.config, row)
@@ -126,6 +164,14 @@ def _mail(site: Site, to: str, message: bytes) -> None:
         log.error("request for changes not mailed: %s: %s", type(error).__name__, error)
 
 
+def _passkey_needed(site: Site, session: Session, row: Approval) -> bool:
+    """An approver with a passkey approves with it; under `approval_proof = "passkey"`,
+    every approver does (one without a passkey cannot approve until they make one)."""
+    return site.config.approval_proof == "passkey" or bool(
+        passkeys.registered(session, site.config, row.approver)
+    )
+
+
 def _human_value(site: Site, token: str) -> str:
     """What the page's script writes into the form: a crawler that posts the form as
     fetched sends it empty."""
@@ -140,9 +186,19 @@ def _changed(site: Site) -> HTMLResponse:
     )
 
 
-def _page(site: Site, row: Approval, form_value: str, token: str) -> str:
+def _page(site: Site, row: Approval, form_value: str, token: str, keys: list[Passkey]) -> str:
     """The candidate as readers will get it, with the decision panel on top."""
     config = site.config
+    served = human.stamp(site.key, FORM, token)
+    options = (
+        script_json(
+            passkeys.authentication_options(
+                config, keys, passkeys.challenge(site.key, FORM, token, served)
+            )
+        )
+        if keys
+        else ""
+    )
     expires = row.expires_at.astimezone(config.timezone) if row.expires_at else None
     panel = render_template(
         site.pages,
@@ -157,9 +213,11 @@ def _page(site: Site, row: Approval, form_value: str, token: str) -> str:
             if expires
             else "",
             "form_value": form_value,
-            "served": human.stamp(site.key, FORM, token),
+            "served": served,
             "human_value": _human_value(site, token),
             "script": APPROVE_SCRIPT,
+            "passkey_options": options,
+            "passkey_needed": config.approval_proof == "passkey",
         },
     )
     return after_body(row.html, panel)

@@ -23,7 +23,7 @@ BODY_SECONDS = 15.0  # then its body (forms and webhooks are small)
 MAX_CONNECTIONS = 1000
 MAX_PER_CLIENT = 100  # one address's share, when clients connect directly (no proxy)
 
-_TOKEN_PATH = re.compile(r"(/(?:confirm|unsubscribe|preferences|approve)/)[^/?\s\"]+")
+_TOKEN_PATH = re.compile(r"(/(?:confirm|unsubscribe|preferences|approve|passkey)/)[^/?\s\"]+")
 # A reader token names a ledger row: kept out of logs like the others.
 _READER = re.compile(r"([?&][rm]=)[^&\s\"]+")
 

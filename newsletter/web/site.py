@@ -146,17 +146,46 @@ _CSP = (
 )
 # The approval page's one script (web/approve.py): it fills in the form's `human` value a
 # moment after the page has loaded, a step a crawler that only fetches and posts forms does
-# not take. Allowed by its hash, and no other script.
+# not take; where the approver has a passkey, Approve first asks the browser for it
+# (editorial/passkeys.py) and posts its signature. Allowed by its hash, and no other script.
 APPROVE_SCRIPT = (
-    "setTimeout(function(){var e=document.getElementById('approve-human');"
-    "e.value=e.getAttribute('data-value')},800);"
+    "(function(){var h=document.getElementById('approve-human');"
+    "function human(){h.value=h.getAttribute('data-value')}setTimeout(human,800);"
+    "var o=document.getElementById('passkey-options');if(!o)return;"
+    "var f=h.form,s=document.getElementById('passkey-status');"
+    "document.getElementById('approve-button').addEventListener('click',function(e){"
+    "e.preventDefault();var P=window.PublicKeyCredential;"
+    "if(!P||!P.parseRequestOptionsFromJSON){s.textContent='This browser cannot use passkeys:"
+    " open the link in a current browser.';return}"
+    "navigator.credentials.get({publicKey:P.parseRequestOptionsFromJSON("
+    "JSON.parse(o.textContent))}).then(function(c){human();"
+    "f.elements.passkey.value=JSON.stringify(c.toJSON());f.elements.decision.value='approve';"
+    "f.submit()},function(){s.textContent='The passkey was not used, so nothing was approved."
+    " Press Approve to try again.'})})})();"
 )
-_APPROVE_CSP = (
-    _CSP
-    + "; script-src 'sha256-"
-    + base64.b64encode(hashlib.sha256(APPROVE_SCRIPT.encode()).digest()).decode()
-    + "'"
+# The passkey page's one script (web/passkey.py): the browser makes the passkey and the
+# form posts it.
+PASSKEY_SCRIPT = (
+    "(function(){var o=document.getElementById('passkey-options'),"
+    "f=document.getElementById('passkey-form'),s=document.getElementById('passkey-status');"
+    "document.getElementById('passkey-button').addEventListener('click',function(e){"
+    "e.preventDefault();var P=window.PublicKeyCredential;"
+    "if(!P||!P.parseCreationOptionsFromJSON){s.textContent='This browser cannot make passkeys:"
+    " open the link in a current browser.';return}"
+    "navigator.credentials.create({publicKey:P.parseCreationOptionsFromJSON("
+    "JSON.parse(o.textContent))}).then(function(c){"
+    "f.elements.credential.value=JSON.stringify(c.toJSON());f.submit()},"
+    "function(){s.textContent='No passkey was made. Press the button to try again.'})})})();"
 )
+
+
+def _with_script(script: str) -> str:
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    return f"{_CSP}; script-src 'sha256-{digest}'"
+
+
+# Pages with a script, by path prefix; they check their POST's Origin too.
+_SCRIPTED = {"/approve/": _with_script(APPROVE_SCRIPT), "/passkey/": _with_script(PASSKEY_SCRIPT)}
 
 
 def security_headers(path: str) -> list[tuple[str, str]]:
@@ -165,13 +194,13 @@ def security_headers(path: str) -> list[tuple[str, str]]:
     # The approval and confirmation pages check their POST's Origin, which a browser under
     # no-referrer sends as "null": there, the Referer stays on this site (and still leaves
     # it with nothing).
-    approving = path.startswith("/approve/")
-    same = approving or path.startswith("/confirm/")
+    scripted = next((csp for prefix, csp in _SCRIPTED.items() if path.startswith(prefix)), None)
+    same = scripted is not None or path.startswith("/confirm/")
     headers = [
         ("X-Content-Type-Options", "nosniff"),
         ("Referrer-Policy", "same-origin" if same else "no-referrer"),
         ("X-Frame-Options", "DENY"),
-        ("Content-Security-Policy", _APPROVE_CSP if approving else _CSP),
+        ("Content-Security-Policy", scripted or _CSP),
     ]
     if not path.startswith("/archive"):
         headers.append(("Cache-Control", "no-store"))
