@@ -21,6 +21,11 @@ from tests.smtpserver import Handler, free_port
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    return make_certificate(tmp_path)
+
+
+def make_certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A throw-away self-signed certificate for localhost and 127.0.0.1: (key, cert)."""
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),

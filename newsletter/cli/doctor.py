@@ -1,4 +1,5 @@
-"""`newsletter doctor [--dns HOST[:PORT]] [--json]`: parse, call delivery/doctor.py, print."""
+"""`newsletter doctor [--dns HOST[:PORT]] [--probe] [--json]`: parse, call delivery/doctor.py
+(and delivery/probe.py), print."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import typer
 from newsletter.cli.output import out, print_json, styled
 from newsletter.cli.state import state
 from newsletter.delivery.doctor import diagnose, resolver
+from newsletter.delivery.probe import probe_relay, probe_site
 from newsletter.errors import FAILED, UsageError
 
 
@@ -25,6 +27,14 @@ def doctor(
             "--dns", metavar="HOST[:PORT]", help="Ask this DNS server (default: the system's)."
         ),
     ] = None,
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe",
+            help="Also try the relay (greeting, TLS, HELO name) and the site's unsubscribe "
+            "GET and one-click POST over the network.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Check what Gmail, Yahoo and Microsoft require of a bulk sender before the first send:
@@ -33,12 +43,22 @@ def doctor(
 
     Example: newsletter doctor
     """
-    config = state(ctx).config()
+    st = state(ctx)
+    config = st.config()
     if nameserver is not None:
         host, _, port = nameserver.partition(":")
         if not host or (port and not port.isdigit()):
             raise UsageError(f"--dns {nameserver!r}: give HOST or HOST:PORT, e.g. 127.0.0.1:53")
-    findings = diagnose(config, resolver(nameserver))
+    if probe:
+        engine, key = st.engine(), st.key()
+        findings = diagnose(
+            config,
+            resolver(nameserver),
+            relay_probe=lambda names: probe_relay(config, names),
+            site_probe=lambda: probe_site(config, engine, key),
+        )
+    else:
+        findings = diagnose(config, resolver(nameserver))
     if as_json:
         print_json({"findings": [finding.as_dict() for finding in findings]})
     else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -75,7 +76,17 @@ def _organisation(domain: str) -> str:
     return ".".join(labels[-2:])
 
 
-def diagnose(config: Config, dns_resolver: dns.resolver.Resolver) -> list[Finding]:
+def diagnose(
+    config: Config,
+    dns_resolver: dns.resolver.Resolver,
+    *,
+    relay_probe: Callable[[list[str]], list[Finding]] | None = None,
+    site_probe: Callable[[], list[Finding]] | None = None,
+) -> list[Finding]:
+    """Every rule's finding. Without probes, what only the network shows (the relay's TLS and
+    HELO, the site's one-click POST) is said as configured or built; a probe (delivery/
+    probe.py) replaces those findings with what it saw: `relay_probe` gets the PTR names of
+    the relay's address."""
     from_domain = config.from_address.domain.lower()
     envelope = (config.bounce_address or config.from_address.addr_spec).rpartition("@")[2].lower()
     scheme = urlsplit(config.transport).scheme
@@ -217,7 +228,8 @@ def diagnose(config: Config, dns_resolver: dns.resolver.Resolver) -> list[Findin
 
     # The relay: PTR and HELO, TLS.
     if scheme in ("smtp", "smtps"):
-        found.extend(_relay(config, dns_resolver, scheme))
+        relay, names = _relay(config, dns_resolver, scheme)
+        found.extend(_replaced(relay, relay_probe(names)) if relay_probe else relay)
 
     # What the newsletter does itself.
     https = config.base_url.startswith("https://")
@@ -249,14 +261,17 @@ def diagnose(config: Config, dns_resolver: dns.resolver.Resolver) -> list[Findin
                 "serve the pages over https and set [newsletter] base_url",
             )
         )
-    found.append(
-        Finding(
-            "one-click",
-            "ok",
-            "POST /unsubscribe/<token> unsubscribes with a 200 "
-            "and no page to visit (RFC 8058); a GET only shows a button",
+    if site_probe is not None:
+        found.extend(site_probe())
+    else:
+        found.append(
+            Finding(
+                "one-click",
+                "ok",
+                "POST /unsubscribe/<token> unsubscribes with a 200 and no page to visit "
+                "(RFC 8058); a GET only shows a button (as built: --probe tries the site)",
+            )
         )
-    )
     if config.feedback_id:
         found.append(Finding("feedback-id", "ok", f"Feedback-ID: {config.feedback_id}"))
     else:
@@ -272,12 +287,20 @@ def diagnose(config: Config, dns_resolver: dns.resolver.Resolver) -> list[Findin
     return found
 
 
+def _replaced(said: list[Finding], seen: list[Finding]) -> list[Finding]:
+    checks = {finding.check for finding in seen}
+    return [finding for finding in said if finding.check not in checks] + seen
+
+
 def _tag(part: str) -> tuple[str, str]:
     name, _, value = part.partition("=")
     return name.strip(), value.strip()
 
 
-def _relay(config: Config, dns_resolver: dns.resolver.Resolver, scheme: str) -> list[Finding]:
+def _relay(
+    config: Config, dns_resolver: dns.resolver.Resolver, scheme: str
+) -> tuple[list[Finding], list[str]]:
+    """The relay's TLS as configured and its PTR; and the PTR names, for a HELO probe."""
     parts = urlsplit(config.transport)
     host = parts.hostname or ""
     found: list[Finding] = []
@@ -310,7 +333,7 @@ def _relay(config: Config, dns_resolver: dns.resolver.Resolver, scheme: str) -> 
             addresses = []
     if not addresses:
         found.append(Finding("ptr", "warn", f"the relay {host} has no address in DNS"))
-        return found
+        return found, []
     ip = ipaddress.ip_address(addresses[0])
     if ip.is_loopback or ip.is_private:
         found.append(
@@ -322,7 +345,7 @@ def _relay(config: Config, dns_resolver: dns.resolver.Resolver, scheme: str) -> 
                 "ask whoever runs the relay",
             )
         )
-        return found
+        return found, []
     try:
         names = [
             r.to_text().rstrip(".")
@@ -339,7 +362,7 @@ def _relay(config: Config, dns_resolver: dns.resolver.Resolver, scheme: str) -> 
                 "ask the relay's host for reverse DNS (Gmail's 5.7.25)",
             )
         )
-        return found
+        return found, []
     try:
         back = {r.to_text() for r in dns_resolver.resolve(names[0], "A")}
     except dns.exception.DNSException:
@@ -361,4 +384,4 @@ def _relay(config: Config, dns_resolver: dns.resolver.Resolver, scheme: str) -> 
                 f"add an A record {names[0]} -> {ip}",
             )
         )
-    return found
+    return found, names

@@ -166,13 +166,13 @@ class SMTPTransport:
         try:
             if self.implicit_tls:
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    self.host, self.port, timeout=self.connect_timeout, context=_tls_context()
+                    self.host, self.port, timeout=self.connect_timeout, context=tls_context()
                 )
             else:
                 smtp = smtplib.SMTP(self.host, self.port, timeout=self.connect_timeout)
             smtp.ehlo()
             if not self.implicit_tls and self.tls and smtp.has_extn("starttls"):
-                smtp.starttls(context=_tls_context())
+                smtp.starttls(context=tls_context())
                 smtp.ehlo()
             elif not self.implicit_tls and self.tls and not is_loopback(self.host):
                 smtp.close()
@@ -372,7 +372,7 @@ class SMTPTransport:
             self._smtp = None
 
 
-def _tls_context() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
     """One context for every connection: loading the system's CA certificates costs about
     20 ms, which 64 connections would pay in turn (SSLContext is safe to share). It
     depends on where OpenSSL finds them, hence the key."""
