@@ -57,6 +57,29 @@ def test_any_bytes_give_reports_and_never_an_exception(data: bytes, prefix: byte
         (None, "The group may not exist, or you may not have permission to post", "soft"),
         ("5.1.1", "Subject: virus scan results\n550 5.1.1 Unknown Recipient", "hard"),
         ("4.4.4", "450 unable to route for now", "soft"),
+        # RFC 3463's 5.4.4 (no route to the recipient's domain), whatever words come with
+        # it, but a lookup that failed is not an answer about the address.
+        (None, "<neko@nyaan.example>: Sorry, no route there. (#5.4.4)", "hard"),
+        (
+            "5.4.4",
+            "Name service error for name=x.example type=MX: Malformed or unexpected "
+            "name server reply",
+            "soft",
+        ),  # fmt: skip
+        (
+            "5.4.4",
+            "Host or domain name not found. Name service error for name=x.example "
+            "type=A: Host not found",
+            "hard",
+        ),  # fmt: skip
+        # The grammar of absence, in phrasings no list holds.
+        (None, "550 <kijitora@example.jp>... Recipient mailbox is unknown here", "hard"),
+        (None, "550 Invalid final delivery userid: kijitora@example.jp", "hard"),
+        (None, "kijitora@neko.example ... unknown destination host", "hard"),
+        (None, "550 the user kijitora does not exist", "hard"),
+        # ...and not across one statement into the next.
+        (None, "Remote host said: 554 INVALID IP FOR SENDING MAIL OF DOMAIN example", "soft"),
+        (None, "550 host mx.example said: invalid HELO name", "soft"),
     ],
 )
 def test_words_about_the_address_and_words_about_us(

@@ -19,8 +19,11 @@ Severity = Literal["hard", "soft", "delayed"]
 STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 REPLY_CODE = re.compile(r"(?:^|[\s(:;])([245])\d\d(?=[\s-]|$)")
 
-# Status codes that are about the address itself.
-_DEAD_STATUSES = {"5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1"}
+# Status codes that are about the address itself (RFC 3463 and its registry): bad mailbox,
+# bad domain, bad syntax, moved, null MX (RFC 7505), disabled; and 5.4.4, "unable to route":
+# no MX and no address for the recipient's domain, in its permanent form. Read before the
+# words, and the same whichever system wrote them.
+_DEAD_STATUSES = {"5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1", "5.4.4"}
 
 # Words that mean the refusal is about us, the message or the mailbox's state, not the
 # address. Checked first: any of them makes the call soft.
@@ -33,6 +36,10 @@ _NOT_THE_ADDRESS = re.compile(
     r"exceed|too (?:large|big)|size limit|message size|greylist|"
     r"access denied|refused to talk|connection refused|timed? ?out|tls|certificate|"
     r"hop count|unsolicited|suspicious|bulk|"
+    # a lookup that failed says nothing about the address (5.4.4 comes with these too; a
+    # name that does not exist, "Host or domain name not found", is another matter)
+    r"name server (?:reply|error|failure)|servfail|"
+    r"dns (?:error|failure|timeout|lookup failed)|lookup (?:error|failure|timed out)|"
     # about our side: the sender's address or domain, our server's name or address
     r"sender (?:address |domain )?rejected|sender address|sender domain|client host|"
     r"reverse (?:dns|hostname|lookup)|\bptr\b|\bhelo\b|\brdns\b|not accepting mail from|"
@@ -78,6 +85,30 @@ _DEAD_ADDRESS = re.compile(
 )
 
 
+# The grammar of "this address is not there", whatever the system's own phrase: a word for
+# the address (user, recipient, mailbox, userid, host, domain...) within three words of a
+# word for absence (unknown, invalid, not exist, not found), in either order. "User not
+# exist", "Invalid final delivery userid", "unknown host" are its instances; the phrase list
+# above holds what this cannot read.
+_THING = (
+    r"(?:user(?:name|id)?|recipients?|mailbox(?:es)?|address(?:ee)?|account|local[- ]part|"
+    r"host|domain)"
+)
+_ABSENT = (
+    r"(?:unknown|invalid|non-?existent|not (?:exists?|found|known|valid)|"
+    r"(?:does|did)(?: not|n't) exists?)"
+)
+_ABSENT_THING = re.compile(
+    # Words apart by spaces only: "host said: 554 INVALID IP" is two statements, not one.
+    rf"\b{_THING}(?:\s+[\w-]+){{0,3}}?\s+{_ABSENT}\b|\b{_ABSENT}(?:\s+[\w-]+){{0,3}}?\s+{_THING}\b",
+    re.IGNORECASE,
+)
+
+
+def _dead_words(words: str) -> bool:
+    return bool(_DEAD_ADDRESS.search(words) or _ABSENT_THING.search(words))
+
+
 # Microsoft 365 (Exchange Online) refuses an address its directory does not hold with
 # "550 5.4.1 Recipient address rejected: Access denied" (its documented NDR for a recipient
 # that does not exist); the words alone would read as a policy refusal.
@@ -104,15 +135,15 @@ def severity(status: str | None, text: str, *, permanent: bool | None = None) ->
     if code is not None and code[0] == "5":
         if code in _DEAD_STATUSES:
             # 5.2.1 is also "rate limited" at some providers: only with words that agree.
-            return "hard" if code != "5.2.1" or _DEAD_ADDRESS.search(words) else "soft"
+            return "hard" if code != "5.2.1" or _dead_words(words) else "soft"
         # 5.7.27 is RFC 7505's null MX ("does not accept mail"): about the recipient's
         # domain when the words say so (a sender's null MX names the sender, soft above).
         elsewhere = (code.startswith("5.7.") and code != "5.7.27") or code in ("5.2.2", "5.3.4")
-        return "hard" if _DEAD_ADDRESS.search(words) and not elsewhere else "soft"
+        return "hard" if _dead_words(words) and not elsewhere else "soft"
     reply = REPLY_CODE.search(words)
     if reply and reply.group(1) == "4":
         return "soft"
-    return "hard" if _DEAD_ADDRESS.search(words) else "soft"
+    return "hard" if _dead_words(words) else "soft"
 
 
 def _status_in(text: str) -> str | None:
