@@ -38,7 +38,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from newsletter import __version__, languages
+from newsletter import __version__, languages, site_urls
 from newsletter.dates import parse_datetime
 from newsletter.errors import ConfigError
 from newsletter.languages import check_language
@@ -133,7 +133,7 @@ class Config:
 
     def archive_url(self, slug: str | None = None) -> str:
         """The public archive, or one issue's page in it (the "view in your browser" link)."""
-        return f"{self.base_url}/archive/" + (f"{slug}/" if slug else "")
+        return site_urls.archive(self.base_url, slug)
 
     @property
     def signing_key_file(self) -> Path:
@@ -148,10 +148,6 @@ class Config:
     @property
     def issues_dir(self) -> Path:
         return self.root / "issues"
-
-    @property
-    def subscription_reason(self) -> str:
-        return self.reason or f"You are receiving {self.name} because you subscribed to it."
 
     @property
     def root(self) -> Path:
@@ -622,7 +618,7 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
     try:
         model = ConfigFile.model_validate(data, context={"root": path.parent})
     except ValidationError as error:
-        raise ConfigError(f"{path}: {_friendly(error.errors()[0], data)}") from None
+        raise ConfigError(f"{path}: {_friendly(error.errors()[0])}") from None
     news, render = model.newsletter, model.render
     welcome_file = model.welcome.text_file
     if welcome_file is not None and not welcome_file.is_file():
@@ -680,7 +676,7 @@ _TABLES: dict[str, type[BaseModel]] = {
 }
 
 
-def _friendly(error: Any, data: dict[str, Any]) -> str:
+def _friendly(error: Any) -> str:
     """One pydantic error as the one line a person needs: where (table and key), what is
     wrong, and how it is written right (the key's `Hint`)."""
     loc = list(error["loc"])

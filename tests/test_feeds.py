@@ -43,7 +43,7 @@ RSS2 = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def test_rss2_repeated_creators_guid_tags_and_sanitised_content() -> None:
-    articles, warnings = parse_feed(doc(RSS2, "https://kyivindependent.com/rss/"), KYIV)
+    articles, warnings = parse_feed(doc(RSS2, "https://kyivindependent.com/rss/"))
     first, second = articles
     assert first.url == "https://kyivindependent.com/two/"
     assert first.authors == ["Asami Terajima", "Martin Fornusek"]
@@ -68,7 +68,7 @@ def test_atom_author_lists_and_content() -> None:
       <published>2022-12-20T09:00:00+02:00</published><updated>2022-12-21T09:00:00+02:00</updated>
       <content type="html">&lt;p&gt;Hello&lt;/p&gt;</content>
     </entry></feed>"""
-    (article,), _ = parse_feed(doc(atom), KYIV)
+    (article,), _ = parse_feed(doc(atom))
     assert article.authors == ["Asami Terajima", "Alexander Query"]
     assert article.guid == "urn:e1"
     assert article.published == datetime(2022, 12, 20, 7, 0, tzinfo=UTC)
@@ -85,13 +85,13 @@ def test_rss1_rdf_and_rss091() -> None:
       <item rdf:about="https://e.org/one"><title>One</title><link>https://e.org/one</link>
         <dc:creator>Asami Terajima</dc:creator><dc:date>2022-12-20T10:00:00+02:00</dc:date>
       </item></rdf:RDF>"""
-    (one,), _ = parse_feed(doc(rdf), KYIV)
+    (one,), _ = parse_feed(doc(rdf))
     assert (one.title, one.authors) == ("One", ["Asami Terajima"])
     rss091 = """<?xml version="1.0"?><rss version="0.91"><channel><title>t</title>
       <link>https://e.org/</link><description>d</description><language>en</language>
       <item><title>Old</title><link>https://e.org/old</link><description>x</description>
       <pubDate>Tue, 20 Dec 2022 10:00:00 GMT</pubDate></item></channel></rss>"""
-    (old,), _ = parse_feed(doc(rss091), KYIV)
+    (old,), _ = parse_feed(doc(rss091))
     assert old.url == "https://e.org/old" and old.authors == []
 
 
@@ -114,7 +114,7 @@ def test_rss1_rdf_and_rss091() -> None:
 )
 def test_bad_feeds_are_one_line_errors_naming_the_input(content: str | bytes, message: str) -> None:
     with pytest.raises(SourceError) as caught:
-        parse_feed(doc(content, "bad-feed.xml"), KYIV)
+        parse_feed(doc(content, "bad-feed.xml"))
     text = str(caught.value)
     assert text.startswith("bad-feed.xml: ") and message in text and "\n" not in text
 
@@ -125,5 +125,5 @@ def test_declared_latin1_feed_is_read() -> None:
         b"<item><title>Caf\xe9</title><link>https://e.org/c</link>"
         b"<pubDate>Tue, 20 Dec 2022 10:00:00 GMT</pubDate></item></channel></rss>"
     )
-    (article,), _ = parse_feed(doc(feed), KYIV)
+    (article,), _ = parse_feed(doc(feed))
     assert article.title == "Café"

@@ -99,10 +99,6 @@ def suppression_of(session: Session, email_key: str) -> Suppression | None:
     return session.get(Suppression, key_hash(email_key))
 
 
-def is_suppressed(session: Session, email_key: str) -> bool:
-    return suppression_of(session, email_key) is not None
-
-
 def suppress(session: Session, email_key: str, reason: str) -> None:
     """Never mail this address again; an existing suppression keeps its reason."""
     if suppression_of(session, email_key) is None:

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from newsletter import signing
+from newsletter import signing, site_urls
 from newsletter.config import environment_value
 from newsletter.errors import ConfigError
 
@@ -138,5 +138,11 @@ def read_token(
 
 
 def signed_url(base_url: str, key: bytes, purpose: Purpose, newsletter: str, token_id: str) -> str:
-    """The public confirm or unsubscribe link for one subscriber."""
-    return f"{base_url}/{purpose}/{make_token(key, purpose, newsletter, token_id)}"
+    """The public confirm, unsubscribe or manage link for one subscriber (a manage token
+    opens the preferences page, which then shows every list of theirs)."""
+    token = make_token(key, purpose, newsletter, token_id)
+    if purpose == "confirm":
+        return site_urls.confirm(base_url, token)
+    if purpose == "unsubscribe":
+        return site_urls.unsubscribe(base_url, token)
+    return site_urls.preferences(base_url, token)

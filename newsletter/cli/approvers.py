@@ -42,7 +42,7 @@ def list_command(ctx: typer.Context, *, as_json: AsJson = False) -> None:
         print_json({"approval_proof": config.approval_proof, "approvers": people})
         return
     if not people:
-        out.print('No approvers: set [newsletter] approvers = ["Name <address>"]', markup=False)
+        out.print('No approvers: set [newsletter] approvers = ["Name <address>"]')
     for person in people:
         keys = person["passkeys"]
         used = [k["last_used_at"] for k in keys if k["last_used_at"]]
@@ -51,7 +51,7 @@ def list_command(ctx: typer.Context, *, as_json: AsJson = False) -> None:
             if keys
             else "no passkey"
         )
-        out.print(f"{person['approver']}: {words}", markup=False)
+        out.print(f"{person['approver']}: {words}")
 
 
 @app.command("passkey")
@@ -86,7 +86,7 @@ def passkey_command(
         expires = row.expires_at
         address = row.approver
     if print_link:
-        out.print(url, markup=False)
+        out.print(url)
         return
     message = passkey_link_message(config, address, url, expires)
     transport = st.transports()()
@@ -98,7 +98,6 @@ def passkey_command(
     out.print(
         f"Mailed {address} a link to make their passkey; it works once, until "
         f"{local:%Y-%m-%d %H:%M %Z}.",
-        markup=False,
     )
 
 
@@ -112,4 +111,4 @@ def remove_command(ctx: typer.Context, approver: Approver) -> None:
     config = st.config()
     with session_scope(st.engine()) as session:
         removed = passkeys.remove(session, config, approver)
-    out.print(f"Removed {removed} passkey(s) of {signoff.address_of(approver)}", markup=False)
+    out.print(f"Removed {removed} passkey(s) of {signoff.address_of(approver)}")

@@ -40,5 +40,5 @@ def build(
     if as_json:
         print_json({"folder": str(built.folder), "issues": built.slugs})
         return
-    out.print(str(built.folder / "index.html"), markup=False)
-    err.print(f"{plural(len(built.slugs), 'issue')} in the archive", markup=False)
+    out.print(str(built.folder / "index.html"))
+    err.print(f"{plural(len(built.slugs), 'issue')} in the archive")

@@ -65,7 +65,7 @@ def list_articles(
         if not found:
             who = f" by {' or '.join(author)}" if author else ""
             when = f" in {period.label}" if period else ""
-            err.print(f"No articles{who}{when}.", markup=False)
+            err.print(f"No articles{who}{when}.")
             return
         table = Table(show_edge=False, pad_edge=False)
         table.add_column("published")
@@ -110,12 +110,11 @@ def show_article(
         out.print(
             f"{', '.join(article.author_names) or 'no author'} · {published} · "
             f"{article.reading_minutes} min read",
-            markup=False,
         )
-        out.print(article.url, markup=False)
+        out.print(article.url)
         if article.image:
-            out.print(f"image: {article.image}", markup=False)
+            out.print(f"image: {article.image}")
         if article.tags:
-            out.print(f"tags: {', '.join(article.tags)}", markup=False)
+            out.print(f"tags: {', '.join(article.tags)}")
         out.print()
-        out.print(html_to_text(article.body_html or article.summary_html), markup=False)
+        out.print(html_to_text(article.body_html or article.summary_html))

@@ -89,9 +89,7 @@ def process_command(
             who = item.recipient or "(no address)"
             code = f" {item.status}" if item.status else ""
             extra = " (seen before)" if item.duplicate else ""
-            out.print(
-                f"{item.source}: {who} {item.kind}{code} -> {item.action}{extra}", markup=False
-            )
+            out.print(f"{item.source}: {who} {item.kind}{code} -> {item.action}{extra}")
 
     if watch_folder:
         if len(sources) != 1:
@@ -115,7 +113,6 @@ def process_command(
         + (f": {summary}" if summary else "")
         + (f"; {report.unreadable} could not be read (kept aside)" if report.unreadable else "")
         + (" (dry run: nothing changed)" if dry_run else ""),
-        markup=False,
     )
     if report.exit_code:
         raise typer.Exit(report.exit_code)
@@ -127,7 +124,7 @@ def _watch(st: State, location: str, dry_run: bool, shown: Callable[[Handled], N
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    err.print(f"watching {location.split('?')[0]} (SIGTERM or Ctrl-C ends it)", markup=False)
+    err.print(f"watching {location.split('?')[0]} (SIGTERM or Ctrl-C ends it)")
     report = watch(
         st.config(),
         st.engine(),
@@ -136,12 +133,11 @@ def _watch(st: State, location: str, dry_run: bool, shown: Callable[[Handled], N
         stop,
         dry_run=dry_run,
         on_report=shown,
-        on_note=lambda note: err.print(f"warning: {note}", markup=False),
+        on_note=lambda note: err.print(f"warning: {note}"),
     )
     err.print(
         f"stopped: {plural(report.messages, 'message')} read, "
         f"{plural(report.reconnects, 'reconnection')}",
-        markup=False,
     )
 
 
@@ -200,9 +196,9 @@ def show_command(
     with Session(st.engine()) as session:
         entry, raw = one(session, report_id)
     for name, value in entry.as_dict().items():
-        out.print(f"{name}: {'' if value is None else value}", markup=False)
+        out.print(f"{name}: {'' if value is None else value}")
     if raw:
-        out.print("", markup=False)
+        out.print("")
         out.out(raw.decode("utf-8", "replace"), highlight=False)
 
 
@@ -242,18 +238,16 @@ def reprocess_command(
             session.rollback()
     if as_json:
         for change in changes:
-            out.print(json.dumps(change.as_dict()), markup=False, highlight=False)
+            out.print(json.dumps(change.as_dict()), highlight=False)
     else:
         for c in changes:
             out.print(
                 f"report {c.report_id} ({c.received_at[:16]}, {c.recipient or 'no recipient'}): "
                 f"{c.was} -> {c.now}: {c.change}: {c.why}",
-                markup=False,
             )
     counts = {kind: sum(c.change == kind for c in changes) for kind in ("lift", "bounce")}
     verb = "done" if apply else "would be done; run again with --apply"
     err.print(
         f"{plural(len(changes), 'report')} judged differently today: "
         f"{counts['lift']} bounce(s) lifted, {counts['bounce']} new bounce(s) ({verb})",
-        markup=False,
     )

@@ -106,6 +106,6 @@ def _print_reports(reports: list[SourceReport]) -> None:
     out.print(table)
     for report in reports:
         for warning in report.warnings:
-            err.print(f"warning: {warning}", markup=False)
+            err.print(f"warning: {warning}")
         for error in report.errors:
             print_error(error)

@@ -66,6 +66,6 @@ def doctor(
         for finding in findings:
             mark, colour = marks[finding.verdict]
             line = f"{finding.check}: {finding.text}" + (f" — {finding.fix}" if finding.fix else "")
-            out.print(styled(mark, colour), line, markup=False)
+            out.print(styled(mark, colour), line)
     if any(finding.verdict == "fail" for finding in findings):
         raise typer.Exit(FAILED)

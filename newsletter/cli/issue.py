@@ -98,10 +98,9 @@ def new(
     if as_json:
         print_json({"slug": issue.slug, "path": str(issue.path), "articles": issue.article_urls()})
         return
-    out.print(str(issue.path), markup=False)
+    out.print(str(issue.path))
     err.print(
         f"{plural(len(issue.articles), 'article')}; write the introduction below the second '---'.",
-        markup=False,
     )
 
 
@@ -129,7 +128,7 @@ def list_command(ctx: typer.Context, *, as_json: AsJson = False) -> None:
         print_json([_summary(item) | _status(item, status) for item in found])
         return
     if not found:
-        err.print("No issue files yet: run 'newsletter issue new --week YYYY-Www'.", markup=False)
+        err.print("No issue files yet: run 'newsletter issue new --week YYYY-Www'.")
         return
     table = Table(show_edge=False, pad_edge=False)
     for column in ("slug", "week", "articles", "status", "subject", "path"):
@@ -192,15 +191,15 @@ def show(ctx: typer.Context, slug: Slug, *, as_json: AsJson = False) -> None:
         )
         return
     out.print(styled(issue.subject, "bold"), f" ({issue.path})")
-    out.print(issue.preheader, markup=False)
+    out.print(issue.preheader)
     for item in items:
         section = f"[{item['section']}] " if item["section"] else ""
-        out.print(f"{item['position']:>2}. {section}{item['title']}", markup=False)
-        out.print(f"    {item['url']}", markup=False)
+        out.print(f"{item['position']:>2}. {section}{item['title']}")
+        out.print(f"    {item['url']}")
         if item["note"]:
-            out.print(f"    note: {item['note']}", markup=False)
+            out.print(f"    note: {item['note']}")
     if not issue.intro.strip():
-        err.print("The introduction is still empty.", markup=False)
+        err.print("The introduction is still empty.")
 
 
 @app.command("add")
@@ -226,7 +225,7 @@ def add(
             issue, session, url, note=note, section=section, position=at
         )
     write_issue(issue)
-    out.print(f"Added {article.title} to {issue.path}", markup=False)
+    out.print(f"Added {article.title} to {issue.path}")
 
 
 @app.command("remove")
@@ -238,7 +237,7 @@ def remove(ctx: typer.Context, slug: Slug, url: Url) -> None:
     issue = read_issue(issue_path(state(ctx).config(), slug))
     issue_file.remove_article(issue, url)
     write_issue(issue)
-    out.print(f"Removed {url} from {issue.path}", markup=False)
+    out.print(f"Removed {url} from {issue.path}")
 
 
 @app.command("move")
@@ -256,7 +255,7 @@ def move(
     issue = read_issue(issue_path(state(ctx).config(), slug))
     issue_file.move_article(issue, url, to)
     write_issue(issue)
-    out.print(f"Moved {url} to position {to} in {issue.path}", markup=False)
+    out.print(f"Moved {url} to position {to} in {issue.path}")
 
 
 @app.command("render")
@@ -287,7 +286,7 @@ def render(
         )
     else:
         for name, size in written.files.items():
-            out.print(f"{written.folder / name}  {size / 1024:.1f} KB", markup=False)
+            out.print(f"{written.folder / name}  {size / 1024:.1f} KB")
         _print_findings(findings)
     raise typer.Exit(FAILED if has_errors(findings) else DONE)
 
@@ -324,13 +323,13 @@ def check(
     else:
         _print_findings(findings)
         if not has_errors(findings):
-            out.print(f"{rendered.slug}: ready to send", markup=False)
+            out.print(f"{rendered.slug}: ready to send")
     raise typer.Exit(FAILED if has_errors(findings) else DONE)
 
 
 def _print_findings(findings: list[Finding]) -> None:
     for finding in findings:
-        err.print(f"{finding.level}: {finding.message}", markup=False)
+        err.print(f"{finding.level}: {finding.message}")
 
 
 @app.command("preview")
@@ -354,15 +353,14 @@ def preview(
     with Session(st.engine()) as session:
         _, rendered = render_file(config, session, slug)
     page = write_preview(config, rendered, build_folder(config, rendered.slug))
-    out.print(str(page), markup=False)
+    out.print(str(page))
     if screenshot_file is not None:
         shot = screenshot(page, screenshot_file, width)
-        out.print(str(shot.path), markup=False)
+        out.print(str(shot.path))
         if shot.placeholders:
             err.print(
                 f"{plural(shot.placeholders, 'image')} could not be fetched (offline, or not "
                 "published yet): drawn as grey placeholders of the same size",
-                markup=False,
             )
     if open_browser:
         webbrowser.open(page.resolve().as_uri())
@@ -401,12 +399,11 @@ def approve_command(
         if row.send_at
         else ""
     )
-    out.print(f"Approved {row.slug}{again} ({row.content_hash[:12]}){when_text}", markup=False)
+    out.print(f"Approved {row.slug}{again} ({row.content_hash[:12]}){when_text}")
     if config.require_approval:
         err.print(
             "[newsletter] require_approval: send also needs an approver's sign-off by link "
             f"('newsletter issue request-approval {row.slug}')",
-            markup=False,
         )
 
 
@@ -472,13 +469,11 @@ def request_approval(
     out.print(
         f"Asked {plural(sent, 'approver')} to approve {found.slug} "
         f"({found.content_hash[:12]}): {', '.join(row.approver for row in rows)}",
-        markup=False,
     )
     if expires:
         out.print(
             f"The links work until {expires.astimezone(config.timezone):%Y-%m-%d %H:%M %Z}, "
             "once, and only while the issue stays as it is.",
-            markup=False,
         )
 
 
@@ -509,13 +504,11 @@ def history_command(ctx: typer.Context, slug: Slug, *, as_json: AsJson = False) 
             out.print(
                 f"{local(event['decided_at'])}  approved from the CLI by {event['approver']} "
                 f"({event['content_hash'][:12]})",
-                markup=False,
             )
             continue
         out.print(
             f"{local(event['requested_at'])}  {event['requested_by']} asked {event['approver']} "
             f"({event['content_hash'][:12]})",
-            markup=False,
         )
         if event["decision"]:
             said = f": {event['comment']}" if event["comment"] else ""
@@ -523,7 +516,6 @@ def history_command(ctx: typer.Context, slug: Slug, *, as_json: AsJson = False) 
                 f"{local(event['decided_at'])}  {event['approver']} "
                 f"{'approved' if event['decision'] == 'approved' else 'asked for changes'}"
                 f" from {event['client_address'] or 'an unknown address'}{said}",
-                markup=False,
             )
     frozen = trail["approved"]
     if frozen:
@@ -532,9 +524,8 @@ def history_command(ctx: typer.Context, slug: Slug, *, as_json: AsJson = False) 
         out.print(
             f"approved {local(frozen['approved_at'])} by {by} ({frozen['content_hash'][:12]}), "
             f"to be sent {when}",
-            markup=False,
         )
         if frozen["enqueued_at"]:
             runner = frozen["sent_by"] or "someone unrecorded"
             done = f", finished {local(frozen['finished_at'])}" if frozen["finished_at"] else ""
-            out.print(f"sent from {local(frozen['enqueued_at'])} by {runner}{done}", markup=False)
+            out.print(f"sent from {local(frozen['enqueued_at'])} by {runner}{done}")

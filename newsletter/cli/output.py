@@ -40,7 +40,7 @@ def print_error(error: object) -> None:
     """The one way an error reaches the user: one line on stderr, `error: ` and the message
     (which names the input and the fix). The CLI's edge prints a NewsletterError that ends a
     command this way; commands that go on past one (collect, send --due) print each so."""
-    err.print(f"error: {error}", markup=False, soft_wrap=True)
+    err.print(f"error: {error}", soft_wrap=True)
 
 
 def print_json(value: Any) -> None:

@@ -59,7 +59,7 @@ def report(
                 raise UsageError("no issue has been sent yet: nothing to report")
             one = trend[-1]
         atomic_write(html_file, report_page(config.name, one, trend).encode())
-        out.print(f"wrote {html_file}", markup=False)
+        out.print(f"wrote {html_file}")
         return
     if as_json:
         print_json(one.as_dict() if one else [issue.as_dict() for issue in trend])
@@ -71,14 +71,13 @@ def report(
 
 
 def _print_issue(f: IssueFigures) -> None:
-    out.print(f"{f.slug}: {f.subject}", markup=False)
+    out.print(f"{f.slug}: {f.subject}")
     out.print(
         f"recipients {f.recipients}, delivered {f.delivered}, deferred {f.deferred}, "
         f"failed {f.failed}, in doubt {f.in_doubt}; bounced {f.bounced_hard} hard / "
         f"{f.bounced_soft} soft, complained {f.complained}, unsubscribed after {f.unsubscribed}",
-        markup=False,
     )
-    out.print(f"clicks {f.clicks} ({100 * f.click_rate:.1f} % of delivered)", markup=False)
+    out.print(f"clicks {f.clicks} ({100 * f.click_rate:.1f} % of delivered)")
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("article", overflow="fold", ratio=3)
     table.add_column("clicks", justify="right")
@@ -98,13 +97,12 @@ def _print_issue(f: IssueFigures) -> None:
     if f.opens is not None:
         out.print(
             f"opens {f.opens['other']} (and {f.opens['machine']} by machines): {f.opens['note']}",
-            markup=False,
         )
 
 
 def _print_trend(issues: list[IssueFigures]) -> None:
     if not issues:
-        out.print("no issue has been sent yet", markup=False)
+        out.print("no issue has been sent yet")
         return
     table = Table(show_edge=False, pad_edge=False)
     for column in ("issue", "delivered", "bounced", "complained", "unsubscribed", "clicks",

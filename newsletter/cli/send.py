@@ -139,7 +139,7 @@ def send(
         addresses = list(dict.fromkeys([*test_to, *seeds]))
         with Session(st.engine()) as session:
             count = send_tests(config, session, chosen, addresses, st.transports(transport))
-        out.print(f"Sent {plural(count, 'test message')} of {chosen}", markup=False)
+        out.print(f"Sent {plural(count, 'test message')} of {chosen}")
         return
     request = SendRequest(
         slug=slug,
@@ -159,8 +159,8 @@ def send(
             return
         for name, people in preview.audiences.items():
             for email in people:
-                out.print(email, markup=False)
-            err.print(f"{name}: {plural(len(people), 'recipient')}; nothing sent", markup=False)
+                out.print(email)
+            err.print(f"{name}: {plural(len(people), 'recipient')}; nothing sent")
         return
     make = st.transports(transport)
     watcher = TerminalWatcher(show_progress=not as_json and err.is_terminal, quiet=as_json)
@@ -171,7 +171,7 @@ def send(
     if as_json:
         print_json(result.as_dict())
     elif isinstance(result, DueRun) and not result.reports and not result.errors:
-        out.print("Nothing due.", markup=False)
+        out.print("Nothing due.")
     raise typer.Exit(result.exit_code)
 
 
@@ -221,39 +221,34 @@ class TerminalWatcher:
 def _print_report(report: SendReport) -> None:
     if report.locked:
         who = "a sender without --worker" if report.worker else "another process"
-        out.print(f"{report.slug}: {who} is sending it; nothing to do here", markup=False)
+        out.print(f"{report.slug}: {who} is sending it; nothing to do here")
         return
     speed = report.sent / report.elapsed if report.elapsed else 0.0
     out.print(
         f"{report.slug}: sent {report.sent}, deferred {report.deferred}, failed "
         f"{report.failed}, unknown {report.unknown}, skipped {report.skipped} in "
         f"{report.elapsed:.1f} s ({speed:.0f}/s)",
-        markup=False,
     )
     if report.recovered:
         err.print(
             f"{plural(report.recovered, 'row')} left in 'sending' by a stopped run "
             f"{'is' if report.recovered == 1 else 'are'} now 'unknown': see "
             "'newsletter deliveries resolve'",
-            markup=False,
         )
     if report.waited:
         err.print(
             f"{report.slug}: waited {report.waited:.0f} s in all ({report.waited_for})",
-            markup=False,
         )
     if report.paused:
-        err.print(f"{report.slug}: {report.paused}; run again later", markup=False)
+        err.print(f"{report.slug}: {report.paused}; run again later")
     if report.sending_elsewhere:
         out.print(
             f"{report.slug}: {plural(report.sending_elsewhere, 'row')} still being sent by other "
             "workers",
-            markup=False,
         )
     states = ", ".join(f"{state} {n}" for state, n in report.ledger.items() if n)
     out.print(
         f"{report.slug} ledger: {states or 'empty'}" + (" (finished)" if report.finished else ""),
-        markup=False,
     )
 
 
@@ -283,10 +278,9 @@ def deliveries_show(
         f"{view.slug}: "
         + ", ".join(f"{s} {n}" for s, n in view.counts.items())
         + (" (finished)" if view.finished else ""),
-        markup=False,
     )
     if view.waiting:
-        out.print(f"waiting: {view.waiting}", markup=False)
+        out.print(f"waiting: {view.waiting}")
     if view.rows:
         columns = ("email", "state", "attempts", "code", "error")
         table = Table(show_edge=False, pad_edge=False)
@@ -316,18 +310,16 @@ def deliveries_resend(
     st = state(ctx)
     name, count, left = resend(st.config(), st.engine(), slug, state_filter, apply=yes)
     for email, why in left:
-        err.print(f"left out {email}: {why}", markup=False)
+        err.print(f"left out {email}: {why}")
     if yes:
         out.print(
             f"{name}: {plural(count, f'{state_filter} row')} queued again; "
             "'newsletter send --due' sends them",
-            markup=False,
         )
     else:
         out.print(
             f"{name}: {plural(count, f'{state_filter} row')} would be queued again; "
             "add --yes to do it",
-            markup=False,
         )
 
 
@@ -353,4 +345,4 @@ def deliveries_resolve(
     st = state(ctx)
     name, changed = resolve(st.config(), st.engine(), slug, resend=resend)
     verb = "queued again" if resend else "marked sent"
-    out.print(f"{name}: {plural(changed, 'unknown row')} {verb}", markup=False)
+    out.print(f"{name}: {plural(changed, 'unknown row')} {verb}")

@@ -82,17 +82,15 @@ def init(
     if as_json:
         print_json({"config": str(created.config), "database": created.database_url})
         return
-    out.print(f"Wrote {created.config}", markup=False)
-    out.print(f"Database {created.database_url} is ready", markup=False)
+    out.print(f"Wrote {created.config}")
+    out.print(f"Database {created.database_url} is ready")
     out.print(
         f"Next: add [[sources]] to {created.config}, then run 'newsletter collect'.",
-        markup=False,
     )
     if not postal_address:
         out.print(
             f"Before sending, set [newsletter] postal_address in {created.config}: the footer "
             "needs one (CAN-SPAM), and 'issue check' warns until it is there.",
-            markup=False,
         )
 
 

@@ -89,7 +89,7 @@ def add(
         "(or you, with --reopen, if they asked you to)",
         "reopened": f"Reopened {email}'s subscription (--reopen)",
     }
-    out.print(messages[outcome], markup=False)
+    out.print(messages[outcome])
     if outcome in ("suppressed", "closed"):
         raise typer.Exit(FAILED)
     if welcomed:
@@ -116,7 +116,6 @@ def _send_welcomes(st: State) -> None:
         f"Welcome mail: sent {report.sent}"
         + (f", waiting {report.deferred + report.unknown}: see 'newsletter deliveries show "
            "welcome' (send --due retries)" if left else ""),
-        markup=False,
     )  # fmt: skip
 
 
@@ -148,7 +147,7 @@ def import_command(
         print_json(report.as_dict())
     else:
         for rejected in report.rejected:
-            err.print(f"line {rejected.row}: {rejected.value!r}: {rejected.reason}", markup=False)
+            err.print(f"line {rejected.row}: {rejected.value!r}: {rejected.reason}")
         prefix = "Would import" if dry_run else "Imported"
         out.print(
             f"{prefix} {report.imported}, updated {report.updated}, unchanged "
@@ -157,7 +156,6 @@ def import_command(
             + (f" ({report.closed} of them left: only they can come back)" if report.closed else "")
             + (f", reopened {report.reopened}" if report.reopened else "")
             + f", rejected {len(report.rejected)}",
-            markup=False,
         )
     if report.welcomed:
         _send_welcomes(st)
@@ -187,7 +185,7 @@ def export(
         else:
             with atomic_open(out_file, private=True) as handle:
                 count = export_csv(session, list_name, handle, wanted)
-    err.print(f"{plural(count, 'subscriber')} exported", markup=False)
+    err.print(f"{plural(count, 'subscriber')} exported")
 
 
 @app.command("list")
@@ -243,7 +241,7 @@ def count(ctx: typer.Context, *, newsletter: Newsletter = None, as_json: AsJson 
         print_json(found)
         return
     for status, number in found.items():
-        out.print(f"{status:<13}{number:>8}", markup=False)
+        out.print(f"{status:<13}{number:>8}")
 
 
 @app.command("show")
@@ -300,9 +298,9 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
         return
     for label, value in detail.items():
         if label != "subscriptions":
-            out.print(f"{label}: {shown(value)}", markup=False)
+            out.print(f"{label}: {shown(value)}")
     # A line per list: one line of every list's fields ran together unreadably.
-    out.print("subscriptions:", markup=False)
+    out.print("subscriptions:")
     for entry in lists:
         since = entry.get("confirmed_at") or ""
         left = entry.get("unsubscribed_at")
@@ -310,7 +308,6 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
             f"  {entry['newsletter']} ({entry.get('name') or ''}, {entry.get('language') or ''}):"
             f" {entry['status']}" + (f" since {since}" if since else "")
             + (f", left {left}" if left else ""),
-            markup=False,
         )  # fmt: skip
 
 
@@ -326,7 +323,7 @@ def unsubscribe(ctx: typer.Context, email: Email, *, newsletter: Newsletter = No
         person = subscribers.require(session, email)
         assert person.id is not None
         changed = subscribers.unsubscribe(session, person.id, list_name)
-    out.print(f"Unsubscribed {email}" if changed else f"{email} was not subscribed", markup=False)
+    out.print(f"Unsubscribed {email}" if changed else f"{email} was not subscribed")
 
 
 @app.command("remove")
@@ -339,7 +336,7 @@ def remove(ctx: typer.Context, email: Email) -> None:
     st = state(ctx)
     with session_scope(st.engine()) as session:
         subscribers.erase(session, email)
-    out.print(f"Erased {email}; the address stays suppressed", markup=False)
+    out.print(f"Erased {email}; the address stays suppressed")
 
 
 @app.command("unsuppress")
@@ -365,7 +362,7 @@ def unsuppress(
     key = subscribers.parse_address(email).key
     with session_scope(st.engine()) as session:
         lift = lifecycle.unsuppress(session, key, by=(who or "").strip() or runner(), why=reason)
-    out.print(f"Lifted the {lift.reason} suppression of {email}", markup=False)
+    out.print(f"Lifted the {lift.reason} suppression of {email}")
 
 
 @app.command("suppress")
@@ -382,4 +379,4 @@ def suppress(
     st = state(ctx)
     with session_scope(st.engine()) as session:
         subscribers.suppress(session, email, reason)
-    out.print(f"Suppressed {email}", markup=False)
+    out.print(f"Suppressed {email}")

@@ -7,7 +7,7 @@ a feed instead, so a truncated download never replaces good stored articles with
 from __future__ import annotations
 
 import calendar
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
 from xml.sax import SAXParseException
@@ -24,7 +24,7 @@ from newsletter.sanitize import clean_html, first_image, html_to_text, paragraph
 from newsletter.urls import canonical_url, is_web_url
 
 
-def parse_feed(document: Document, zone: tzinfo) -> tuple[list[ArticleData], list[str]]:
+def parse_feed(document: Document) -> tuple[list[ArticleData], list[str]]:
     """The feed's articles and a warning per entry that had to be skipped."""
     # A non-UTF-8 feed without a declared encoding is refused, not guessed; a mislabelled one
     # is read in its real encoding (fetch.decode), and feedparser is given that text.

@@ -171,7 +171,7 @@ def _parse(
     """The document's articles, and warnings about entries it had to skip."""
     zone = config.timezone
     if source.kind == "feed":
-        return parse_feed(document, zone)
+        return parse_feed(document)
     if source.kind == "page":
         return [parse_page(document, zone)], []
     return [parse_text(document, source.url, source.published, zone)], []

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from newsletter import site_urls
 from newsletter.audience import subscribers
 from newsletter.audience.tokens import signed_url
 from newsletter.config import Config
@@ -161,7 +162,7 @@ def probe_site(
         person = subscribers.require(session, address)
         person_id, token_id = person.id, person.token_id
     url = signed_url(config.base_url, key, "unsubscribe", config.key, token_id)
-    shown = url.split("/unsubscribe/")[0] + "/unsubscribe/[token]"
+    shown = site_urls.unsubscribe(config.base_url, "[token]")
     try:
         with (client or _client)() as http:
             page = http.get(url)

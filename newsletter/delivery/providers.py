@@ -519,7 +519,7 @@ class SESTransport:
         }
     )
 
-    def __init__(self, url: str, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, url: str) -> None:
         import boto3  # type: ignore[import-untyped]  # only a send through SES pays the import
         from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 

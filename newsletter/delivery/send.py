@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from newsletter import site_urls
 from newsletter.audience.subscribers import parse_address
 from newsletter.audience.tokens import make_token
 from newsletter.config import Config
@@ -592,14 +593,15 @@ def approved_template(
         reader = tracking.per_subscriber
         if tracking.clicks and counted:
             target = {
-                link.url: f"{config.base_url}/c/"
-                + link_token(key, issue.newsletter, issue.id, link.index)
+                link.url: site_urls.click(
+                    config.base_url, link_token(key, issue.newsletter, issue.id, link.index)
+                )
                 for link in counted
             }
             html, text = rewrite(html, text, target, reader)
         if tracking.opens:
             token = open_token(key, issue.newsletter, issue.id)
-            html = with_pixel(html, f"{config.base_url}/o/{token}.gif", reader)
+            html = with_pixel(html, site_urls.open_pixel(config.base_url, token), reader)
     return issue_template(
         config,
         slug=issue.slug,

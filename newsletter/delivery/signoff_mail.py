@@ -8,6 +8,7 @@ import html
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from newsletter import site_urls
 from newsletter.config import Config
 from newsletter.delivery.message import build_message, dkim_signer, issue_template, sender
 from newsletter.delivery.transport import Transport
@@ -26,7 +27,7 @@ def when_words(config: Config, moment: datetime | None) -> str:
 
 
 def approve_url(config: Config, key: bytes, row: Approval) -> str:
-    return f"{config.base_url}/approve/{token_for(key, row)}"
+    return site_urls.approve(config.base_url, token_for(key, row))
 
 
 def _banner(config: Config, row: Approval, url: str) -> tuple[str, str]:

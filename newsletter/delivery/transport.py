@@ -435,7 +435,7 @@ def open_transport(url: str, root: Path, environ: Mapping[str, str] | None = Non
         from newsletter.delivery import providers
 
         if scheme == "ses":
-            return providers.SESTransport(url, env)
+            return providers.SESTransport(url)
         if scheme == "postmark":
             return providers.PostmarkTransport(url, env)
         return providers.MailgunTransport(url, env)

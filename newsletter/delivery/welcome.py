@@ -30,7 +30,7 @@ from markupsafe import Markup
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from newsletter import registry
+from newsletter import registry, site_urls
 from newsletter.config import Config
 from newsletter.dates import utc_now
 from newsletter.db import Cursor
@@ -259,7 +259,7 @@ def _context(config: Config, session: Session) -> dict[str, Any]:
         "view_url": "%%view_url%%",
         "preferences_url": "%%preferences_url%%",
         "lists": list_count(session),
-        "subscribe_url": f"{config.base_url}/subscribe",
+        "subscribe_url": site_urls.subscribe(config.base_url),
         "web": False,
     }
 

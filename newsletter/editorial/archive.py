@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from newsletter import languages
+from newsletter import languages, site_urls
 from newsletter.config import Config
 from newsletter.editorial.approval import approved
 from newsletter.editorial.render import environment, render_template
@@ -67,7 +67,7 @@ def index_html(config: Config, rows: list[ApprovedIssue]) -> str:
                 }
                 for r in rows
             ],
-            "subscribe_url": f"{config.base_url}/subscribe",
+            "subscribe_url": site_urls.subscribe(config.base_url),
         },
     )
 

@@ -38,7 +38,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from newsletter import signing
+from newsletter import signing, site_urls
 from newsletter.config import Config
 from newsletter.dates import utc_now
 from newsletter.editorial.signoff import address_of
@@ -105,7 +105,7 @@ def _signed(row: Passkey, expiry: int) -> tuple[object, ...]:
 
 
 def enrol_url(config: Config, key: bytes, row: Passkey) -> str:
-    return f"{config.base_url}/passkey/{enrol_token(key, row)}"
+    return site_urls.passkey(config.base_url, enrol_token(key, row))
 
 
 def pending_enrolment(key: bytes, session: Session, config: Config, token: str) -> Passkey | None:

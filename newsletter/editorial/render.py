@@ -34,7 +34,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from sqlmodel import Session, col, select
 
-from newsletter import languages
+from newsletter import languages, site_urls
 from newsletter.atomic_files import atomic_write
 from newsletter.collect.authors import split_byline
 from newsletter.collect.store import profiles_of
@@ -129,8 +129,7 @@ def personal_urls(base_url: str, token: str, mark: str | None = None) -> tuple[s
     """One recipient's unsubscribe link (with the message's `u-` mark, which tells the
     report which issue they left from) and preferences link: built here only, for the
     send, test sends and previews."""
-    query = f"?m={mark}" if mark else ""
-    return f"{base_url}/unsubscribe/{token}{query}", f"{base_url}/preferences/{token}"
+    return site_urls.unsubscribe(base_url, token, mark), site_urls.preferences(base_url, token)
 
 
 def sample_recipient(config: Config, slug: str) -> Recipient:
@@ -378,7 +377,7 @@ def render_issue(
         "preferences_url": "%%preferences_url%%",
         # Lists in this database: with more than one, the footer links to the preferences.
         "lists": lists,
-        "subscribe_url": f"{config.base_url}/subscribe",
+        "subscribe_url": site_urls.subscribe(config.base_url),
         "web": False,
     }
     html_env = environment(config, autoescape=True)

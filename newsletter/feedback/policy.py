@@ -79,7 +79,6 @@ def meaning(report: Report, found: Row) -> str:
 def apply(
     session: Session,
     config: Config,
-    key: bytes,
     parsed: Parsed,
     *,
     origin: str,

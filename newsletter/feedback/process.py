@@ -185,7 +185,6 @@ def _apply(
         return apply(
             session,
             config,
-            key,
             parsed,
             origin=origin,
             source=mail.source,

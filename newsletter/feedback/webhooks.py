@@ -52,9 +52,7 @@ def receive(
         ]
         parsed = Parsed([event.report], Traces(tokens=tokens))
         digest = hashlib.sha256(event.id.encode()).hexdigest()
-        handled += apply(
-            session, config, key, parsed, origin=provider, source=event.id, digest=digest
-        )
+        handled += apply(session, config, parsed, origin=provider, source=event.id, digest=digest)
     return handled
 
 

@@ -20,7 +20,7 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
-from newsletter import signing
+from newsletter import signing, site_urls
 from newsletter.db import session_scope
 from newsletter.delivery.signoff_mail import changes_message, requester_address, when_words
 from newsletter.editorial import passkeys, signoff
@@ -38,7 +38,7 @@ COOKIE = "approve_form"
 FORM = "approve"
 
 
-@router.get("/approve/{token}", response_class=HTMLResponse)
+@router.get(site_urls.APPROVE, response_class=HTMLResponse)
 def approval_page(token: str, site: CurrentSite, request: Request) -> Response:
     with Session(site.engine) as session:
         row = signoff.pending(site.key, session, site.config, token)
@@ -56,7 +56,7 @@ def approval_page(token: str, site: CurrentSite, request: Request) -> Response:
         COOKIE,
         form_value,
         max_age=3600,
-        path=f"/approve/{token}",
+        path=site_urls.APPROVE.format(token=token),
         # A form nonce, not a credential: Secure where the request came over https.
         secure=request.url.scheme == "https",
         httponly=True,
@@ -65,7 +65,7 @@ def approval_page(token: str, site: CurrentSite, request: Request) -> Response:
     return response
 
 
-@router.post("/approve/{token}", response_class=HTMLResponse)
+@router.post(site_urls.APPROVE, response_class=HTMLResponse)
 async def approval_decision(
     token: str, request: Request, site: CurrentSite, background: BackgroundTasks
 ) -> Response:

@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlmodel import Session
 from starlette.exceptions import HTTPException
 
+from newsletter import site_urls
 from newsletter.editorial.approval import approved, issue_row
 from newsletter.editorial.archive import feed_xml, index_html
 from newsletter.web.site import CurrentSite
@@ -14,20 +15,20 @@ from newsletter.web.site import CurrentSite
 router = APIRouter()
 
 
-@router.get("/archive/", response_class=HTMLResponse)
+@router.get(site_urls.ARCHIVE, response_class=HTMLResponse)
 def archive_index(site: CurrentSite) -> HTMLResponse:
     with Session(site.engine) as session:
         return HTMLResponse(index_html(site.config, approved(session, site.config.key)))
 
 
-@router.get("/archive/feed.xml")
+@router.get(site_urls.ARCHIVE_FEED)
 def archive_feed(site: CurrentSite) -> Response:
     with Session(site.engine) as session:
         body = feed_xml(site.config, approved(session, site.config.key))
     return Response(body, media_type="application/rss+xml")
 
 
-@router.get("/archive/{slug}/", response_class=HTMLResponse)
+@router.get(site_urls.ARCHIVE_ISSUE, response_class=HTMLResponse)
 def archive_issue(slug: str, site: CurrentSite) -> HTMLResponse:
     with Session(site.engine) as session:
         row = issue_row(session, site.config.key, slug)
@@ -36,6 +37,6 @@ def archive_issue(slug: str, site: CurrentSite) -> HTMLResponse:
         return HTMLResponse(row.web_html)
 
 
-@router.get("/archive/{slug}", include_in_schema=False)
+@router.get(site_urls.ARCHIVE_ISSUE_BARE, include_in_schema=False)
 def archive_slash(slug: str) -> RedirectResponse:
-    return RedirectResponse(f"/archive/{slug}/", status_code=308)
+    return RedirectResponse(site_urls.ARCHIVE_ISSUE.format(slug=slug), status_code=308)

@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse
 from sqlmodel import Session, select
 from starlette.routing import Route
 
+from newsletter import site_urls
 from newsletter.delivery import row_tokens
 from newsletter.delivery.tracking import read_link_token, read_open_token
 from newsletter.models import IssueLink
@@ -99,6 +100,6 @@ def _stored_url(site: Site, issue_id: int, index: int) -> str | None:
 # Plain Starlette routes, not FastAPI's: the busiest answer of the server needs neither
 # parameter validation nor dependency solving, which cost it half its rate.
 routes = [
-    Route("/c/{token}", click, methods=["GET", "HEAD"]),
-    Route("/o/{token}.gif", opened, methods=["GET", "HEAD"]),
+    Route(site_urls.CLICK, click, methods=["GET", "HEAD"]),
+    Route(site_urls.OPEN, opened, methods=["GET", "HEAD"]),
 ]

@@ -15,6 +15,7 @@ import logging
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, Response
 
+from newsletter import site_urls
 from newsletter.db import session_scope
 from newsletter.delivery.signoff_mail import passkey_notice
 from newsletter.editorial import passkeys
@@ -27,7 +28,7 @@ router = APIRouter()
 FORM = "passkey"
 
 
-@router.get("/passkey/{token}", response_class=HTMLResponse)
+@router.get(site_urls.PASSKEY, response_class=HTMLResponse)
 def passkey_page(token: str, site: CurrentSite) -> Response:
     with session_scope(site.engine) as session:
         row = passkeys.pending_enrolment(site.key, session, site.config, token)
@@ -47,7 +48,7 @@ def passkey_page(token: str, site: CurrentSite) -> Response:
         )
 
 
-@router.post("/passkey/{token}", response_class=HTMLResponse)
+@router.post(site_urls.PASSKEY, response_class=HTMLResponse)
 async def passkey_made(
     token: str, request: Request, site: CurrentSite, background: BackgroundTasks
 ) -> Response:

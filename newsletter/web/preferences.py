@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
-from newsletter import languages, registry
+from newsletter import languages, registry, site_urls
 from newsletter.audience import lifecycle, subscribers
 from newsletter.audience.tokens import Token, read_token, signed_url
 from newsletter.db import session_scope
@@ -48,7 +48,7 @@ def _proof(site: Site, token: str) -> Proof | None:
     return Proof(mailed, everything=True) if mailed is not None else None
 
 
-@router.get("/preferences/{token}", response_class=HTMLResponse)
+@router.get(site_urls.PREFERENCES, response_class=HTMLResponse)
 async def preferences(token: str, site: CurrentSite) -> HTMLResponse:
     proof = _proof(site, token)
     if proof is None:
@@ -56,7 +56,7 @@ async def preferences(token: str, site: CurrentSite) -> HTMLResponse:
     return await _page(site, token, proof, left=None)
 
 
-@router.post("/preferences/{token}", response_class=HTMLResponse)
+@router.post(site_urls.PREFERENCES, response_class=HTMLResponse)
 async def leave(token: str, request: Request, site: CurrentSite) -> HTMLResponse:
     proof = _proof(site, token)
     if proof is None:
@@ -86,7 +86,7 @@ async def _page(site: Site, token: str, proof: Proof, *, left: str | None) -> HT
     )
 
 
-@router.post("/preferences/{token}/join", response_class=HTMLResponse)
+@router.post(site_urls.PREFERENCES_JOIN, response_class=HTMLResponse)
 async def join(
     token: str, request: Request, background: BackgroundTasks, site: CurrentSite
 ) -> HTMLResponse:
@@ -134,7 +134,7 @@ def _joinable(site: Site, proof: Proof, lists: list[dict[str, str]]) -> list[dic
     )
 
 
-@router.post("/preferences/{token}/link", response_class=HTMLResponse)
+@router.post(site_urls.PREFERENCES_LINK, response_class=HTMLResponse)
 async def mail_link(
     token: str, request: Request, background: BackgroundTasks, site: CurrentSite
 ) -> HTMLResponse:
@@ -165,9 +165,7 @@ def send_manage_link(site: Site, proof: Token) -> None:
             person = subscribers.by_token(session, proof)
             if person is None:
                 return
-            url = signed_url(
-                config.base_url, site.key, "manage", config.key, person.token_id
-            ).replace("/manage/", "/preferences/", 1)
+            url = signed_url(config.base_url, site.key, "manage", config.key, person.token_id)
             message = manage_message(config, person, url)
             to = person.email
         site.mail(to, message)

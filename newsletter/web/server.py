@@ -16,6 +16,7 @@ import h11
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from newsletter import site_urls
 from newsletter.errors import UsageError
 
 HEADER_SECONDS = 5.0  # a request's headers, from the connection or the previous answer
@@ -23,7 +24,11 @@ BODY_SECONDS = 15.0  # then its body (forms and webhooks are small)
 MAX_CONNECTIONS = 1000
 MAX_PER_CLIENT = 100  # one address's share, when clients connect directly (no proxy)
 
-_TOKEN_PATH = re.compile(r"(/(?:confirm|unsubscribe|preferences|approve|passkey)/)[^/?\s\"]+")
+_TOKEN_PATH = re.compile(
+    r"(/(?:"
+    + "|".join(site_urls.first_segment(route) for route in site_urls.SECRET_PATHS)
+    + r")/)[^/?\s\"]+"
+)
 # A reader token names a ledger row: kept out of logs like the others.
 _READER = re.compile(r"([?&][rm]=)[^&\s\"]+")
 

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from newsletter import languages, registry
+from newsletter import languages, registry, site_urls
 from newsletter.audience.tokens import Token, read_token
 from newsletter.config import Config
 from newsletter.delivery.send import send_welcomes
@@ -28,6 +28,10 @@ from newsletter.web.counting import CountWriter, Repeats
 from newsletter.web.limits import Limits
 
 log = logging.getLogger("newsletter.web")
+PATHS = {
+    name: getattr(site_urls, name)
+    for name in ("UNSUBSCRIBE", "PREFERENCES", "PREFERENCES_JOIN", "PREFERENCES_LINK", "SUBSCRIBE")
+}
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,11 @@ class Site:
             "direction": languages.direction(self.config.language),
             "base_url": self.config.base_url,
         }
+        # The forms post to the routes' own paths (site_urls.py).
         html = render_template(
-            self.pages, f"web/{template}.html.j2", {"newsletter": site} | context
+            self.pages,
+            f"web/{template}.html.j2",
+            {"newsletter": site, "paths": PATHS} | context,
         )
         return HTMLResponse(html, status_code=status)
 
@@ -185,7 +192,10 @@ def _with_script(script: str) -> str:
 
 
 # Pages with a script, by path prefix; they check their POST's Origin too.
-_SCRIPTED = {"/approve/": _with_script(APPROVE_SCRIPT), "/passkey/": _with_script(PASSKEY_SCRIPT)}
+_SCRIPTED = {
+    site_urls.prefix(site_urls.APPROVE): _with_script(APPROVE_SCRIPT),
+    site_urls.prefix(site_urls.PASSKEY): _with_script(PASSKEY_SCRIPT),
+}
 
 
 def security_headers(path: str) -> list[tuple[str, str]]:
@@ -195,14 +205,14 @@ def security_headers(path: str) -> list[tuple[str, str]]:
     # no-referrer sends as "null": there, the Referer stays on this site (and still leaves
     # it with nothing).
     scripted = next((csp for prefix, csp in _SCRIPTED.items() if path.startswith(prefix)), None)
-    same = scripted is not None or path.startswith("/confirm/")
+    same = scripted is not None or path.startswith(site_urls.prefix(site_urls.CONFIRM))
     headers = [
         ("X-Content-Type-Options", "nosniff"),
         ("Referrer-Policy", "same-origin" if same else "no-referrer"),
         ("X-Frame-Options", "DENY"),
         ("Content-Security-Policy", scripted or _CSP),
     ]
-    if not path.startswith("/archive"):
+    if not path.startswith(site_urls.ARCHIVE.rstrip("/")):
         headers.append(("Cache-Control", "no-store"))
     return headers
 

@@ -23,7 +23,7 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from newsletter import registry
+from newsletter import registry, site_urls
 from newsletter.audience import lifecycle, subscribers
 from newsletter.audience.tokens import make_token, read_token, signed_url
 from newsletter.db import session_scope
@@ -40,14 +40,14 @@ router = APIRouter()
 
 @router.get("/", include_in_schema=False)
 def home() -> RedirectResponse:
-    return RedirectResponse("/subscribe", status_code=303)
+    return RedirectResponse(site_urls.SUBSCRIBE, status_code=303)
 
 
 SUBSCRIBE_FORM = "subscribe"
 CONFIRM_FORM = "confirm"
 
 
-@router.get("/subscribe", response_class=HTMLResponse)
+@router.get(site_urls.SUBSCRIBE, response_class=HTMLResponse)
 def subscribe_form(site: CurrentSite) -> HTMLResponse:
     return site.page("subscribe", email="", name="", error=None, others=_others(site),
                      served=human.stamp(site.key, SUBSCRIBE_FORM, ""))  # fmt: skip
@@ -69,7 +69,7 @@ def chosen_lists(data: dict[str, str], own: str) -> list[str]:
     return sorted(keys)[: MAX_LISTS + 1] or [own]
 
 
-@router.post("/subscribe", response_class=HTMLResponse)
+@router.post(site_urls.SUBSCRIBE, response_class=HTMLResponse)
 async def subscribe(
     request: Request, background: BackgroundTasks, site: CurrentSite
 ) -> HTMLResponse:
@@ -158,17 +158,17 @@ def confirm_url(site: Site, token_id: str, lists: list[str]) -> str:
     if lists == [config.key]:
         return signed_url(config.base_url, site.key, "confirm", config.key, token_id)
     token = make_token(site.key, "confirm", ",".join(lists), token_id)
-    return f"{config.base_url}/confirm/{token}?lists={','.join(lists)}"
+    return site_urls.confirm(config.base_url, token, lists)
 
 
-@router.get("/confirm/{token}", response_class=HTMLResponse)
+@router.get(site_urls.CONFIRM, response_class=HTMLResponse)
 def confirm_page(token: str, site: CurrentSite) -> HTMLResponse:
     """One button, the same page for every token (nothing is looked up: a scanner learns
     nothing and changes nothing); the form posts back to this URL."""
     return site.page("confirm", served=human.stamp(site.key, CONFIRM_FORM, token[:200]))
 
 
-@router.post("/confirm/{token}", response_class=HTMLResponse)
+@router.post(site_urls.CONFIRM, response_class=HTMLResponse)
 async def confirm(
     token: str, request: Request, site: CurrentSite, background: BackgroundTasks, lists: str = ""
 ) -> HTMLResponse:

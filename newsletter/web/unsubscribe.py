@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
+from newsletter import site_urls
 from newsletter.audience import lifecycle, subscribers
 from newsletter.audience.tokens import Token
 from newsletter.db import session_scope
@@ -25,7 +26,7 @@ ONE_CLICK = "One-Click"
 router = APIRouter()
 
 
-@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
+@router.get(site_urls.UNSUBSCRIBE, response_class=HTMLResponse)
 def unsubscribe_page(token: str, request: Request, site: CurrentSite) -> HTMLResponse:
     if site.unsubscribe_proof(token) is None:
         return site.invalid_link()
@@ -33,7 +34,7 @@ def unsubscribe_page(token: str, request: Request, site: CurrentSite) -> HTMLRes
     return site.page("unsubscribe", token=token, mark=mark if _message(site, mark) else "")
 
 
-@router.post("/unsubscribe/{token}", response_class=HTMLResponse)
+@router.post(site_urls.UNSUBSCRIBE, response_class=HTMLResponse)
 async def unsubscribe(token: str, request: Request, site: CurrentSite) -> HTMLResponse:
     proof = site.unsubscribe_proof(token)
     if proof is None:

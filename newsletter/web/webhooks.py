@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
+from newsletter import site_urls
 from newsletter.db import session_scope
 from newsletter.feedback.webhooks import MAX_BODY, Refused, receive
 from newsletter.web.site import CurrentSite, Site
@@ -20,7 +21,7 @@ router = APIRouter()
 log = logging.getLogger("newsletter.web.webhooks")
 
 
-@router.post("/webhooks/{provider}")
+@router.post(site_urls.WEBHOOKS)
 async def webhook(provider: str, request: Request, site: CurrentSite) -> JSONResponse:
     body = bytearray()
     async for chunk in request.stream():
