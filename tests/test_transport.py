@@ -8,10 +8,12 @@ from newsletter.delivery.message import build_message
 from newsletter.delivery.transport import (
     FileTransport,
     SMTPTransport,
+    Transport,
     display_transport,
     open_transport,
 )
 from newsletter.errors import ConfigError, TransportError
+from tests.conftest import Project
 from tests.issues import make_config
 from tests.smtpserver import SMTPServer
 
@@ -203,3 +205,43 @@ def test_a_refused_message_does_not_spoil_the_envelope_behind_it(
     received = {item.recipients[0]: item.data for item in smtp_server.received}
     assert list(received) == ["a@example.org", "c@example.org"]
     assert received["c@example.org"] == following  # byte for byte: no RSET, no stray line
+
+
+def test_every_scheme_is_one_entry_and_a_transport_closes_itself(tmp_path: Path) -> None:
+    from newsletter.delivery.transport import SCHEMES
+
+    assert set(SCHEMES) == {"file", "console", "smtp", "smtps", "ses", "postmark", "mailgun"}
+    with open_transport("file://outbox", tmp_path) as outbound:
+        outbound.send("notes@example.org", "olena@example.org", message(tmp_path))
+        assert not outbound.batched and outbound.batch_size == 1
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_a_send_opens_one_transport_per_connection_and_no_more(
+    ready: Project, smtp_server: SMTPServer, connections: int
+) -> None:
+    """The run used to open one more to ask whether it takes batches, and close it unused."""
+    from newsletter.audience.tokens import load_key
+    from newsletter.delivery.connections import SendOptions
+    from newsletter.delivery.send import SendRun
+
+    config = ready.config
+    opened: list[object] = []
+
+    def make() -> Transport:
+        made = open_transport(config.transport, config.root)
+        opened.append(made)
+        return made
+
+    run = SendRun(
+        config,
+        ready.engine(),
+        load_key(config.signing_key_file),
+        "2022-W51",
+        make,
+        SendOptions(connections=connections),
+    )
+    report = run.execute()
+    assert report.sent == 20 and report.exit_code == 0
+    assert 1 <= len(opened) <= connections

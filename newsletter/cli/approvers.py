@@ -89,11 +89,8 @@ def passkey_command(
         out.print(url)
         return
     message = passkey_link_message(config, address, url, expires)
-    transport = st.transports()()
-    try:
+    with st.transports()() as transport:
         transport.send(config.from_address.addr_spec, address, message)
-    finally:
-        transport.close()
     local = expires.astimezone(config.timezone)
     out.print(
         f"Mailed {address} a link to make their passkey; it works once, until "

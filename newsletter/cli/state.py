@@ -48,7 +48,8 @@ class State:
         here, so a bad URL or a missing secret is a usage error now, not per connection."""
         config = self.config()
         chosen = url or config.transport
-        open_transport(chosen, config.root).close()
+        with open_transport(chosen, config.root):  # a bad URL is said before any work
+            pass
         return lambda: open_transport(chosen, config.root)
 
     def close(self) -> None:

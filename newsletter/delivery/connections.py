@@ -23,7 +23,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from newsletter.delivery.ledger import Claimed, Outcome, RetryPolicy
 from newsletter.delivery.transport import Then, Transport
@@ -158,17 +157,18 @@ class Connections:
         self.waited: defaultdict[str, float] = defaultdict(float)
 
     def run(self) -> None:
-        work = self._work
+        # The first connection's transport, opened here once: it says whether it takes
+        # batches, and the first sender thread goes on with it.
         try:
-            probe = self.make_transport()
+            first = self.make_transport()
         except ConfigError as error:
             self._stop(error)
             return
-        if callable(getattr(probe, "send_batch", None)):
-            work = self._work_batched
-        probe.close()
+        work = self._work_batched if first.batched else self._work
         threads = [
-            threading.Thread(target=work, name=f"sender-{n}", daemon=True)
+            threading.Thread(
+                target=work, args=(first if n == 0 else None,), name=f"sender-{n}", daemon=True
+            )
             for n in range(max(1, self.options.connections))
         ]
         for thread in threads:
@@ -176,8 +176,7 @@ class Connections:
         for thread in threads:
             thread.join()
 
-    def _work(self) -> None:
-        transport: Transport | None = None
+    def _work(self, transport: Transport | None = None) -> None:
         failures = 0
         writer = self.writer
         ticket = self._next()
@@ -222,12 +221,11 @@ class Connections:
             if transport is not None:
                 transport.close()
 
-    def _work_batched(self) -> None:
+    def _work_batched(self, transport: Transport | None = None) -> None:
         """For a transport that takes many messages in one request (Postmark's batch
         endpoint): up to its `batch_size` rows taken and started together, one request, an
         outcome for each. A request that gets no answer leaves every row of it in doubt."""
         writer = self.writer
-        transport: Any = None
         failures = 0
         try:
             while not writer.halt.is_set():
@@ -288,7 +286,7 @@ class Connections:
             self.waited[_why(outcome)] += delay
         self.writer.halt.wait(delay)
 
-    def _send_batch(self, transport: Any, rows: list[Claimed]) -> list[tuple[Outcome, bool]]:
+    def _send_batch(self, transport: Transport, rows: list[Claimed]) -> list[tuple[Outcome, bool]]:
         """One request for these rows: each row's outcome, and whether it was the
         connection's fault (the whole request's) rather than the recipient's."""
         items = [(self.envelope(row), row.email, self.build(row)) for row in rows]

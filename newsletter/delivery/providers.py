@@ -57,6 +57,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from newsletter.config import environment_value
+from newsletter.delivery.transport import BaseTransport
 from newsletter.errors import ConfigError, ProviderPaused, Stage, TransportError
 from newsletter.untrusted import strip_controls
 
@@ -278,7 +279,7 @@ class _HTTP:
         self.client.close()
 
 
-class MailgunTransport:
+class MailgunTransport(BaseTransport):
     """`mailgun://DOMAIN[?region=eu][&endpoint=URL]`: the MIME endpoint, our message as
     built; the key in NEWSLETTER_MAILGUN_API_KEY."""
 
@@ -338,7 +339,7 @@ def _about_recipient(words: str, recipient: str) -> bool:
     return recipient.lower() in words.lower() or bool(_TO_PARAMETER.search(words))
 
 
-class PostmarkTransport:
+class PostmarkTransport(BaseTransport):
     """`postmark://[?endpoint=URL][&stream=broadcast][&batch=50]`: the batch endpoint
     (/email/batch, up to `batch` messages a request, 500 at most) with each message's parts
     and headers as JSON, and /email for one; the server token in NEWSLETTER_POSTMARK_TOKEN.
@@ -347,6 +348,7 @@ class PostmarkTransport:
     # Postmark's ErrorCodes about the recipient (its API reference): an invalid or an
     # inactive address (a hard bounce or spam complaint there), a blocked domain.
     RECIPIENT_ERRORS = frozenset({300, 406, 409})
+    batched = True
 
     def __init__(self, url: str, env: Mapping[str, str] | None = None) -> None:
         options = _options(url, {"endpoint", "stream", "timeout", "batch"})
@@ -423,7 +425,7 @@ class PostmarkTransport:
             raise self.http.error(f"Postmark {code}: {words}", 451, "before-dot")
         raise self.http.refused(response, words, recipient=about_recipient)
 
-    def send_batch(self, items: list[tuple[str, str, bytes]]) -> list[str | TransportError]:
+    def send_batch(self, items: list[tuple[str, str, bytes]]) -> list[str | None | TransportError]:
         """Many messages, one request: each one's id, or the TransportError for it alone
         (an inactive recipient fails that message, not the batch)."""
         payload = [self.payload(recipient, message) for _, recipient, message in items]
@@ -500,7 +502,7 @@ _SES_RATE = re.compile(r"maximum sending rate exceeded|rate exceeded|throttl", r
 _NOT_OURS = re.compile(r"not verified|authority to send|sending paused|not authori[sz]ed", re.I)
 
 
-class SESTransport:
+class SESTransport(BaseTransport):
     """`ses://REGION[?endpoint=URL]`: Amazon SES v2 SendEmail with our raw message, through
     boto3 and its standard credential chain."""
 

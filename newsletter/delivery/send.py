@@ -703,8 +703,7 @@ def send_tests(
         feedback_id=config.feedback_id,
         reply_to=issue.reply_to or config.reply_to,
     )
-    transport = make_transport()
-    try:
+    with make_transport() as transport:
         for raw in addresses:
             address = parse_address(raw)
             unsubscribe, preferences = personal_urls(config.base_url, "test")
@@ -717,6 +716,4 @@ def send_tests(
                 preferences_url=preferences,
             )
             transport.send(sender(config).addr_spec, address.email, data)
-    finally:
-        transport.close()
     return len(addresses)

@@ -56,9 +56,8 @@ def send_requests(
     rows: list[Approval],
 ) -> int:
     """Each approver's real test copy, their banner and link on top; how many went."""
-    transport = make_transport()
     sent = 0
-    try:
+    with make_transport() as transport:
         for row in rows:
             url = approve_url(config, key, row)
             block, lead = _banner(config, row, url)
@@ -86,8 +85,6 @@ def send_requests(
             )
             transport.send(sender(config).addr_spec, address, data)
             sent += 1
-    finally:
-        transport.close()
     return sent
 
 

@@ -25,11 +25,11 @@ import smtplib
 import ssl
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Protocol, Self
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from newsletter.atomic_files import atomic_write
 from newsletter.config import environment_value
@@ -49,17 +49,58 @@ Then = tuple[str, str] | None
 
 class Transport(Protocol):
     """`send` returns the message's id at an HTTP API provider (their webhooks name it), or
-    None."""
+    None. A `batched` transport takes up to `batch_size` messages in one request
+    (`send_batch`: an id or a TransportError for each); the others' `send_batch` sends them
+    one by one. A transport is its own context manager: `with open_transport(...) as t:`."""
+
+    batched: bool
+    batch_size: int
 
     def send(
         self, sender: str, recipient: str, message: bytes, then: Then = None
     ) -> str | None: ...
 
+    def send_batch(
+        self, items: list[tuple[str, str, bytes]]
+    ) -> list[str | None | TransportError]: ...
+
     def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class BaseTransport:
+    """What every transport shares: one message a request, and `with` closing it."""
+
+    batched = False
+    batch_size = 1
+
+    def send(self, sender: str, recipient: str, message: bytes, then: Then = None) -> str | None:
+        raise NotImplementedError
+
+    def send_batch(self, items: list[tuple[str, str, bytes]]) -> list[str | None | TransportError]:
+        found: list[str | None | TransportError] = []
+        for sender, recipient, message in items:
+            try:
+                found.append(self.send(sender, recipient, message))
+            except TransportError as error:
+                found.append(error)
+        return found
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass
-class FileTransport:
+class FileTransport(BaseTransport):
     folder: Path
 
     def send(self, sender: str, recipient: str, message: bytes, then: Then = None) -> None:
@@ -70,12 +111,9 @@ class FileTransport:
         envelope = f"Return-Path: <{wire_address(sender)}>\r\n".encode()
         atomic_write(self.folder / name, envelope + message, private=True)
 
-    def close(self) -> None:
-        pass
-
 
 @dataclass
-class ConsoleTransport:
+class ConsoleTransport(BaseTransport):
     def send(self, sender: str, recipient: str, message: bytes, then: Then = None) -> None:
         out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
         if out is not None:
@@ -83,9 +121,6 @@ class ConsoleTransport:
             out.flush()
         else:
             sys.stdout.write(message.decode("utf-8", "replace") + "\n")
-
-    def close(self) -> None:
-        pass
 
 
 def wire_address(email: str) -> str:
@@ -145,7 +180,7 @@ def is_loopback(host: str) -> bool:
 
 
 @dataclass
-class SMTPTransport:
+class SMTPTransport(BaseTransport):
     host: str
     port: int
     implicit_tls: bool = False
@@ -398,48 +433,73 @@ def display_transport(url: str) -> str:
     return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
 
 
+def _file(url: str, parts: SplitResult, root: Path, env: Mapping[str, str]) -> Transport:
+    folder = Path(unquote(parts.netloc + parts.path)).expanduser()
+    return FileTransport(folder if folder.is_absolute() else root / folder)
+
+
+def _console(url: str, parts: SplitResult, root: Path, env: Mapping[str, str]) -> Transport:
+    return ConsoleTransport()
+
+
+def _smtp(url: str, parts: SplitResult, root: Path, env: Mapping[str, str]) -> Transport:
+    scheme = parts.scheme.lower()
+    if not parts.hostname:
+        raise ConfigError(f"transport {display_transport(url)} has no host")
+    if parts.password is not None:
+        raise ConfigError(
+            "put the SMTP password in NEWSLETTER_SMTP_PASSWORD, not in the transport URL"
+        )
+    options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    unknown = set(options) - {"tls"}
+    if unknown or options.get("tls", "on") not in ("on", "off"):
+        raise ConfigError(f"transport {url}: the only option is ?tls=off")
+    try:
+        port = parts.port or (465 if scheme == "smtps" else 25)
+    except ValueError:
+        raise ConfigError(f"transport {url}: bad port") from None
+    return SMTPTransport(
+        host=parts.hostname,
+        port=port,
+        implicit_tls=scheme == "smtps",
+        tls=options.get("tls", "on") == "on",
+        user=unquote(parts.username) if parts.username else None,
+        password=environment_value("NEWSLETTER_SMTP_PASSWORD", env),
+    )
+
+
+def _provider(url: str, parts: SplitResult, root: Path, env: Mapping[str, str]) -> Transport:
+    # Only a send through a provider pays for importing its client.
+    from newsletter.delivery import providers
+
+    scheme = parts.scheme.lower()
+    if scheme == "ses":
+        return providers.SESTransport(url)
+    if scheme == "postmark":
+        return providers.PostmarkTransport(url, env)
+    return providers.MailgunTransport(url, env)
+
+
+Opener = Callable[[str, SplitResult, Path, Mapping[str, str]], Transport]
+# Every scheme a transport URL may have: a new transport is one entry here.
+SCHEMES: dict[str, Opener] = {
+    "file": _file,
+    "console": _console,
+    "smtp": _smtp,
+    "smtps": _smtp,
+    "ses": _provider,
+    "postmark": _provider,
+    "mailgun": _provider,
+}
+
+
 def open_transport(url: str, root: Path, environ: Mapping[str, str] | None = None) -> Transport:
     env = os.environ if environ is None else environ
     parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "file":
-        location = unquote(parts.netloc + parts.path)
-        folder = Path(location).expanduser()
-        return FileTransport(folder if folder.is_absolute() else root / folder)
-    if scheme == "console":
-        return ConsoleTransport()
-    if scheme in ("smtp", "smtps"):
-        if not parts.hostname:
-            raise ConfigError(f"transport {display_transport(url)} has no host")
-        if parts.password is not None:
-            raise ConfigError(
-                "put the SMTP password in NEWSLETTER_SMTP_PASSWORD, not in the transport URL"
-            )
-        options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-        unknown = set(options) - {"tls"}
-        if unknown or options.get("tls", "on") not in ("on", "off"):
-            raise ConfigError(f"transport {url}: the only option is ?tls=off")
-        try:
-            port = parts.port or (465 if scheme == "smtps" else 25)
-        except ValueError:
-            raise ConfigError(f"transport {url}: bad port") from None
-        return SMTPTransport(
-            host=parts.hostname,
-            port=port,
-            implicit_tls=scheme == "smtps",
-            tls=options.get("tls", "on") == "on",
-            user=unquote(parts.username) if parts.username else None,
-            password=environment_value("NEWSLETTER_SMTP_PASSWORD", env),
+    opener = SCHEMES.get(parts.scheme.lower())
+    if opener is None:
+        raise ConfigError(
+            f"unknown transport {display_transport(url)}: use file://DIR, console://, "
+            "smtp://host[:port], smtps://host, ses://REGION, postmark:// or mailgun://DOMAIN"
         )
-    if scheme in ("ses", "postmark", "mailgun"):
-        from newsletter.delivery import providers
-
-        if scheme == "ses":
-            return providers.SESTransport(url)
-        if scheme == "postmark":
-            return providers.PostmarkTransport(url, env)
-        return providers.MailgunTransport(url, env)
-    raise ConfigError(
-        f"unknown transport {display_transport(url)}: use file://DIR, console://, "
-        "smtp://host[:port], smtps://host, ses://REGION, postmark:// or mailgun://DOMAIN"
-    )
+    return opener(url, parts, root, env)

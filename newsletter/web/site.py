@@ -75,11 +75,8 @@ class Site:
     def mail(self, to: str, message: bytes) -> None:
         """Send one message the web pages owe someone (a confirmation, a manage link)
         through the newsletter's transport, from its address."""
-        outbound = self.make_transport()
-        try:
+        with self.make_transport() as outbound:
             outbound.send(self.config.from_address.addr_spec, to, message)
-        finally:
-            outbound.close()
 
     def send_welcomes(self) -> None:
         """This newsletter's waiting welcomes, now (after a confirmation's answer went).
