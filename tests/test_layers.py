@@ -84,3 +84,19 @@ def test_imports_only_go_down_the_flow() -> None:
 def test_every_stage_is_a_folder() -> None:
     for stage in STAGES:
         assert (PACKAGE / stage / "__init__.py").is_file() or stage == "migrations"
+
+
+def test_the_ledger_alone_writes_a_deliverys_state() -> None:
+    """delivery/ledger.py holds the states and their moves (docs/architecture.md); a state
+    written elsewhere is a move it does not know."""
+    import re
+
+    writes = re.compile(
+        r"UPDATE deliveries SET[^\"]*\bstate\b|update\(Delivery\)[\s\S]{0,300}?state="
+    )
+    found = [
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "ledger.py" and writes.search(path.read_text())
+    ]
+    assert found == []

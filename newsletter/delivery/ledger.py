@@ -438,6 +438,58 @@ def record(session: Session | Cursor, outcomes: Iterable[Outcome], policy: Retry
             lifecycle.bounce(cursor, email_key, subscriber_id, now)
 
 
+def waiting(session: Session, issue_id: int, now: datetime) -> int:
+    """Rows a send would take now: queued, due for a retry, or left by a stopped run."""
+    return int(
+        session.exec(
+            select(sa.func.count())
+            .select_from(Delivery)
+            .where(
+                col(Delivery.issue_id) == issue_id,
+                sa.or_(
+                    col(Delivery.state).in_(["queued", "claimed", "sending"]),
+                    sa.and_(
+                        col(Delivery.state) == "deferred",
+                        col(Delivery.next_attempt_at) <= now,
+                    ),
+                ),
+            )
+        ).one()
+    )
+
+
+def skip_waiting(session: Session, issue_id: int, reason: str) -> int:
+    """Rows not yet taken that will never go (a welcome switched off): `skipped`, with why.
+    How many; does not commit."""
+    result = session.execute(
+        sa.update(Delivery)
+        .where(col(Delivery.issue_id) == issue_id, col(Delivery.state).in_(["queued", "deferred"]))
+        .values(state="skipped", updated_at=utc_now(), last_error=reason)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def returned(cursor: Cursor, row_id: int, state: str, now: datetime) -> None:
+    """A message accepted, then come back (`bounced`) or complained of: the row says so.
+    A row still open is left to its send."""
+    cursor.count(
+        "UPDATE deliveries SET state = ?, updated_at = ? WHERE id = ? AND state IN ?",
+        state,
+        cursor.stamp(now),
+        row_id,
+        ["sent", "unknown", "bounced", "deferred", "failed"],
+    )
+
+
+def unreturned(cursor: Cursor, row_id: int, now: datetime) -> None:
+    """A bounce read again as no bounce (bounces reprocess): the row was delivered after all."""
+    cursor.count(
+        "UPDATE deliveries SET state = 'sent', updated_at = ? WHERE id = ? AND state = 'bounced'",
+        cursor.stamp(now),
+        row_id,
+    )
+
+
 def counts(session: Session, issue_id: int) -> dict[str, int]:
     found = dict(
         session.exec(

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from markupsafe import Markup
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -34,6 +33,7 @@ from newsletter import registry, site_urls
 from newsletter.config import Config
 from newsletter.dates import utc_now
 from newsletter.db import Cursor
+from newsletter.delivery import ledger
 from newsletter.editorial.approval import blank_row
 from newsletter.editorial.render import (
     after_body,
@@ -46,7 +46,7 @@ from newsletter.editorial.render import (
     text_with_links,
 )
 from newsletter.errors import ConfigError
-from newsletter.models import ApprovedIssue, Delivery, Subscriber
+from newsletter.models import ApprovedIssue, Subscriber
 
 SLUG = "welcome"
 KIND = "welcome"
@@ -119,23 +119,8 @@ def waiting(session: Session, newsletter: str, now: datetime | None = None) -> i
     row = _find(session, newsletter)
     if row is None:
         return 0
-    moment = now or utc_now()
-    return int(
-        session.exec(
-            select(sa.func.count())
-            .select_from(Delivery)
-            .where(
-                col(Delivery.issue_id) == row.id,
-                sa.or_(
-                    col(Delivery.state).in_(["queued", "claimed", "sending"]),
-                    sa.and_(
-                        col(Delivery.state) == "deferred",
-                        col(Delivery.next_attempt_at) <= moment,
-                    ),
-                ),
-            )
-        ).one()
-    )
+    assert row.id is not None
+    return ledger.waiting(session, row.id, now or utc_now())
 
 
 def switched_off(session: Session, newsletter: str) -> int:
@@ -144,20 +129,12 @@ def switched_off(session: Session, newsletter: str) -> int:
     row = _find(session, newsletter)
     if row is None:
         return 0
-    result = session.execute(
-        sa.update(Delivery)
-        .where(
-            col(Delivery.issue_id) == row.id,
-            col(Delivery.state).in_(["queued", "deferred"]),
-        )
-        .values(
-            state="skipped",
-            updated_at=utc_now(),
-            last_error="the welcome mail is off ([welcome] enabled = false)",
-        )
+    assert row.id is not None
+    skipped = ledger.skip_waiting(
+        session, row.id, "the welcome mail is off ([welcome] enabled = false)"
     )
     session.commit()
-    return int(getattr(result, "rowcount", 0) or 0)
+    return skipped
 
 
 @dataclass(frozen=True)

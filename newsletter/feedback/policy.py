@@ -29,6 +29,7 @@ from sqlmodel import Session
 from newsletter.audience import lifecycle
 from newsletter.config import Config
 from newsletter.db import Cursor, read_time
+from newsletter.delivery import ledger
 from newsletter.feedback.identify import Row, proven_rows, target
 from newsletter.feedback.parse import Kind, Parsed, Report
 from newsletter.untrusted import stored
@@ -181,7 +182,7 @@ def _act(
         lifecycle.complain(
             cursor, found.email_key, found.subscriber_id, config.key, cursor.stamp(now)
         )
-        _mark_row(cursor, found, "complained", now)
+        ledger.returned(cursor, found.id, "complained", now)
         return "complained"
     # unsubscribe: as the one-click POST, which neither suppresses nor touches the ledger
     if found.subscriber_id is not None:
@@ -192,18 +193,7 @@ def _act(
 def _bounce(cursor: Cursor, found: Row, now: datetime) -> None:
     """As a 5.1.x during the send (lifecycle.bounce), and the row marked too."""
     lifecycle.bounce(cursor, found.email_key, found.subscriber_id, cursor.stamp(now))
-    _mark_row(cursor, found, "bounced", now)
-
-
-def _mark_row(cursor: Cursor, found: Row, state: str, now: datetime) -> None:
-    """The ledger row of a message that was accepted and then came back."""
-    cursor.count(
-        "UPDATE deliveries SET state = ?, updated_at = ? WHERE id = ? AND state IN ?",
-        state,
-        cursor.stamp(now),
-        found.id,
-        ["sent", "unknown", "bounced", "deferred", "failed"],
-    )
+    ledger.returned(cursor, found.id, "bounced", now)
 
 
 def _soft_limit_reached(cursor: Cursor, config: Config, found: Row, now: datetime) -> bool:

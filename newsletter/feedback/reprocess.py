@@ -22,12 +22,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from newsletter.audience import lifecycle
 from newsletter.dates import utc_now
 from newsletter.db import Cursor
+from newsletter.delivery import ledger
 from newsletter.feedback.classify import severity
 from newsletter.models import Delivery, FeedbackReport, Subscriber, Subscription, SuppressionLift
 
@@ -149,11 +149,7 @@ def _apply(session: Session, report: FeedbackReport, now: str, change: Change, w
         lifecycle.unsuppress(session, person.email_key, by=BY, why=why)
         report.action = "none"
         if report.delivery_id is not None:
-            session.execute(
-                sa.update(Delivery)
-                .where(col(Delivery.id) == report.delivery_id, col(Delivery.state) == "bounced")
-                .values(state="sent", updated_at=utc_now())
-            )
+            ledger.unreturned(Cursor.of(session), report.delivery_id, utc_now())
     elif change == "bounce":
         person = session.get(Subscriber, report.subscriber_id)
         assert person is not None
@@ -161,13 +157,6 @@ def _apply(session: Session, report: FeedbackReport, now: str, change: Change, w
         lifecycle.bounce(cursor, person.email_key, person.id, cursor.stamp(utc_now()))
         report.action = "bounced"
         if report.delivery_id is not None:
-            session.execute(
-                sa.update(Delivery)
-                .where(
-                    col(Delivery.id) == report.delivery_id,
-                    col(Delivery.state).in_(["sent", "unknown", "deferred", "failed"]),
-                )
-                .values(state="bounced", updated_at=utc_now())
-            )
+            ledger.returned(cursor, report.delivery_id, "bounced", utc_now())
     session.add(report)
     session.flush()
