@@ -644,11 +644,11 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
         collect = collect.model_copy(
             update={"user_agent": f"{collect.user_agent} (+{news.base_url})"}
         )
-    flat = {  # the [newsletter], [render] and [delivery] keys, by name
+    flat = {  # the [newsletter], [render] and [delivery] keys, by name (_flat_keys)
         key: value
         for table in (news, render, model.delivery)
         for key, value in table
-        if key in _FLAT
+        if key not in _RENAMED
     }
     return Config(
         path=path,
@@ -664,10 +664,24 @@ def parse_config(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Co
     )
 
 
-_FLAT = {item.name for item in dataclass_fields(Config)} - {
-    "path", "database_url", "collect", "sources", "newsletter_id", "theme", "bounces", "tracking",
-    "welcome",
-}  # fmt: skip
+# Keys of the flat tables that reach Config under another name, or resolved.
+_RENAMED = {"id": "newsletter_id", "templates": "theme"}
+_FLAT_TABLES = (NewsletterSettings, RenderSettings, DeliverySettings)
+
+
+def _flat_keys() -> set[str]:
+    """Every key of [newsletter], [render] and [delivery], checked against Config at import:
+    a key added to one of those tables without its field in Config stops the package from
+    loading, instead of validating and then reaching nothing."""
+    keys = {key for table in _FLAT_TABLES for key in table.model_fields} - set(_RENAMED)
+    fields = {item.name for item in dataclass_fields(Config)}
+    missing = keys - fields
+    if missing:
+        raise TypeError(f"Config has no field for the table key(s) {sorted(missing)}")
+    return keys
+
+
+_flat_keys()
 
 
 _TABLES: dict[str, type[BaseModel]] = {

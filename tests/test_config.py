@@ -284,3 +284,17 @@ def test_every_environment_variable_is_read_through_config_and_documented() -> N
         and re.search(r"(environ|env)(\.get\(|\[)\"NEWSLETTER_", path.read_text())
     ]
     assert direct == []
+
+
+def test_a_table_key_without_its_config_field_stops_the_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A key added to [delivery] once validated and then reached nothing."""
+    from pydantic import create_model
+
+    from newsletter import config
+
+    grown = create_model("Grown", __base__=config.DeliverySettings, new_knob=(int, 1))
+    monkeypatch.setattr(config, "_FLAT_TABLES", (*config._FLAT_TABLES[:2], grown))
+    with pytest.raises(TypeError, match="new_knob"):
+        config._flat_keys()
