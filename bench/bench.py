@@ -164,7 +164,8 @@ def sample_message(env: dict[str, str]) -> bytes:
     """One recipient's message, built as `newsletter send` builds it: the baseline's."""
     from sqlmodel import Session
 
-    from newsletter.delivery.send import approved_template, find_approved
+    from newsletter.delivery.mailing import approved_template
+    from newsletter.delivery.send import find_approved
 
     config = load_config(Path(env["NEWSLETTER_CONFIG"]), env)
     with Session(open_database(config.database_url)) as session:
@@ -361,8 +362,9 @@ def bench_dkim(count: int) -> None:
     own RSA-2048 signature time measured in the same run."""
     from sqlmodel import Session
 
+    from newsletter.delivery.mailing import approved_template
     from newsletter.delivery.message import dkim_signer
-    from newsletter.delivery.send import approved_template, find_approved
+    from newsletter.delivery.send import find_approved
 
     with tempfile.TemporaryDirectory() as folder:
         env = project(Path(folder), 10)

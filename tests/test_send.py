@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from newsletter.audience import subscribers
 from newsletter.audience.tokens import load_key, read_token
@@ -380,3 +380,64 @@ def test_deliveries_slug_still_means_deliveries_show(ready: Project) -> None:
     new = ready.run("deliveries", "show", "2022-W51", "--json")
     assert old.exit_code == 0 and json.loads(old.stdout) == json.loads(new.stdout)
     assert json.loads(old.stdout)["counts"]["bounced"] == 0  # the states heard back, too
+
+
+def test_a_new_kind_of_mail_is_a_mailing_the_engine_sends_unchanged(
+    ready: Project, smtp_server: SMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine (send.py) knows no kind of mail: a kind it has never seen, given as a
+    mailing (mailing.py) in mailings.KINDS, goes through `send --due` to every reader once,
+    each message a ledger row, its gate asked first."""
+    from newsletter.audience.tokens import load_key
+    from newsletter.config import Config
+    from newsletter.delivery import mailings
+    from newsletter.delivery.mailing import approved_template
+    from newsletter.delivery.send import DueRun, SendRequest
+    from newsletter.delivery.send import send as send_mail
+    from newsletter.delivery.transport import open_transport
+    from newsletter.editorial.approval import blank_row
+    from newsletter.models import ApprovedIssue
+
+    config = ready.config
+    with Session(ready.engine()) as session:
+        row = blank_row(config.key, "notice-2022-12", "notice")
+        row.subject, row.html, row.text = "A change to War Notes", "<p>Hello</p>", "Hello"
+        session.add(row)
+        session.commit()
+        row_id = row.id
+    gated: list[str] = []
+
+    class Notice:
+        kind = "notice"
+
+        def find(self, session: Session, config: Config, slug: str) -> ApprovedIssue | None:
+            return session.exec(select(ApprovedIssue).where(ApprovedIssue.slug == slug)).first()
+
+        def gate(self, config: Config, session: Session, row: ApprovedIssue) -> None:
+            gated.append(row.slug)
+
+        def prepare(self, config: Config, session: Session, row: ApprovedIssue) -> str:
+            return config.archive_url()
+
+        def template(self, config: Config, engine: object, key: bytes, row: ApprovedIssue):  # type: ignore[no-untyped-def]
+            return approved_template(config, row)
+
+        def due(self, config: Config, session: Session) -> list[str]:
+            found = session.exec(select(ApprovedIssue).where(ApprovedIssue.kind == "notice"))
+            return [r.slug for r in found if r.finished_at is None]
+
+    monkeypatch.setitem(mailings.KINDS, "notice", Notice())
+    result = send_mail(
+        config,
+        ready.engine(),
+        load_key(config.signing_key_file),
+        lambda: open_transport(config.transport, config.root),
+        SendRequest(due=True),
+    )
+    assert isinstance(result, DueRun) and result.exit_code == 0, result.as_dict()
+    assert gated == ["notice-2022-12"]
+    notices = [m for m in smtp_server.received if m.message["Subject"] == "A change to War Notes"]
+    assert sorted(r for m in notices for r in m.recipients) == sorted(AUDIENCE)
+    with Session(ready.engine()) as session:
+        sent = session.exec(select(Delivery).where(Delivery.state == "sent")).all()
+        assert len([d for d in sent if d.issue_id == row_id]) == len(AUDIENCE)

@@ -15,7 +15,7 @@ from newsletter.cli.output import err, out, plural, print_json, styled
 from newsletter.cli.state import state
 from newsletter.dates import parse_datetime
 from newsletter.db import session_scope
-from newsletter.delivery.send import send_tests
+from newsletter.delivery.seed_copies import send_tests
 from newsletter.delivery.signoff_mail import send_requests
 from newsletter.editorial import issue_file, signoff
 from newsletter.editorial.approval import approve, approved, is_stale

@@ -25,6 +25,7 @@ from newsletter.cli.state import state
 from newsletter.dates import parse_week
 from newsletter.delivery.connections import SendOptions
 from newsletter.delivery.ledger import RetryPolicy
+from newsletter.delivery.seed_copies import send_tests
 from newsletter.delivery.send import (
     DueRun,
     SendReport,
@@ -33,7 +34,6 @@ from newsletter.delivery.send import (
     ledger_view,
     resend,
     resolve,
-    send_tests,
 )
 from newsletter.delivery.send import send as send_issues
 from newsletter.delivery.transport import display_transport

@@ -1,11 +1,14 @@
-"""Sending an approved issue through the ledger (see ledger.py for its states).
+"""The send engine: a frozen row (an approved issue, a welcome, any kind of mail) through
+the ledger (see ledger.py for its states).
 
-A send is a `SendRun`: take the issue's run lock (or leave: another process is sending it),
-recover what a stopped run left (claimed rows queued again, started ones `unknown`), write
-the audience once, then let the connections (connections.py) send the rows the ledger writer
-(writer.py) claims and starts for them, each outcome committed before it is counted. The
-message for each recipient is the issue's template with their placeholders filled
-(message.IssueTemplate), never a re-render.
+The engine knows no kind of mail: the row's mailing (mailing.py, listed in mailings.py) says
+whether it may go, settles it before the first message and gives the template every
+reader's bytes are filled from. A send is a `SendRun`: take the row's run lock (or leave:
+another process is sending it), recover what a stopped run left (claimed rows queued again,
+started ones `unknown`), write the audience once, then let the connections (connections.py)
+send the rows the ledger writer (writer.py) claims and starts for them, each outcome
+committed before it is counted. The message for each recipient is the row's template with
+their placeholders filled (message.IssueTemplate), never a re-render.
 
 A worker (`--worker`, PostgreSQL only) takes the lock in shared mode and sends beside other
 workers: each claims its own rows (FOR UPDATE SKIP LOCKED), marked with its identity, and
@@ -31,34 +34,29 @@ from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from newsletter import site_urls
-from newsletter.audience.subscribers import parse_address
 from newsletter.audience.tokens import make_token
 from newsletter.config import Config
 from newsletter.db import Cursor
-from newsletter.delivery import ledger, welcome
+from newsletter.delivery import ledger, mailings, welcome
 from newsletter.delivery.connections import Connections, SendOptions
+from newsletter.delivery.issue_mailing import due_issues
 from newsletter.delivery.ledger import Claimed, Outcome
 from newsletter.delivery.locks import SenderIdentity, run_lock, sender_alive, sender_identity
-from newsletter.delivery.message import IssueTemplate, dkim_signer, issue_template, sender
+from newsletter.delivery.message import IssueTemplate, sender
 from newsletter.delivery.pace import claimable, quota_left
 from newsletter.delivery.row_tokens import ReturnAddresses
-from newsletter.delivery.tracking import Link, link_token, open_token, register, rewrite, with_pixel
 from newsletter.delivery.transport import Transport, wire_address
 from newsletter.delivery.writer import LedgerWriter
 from newsletter.editorial import signoff
-from newsletter.editorial.approval import is_stale, issue_row
 from newsletter.editorial.issue_file import issue_path, read_issue
-from newsletter.editorial.render import personal_urls, render_file
+from newsletter.editorial.render import personal_urls
 from newsletter.errors import (
     DONE,
     FAILED,
     TEMPFAIL,
     USAGE,
-    NewsletterError,
     NotFoundError,
     UsageError,
 )
@@ -189,12 +187,7 @@ def send(
         if request.slug:
             return run(request.slug)
         with Session(engine) as session:
-            slugs = [issue.slug for issue in due_issues(session, config.key)]
-            if welcome.waiting(session, config.key):
-                if config.welcome.enabled:
-                    slugs.append(welcome.SLUG)
-                else:
-                    welcome.switched_off(session, config.key)
+            slugs = mailings.due(config, session)
         due = DueRun(request.transport)
         for slug in slugs:
             try:
@@ -234,10 +227,6 @@ def return_addresses(config: Config, key: bytes, issue_id: int, newsletter: str)
         default_sender=me.addr_spec,
         bounce_address=wire_address(bounce) if bounce else None,
     )
-
-
-def plural_approvers(count: int) -> str:
-    return "an approver" if count == 1 else f"{count} approvers"
 
 
 def runner() -> str:
@@ -301,29 +290,9 @@ class SendRun:
         self.alive = None if worker is None else partial(_peer_alive, engine, worker.name)
         with Session(engine, expire_on_commit=False) as session:
             issue = find_approved(session, config, slug_or_path)
-            if issue.enqueued_at is None and is_stale(config, issue):
-                raise UsageError(
-                    f"{issue.slug} was edited after approval: run 'newsletter issue approve "
-                    f"{issue.slug}' again before sending"
-                )
-            if (
-                issue.kind == "issue"
-                and issue.enqueued_at is None
-                and config.require_approval
-                and not signoff.signed_off(session, config, issue)
-            ):
-                needed = config.approvals_needed
-                raise UsageError(
-                    f"{issue.slug} has no sign-off from {plural_approvers(needed)} "
-                    "([newsletter] require_approval): run 'newsletter issue request-approval "
-                    f"{issue.slug}' and have them approve it by the link they get"
-                    + (
-                        ", with their passkey ([newsletter] approval_proof)"
-                        if config.approval_proof == "passkey"
-                        else ""
-                    )
-                )
+            mailings.mailing_for(issue).gate(config, session, issue)
         self.issue = issue
+        self.mailing = mailings.mailing_for(issue)
         self.view_url = config.archive_url(issue.slug)
         self.report = SendReport(slug=issue.slug, worker=worker.name if worker else None)
 
@@ -353,16 +322,8 @@ class SendRun:
                 session.add(issue)
                 session.commit()
             tally = ledger.counts(session, issue.id)
-            if issue.kind == welcome.KIND:
-                # Rendered now: its latest issue is this week's, not the one of the last run.
-                self.view_url = welcome.refresh(self.config, session, issue)
-                session.commit()
-        if issue.kind == welcome.KIND:
-            template = approved_template(self.config, issue)  # a greeting counts nothing
-        else:
-            template = approved_template(
-                self.config, issue, self.key, counted_links(self.config, self.engine, issue)
-            )
+            self.view_url = self.mailing.prepare(self.config, session, issue)
+        template = self.mailing.template(self.config, self.engine, self.key, issue)
         # A worker's share is not known beforehand: it counts its own messages.
         total = None if self.worker else tally["queued"] + tally["deferred"]
         if self.watcher:
@@ -569,87 +530,11 @@ def find_approved(session: Session, config: Config, slug_or_path: str) -> Approv
     slug = slug_or_path
     if slug.endswith(".md") or "/" in slug:
         slug = read_issue(issue_path(config, slug_or_path)).slug
-    if slug == welcome.SLUG:
-        return welcome.welcome_row(session, config.key)
-    row = issue_row(session, config.key, slug)
+    row = mailings.find(session, config, slug)
     if row is None:
         how = "request-approval" if config.require_approval else "approve"
         raise NotFoundError(f"issue {slug} is not approved: run 'newsletter issue {how} {slug}'")
     return row
-
-
-def approved_template(
-    config: Config,
-    issue: ApprovedIssue,
-    key: bytes | None = None,
-    counted: list[Link] | None = None,
-) -> IssueTemplate:
-    """The message every recipient's bytes are filled from: the approved copy, dated now,
-    its `counted` links going through the redirect and, with `[tracking] opens`, a pixel
-    (tracking.py; both need the key)."""
-    html, text = issue.html, issue.text
-    tracking = config.tracking
-    if key is not None and issue.id is not None:
-        reader = tracking.per_subscriber
-        if tracking.clicks and counted:
-            target = {
-                link.url: site_urls.click(
-                    config.base_url, link_token(key, issue.newsletter, issue.id, link.index)
-                )
-                for link in counted
-            }
-            html, text = rewrite(html, text, target, reader)
-        if tracking.opens:
-            token = open_token(key, issue.newsletter, issue.id)
-            html = with_pixel(html, site_urls.open_pixel(config.base_url, token), reader)
-    return issue_template(
-        config,
-        slug=issue.slug,
-        subject=issue.subject,
-        html=html,
-        text=text,
-        date=datetime.now(UTC),
-        dkim=dkim_signer(config),
-        feedback_id=config.feedback_id,
-        reply_to=issue.reply_to or config.reply_to,
-    )
-
-
-def counted_links(config: Config, engine: Engine, issue: ApprovedIssue) -> list[Link]:
-    """The issue's counted links, registered by the first sender that asks (two workers
-    asking at once: one stores them, the other reads them back)."""
-    if not config.tracking.clicks or issue.id is None:
-        return []
-    for _ in range(2):
-        try:
-            with Session(engine) as session:
-                found = register(session, issue.id, issue.html, config.base_url)
-                session.commit()
-                return found
-        except IntegrityError:
-            continue
-    raise NewsletterError(f"{issue.slug}: could not store the issue's links; try again")
-
-
-def due_issues(
-    session: Session, newsletter: str, now: datetime | None = None
-) -> list[ApprovedIssue]:
-    """The newsletter's approved issues whose time has come, and its sends left unfinished,
-    oldest first (another newsletter on the database is sent from its own folder)."""
-    moment = now or datetime.now(UTC)
-    rows = session.exec(
-        select(ApprovedIssue).where(
-            col(ApprovedIssue.finished_at).is_(None),
-            ApprovedIssue.newsletter == newsletter,
-            ApprovedIssue.kind == "issue",
-        )
-    ).all()
-    due = [
-        row
-        for row in rows
-        if row.enqueued_at is not None or (row.send_at is not None and row.send_at <= moment)
-    ]
-    return sorted(due, key=lambda row: row.send_at or row.approved_at)
 
 
 @dataclass
@@ -680,40 +565,3 @@ def audience_preview(config: Config, engine: Engine, request: SendRequest) -> Au
                 for issue in issues
             }
         )
-
-
-def send_tests(
-    config: Config,
-    session: Session,
-    slug_or_path: str,
-    addresses: list[str],
-    make_transport: Callable[[], Transport],
-) -> int:
-    """Test sends of the issue as its file is now (before or after approval), marked
-    [Test] in the subject; the ledger is not touched."""
-    issue, rendered = render_file(config, session, slug_or_path)
-    template = issue_template(
-        config,
-        slug=f"test-{issue.slug}-{time.time_ns()}",
-        subject=f"[Test] {issue.subject}",
-        html=rendered.html.source,
-        text=rendered.text.source,
-        date=datetime.now(UTC),
-        dkim=dkim_signer(config),
-        feedback_id=config.feedback_id,
-        reply_to=issue.reply_to or config.reply_to,
-    )
-    with make_transport() as transport:
-        for raw in addresses:
-            address = parse_address(raw)
-            unsubscribe, preferences = personal_urls(config.base_url, "test")
-            data = template.render(
-                email=address.email,
-                email_key=address.key,
-                name=None,
-                unsubscribe_url=unsubscribe,
-                view_url=config.archive_url(issue.slug),
-                preferences_url=preferences,
-            )
-            transport.send(sender(config).addr_spec, address.email, data)
-    return len(addresses)

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from markupsafe import Markup
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -34,6 +35,8 @@ from newsletter.config import Config
 from newsletter.dates import utc_now
 from newsletter.db import Cursor
 from newsletter.delivery import ledger
+from newsletter.delivery.mailing import approved_template
+from newsletter.delivery.message import IssueTemplate
 from newsletter.editorial.approval import blank_row
 from newsletter.editorial.render import (
     after_body,
@@ -265,3 +268,36 @@ def refresh(config: Config, session: Session, row: ApprovedIssue) -> str:
         row.approved_at = utc_now()
         session.add(row)
     return made.view_url
+
+
+class WelcomeMailing:
+    """The welcome as a mailing (mailing.py): no gate (each row was queued by a person's own
+    confirmation), rendered afresh under the run lock, no counted links (a greeting counts
+    nothing), due while rows wait; switched off, its waiting rows are skipped instead."""
+
+    kind = KIND
+
+    def find(self, session: Session, config: Config, slug: str) -> ApprovedIssue | None:
+        return welcome_row(session, config.key) if slug == SLUG else None
+
+    def gate(self, config: Config, session: Session, row: ApprovedIssue) -> None:
+        return None
+
+    def prepare(self, config: Config, session: Session, row: ApprovedIssue) -> str:
+        # Rendered now: its latest issue is this week's, not the one of the last run.
+        view_url = refresh(config, session, row)
+        session.commit()
+        return view_url
+
+    def template(
+        self, config: Config, engine: Engine, key: bytes, row: ApprovedIssue
+    ) -> IssueTemplate:
+        return approved_template(config, row)
+
+    def due(self, config: Config, session: Session) -> list[str]:
+        if not waiting(session, config.key):
+            return []
+        if config.welcome.enabled:
+            return [SLUG]
+        switched_off(session, config.key)
+        return []
