@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -103,6 +104,40 @@ def canonical_int(text: str, base: int = 10, limit: int = 2**53) -> int | None:
 
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True)
+class RowToken:
+    """A token naming one database row: `<row id base 36>.<expiry ms>.<MAC>`."""
+
+    row_id: int
+    expiry: int
+    mac: str
+
+
+def row_token(row_id: int, expiry: datetime, mac_of: Callable[[int], str]) -> str:
+    """The token for a row that expires at `expiry`; `mac_of` signs the expiry (ms)."""
+    ms = int(expiry.timestamp() * 1000)
+    return f"{base36(row_id)}.{ms}.{mac_of(ms)}"
+
+
+def read_row_token(token: str) -> RowToken | None:
+    """A row token in its one spelling (`+12`, `012` or Arabic-Indic digits name no row),
+    else None; its MAC and expiry are for the caller to check against the row."""
+    parts = token.split(".")
+    if len(token) > 200 or len(parts) != 3:
+        return None
+    row_id, expiry = canonical_int(parts[0], 36, 2**31 - 1), canonical_int(parts[1])
+    if row_id is None or expiry is None:
+        return None
+    return RowToken(row_id, expiry, parts[2])
+
+
+def expired(expires_at: datetime | None, expiry: int) -> bool:
+    """Whether a row token's signed expiry is not the row's own, or has passed."""
+    if expires_at is None or int(expires_at.timestamp() * 1000) != expiry:
+        return True
+    return datetime.now(UTC).timestamp() * 1000 >= expiry
 
 
 def base36(number: int) -> str:

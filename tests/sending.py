@@ -5,8 +5,11 @@ the send and bounce tests."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from newsletter.audience import subscribers
@@ -79,3 +82,21 @@ def drafted(ready: Project) -> Project:
             session.delete(event)
         session.commit()
     return ready
+
+
+@contextmanager
+def site_client(project: Project, smtp_server: SMTPServer) -> Iterator[TestClient]:
+    """The project's web app as https://news.example.org, its mail to the test SMTP server."""
+    from newsletter.audience.tokens import load_key
+    from newsletter.delivery.transport import open_transport
+    from newsletter.web.app import create_app
+
+    config = project.config
+    app = create_app(
+        config,
+        project.engine(),
+        load_key(config.signing_key_file),
+        transport=lambda: open_transport(smtp_server.url, project.root),
+    )
+    with TestClient(app, base_url="https://news.example.org") as client:
+        yield client

@@ -16,15 +16,13 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import Browser
 from sqlmodel import Session, select
 
-from newsletter.audience.tokens import load_key
-from newsletter.delivery.transport import open_transport
 from newsletter.editorial import approval, passkeys, signoff
 from newsletter.models import Approval, ApprovedIssue, Passkey
-from newsletter.web.app import create_app
 from newsletter.web.server import redact
 from tests.conftest import Project
 from tests.forms import approval_fields, served
 from tests.liveweb import start
+from tests.sending import site_client
 from tests.smtpserver import Received, SMTPServer
 from tests.softkey import SoftKey, b64url
 from tests.test_signoff import ASAMI, IVAN, OLHA, _configure, _frozen, _history, _link, _request
@@ -59,14 +57,7 @@ def _options(client: TestClient, purpose: str, link: str, stamp: str) -> str:
 @pytest.fixture
 def site(drafted: Project, smtp_server: SMTPServer) -> Iterator[TestClient]:
     _configure(drafted, require_approval="true")
-    config = drafted.config
-    app = create_app(
-        config,
-        drafted.engine(),
-        load_key(config.signing_key_file),
-        transport=lambda: open_transport(smtp_server.url, drafted.root),
-    )
-    with TestClient(app, base_url=SITE) as test_client:
+    with site_client(drafted, smtp_server) as test_client:
         yield test_client
 
 
@@ -222,14 +213,7 @@ def test_approval_proof_passkey_counts_only_passkey_approvals(
     drafted: Project, smtp_server: SMTPServer
 ) -> None:
     _configure(drafted, require_approval="true", approval_proof='"passkey"')
-    config = drafted.config
-    app = create_app(
-        config,
-        drafted.engine(),
-        load_key(config.signing_key_file),
-        transport=lambda: open_transport(smtp_server.url, drafted.root),
-    )
-    with TestClient(app, base_url=SITE) as client:
+    with site_client(drafted, smtp_server) as client:
         _request(drafted, "--to", IVAN)  # Ivan has no passkey
         link = _link(smtp_server.received[-1]).removeprefix(SITE)
         page, fields = _approve(client, link)
@@ -306,7 +290,7 @@ def test_a_passkey_made_and_used_in_chromium(
         page.goto(enrol_link)
         page.wait_for_timeout(2100)  # a person reads before pressing
         page.click("#passkey-button")
-        page.wait_for_selector("text=Your passkey is ready", timeout=10_000)
+        page.wait_for_selector("h1:text-is('Your passkey is ready')", timeout=10_000)
 
         _request(drafted, "--to", OLHA)
         approve_link = _link(
@@ -315,7 +299,8 @@ def test_a_passkey_made_and_used_in_chromium(
         page.goto(approve_link)
         page.wait_for_timeout(2100)
         page.click("#approve-button")
-        page.wait_for_selector("text=Approved", timeout=10_000)
+        # The issue below the panel may say "approved" itself: wait for the answer's heading.
+        page.wait_for_selector("h1:text-is('Approved')", timeout=10_000)
         (event,) = [e for e in _history(drafted)["events"] if e["decision"]]  # type: ignore[union-attr]
         assert event["proof"] == "passkey"
         assert _frozen(drafted) is not None

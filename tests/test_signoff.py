@@ -18,17 +18,14 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Route
 from sqlmodel import Session, select
 
-from newsletter.audience.tokens import load_key
-from newsletter.delivery.transport import open_transport
 from newsletter.editorial import approval
 from newsletter.editorial.checks import Finding
 from newsletter.models import Approval, ApprovedIssue
-from newsletter.web.app import create_app
 from newsletter.web.server import redact
 from tests.conftest import Project
 from tests.forms import approval_fields
 from tests.liveweb import start
-from tests.sending import AUDIENCE
+from tests.sending import AUDIENCE, site_client
 from tests.smtpserver import Received, SMTPServer
 
 OLHA = "Olha Koval <olha@example.org>"
@@ -80,14 +77,7 @@ def _no_images(route: Route) -> None:
 @pytest.fixture
 def client(drafted: Project, smtp_server: SMTPServer) -> Iterator[TestClient]:
     _configure(drafted, require_approval="true")
-    config = drafted.config
-    app = create_app(
-        config,
-        drafted.engine(),
-        load_key(config.signing_key_file),
-        transport=lambda: open_transport(smtp_server.url, drafted.root),
-    )
-    with TestClient(app, base_url="https://news.example.org") as test_client:
+    with site_client(drafted, smtp_server) as test_client:
         yield test_client
 
 
@@ -262,18 +252,11 @@ def test_request_changes_mails_the_requester_and_approves_nothing(
 
 def test_two_approvers_neither_the_requester(drafted: Project, smtp_server: SMTPServer) -> None:
     _configure(drafted, require_approval="true", approvals_needed="2")
-    config = drafted.config
-    app = create_app(
-        config,
-        drafted.engine(),
-        load_key(config.signing_key_file),
-        transport=lambda: open_transport(smtp_server.url, drafted.root),
-    )
     # Olha asks; her own approval does not count towards the two.
     result = drafted.run("issue", "request-approval", "2022-W51", "--as", OLHA)
     assert result.exit_code == 0, result.output
     links = {m.recipients[0]: _link(m) for m in smtp_server.received}
-    with TestClient(app, base_url="https://news.example.org") as client:
+    with site_client(drafted, smtp_server) as client:
         for who, expected in (("olha@example.org", "One more"), ("ivan@example.org", "One more")):
             path = links[who].removeprefix("https://news.example.org")
             fields = approval_fields(client, client.get(path).text, path)

@@ -96,8 +96,9 @@ def enrol(config: Config, session: Session, approver: str, requested_by: str) ->
 def enrol_token(key: bytes, row: Passkey) -> str:
     """`<row id>.<expiry ms>.<MAC over the row, its approver, site and expiry>`."""
     assert row.id is not None
-    expiry = int(row.expires_at.timestamp() * 1000)
-    return f"{signing.base36(row.id)}.{expiry}.{signing.sign(key, ENROL, *_signed(row, expiry))}"
+    return signing.row_token(
+        row.id, row.expires_at, lambda ms: signing.sign(key, ENROL, *_signed(row, ms))
+    )
 
 
 def _signed(row: Passkey, expiry: int) -> tuple[object, ...]:
@@ -111,20 +112,15 @@ def enrol_url(config: Config, key: bytes, row: Passkey) -> str:
 def pending_enrolment(key: bytes, session: Session, config: Config, token: str) -> Passkey | None:
     """The pending row a token names, if unaltered, unexpired, unused and for this site;
     else None (the one 404)."""
-    parts = token.split(".")
-    if len(token) > 200 or len(parts) != 3:
+    found = signing.read_row_token(token)
+    if found is None:
         return None
-    row_id, expiry = signing.canonical_int(parts[0], 36, 2**31 - 1), signing.canonical_int(parts[1])
-    if row_id is None or expiry is None:
-        return None
-    row = session.get(Passkey, row_id)
+    row = session.get(Passkey, found.row_id)
     if row is None or row.credential_id is not None or row.rp_id != party(config).rp_id:
         return None
-    if not signing.verify(key, ENROL, parts[2], *_signed(row, expiry)):
+    if not signing.verify(key, ENROL, found.mac, *_signed(row, found.expiry)):
         return None
-    if int(row.expires_at.timestamp() * 1000) != expiry or utc_now().timestamp() * 1000 >= expiry:
-        return None
-    return row
+    return None if signing.expired(row.expires_at, found.expiry) else row
 
 
 def challenge(key: bytes, purpose: str, token: str, served: str) -> bytes:

@@ -152,9 +152,9 @@ def request(
 def token_for(key: bytes, row: Approval) -> str:
     """`<row id>.<expiry ms>.<MAC over approver, newsletter, slug, hash, expiry>`."""
     assert row.id is not None and row.expires_at is not None
-    expiry = int(row.expires_at.timestamp() * 1000)
-    mac = signing.sign(key, signing.APPROVE, *_signed(row, expiry))
-    return f"{signing.base36(row.id)}.{expiry}.{mac}"
+    return signing.row_token(
+        row.id, row.expires_at, lambda ms: signing.sign(key, signing.APPROVE, *_signed(row, ms))
+    )
 
 
 def _signed(row: Approval, expiry: int) -> tuple[object, ...]:
@@ -164,21 +164,15 @@ def _signed(row: Approval, expiry: int) -> tuple[object, ...]:
 def pending(key: bytes, session: Session, config: Config, token: str) -> Approval | None:
     """The row a token names, if the token is this newsletter's, unaltered, unexpired and
     unused; else None (every one of those gets the same 404)."""
-    parts = token.split(".")
-    if len(token) > 200 or len(parts) != 3:
+    found = signing.read_row_token(token)
+    if found is None:
         return None
-    # One spelling per token: `+12`, `012` or Arabic-Indic digits name no row.
-    row_id, expiry = signing.canonical_int(parts[0], 36, 2**31 - 1), signing.canonical_int(parts[1])
-    if row_id is None or expiry is None:
-        return None
-    row = session.get(Approval, row_id)
+    row = session.get(Approval, found.row_id)
     if row is None or row.channel != "link" or row.newsletter != config.key:
         return None
-    if not signing.verify(key, signing.APPROVE, parts[2], *_signed(row, expiry)):
+    if not signing.verify(key, signing.APPROVE, found.mac, *_signed(row, found.expiry)):
         return None
-    if row.expires_at is None or int(row.expires_at.timestamp() * 1000) != expiry:
-        return None
-    if utc_now().timestamp() * 1000 >= expiry or row.decision is not None:
+    if signing.expired(row.expires_at, found.expiry) or row.decision is not None:
         return None
     return row
 
