@@ -15,8 +15,7 @@ from newsletter.cli.output import err, out, plural, print_json, styled
 from newsletter.cli.state import state
 from newsletter.dates import parse_datetime
 from newsletter.db import session_scope
-from newsletter.delivery.seed_copies import send_tests
-from newsletter.delivery.signoff_mail import send_requests
+from newsletter.delivery import signoff_mail
 from newsletter.editorial import issue_file, signoff
 from newsletter.editorial.approval import approve, approved, is_stale
 from newsletter.editorial.checks import Finding, check_rendered, findings_report, has_errors
@@ -443,36 +442,20 @@ def request_approval(
     config = st.config()
     when = _when(send_at, config.timezone)
     by = signoff.identity(who, config)
-    with session_scope(st.engine()) as session:
-        found, rows = signoff.request(config, session, slug, requested_by=by, send_at=when, to=to)
-    key = st.key()
-    make = st.transports()
-    sent = send_requests(config, key, make, found, rows)
-    seeds = [signoff.address_of(seed) for seed in config.test_recipients]
-    if seeds:
-        with Session(st.engine()) as session:
-            send_tests(config, session, found.slug, seeds, make)
-    expires = rows[0].expires_at
+    asked = signoff_mail.request_approval(
+        config, st.engine(), st.key(), st.transports(), slug, requested_by=by, send_at=when, to=to
+    )
     if as_json:
-        print_json(
-            {
-                "slug": found.slug,
-                "content_hash": found.content_hash,
-                "requested_by": by,
-                "approvers": [row.approver for row in rows],
-                "send_at": when.isoformat() if when else None,
-                "expires_at": expires.isoformat() if expires else None,
-                "test_recipients": len(seeds),
-            }
-        )
+        print_json(asked.as_dict())
         return
     out.print(
-        f"Asked {plural(sent, 'approver')} to approve {found.slug} "
-        f"({found.content_hash[:12]}): {', '.join(row.approver for row in rows)}",
+        f"Asked {plural(asked.mailed, 'approver')} to approve {asked.slug} "
+        f"({asked.content_hash[:12]}): {', '.join(asked.approvers)}",
     )
-    if expires:
+    if asked.expires_at:
+        local = asked.expires_at.astimezone(config.timezone)
         out.print(
-            f"The links work until {expires.astimezone(config.timezone):%Y-%m-%d %H:%M %Z}, "
+            f"The links work until {local:%Y-%m-%d %H:%M %Z}, "
             "once, and only while the issue stays as it is.",
         )
 

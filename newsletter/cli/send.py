@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from email.utils import parseaddr
 from typing import Annotated, Any
 
 import typer
@@ -25,7 +24,7 @@ from newsletter.cli.state import state
 from newsletter.dates import parse_week
 from newsletter.delivery.connections import SendOptions
 from newsletter.delivery.ledger import RetryPolicy
-from newsletter.delivery.seed_copies import send_tests
+from newsletter.delivery.seed_copies import send_tests, with_seeds
 from newsletter.delivery.send import (
     DueRun,
     SendReport,
@@ -134,9 +133,7 @@ def send(
             raise UsageError("--test-to sends one issue: give its SLUG, not --due")
         # What `issue new` made by default: the last complete week's issue.
         chosen = slug or parse_week("last", config.timezone).label
-        # [delivery] test_recipients, the seed list, gets every test send too.
-        seeds = [parseaddr(seed)[1] for seed in config.test_recipients]
-        addresses = list(dict.fromkeys([*test_to, *seeds]))
+        addresses = with_seeds(config, test_to)
         with Session(st.engine()) as session:
             count = send_tests(config, session, chosen, addresses, st.transports(transport))
         out.print(f"Sent {plural(count, 'test message')} of {chosen}")

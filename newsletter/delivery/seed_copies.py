@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from email.utils import parseaddr
 
 from sqlmodel import Session
 
@@ -52,3 +53,10 @@ def send_tests(
             )
             transport.send(sender(config).addr_spec, address.email, data)
     return len(addresses)
+
+
+def with_seeds(config: Config, addresses: list[str]) -> list[str]:
+    """The addresses given, then the seed list (`[delivery] test_recipients`, which gets
+    every test copy), each once."""
+    seeds = [parseaddr(seed)[1] for seed in config.test_recipients]
+    return list(dict.fromkeys([*addresses, *seeds]))

@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from newsletter import site_urls
 from newsletter.config import Config
+from newsletter.db import session_scope
 from newsletter.delivery.message import build_message, dkim_signer, issue_template, sender
+from newsletter.delivery.seed_copies import send_tests
 from newsletter.delivery.transport import Transport
+from newsletter.editorial import signoff
 from newsletter.editorial.render import after_body, personal_urls
 from newsletter.editorial.signoff import Candidate, address_of, token_for
 from newsletter.models import Approval
@@ -161,4 +168,63 @@ def passkey_notice(config: Config, approver: str, client_address: str) -> bytes:
         f"A passkey was made for approving {config.name}",
         text,
         ("passkey-made", address_of(approver), str(int(datetime.now(UTC).timestamp()))),
+    )
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """What `issue request-approval` did: who was asked about which content, until when."""
+
+    slug: str
+    content_hash: str
+    requested_by: str
+    approvers: list[str]
+    send_at: datetime | None
+    expires_at: datetime | None
+    mailed: int
+    test_recipients: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "slug": self.slug,
+            "content_hash": self.content_hash,
+            "requested_by": self.requested_by,
+            "approvers": self.approvers,
+            "send_at": self.send_at.isoformat() if self.send_at else None,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "test_recipients": self.test_recipients,
+        }
+
+
+def request_approval(
+    config: Config,
+    engine: Engine,
+    key: bytes,
+    make_transport: Callable[[], Transport],
+    slug_or_path: str,
+    *,
+    requested_by: str,
+    send_at: datetime | None = None,
+    to: list[str] | None = None,
+) -> ApprovalRequest:
+    """The request (editorial/signoff.py) recorded, each approver's copy with their link
+    mailed, and the seed list's plain [Test] copy."""
+    with session_scope(engine) as session:
+        found, rows = signoff.request(
+            config, session, slug_or_path, requested_by=requested_by, send_at=send_at, to=to
+        )
+    mailed = send_requests(config, key, make_transport, found, rows)
+    seeds = [address_of(seed) for seed in config.test_recipients]
+    if seeds:
+        with Session(engine) as session:
+            send_tests(config, session, found.slug, seeds, make_transport)
+    return ApprovalRequest(
+        slug=found.slug,
+        content_hash=found.content_hash,
+        requested_by=requested_by,
+        approvers=[row.approver for row in rows],
+        send_at=send_at,
+        expires_at=rows[0].expires_at,
+        mailed=mailed,
+        test_recipients=len(seeds),
     )
