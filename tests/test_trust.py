@@ -345,3 +345,39 @@ def test_list_bombing_one_confirmation_a_day_and_no_strangers_words(
             bot.post("/subscribe", data={"served": served(bot), "email": f"c{n}@victim.example"})
         time.sleep(0.3)
         assert len(smtp_server.received) == 3  # b, then c0 and c1: the domain's three
+
+
+def test_each_move_is_one_rule_whichever_path_makes_it(
+    project: Project, client: TestClient
+) -> None:
+    """The operator's suppression and the one-click unsubscribe were written a second time
+    for the ORM, with other rules: a complaint typed by the operator did not outrank a
+    bounce, and an unsubscribe turned a complained subscription into a plain leaver."""
+    with Session(project.engine()) as session:
+        subscribers.add(session, "war-notes", ADDRESS)
+        person = subscribers.require(session, ADDRESS)
+        cursor = Cursor.of(session)
+        lifecycle.bounce(cursor, person.email_key, person.id, cursor.stamp(utc_now()))
+        session.commit()
+        token_id = person.token_id
+    assert reason(project) == "bounced"
+    suppressed = project.run("subscribers", "suppress", ADDRESS, "--reason", "complained")
+    assert suppressed.exit_code == 0, suppressed.output
+    assert reason(project) == "complained"
+
+    other = "olena@example.org"
+    with Session(project.engine()) as session:
+        subscribers.add(session, "war-notes", other)
+        person = subscribers.require(session, other)
+        cursor = Cursor.of(session)
+        lifecycle.complain(
+            cursor, person.email_key, person.id, "war-notes", cursor.stamp(utc_now())
+        )
+        session.commit()
+        token_id = person.token_id
+    token = make_token(
+        load_key(project.config.signing_key_file), "unsubscribe", "war-notes", token_id
+    )
+    answer = client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert answer.status_code == 200
+    assert status(project, other) == "complained"

@@ -100,9 +100,12 @@ def suppression_of(session: Session, email_key: str) -> Suppression | None:
 
 
 def suppress(session: Session, email_key: str, reason: str) -> None:
-    """Never mail this address again; an existing suppression keeps its reason."""
-    if suppression_of(session, email_key) is None:
-        session.add(Suppression(key_hash=key_hash(email_key), email=email_key, reason=reason))
+    """Never mail this address again: suppress_row's rule (an existing suppression keeps
+    its reason, but a complaint outranks a bounce), written once for both paths."""
+    session.flush()
+    cursor = Cursor.of(session)
+    suppress_row(cursor, email_key, reason, cursor.stamp(utc_now()))
+    session.expire_all()  # what the ORM holds of the row is read again
 
 
 def erased(session: Session, email_key: str) -> None:
@@ -184,18 +187,14 @@ def subscription_of(
 
 
 def unsubscribe(session: Session, subscriber_id: int, newsletter: str) -> bool:
-    """Idempotent: True when this call changed something."""
-    subscription = session.exec(
-        select(Subscription).where(
-            Subscription.subscriber_id == subscriber_id, Subscription.newsletter == newsletter
-        )
-    ).first()
-    if subscription is None or subscription.status == "unsubscribed":
-        return False
-    set_status(subscription, "unsubscribed")
-    session.add(subscription)
+    """Idempotent: True when this call changed something. The same move as a provider's
+    unsubscribe event (close): only an open subscription closes, so a bounced or
+    complained one keeps saying why it closed."""
     session.flush()
-    return True
+    cursor = Cursor.of(session)
+    changed = close(cursor, subscriber_id, "unsubscribed", cursor.stamp(utc_now()), newsletter)
+    session.expire_all()
+    return changed > 0
 
 
 def confirm(session: Session, person: Subscriber, newsletter: str, issued_at: datetime) -> bool:
@@ -323,9 +322,10 @@ def suppress_row(cursor: Cursor, email_key: str, reason: str, now: object) -> No
 
 def close(
     cursor: Cursor, subscriber_id: int, status: Status, now: object, newsletter: str | None
-) -> None:
-    """The person's open subscription to `newsletter` (every one, when None) closed."""
-    cursor.count(
+) -> int:
+    """The person's open subscription to `newsletter` (every one, when None) closed; how
+    many."""
+    return cursor.count(
         "UPDATE subscriptions SET status = ?, closed_from = status,"
         " unsubscribed_at = COALESCE(unsubscribed_at, ?)"
         " WHERE subscriber_id = ? AND status IN ?"
