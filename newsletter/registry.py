@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from newsletter.config import Config
 from newsletter.dates import utc_now
-from newsletter.db import Cursor
 from newsletter.models import NewsletterRow
 
 
@@ -42,22 +42,21 @@ def record(engine: Engine, config: Config) -> None:
         row = session.get(NewsletterRow, config.key)
         if row is not None and _values(row) == wanted:
             return
-        cursor = Cursor.of(session)
-        cursor.count(
-            "INSERT INTO newsletters (key, name, language, description, base_url, welcome,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET"
-            " name = excluded.name, language = excluded.language,"
-            " description = excluded.description, base_url = excluded.base_url,"
-            " welcome = excluded.welcome, updated_at = excluded.updated_at",
-            config.key,
-            *wanted,
-            cursor.stamp(utc_now()),
+        values = dict(zip(_FIELDS, wanted, strict=True)) | {"updated_at": utc_now()}
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        upsert = dialect.insert(NewsletterRow).values(key=config.key, **values)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["key"], set_={name: upsert.excluded[name] for name in values}
         )
+        session.execute(upsert)
         session.commit()
 
 
+_FIELDS = ("name", "language", "description", "base_url", "welcome")
+
+
 def _values(row: NewsletterRow) -> tuple[object, ...]:
-    return (row.name, row.language, row.description, row.base_url, row.welcome)
+    return tuple(getattr(row, name) for name in _FIELDS)
 
 
 def known(session: Session) -> dict[str, Known]:

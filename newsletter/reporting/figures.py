@@ -13,13 +13,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from newsletter.config import Config
-from newsletter.db import Cursor, read_time
+from newsletter.db import read_time
 from newsletter.delivery import ledger
 from newsletter.errors import NotFoundError
-from newsletter.models import ApprovedIssue, IssueLink
+from newsletter.models import ApprovedIssue, ClickCount, FeedbackReport, IssueLink, ReaderClick
 
 
 @dataclass
@@ -89,15 +90,23 @@ def recent_figures(session: Session, config: Config, count: int = 6) -> list[Iss
 
 def _figures(session: Session, config: Config, issue: ApprovedIssue) -> IssueFigures:
     assert issue.id is not None
-    cursor = Cursor.of(session)
     states = ledger.counts(session, issue.id)
+    # A message heard of twice (a DSN and a provider's event) counts once.
     heard = {
-        (kind, action): number
-        for kind, action, number in cursor.rows(
-            "SELECT kind, action, COUNT(DISTINCT COALESCE(delivery_id, -id)) FROM"
-            " feedback_reports WHERE issue_id = ? GROUP BY kind, action",
-            issue.id,
-        )
+        (kind, action): int(number)
+        for kind, action, number in session.execute(
+            sa.select(
+                col(FeedbackReport.kind),
+                col(FeedbackReport.action),
+                sa.func.count(
+                    sa.distinct(
+                        sa.func.coalesce(col(FeedbackReport.delivery_id), -col(FeedbackReport.id))
+                    )
+                ),
+            )
+            .where(col(FeedbackReport.issue_id) == issue.id)
+            .group_by(col(FeedbackReport.kind), col(FeedbackReport.action))
+        ).all()
     }
     soft = sum(n for (kind, action), n in heard.items() if kind == "soft" and action in (
         "counted", "bounced"))  # fmt: skip
@@ -107,20 +116,24 @@ def _figures(session: Session, config: Config, issue: ApprovedIssue) -> IssueFig
     links = session.exec(
         select(IssueLink).where(IssueLink.issue_id == issue.id).order_by(col(IssueLink.index))
     ).all()
-    by_link = dict(
-        cursor.rows(
-            'SELECT "index", SUM(count) FROM click_counts WHERE issue_id = ? AND "index" >= 0'
-            ' GROUP BY "index"',
-            issue.id,
-        )
+    counted = sa.and_(col(ClickCount.issue_id) == issue.id, col(ClickCount.index) >= 0)
+    by_link: dict[int, int] = dict(
+        session.execute(
+            sa.select(col(ClickCount.index), sa.func.sum(col(ClickCount.count)))
+            .where(counted)
+            .group_by(col(ClickCount.index))
+        ).all()
     )
-    readers = (
+    readers: dict[int, int] | None = (
         dict(
-            cursor.rows(
-                'SELECT "index", COUNT(DISTINCT subscriber_id) FROM reader_clicks'
-                ' WHERE issue_id = ? GROUP BY "index"',
-                issue.id,
-            )
+            session.execute(
+                sa.select(
+                    col(ReaderClick.index),
+                    sa.func.count(sa.distinct(col(ReaderClick.subscriber_id))),
+                )
+                .where(col(ReaderClick.issue_id) == issue.id)
+                .group_by(col(ReaderClick.index))
+            ).all()
         )
         if config.tracking.per_subscriber
         else None
@@ -139,21 +152,22 @@ def _figures(session: Session, config: Config, issue: ApprovedIssue) -> IssueFig
     ]
     hours = [
         (_hour(hour), int(number))
-        for hour, number in cursor.rows(
-            'SELECT hour, SUM(count) FROM click_counts WHERE issue_id = ? AND "index" >= 0'
-            " GROUP BY hour ORDER BY hour",
-            issue.id,
-        )
+        for hour, number in session.execute(
+            sa.select(col(ClickCount.hour), sa.func.sum(col(ClickCount.count)))
+            .where(counted)
+            .group_by(col(ClickCount.hour))
+            .order_by(col(ClickCount.hour))
+        ).all()
     ]
     opens = None
     if config.tracking.opens:
         split = {
             bool(machine): int(number)  # SQLite gives 0/1, PostgreSQL booleans
-            for machine, number in cursor.rows(
-                'SELECT machine, SUM(count) FROM click_counts WHERE issue_id = ? AND "index" = -1'
-                " GROUP BY machine",
-                issue.id,
-            )
+            for machine, number in session.execute(
+                sa.select(col(ClickCount.machine), sa.func.sum(col(ClickCount.count)))
+                .where(col(ClickCount.issue_id) == issue.id, col(ClickCount.index) == -1)
+                .group_by(col(ClickCount.machine))
+            ).all()
         }
         machine, other = split.get(True, 0), split.get(False, 0)
         opens = {
