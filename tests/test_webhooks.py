@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from sqlmodel import Session, select
 
-from newsletter.feedback.providers import mailgun, ses
+from newsletter.feedback.webhook_events import mailgun, ses
 from newsletter.models import FeedbackReport
 from tests.conftest import Project
 from tests.liveweb import Live, start

@@ -15,8 +15,8 @@ from newsletter.db import Cursor
 from newsletter.delivery import row_tokens
 from newsletter.feedback.parse import Parsed, Traces
 from newsletter.feedback.policy import Handled, apply
-from newsletter.feedback.providers import mailgun, ses
-from newsletter.feedback.providers.common import MAX_BODY, Call, Refused
+from newsletter.feedback.webhook_events import mailgun, ses
+from newsletter.feedback.webhook_events.common import MAX_BODY, Call, Refused
 
 # Adding a provider: a module with NAME, enabled(config) and read(body, config), listed here.
 PROVIDERS: dict[str, ModuleType] = {module.NAME: module for module in (ses, mailgun)}

@@ -1,5 +1,5 @@
 """POST /webhooks/{provider}: bounce and complaint events from sending providers
-(feedback/providers/). The body is capped while streaming; a call whose signature does not
+(feedback/webhook_events/). The body is capped while streaming; a call whose signature does not
 verify, or that is stale or replayed, changes nothing and gets 403 (400 for a malformed
 one, 404 for a provider that is not configured)."""
 

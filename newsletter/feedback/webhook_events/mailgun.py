@@ -19,7 +19,7 @@ from typing import Any
 from newsletter.config import Config, environment_value
 from newsletter.feedback.classify import normal_status, severity
 from newsletter.feedback.parse import Report
-from newsletter.feedback.providers.common import Call, Event, Refused, fresh, parse_json
+from newsletter.feedback.webhook_events.common import Call, Event, Refused, fresh, parse_json
 
 NAME = "mailgun"
 

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from newsletter.config import Config
 from newsletter.feedback.classify import normal_status, severity
 from newsletter.feedback.parse import Report
-from newsletter.feedback.providers.common import Call, Event, Refused, fresh, parse_json
+from newsletter.feedback.webhook_events.common import Call, Event, Refused, fresh, parse_json
 
 NAME = "ses"
 log = logging.getLogger("newsletter.feedback.ses")
