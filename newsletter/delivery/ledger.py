@@ -110,13 +110,13 @@ class Claimed:
     token_id: str = ""
 
 
-Kind = Literal["sent", "deferred", "failed", "unknown", "requeue"]
+OutcomeKind = Literal["sent", "deferred", "failed", "unknown", "requeue"]
 
 
 @dataclass(frozen=True)
 class Outcome:
     delivery_id: int
-    kind: Kind
+    kind: OutcomeKind
     code: int | None = None
     error: str | None = None
     # The provider's id of an accepted message (HTTP APIs): their webhooks name it.

@@ -23,9 +23,9 @@ from typing import Literal
 
 from newsletter import signing
 
-Kind = Literal["b", "u", "m", "r"]
+RowTokenKind = Literal["b", "u", "m", "r"]
 # r: the reader of a counted link or open (tracking.py), with per-subscriber tracking only.
-KINDS: dict[Kind, str] = {"b": "bounce", "u": "unsubscribe", "m": "message", "r": "reader"}
+KINDS: dict[RowTokenKind, str] = {"b": "bounce", "u": "unsubscribe", "m": "message", "r": "reader"}
 # kind - issue - row - mac; bounded lengths so a hostile text costs nothing to scan.
 TOKEN = re.compile(
     rb"(?<![0-9a-z])([bumr])-([0-9a-z]{1,12})-([0-9a-z]{1,12})-([a-z2-7]{16})(?![0-9a-z])",
@@ -37,16 +37,16 @@ TOKEN = re.compile(
 class RowToken:
     """A valid token: which message (issue and ledger row), made for what."""
 
-    kind: Kind
+    kind: RowTokenKind
     issue_id: int
     delivery_id: int
 
 
-def _mac(key: bytes, kind: Kind, newsletter: str, issue_id: int, delivery_id: int) -> str:
+def _mac(key: bytes, kind: RowTokenKind, newsletter: str, issue_id: int, delivery_id: int) -> str:
     return signing.sign(key, signing.RETURN, kind, newsletter, issue_id, delivery_id)
 
 
-def make(key: bytes, kind: Kind, newsletter: str, issue_id: int, delivery_id: int) -> str:
+def make(key: bytes, kind: RowTokenKind, newsletter: str, issue_id: int, delivery_id: int) -> str:
     """`<kind>-<issue>-<row>-<mac>`: at most 43 characters, 20 for small ids."""
     mac = _mac(key, kind, newsletter, issue_id, delivery_id)
     return f"{kind}-{signing.base36(issue_id)}-{signing.base36(delivery_id)}-{mac}"
@@ -122,5 +122,5 @@ class ReturnAddresses:
     def reader(self, delivery_id: int) -> str:
         return self._token("r", delivery_id)
 
-    def _token(self, kind: Kind, delivery_id: int) -> str:
+    def _token(self, kind: RowTokenKind, delivery_id: int) -> str:
         return make(self.key, kind, self.newsletter, self.issue_id, delivery_id)

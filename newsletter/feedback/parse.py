@@ -34,8 +34,15 @@ from newsletter.feedback.classify import Severity, normal_status, severity
 # A detector that fails logs its traceback at ERROR; here it only means "not that format".
 logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
-Kind = Literal["hard", "soft", "complaint", "unsubscribe", "auto-reply", "unrecognised"]
-KINDS: tuple[Kind, ...] = ("hard", "soft", "complaint", "unsubscribe", "auto-reply", "unrecognised")
+ReportKind = Literal["hard", "soft", "complaint", "unsubscribe", "auto-reply", "unrecognised"]
+KINDS: tuple[ReportKind, ...] = (
+    "hard",
+    "soft",
+    "complaint",
+    "unsubscribe",
+    "auto-reply",
+    "unrecognised",
+)
 
 # Bounds on hostile input: bytes of one message read at all, of text judged, of parts.
 MAX_MESSAGE = 10_000_000
@@ -78,7 +85,7 @@ class Report:
     """One recipient's fate as the message tells it. `index` numbers the reports of one
     message (the fingerprint of a report is the message's and its index)."""
 
-    kind: Kind
+    kind: ReportKind
     recipient: str | None = None
     status: str | None = None
     diagnostic: str | None = None
@@ -312,7 +319,7 @@ def _delivery_status(parts: list[Message], human: str) -> list[Report]:
             diagnostic = re.sub(r"^(?:smtp|x-[a-z-]+)\s*;\s*", "", diagnostic, flags=re.I)
             text = diagnostic or human
             judged = severity(status, text, permanent=None if action != "delayed" else False)
-            kind: Kind = "soft" if judged == "delayed" else judged
+            kind: ReportKind = "soft" if judged == "delayed" else judged
             shown = (diagnostic or _first_line(human) or "")[:500] or None
             if any(r.recipient == recipient and r.status == status for r in reports):
                 continue  # the same recipient in several blocks (a DSN of DSNs)
@@ -436,7 +443,7 @@ def _returned_to(message: Message) -> str | None:
     return None
 
 
-def _failure(judged: Severity) -> Kind:
+def _failure(judged: Severity) -> ReportKind:
     return "hard" if judged == "hard" else "soft"
 
 

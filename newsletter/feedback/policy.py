@@ -31,7 +31,7 @@ from newsletter.config import Config
 from newsletter.db import Cursor, read_time
 from newsletter.delivery import ledger
 from newsletter.feedback.identify import Row, proven_rows, target
-from newsletter.feedback.parse import Kind, Parsed, Report
+from newsletter.feedback.parse import Parsed, Report, ReportKind
 from newsletter.untrusted import stored
 
 Action = Literal["bounced", "counted", "complained", "unsubscribed", "none", "unverified"]
@@ -53,7 +53,7 @@ class Handled:
 
     source: str
     recipient: str | None
-    kind: Kind
+    kind: ReportKind
     status: str | None
     action: Action
     duplicate: bool = False
