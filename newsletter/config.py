@@ -115,6 +115,9 @@ class Config:
     bounces: BounceSettings
     tracking: TrackingSettings
     welcome: WelcomeSettings
+    # The newsletter's stable identity ([newsletter] id, else its name slugified):
+    # subscriptions, the ledger and every signed link use it, so renaming the newsletter
+    # (its `name`) breaks nothing. Not the signing key (`signing_key_file`).
     newsletter_id: str
 
     @functools.cached_property
@@ -138,12 +141,6 @@ class Config:
     @property
     def signing_key_file(self) -> Path:
         return self.key_file or self.root / "newsletter.key"
-
-    @property
-    def key(self) -> str:
-        """The newsletter's stable identity: subscriptions, the ledger and every signed link
-        use it, so renaming the newsletter (its `name`) breaks nothing."""
-        return self.newsletter_id or slugify(self.name)
 
     @property
     def issues_dir(self) -> Path:

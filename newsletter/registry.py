@@ -39,12 +39,12 @@ def record(engine: Engine, config: Config) -> None:
         config.welcome.enabled,
     )
     with Session(engine) as session:
-        row = session.get(NewsletterRow, config.key)
+        row = session.get(NewsletterRow, config.newsletter_id)
         if row is not None and _values(row) == wanted:
             return
         values = dict(zip(_FIELDS, wanted, strict=True)) | {"updated_at": utc_now()}
         dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        upsert = dialect.insert(NewsletterRow).values(key=config.key, **values)
+        upsert = dialect.insert(NewsletterRow).values(key=config.newsletter_id, **values)
         upsert = upsert.on_conflict_do_update(
             index_elements=["key"], set_={name: upsert.excluded[name] for name in values}
         )

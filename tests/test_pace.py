@@ -125,7 +125,7 @@ def test_two_sends_at_once_share_one_quota(ready: Project, smtp_server: SMTPServ
     cursor = Cursor(first)
     allowed = claimable(cursor, config, datetime.now(UTC))
     assert allowed == 5
-    rows, _ = the_ledger.claim(cursor, issue_id, config.key, 5, "first")
+    rows, _ = the_ledger.claim(cursor, issue_id, config.newsletter_id, 5, "first")
     assert len(rows) == 5
     got: list[int | None] = []
 

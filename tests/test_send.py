@@ -400,7 +400,7 @@ def test_a_new_kind_of_mail_is_a_mailing_the_engine_sends_unchanged(
 
     config = ready.config
     with Session(ready.engine()) as session:
-        row = blank_row(config.key, "notice-2022-12", "notice")
+        row = blank_row(config.newsletter_id, "notice-2022-12", "notice")
         row.subject, row.html, row.text = "A change to War Notes", "<p>Hello</p>", "Hello"
         session.add(row)
         session.commit()

@@ -98,7 +98,7 @@ def test_renaming_the_newsletter_keeps_subscribers_and_sent_links(project: Proje
     project.config_file.write_text(
         project.config_file.read_text().replace('name = "War Notes"', 'name = "Ukraine Weekly"')
     )
-    assert project.config.name == "Ukraine Weekly" and project.config.key == "war-notes"
+    assert project.config.name == "Ukraine Weekly" and project.config.newsletter_id == "war-notes"
     counts = json.loads(project.run("subscribers", "count", "--json").stdout)
     assert counts["active"] == 1
     again = json.loads(project.run("subscribers", "show", "olena@example.org", "--json").stdout)

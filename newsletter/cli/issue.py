@@ -121,7 +121,7 @@ def list_command(ctx: typer.Context, *, as_json: AsJson = False) -> None:
     with Session(st.engine()) as session:
         status = {
             row.slug: "edited since approval" if is_stale(config, row) else "approved"
-            for row in approved(session, config.key)
+            for row in approved(session, config.newsletter_id)
         }
     if as_json:
         print_json([_summary(item) | _status(item, status) for item in found])

@@ -48,12 +48,12 @@ Reopen = Annotated[
 
 def _newsletter(st: State, name: str | None) -> str:
     config = st.config()
-    if name and name not in (config.name, config.key):
+    if name and name not in (config.name, config.newsletter_id):
         raise UsageError(
-            f"--newsletter {name!r}: {config.path} configures {config.key!r}; "
+            f"--newsletter {name!r}: {config.path} configures {config.newsletter_id!r}; "
             "use --config for another newsletter"
         )
-    return config.key
+    return config.newsletter_id
 
 
 def register(root: typer.Typer) -> None:
@@ -104,7 +104,7 @@ def _queue(st: State, session: Session, keys: list[str]) -> int:
             "--welcome: the welcome mail is off in this newsletter's config "
             "([welcome] enabled = false)"
         )
-    return welcome.queue(session, config.key, keys)
+    return welcome.queue(session, config.newsletter_id, keys)
 
 
 def _send_welcomes(st: State) -> None:
@@ -255,7 +255,7 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
     config = st.config()
     with Session(st.engine()) as session:
         person = subscribers.require(session, email)
-        subscription = subscribers.subscription_of(session, person, config.key)
+        subscription = subscribers.subscription_of(session, person, config.newsletter_id)
         assert person.id is not None
         lists = subscribers.subscriptions_of(session, person)
         blocked = lifecycle.suppression_of(session, person.email_key)
@@ -273,7 +273,7 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
             if subscription and subscription.unsubscribed_at
             else None,
             "unsubscribe_url": signed_url(
-                config.base_url, st.key(), "unsubscribe", config.key, person.token_id
+                config.base_url, st.key(), "unsubscribe", config.newsletter_id, person.token_id
             ),
             # Every list of theirs in this database, this one among them.
             "subscriptions": lists,

@@ -30,7 +30,7 @@ class IssueMailing:
     kind = KIND
 
     def find(self, session: Session, config: Config, slug: str) -> ApprovedIssue | None:
-        return issue_row(session, config.key, slug)
+        return issue_row(session, config.newsletter_id, slug)
 
     def gate(self, config: Config, session: Session, row: ApprovedIssue) -> None:
         if row.enqueued_at is not None:
@@ -62,7 +62,7 @@ class IssueMailing:
         return approved_template(config, row, key, counted_links(config, engine, row))
 
     def due(self, config: Config, session: Session) -> list[str]:
-        return [row.slug for row in due_issues(session, config.key)]
+        return [row.slug for row in due_issues(session, config.newsletter_id)]
 
 
 def counted_links(config: Config, engine: Engine, issue: ApprovedIssue) -> list[Link]:

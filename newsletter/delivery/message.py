@@ -382,7 +382,7 @@ def reply_to_header(value: str) -> bytes:
 
 
 def list_id_header(config: Config) -> bytes:
-    return address_header("List-Id", f"{config.key}.{sender(config).domain}", config.name)
+    return address_header("List-Id", f"{config.newsletter_id}.{sender(config).domain}", config.name)
 
 
 def issue_template(

@@ -34,7 +34,7 @@ def day_quota(config: Config, first_day: date | None, today: date) -> int | None
 def pool(config: Config) -> list[str]:
     """The newsletters that share this one's quota and warm-up (`quota_shared_with`: the
     same sending domain or IP), this one included, in one order for every member."""
-    return sorted({config.key, *config.quota_shared_with})
+    return sorted({config.newsletter_id, *config.quota_shared_with})
 
 
 def quota_left(session: Session, config: Config, now: datetime) -> int | None:

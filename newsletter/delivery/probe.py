@@ -158,17 +158,17 @@ def probe_site(
     """The unsubscribe link of a probe person at `base_url`: GET, then the one-click POST."""
     address = f"doctor-probe-{secrets.token_hex(6)}@{config.from_address.domain}"
     with session_scope(engine) as session:
-        subscribers.add(session, config.key, address, source="doctor", status="pending")
+        subscribers.add(session, config.newsletter_id, address, source="doctor", status="pending")
         person = subscribers.require(session, address)
         person_id, token_id = person.id, person.token_id
-    url = signed_url(config.base_url, key, "unsubscribe", config.key, token_id)
+    url = signed_url(config.base_url, key, "unsubscribe", config.newsletter_id, token_id)
     shown = site_urls.unsubscribe(config.base_url, "[token]")
     try:
         with (client or _client)() as http:
             page = http.get(url)
-            after_get = _status(engine, person_id, config.key)
+            after_get = _status(engine, person_id, config.newsletter_id)
             answer = http.post(url, data={"List-Unsubscribe": "One-Click"})
-            after_post = _status(engine, person_id, config.key)
+            after_post = _status(engine, person_id, config.newsletter_id)
     except httpx.HTTPError as error:
         return [
             Finding(

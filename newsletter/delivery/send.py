@@ -555,7 +555,7 @@ def audience_preview(config: Config, engine: Engine, request: SendRequest) -> Au
         raise UsageError("give an issue SLUG, or --due (not both)")
     with Session(engine) as session:
         issues = (
-            due_issues(session, config.key)
+            due_issues(session, config.newsletter_id)
             if request.due
             else [find_approved(session, config, request.slug or "")]
         )

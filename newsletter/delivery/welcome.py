@@ -86,7 +86,7 @@ def welcome_row(session: Session, newsletter: str) -> ApprovedIssue:
 def greets(session: Session, config: Config, newsletter: str) -> bool:
     """Whether a newsletter sends welcomes: this one's config says, another's its last
     recorded config (registry.py)."""
-    if newsletter == config.key:
+    if newsletter == config.newsletter_id:
         return config.welcome.enabled
     entry = registry.known(session).get(newsletter)
     return entry is None or entry.welcome
@@ -192,7 +192,7 @@ def render_welcome(config: Config, session: Session) -> Welcome:
     welcome_html, welcome_text = _words(config)
     preheader = " ".join(welcome_text.split())[:140]
     include = config.welcome.include
-    latest = latest_issue(session, config.key) if include != "none" else None
+    latest = latest_issue(session, config.newsletter_id) if include != "none" else None
     view_url = config.archive_url(latest.slug if latest else None)
     welcome = {
         "subject": subject,
@@ -278,7 +278,7 @@ class WelcomeMailing:
     kind = KIND
 
     def find(self, session: Session, config: Config, slug: str) -> ApprovedIssue | None:
-        return welcome_row(session, config.key) if slug == SLUG else None
+        return welcome_row(session, config.newsletter_id) if slug == SLUG else None
 
     def gate(self, config: Config, session: Session, row: ApprovedIssue) -> None:
         return None
@@ -295,9 +295,9 @@ class WelcomeMailing:
         return approved_template(config, row)
 
     def due(self, config: Config, session: Session) -> list[str]:
-        if not waiting(session, config.key):
+        if not waiting(session, config.newsletter_id):
             return []
         if config.welcome.enabled:
             return [SLUG]
-        switched_off(session, config.key)
+        switched_off(session, config.newsletter_id)
         return []

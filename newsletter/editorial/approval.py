@@ -77,7 +77,7 @@ def approve(
             f"{issue.slug} has {count} check error(s), e.g. {first.message}; "
             f"see 'newsletter issue check {issue.slug}'"
         )
-    row = issue_row(session, config.key, issue.slug)
+    row = issue_row(session, config.newsletter_id, issue.slug)
     if row is not None and row.enqueued_at is not None:
         raise UsageError(
             f"{issue.slug} is already being sent (or was sent): its approved copy cannot change; "
@@ -85,8 +85,8 @@ def approve(
         )
     replaced = row is not None
     if row is None:
-        row = blank_row(config.key, issue.slug)
-    row.newsletter = config.key
+        row = blank_row(config.newsletter_id, issue.slug)
+    row.newsletter = config.newsletter_id
     row.week = issue.week
     row.subject = issue.subject
     row.reply_to = issue.reply_to

@@ -30,7 +30,7 @@ class BuiltArchive:
 
 
 def build_archive(config: Config, session: Session, folder: Path) -> BuiltArchive:
-    rows = approved(session, config.key)
+    rows = approved(session, config.newsletter_id)
     staging = folder.with_name(folder.name + ".building")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

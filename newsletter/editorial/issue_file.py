@@ -324,9 +324,9 @@ def new_issue(
 ) -> IssueFile:
     """The issue file for a week (by default the last complete one) with the articles of
     `authors` (by default the config's `authors`; everyone's when neither names any)."""
-    if newsletter and newsletter not in (config.name, config.key):
+    if newsletter and newsletter not in (config.name, config.newsletter_id):
         raise UsageError(
-            f"--newsletter {newsletter!r}: {config.path} configures {config.key!r}; "
+            f"--newsletter {newsletter!r}: {config.path} configures {config.newsletter_id!r}; "
             "use --config for another newsletter"
         )
     period = parse_week(week, config.timezone)

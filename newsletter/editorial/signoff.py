@@ -124,14 +124,14 @@ def request(
             f"{found.slug} fails a check ({first.message}): fix it before asking for approval; "
             f"see 'newsletter issue check {found.slug}'"
         )
-    frozen = issue_row(session, config.key, found.slug)
+    frozen = issue_row(session, config.newsletter_id, found.slug)
     if frozen is not None and frozen.enqueued_at is not None:
         raise UsageError(f"{found.slug} is already being sent (or was sent): nothing to approve")
     now = utc_now()
     made = []
     for person in people:
         row = Approval(
-            newsletter=config.key,
+            newsletter=config.newsletter_id,
             slug=found.slug,
             content_hash=found.content_hash,
             channel="link",
@@ -168,7 +168,7 @@ def pending(key: bytes, session: Session, config: Config, token: str) -> Approva
     if found is None:
         return None
     row = session.get(Approval, found.row_id)
-    if row is None or row.channel != "link" or row.newsletter != config.key:
+    if row is None or row.channel != "link" or row.newsletter != config.newsletter_id:
         return None
     if not signing.verify(key, signing.APPROVE, found.mac, *_signed(row, found.expiry)):
         return None
@@ -179,7 +179,7 @@ def pending(key: bytes, session: Session, config: Config, token: str) -> Approva
 
 def still_current(config: Config, session: Session, row: Approval) -> bool:
     """Whether the file still renders to what was asked about, and nothing else froze it."""
-    frozen = issue_row(session, config.key, row.slug)
+    frozen = issue_row(session, config.newsletter_id, row.slug)
     if frozen is not None and frozen.enqueued_at is not None:
         return False
     return current_hash(config, session, row.slug) == row.content_hash
@@ -223,7 +223,7 @@ def decide(
         return Outcome("changes")
     if len(approvers_of(session, config, row.slug, row.content_hash)) < config.approvals_needed:
         return Outcome("waiting")
-    already = issue_row(session, config.key, row.slug)
+    already = issue_row(session, config.newsletter_id, row.slug)
     if (
         already is not None
         and already.content_hash == row.content_hash
@@ -243,7 +243,7 @@ def approvers_of(session: Session, config: Config, slug: str, digest: str) -> se
     `[newsletter] approvers` now, and, when two are needed, not the one who asked."""
     listed = {address_of(a) for a in config.approvers}
     query = select(Approval).where(
-        Approval.newsletter == config.key,
+        Approval.newsletter == config.newsletter_id,
         Approval.slug == slug,
         Approval.content_hash == digest,
         Approval.decision == "approved",
@@ -269,7 +269,7 @@ def record_cli(session: Session, config: Config, issue: ApprovedIssue, by: str) 
     """`issue approve` from the CLI, in the same trail. Does not commit."""
     session.add(
         Approval(
-            newsletter=config.key,
+            newsletter=config.newsletter_id,
             slug=issue.slug,
             content_hash=issue.content_hash,
             channel="cli",
@@ -294,10 +294,10 @@ def history(session: Session, config: Config, slug: str) -> dict[str, Any]:
     """`issue history`: every request and decision in order, the frozen issue and its send."""
     rows = session.exec(
         select(Approval)
-        .where(Approval.newsletter == config.key, Approval.slug == slug)
+        .where(Approval.newsletter == config.newsletter_id, Approval.slug == slug)
         .order_by(col(Approval.id))
     ).all()
-    frozen = issue_row(session, config.key, slug)
+    frozen = issue_row(session, config.newsletter_id, slug)
     if not rows and frozen is None:
         raise UsageError(f"{slug}: no approval was requested or given; see 'newsletter issue list'")
 

@@ -180,13 +180,15 @@ def _act(
         return "counted"
     if report.kind == "complaint":
         lifecycle.complain(
-            cursor, found.email_key, found.subscriber_id, config.key, cursor.stamp(now)
+            cursor, found.email_key, found.subscriber_id, config.newsletter_id, cursor.stamp(now)
         )
         ledger.returned(cursor, found.id, "complained", now)
         return "complained"
     # unsubscribe: as the one-click POST, which neither suppresses nor touches the ledger
     if found.subscriber_id is not None:
-        lifecycle.close(cursor, found.subscriber_id, "unsubscribed", cursor.stamp(now), config.key)
+        lifecycle.close(
+            cursor, found.subscriber_id, "unsubscribed", cursor.stamp(now), config.newsletter_id
+        )
     return "unsubscribed"
 
 

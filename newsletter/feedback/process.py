@@ -155,7 +155,7 @@ def _process_one(
             report.messages += 1
             if mail.refused:
                 report.notes.append(f"{mail.source}: {mail.refused}")
-            parsed = _read(mail, key, config.key)
+            parsed = _read(mail, key, config.newsletter_id)
             readable = not all(r.kind == "unrecognised" for r in parsed.reports)
             try:
                 handled = _apply(session, config, key, parsed, source.origin, mail)

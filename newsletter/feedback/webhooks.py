@@ -47,7 +47,7 @@ def receive(
         # envelope sender (b-); the u- mark also rides in the footer link, proving nothing.
         tokens = [
             token
-            for token in row_tokens.find(key, config.key, event.evidence)
+            for token in row_tokens.find(key, config.newsletter_id, event.evidence)
             if token.kind in ("b", "m")
         ]
         parsed = Parsed([event.report], Traces(tokens=tokens))

@@ -65,7 +65,7 @@ class IssueFigures:
 def issue_figures(session: Session, config: Config, slug: str) -> IssueFigures:
     issue = session.exec(
         select(ApprovedIssue).where(
-            ApprovedIssue.slug == slug, ApprovedIssue.newsletter == config.key
+            ApprovedIssue.slug == slug, ApprovedIssue.newsletter == config.newsletter_id
         )
     ).first()
     if issue is None or issue.id is None:
@@ -78,7 +78,7 @@ def recent_figures(session: Session, config: Config, count: int = 6) -> list[Iss
     issues = session.exec(
         select(ApprovedIssue)
         .where(
-            ApprovedIssue.newsletter == config.key,
+            ApprovedIssue.newsletter == config.newsletter_id,
             ApprovedIssue.kind == "issue",  # the welcome row is no issue of the trend
             col(ApprovedIssue.enqueued_at).is_not(None),
         )

@@ -18,20 +18,20 @@ router = APIRouter()
 @router.get(site_urls.ARCHIVE, response_class=HTMLResponse)
 def archive_index(site: CurrentSite) -> HTMLResponse:
     with Session(site.engine) as session:
-        return HTMLResponse(index_html(site.config, approved(session, site.config.key)))
+        return HTMLResponse(index_html(site.config, approved(session, site.config.newsletter_id)))
 
 
 @router.get(site_urls.ARCHIVE_FEED)
 def archive_feed(site: CurrentSite) -> Response:
     with Session(site.engine) as session:
-        body = feed_xml(site.config, approved(session, site.config.key))
+        body = feed_xml(site.config, approved(session, site.config.newsletter_id))
     return Response(body, media_type="application/rss+xml")
 
 
 @router.get(site_urls.ARCHIVE_ISSUE, response_class=HTMLResponse)
 def archive_issue(slug: str, site: CurrentSite) -> HTMLResponse:
     with Session(site.engine) as session:
-        row = issue_row(session, site.config.key, slug)
+        row = issue_row(session, site.config.newsletter_id, slug)
         if row is None:
             raise HTTPException(404)
         return HTMLResponse(row.web_html)

@@ -31,7 +31,7 @@ _CACHE_LIMIT = 10_000
 
 async def click(request: Request) -> Response:
     site: Site = request.app.state.site
-    named = read_link_token(site.key, site.config.key, request.path_params["token"])
+    named = read_link_token(site.key, site.config.newsletter_id, request.path_params["token"])
     url = await _url(site, *named) if named else None
     if named is None or url is None:
         return site.invalid_link()
@@ -45,7 +45,7 @@ async def click(request: Request) -> Response:
 
 async def opened(request: Request) -> Response:
     site: Site = request.app.state.site
-    issue_id = read_open_token(site.key, site.config.key, request.path_params["token"])
+    issue_id = read_open_token(site.key, site.config.newsletter_id, request.path_params["token"])
     if issue_id is None:
         return site.invalid_link()
     machine = machine_open(request.headers, request.client.host if request.client else None)
@@ -71,7 +71,7 @@ async def _count(
 def _reader(site: Site, issue_id: int, value: str | None) -> int | None:
     if not value or not site.config.tracking.per_subscriber:
         return None
-    token = row_tokens.read(site.key, site.config.key, value[:60])
+    token = row_tokens.read(site.key, site.config.newsletter_id, value[:60])
     if token is None or token.kind != "r" or token.issue_id != issue_id:
         return None
     return token.delivery_id

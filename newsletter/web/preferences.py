@@ -44,7 +44,7 @@ def _proof(site: Site, token: str) -> Proof | None:
     footer = site.unsubscribe_proof(token)
     if footer is not None:
         return Proof(footer, everything=False)
-    mailed = read_token(site.key, "manage", site.config.key, token)
+    mailed = read_token(site.key, "manage", site.config.newsletter_id, token)
     return Proof(mailed, everything=True) if mailed is not None else None
 
 
@@ -63,7 +63,7 @@ async def leave(token: str, request: Request, site: CurrentSite) -> HTMLResponse
         return site.invalid_link()
     data = await read_form(request)
     newsletter = (data or {}).get("newsletter", "")
-    if not proof.everything and newsletter != site.config.key:
+    if not proof.everything and newsletter != site.config.newsletter_id:
         newsletter = ""  # a footer link leaves its own list, nothing else
     left = await run_in_threadpool(_leave, site, proof.token, newsletter)
     if left is None:
@@ -165,7 +165,9 @@ def send_manage_link(site: Site, proof: Token) -> None:
             person = subscribers.by_token(session, proof)
             if person is None:
                 return
-            url = signed_url(config.base_url, site.key, "manage", config.key, person.token_id)
+            url = signed_url(
+                config.base_url, site.key, "manage", config.newsletter_id, person.token_id
+            )
             message = manage_message(config, person, url)
             to = person.email
         site.mail(to, message)
@@ -180,7 +182,7 @@ def _lists(site: Site, proof: Proof) -> list[dict[str, str]] | None:
             return None
         query = select(Subscription).where(Subscription.subscriber_id == person.id)
         if not proof.everything:
-            query = query.where(Subscription.newsletter == site.config.key)
+            query = query.where(Subscription.newsletter == site.config.newsletter_id)
         rows = session.exec(query).all()
         names = registry.known(session)
     page = site.config.language

@@ -50,7 +50,7 @@ class Site:
 
     def page(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         site = {
-            "key": self.config.key,
+            "key": self.config.newsletter_id,
             "name": self.config.name,
             "language": self.config.language,
             "direction": languages.direction(self.config.language),
@@ -123,7 +123,7 @@ class Site:
 
     def unsubscribe_proof(self, token: str) -> Token | None:
         """Whose a personal link is (unsubscribe, preferences), or None for a bad token."""
-        return read_token(self.key, "unsubscribe", self.config.key, token)
+        return read_token(self.key, "unsubscribe", self.config.newsletter_id, token)
 
     def invalid_link(self) -> HTMLResponse:
         """The one answer to every bad token, whatever is wrong with it."""

@@ -55,7 +55,7 @@ def subscribe_form(site: CurrentSite) -> HTMLResponse:
 
 def _others(site: Site) -> list[dict[str, str]]:
     """The database's other newsletters, offered beside this one."""
-    return site.newsletters({site.config.key})[:MAX_LISTS]
+    return site.newsletters({site.config.newsletter_id})[:MAX_LISTS]
 
 
 MAX_LISTS = 15  # besides this one: a multipart form holds 20 fields (web/forms.py)
@@ -116,7 +116,7 @@ async def subscribe(
     if not site.limits.per_address.allow(address.key) or not site.limits.per_domain.allow(domain):
         return sent
     # A sync background task runs in the thread pool, off the event loop.
-    lists = chosen_lists(data, site.config.key)
+    lists = chosen_lists(data, site.config.newsletter_id)
     background.add_task(send_confirmation, site, address.email, name, lists)
     return sent
 
@@ -131,7 +131,11 @@ def send_confirmation(site: Site, email: str, name: str, lists: list[str] | None
     try:
         with session_scope(site.engine) as session:
             known = registry.known(session)
-            wanted = [k for k in lists or [config.key] if k == config.key or k in known]
+            wanted = [
+                k
+                for k in lists or [config.newsletter_id]
+                if k == config.newsletter_id or k in known
+            ]
             person, asked = None, []
             for newsletter in wanted:
                 found = subscribers.request_subscription(session, newsletter, email, name)
@@ -155,8 +159,8 @@ def confirm_url(site: Site, token_id: str, lists: list[str]) -> str:
     """One link for every list asked for: the token signs their keys, so a link cannot be
     stretched to another list (a link for this newsletter alone is as it always was)."""
     config = site.config
-    if lists == [config.key]:
-        return signed_url(config.base_url, site.key, "confirm", config.key, token_id)
+    if lists == [config.newsletter_id]:
+        return signed_url(config.base_url, site.key, "confirm", config.newsletter_id, token_id)
     token = make_token(site.key, "confirm", ",".join(lists), token_id)
     return site_urls.confirm(config.base_url, token, lists)
 
@@ -191,7 +195,7 @@ async def confirm(
 
 def _confirm(site: Site, token: str, lists: str, background: BackgroundTasks) -> HTMLResponse:
     config = site.config
-    keys = lists.split(",")[: MAX_LISTS + 1] if lists else [config.key]
+    keys = lists.split(",")[: MAX_LISTS + 1] if lists else [config.newsletter_id]
     proof = read_token(site.key, "confirm", ",".join(keys), token)
     if proof is None or proof.issued_at is None:
         return site.invalid_link()
@@ -207,7 +211,7 @@ def _confirm(site: Site, token: str, lists: str, background: BackgroundTasks) ->
             for k in confirmed
             if welcome.greets(session, config, k) and welcome.queue(session, k, [person])
         ]
-    if config.key in welcomed:
+    if config.newsletter_id in welcomed:
         background.add_task(site.send_welcomes)
     if not confirmed:
         return site.invalid_link()

@@ -58,7 +58,7 @@ async def unsubscribe(token: str, request: Request, site: CurrentSite) -> HTMLRe
 def _message(site: Site, mark: str) -> RowToken | None:
     """The message the link came in (`?m=`, a signed token the send adds), so the report
     can say which issue a reader left after; a missing or bad one only loses that."""
-    token = row_tokens.read(site.key, site.config.key, mark[:60]) if mark else None
+    token = row_tokens.read(site.key, site.config.newsletter_id, mark[:60]) if mark else None
     return token if token is not None and token.kind == "u" else None
 
 
@@ -67,6 +67,6 @@ def _unsubscribe(site: Site, proof: Token, message: RowToken | None) -> bool:
         person = subscribers.by_token(session, proof)
         if person is None or person.id is None:
             return False
-        if lifecycle.unsubscribe(session, person.id, site.config.key) and message:
+        if lifecycle.unsubscribe(session, person.id, site.config.newsletter_id) and message:
             record_unsubscribe(session, message.delivery_id, person.id)
         return True
