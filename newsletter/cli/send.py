@@ -20,7 +20,7 @@ from rich.table import Table
 from sqlmodel import Session
 
 from newsletter.cli.output import err, out, plural, print_error, print_json
-from newsletter.cli.state import state
+from newsletter.cli.state import State, state
 from newsletter.dates import parse_week
 from newsletter.delivery.connections import SendOptions
 from newsletter.delivery.ledger import RetryPolicy
@@ -131,12 +131,7 @@ def send(
     if test_to:
         if due:
             raise UsageError("--test-to sends one issue: give its SLUG, not --due")
-        # What `issue new` made by default: the last complete week's issue.
-        chosen = slug or parse_week("last", config.timezone).label
-        addresses = with_seeds(config, test_to)
-        with Session(st.engine()) as session:
-            count = send_tests(config, session, chosen, addresses, st.transports(transport))
-        out.print(f"Sent {plural(count, 'test message')} of {chosen}")
+        _test_copies(st, slug, test_to, transport)
         return
     request = SendRequest(
         slug=slug,
@@ -150,15 +145,37 @@ def send(
         transport=display_transport(transport or config.transport),
     )
     if dry_run:
-        preview = audience_preview(config, st.engine(), request)
-        if as_json:
-            print_json(preview.as_dict())
-            return
-        for name, people in preview.audiences.items():
-            for email in people:
-                out.print(email)
-            err.print(f"{name}: {plural(len(people), 'recipient')}; nothing sent")
+        _dry_run(st, request, as_json)
         return
+    raise typer.Exit(_send(st, request, transport, as_json))
+
+
+def _test_copies(st: State, slug: str | None, test_to: list[str], transport: str | None) -> None:
+    """`send --test-to`: the issue file as it is, to those addresses and the seed list."""
+    config = st.config()
+    # What `issue new` made by default: the last complete week's issue.
+    chosen = slug or parse_week("last", config.timezone).label
+    addresses = with_seeds(config, test_to)
+    with Session(st.engine()) as session:
+        count = send_tests(config, session, chosen, addresses, st.transports(transport))
+    out.print(f"Sent {plural(count, 'test message')} of {chosen}")
+
+
+def _dry_run(st: State, request: SendRequest, as_json: bool) -> None:
+    """`send --dry-run`: who each issue would go to now; nothing written."""
+    preview = audience_preview(st.config(), st.engine(), request)
+    if as_json:
+        print_json(preview.as_dict())
+        return
+    for name, people in preview.audiences.items():
+        for email in people:
+            out.print(email)
+        err.print(f"{name}: {plural(len(people), 'recipient')}; nothing sent")
+
+
+def _send(st: State, request: SendRequest, transport: str | None, as_json: bool) -> int:
+    """The send itself, with a progress bar on a terminal; its exit code."""
+    config = st.config()
     make = st.transports(transport)
     watcher = TerminalWatcher(show_progress=not as_json and err.is_terminal, quiet=as_json)
     try:
@@ -169,7 +186,7 @@ def send(
         print_json(result.as_dict())
     elif isinstance(result, DueRun) and not result.reports and not result.errors:
         out.print("Nothing due.")
-    raise typer.Exit(result.exit_code)
+    return result.exit_code
 
 
 class TerminalWatcher:
