@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote
 
 import sqlalchemy as sa
@@ -41,7 +41,8 @@ from newsletter.audience.lifecycle import confirm as confirm
 from newsletter.audience.lifecycle import key_hash as key_hash
 from newsletter.audience.lifecycle import subscription_of as subscription_of
 from newsletter.audience.lifecycle import unsubscribe as unsubscribe
-from newsletter.audience.tokens import Token
+from newsletter.audience.tokens import Token, signed_url
+from newsletter.config import Config
 from newsletter.dates import utc_now
 from newsletter.errors import InvalidAddress, NotFoundError
 from newsletter.models import (
@@ -453,3 +454,48 @@ def clicks_of(session: Session, person_id: int) -> list[dict[str, str]]:
     return [
         {"issue": slug, "url": url or "(opened)", "at": at.isoformat()} for slug, url, at, _ in rows
     ]
+
+
+def profile(session: Session, config: Config, key: bytes, email: str) -> dict[str, Any]:
+    """`subscribers show`: one person as this newsletter sees them, with their unsubscribe
+    link, every list of theirs in the database, their suppression and its lifts, and (with
+    per-reader tracking) their clicks."""
+    person = require(session, email)
+    subscription = subscription_of(session, person, config.newsletter_id)
+    assert person.id is not None
+    lists = subscriptions_of(session, person)
+    blocked = lifecycle.suppression_of(session, person.email_key)
+    return {
+        "email": person.email,
+        "name": person.name,
+        "status": subscription.status if subscription else None,
+        "source": person.source,
+        "attributes": person.attributes,
+        "created_at": person.created_at.isoformat(),
+        "confirmed_at": subscription.confirmed_at.isoformat()
+        if subscription and subscription.confirmed_at
+        else None,
+        "unsubscribed_at": subscription.unsubscribed_at.isoformat()
+        if subscription and subscription.unsubscribed_at
+        else None,
+        "unsubscribe_url": signed_url(
+            config.base_url, key, "unsubscribe", config.newsletter_id, person.token_id
+        ),
+        # Every list of theirs in this database, this one among them.
+        "subscriptions": lists,
+        "suppressed": f"{blocked.reason} since {blocked.created_at.isoformat()}"
+        if blocked
+        else None,
+        "suppression_lifts": [
+            {
+                "reason": lift.reason,
+                "suppressed_at": lift.suppressed_at.isoformat(),
+                "lifted_at": lift.lifted_at.isoformat(),
+                "by": lift.lifted_by,
+                "why": lift.why,
+            }
+            for lift in lifecycle.lifts_of(session, person.email_key)
+        ],  # fmt: skip
+        # Recorded only with [tracking] per_subscriber = true (docs/privacy.md).
+        "clicks": clicks_of(session, person.id),
+    }

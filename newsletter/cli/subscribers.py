@@ -13,7 +13,6 @@ from sqlmodel import Session
 from newsletter.atomic_files import atomic_open
 from newsletter.audience import lifecycle, subscribers
 from newsletter.audience.csv_files import export_csv, import_csv
-from newsletter.audience.tokens import signed_url
 from newsletter.cli.output import err, out, plural, print_json, shown
 from newsletter.cli.state import State, state
 from newsletter.db import session_scope
@@ -254,45 +253,7 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
     st = state(ctx)
     config = st.config()
     with Session(st.engine()) as session:
-        person = subscribers.require(session, email)
-        subscription = subscribers.subscription_of(session, person, config.newsletter_id)
-        assert person.id is not None
-        lists = subscribers.subscriptions_of(session, person)
-        blocked = lifecycle.suppression_of(session, person.email_key)
-        detail = {
-            "email": person.email,
-            "name": person.name,
-            "status": subscription.status if subscription else None,
-            "source": person.source,
-            "attributes": person.attributes,
-            "created_at": person.created_at.isoformat(),
-            "confirmed_at": subscription.confirmed_at.isoformat()
-            if subscription and subscription.confirmed_at
-            else None,
-            "unsubscribed_at": subscription.unsubscribed_at.isoformat()
-            if subscription and subscription.unsubscribed_at
-            else None,
-            "unsubscribe_url": signed_url(
-                config.base_url, st.key(), "unsubscribe", config.newsletter_id, person.token_id
-            ),
-            # Every list of theirs in this database, this one among them.
-            "subscriptions": lists,
-            "suppressed": f"{blocked.reason} since {blocked.created_at.isoformat()}"
-            if blocked
-            else None,
-            "suppression_lifts": [
-                {
-                    "reason": lift.reason,
-                    "suppressed_at": lift.suppressed_at.isoformat(),
-                    "lifted_at": lift.lifted_at.isoformat(),
-                    "by": lift.lifted_by,
-                    "why": lift.why,
-                }
-                for lift in lifecycle.lifts_of(session, person.email_key)
-            ],  # fmt: skip
-            # Recorded only with [tracking] per_subscriber = true (docs/privacy.md).
-            "clicks": subscribers.clicks_of(session, person.id),
-        }
+        detail = subscribers.profile(session, config, st.key(), email)
     if as_json:
         print_json(detail)
         return
@@ -301,7 +262,7 @@ def show(ctx: typer.Context, email: Email, *, as_json: AsJson = False) -> None:
             out.print(f"{label}: {shown(value)}")
     # A line per list: one line of every list's fields ran together unreadably.
     out.print("subscriptions:")
-    for entry in lists:
+    for entry in detail["subscriptions"]:
         since = entry.get("confirmed_at") or ""
         left = entry.get("unsubscribed_at")
         out.print(
