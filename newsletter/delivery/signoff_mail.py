@@ -15,11 +15,11 @@ from sqlmodel import Session
 from newsletter import site_urls
 from newsletter.config import Config
 from newsletter.db import session_scope
-from newsletter.delivery.message import build_message, dkim_signer, issue_template, sender
-from newsletter.delivery.seed_copies import send_tests
+from newsletter.delivery.message import build_message, dkim_signer, sender
+from newsletter.delivery.seed_copies import copy_for, copy_template, send_tests
 from newsletter.delivery.transport import Transport
 from newsletter.editorial import signoff
-from newsletter.editorial.render import after_body, personal_urls
+from newsletter.editorial.render import after_body
 from newsletter.editorial.signoff import Candidate, address_of, token_for
 from newsletter.models import Approval
 
@@ -69,27 +69,17 @@ def send_requests(
             url = approve_url(config, key, row)
             block, lead = _banner(config, row, url)
             page = after_body(found.rendered.html.source, block)
-            template = issue_template(
+            template = copy_template(
                 config,
                 slug=f"approval-{found.slug}-{row.id}",
                 subject=f"[Approval] {found.subject}",
                 html=page,
                 text=lead + found.rendered.text.source,
-                date=datetime.now(UTC),
-                dkim=dkim_signer(config),
                 feedback_id=None,
                 reply_to=config.reply_to,
             )
-            unsubscribe, preferences = personal_urls(config.base_url, "test")
             address = address_of(row.approver)
-            data = template.render(
-                email=address,
-                email_key=address,
-                name=None,
-                unsubscribe_url=unsubscribe,
-                view_url=config.archive_url(found.slug),
-                preferences_url=preferences,
-            )
+            data = copy_for(config, template, address, address, found.slug)
             transport.send(sender(config).addr_spec, address, data)
             sent += 1
     return sent
