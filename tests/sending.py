@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 
 from newsletter.audience import subscribers
 from newsletter.models import Approval, ApprovedIssue
+from newsletter.web.limits import Limits
 from tests import returned
 from tests.conftest import Project
 from tests.smtpserver import Received, SMTPServer
@@ -85,8 +86,11 @@ def drafted(ready: Project) -> Project:
 
 
 @contextmanager
-def site_client(project: Project, smtp_server: SMTPServer) -> Iterator[TestClient]:
-    """The project's web app as https://news.example.org, its mail to the test SMTP server."""
+def site_client(
+    project: Project, smtp_server: SMTPServer, limits: Limits | None = None
+) -> Iterator[TestClient]:
+    """The project's web app as https://news.example.org, its mail to the test SMTP server
+    (and the form limits given, else the production ones)."""
     from newsletter.audience.tokens import load_key
     from newsletter.delivery.transport import open_transport
     from newsletter.web.app import create_app
@@ -97,6 +101,7 @@ def site_client(project: Project, smtp_server: SMTPServer) -> Iterator[TestClien
         project.engine(),
         load_key(config.signing_key_file),
         transport=lambda: open_transport(smtp_server.url, project.root),
+        limits=limits,
     )
     with TestClient(app, base_url="https://news.example.org") as client:
         yield client

@@ -26,6 +26,7 @@ from newsletter.web.app import create_app
 from newsletter.web.limits import Limits, RequestLimiter
 from tests.conftest import Project
 from tests.forms import confirm_form, press_confirm, served
+from tests.sending import site_client
 from tests.smtpserver import SMTPServer
 
 ADDRESS = "maria@example.org"
@@ -33,15 +34,9 @@ ADDRESS = "maria@example.org"
 
 @pytest.fixture
 def client(project: Project, smtp_server: SMTPServer) -> Iterator[TestClient]:
-    config = project.config
-    app = create_app(
-        config,
-        project.engine(),
-        load_key(config.signing_key_file),
-        transport=lambda: open_transport(smtp_server.url, project.root),
-        limits=Limits(RequestLimiter(100, 600), RequestLimiter(100, 3600)),
-    )
-    with TestClient(app, base_url="https://news.example.org") as test_client:
+    with site_client(
+        project, smtp_server, Limits(RequestLimiter(100, 600), RequestLimiter(100, 3600))
+    ) as test_client:
         yield test_client
 
 
