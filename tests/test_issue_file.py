@@ -235,3 +235,39 @@ def test_an_issue_sets_its_greeting_or_turns_it_off(collected: Project) -> None:
         path.write_text(original.replace('week: "2022-W51"', f'week: "2022-W51"\n{bad}', 1))
         refused = collected.run("issue", "render", "2022-W51")
         assert refused.exit_code == 2 and "greeting" in refused.stderr, refused.output
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        ('---\nslug: w\nsubject: S\npreheadr: "Two lines"\n---\n', 4, "did you mean 'preheader'?"),
+        ("---\nslug: w\nsubject: S\nSubject: T\n---\n", 4, "did you mean 'subject'?"),
+        ("---\nslug: w\nsubject: S\narticles:\n  - url: https://e.org/a/\n    nots: Hi\n---\n",
+         6, "did you mean 'note'?"),
+        ("---\nslug: w\nsubject: S\narticles:\n  - url: https://e.org/a/\n    secton: War\n---\n",
+         6, "did you mean 'section'?"),
+        ("---\nslug: w\nsubject: S\nsend_when: Monday\n---\n", 4, "the front matter knows"),
+    ],
+)  # fmt: skip
+def test_an_unknown_key_is_refused_with_its_line_and_the_nearest(
+    text: str, where: int, message: str
+) -> None:
+    with pytest.raises(IssueFileError) as raised:
+        parse_issue(text, Path("issues/w.md"))
+    assert str(raised.value).startswith(f"issues/w.md:{where}: unknown key")
+    assert message in str(raised.value)
+
+
+def test_every_command_refuses_a_file_with_a_misspelt_key(collected: Project) -> None:
+    path = new_issue(collected)
+    path.write_text(path.read_text().replace("preheader:", "preheadr:", 1))
+    config = collected.config_file.read_text()
+    collected.config_file.write_text(
+        config.replace(
+            "approval_hours = 72\n", 'approval_hours = 72\napprovers = ["O <o@e.org>"]\n'
+        )
+    )
+    for command in ("render", "check", "approve", "request-approval"):
+        result = collected.run("issue", command, "2022-W51")
+        assert result.exit_code == 2, (command, result.output)
+        assert "unknown key 'preheadr'" in result.stderr and "'preheader'" in result.stderr

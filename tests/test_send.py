@@ -232,7 +232,8 @@ def test_usage_errors_exit_2(ready: Project) -> None:
         (["send", "2022-W51", "--rate", "fast"], "bad --rate"),
         (["send", "2022-W51", "--connections", "0"], "--connections 0"),
         (["send", "2022-W51", "--transport", "pigeon://x"], "unknown transport"),
-        (["send", "1999-W01"], "is not approved"),
+        # A mistyped slug names no file (it said "not approved: run issue approve").
+        (["send", "1999-W01"], "no issue 1999-W01: there is no issue file"),
         (["deliveries", "resolve", "2022-W51"], "--resend|--mark-sent"),
     ]
     for args, message in cases:
@@ -240,6 +241,9 @@ def test_usage_errors_exit_2(ready: Project) -> None:
         assert result.exit_code in (1, 2), (args, result.output)
         assert message in result.stderr, (args, result.stderr)
     assert ready.run("send", "1999-W01").exit_code == 2  # unknown issue: input to fix
+    assert ready.run("issue", "new", "--week", "2022-W50", "--slug", "w50").exit_code == 0
+    drafted = ready.run("send", "w50")
+    assert drafted.exit_code == 2 and "w50 is not approved: run" in drafted.stderr
 
 
 def test_approval_is_frozen_once_a_send_began(ready: Project, smtp_server: SMTPServer) -> None:

@@ -531,6 +531,11 @@ def find_approved(session: Session, config: Config, slug_or_path: str) -> Approv
     if slug.endswith(".md") or "/" in slug:
         slug = read_issue(issue_path(config, slug_or_path)).slug
     row = mailings.find(session, config, slug)
+    if row is None and not issue_path(config, slug).is_file():
+        raise NotFoundError(
+            f"no issue {slug}: there is no issue file {issue_path(config, slug)} and nothing "
+            "approved by that name; see 'newsletter issue list'"
+        )
     if row is None:
         how = "request-approval" if config.require_approval else "approve"
         raise NotFoundError(f"issue {slug} is not approved: run 'newsletter issue {how} {slug}'")

@@ -8,6 +8,7 @@ mode, so the editor's comments, quoting and introduction survive every change.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import io
 import json
@@ -158,6 +159,9 @@ def parse_issue(text: str, path: Path) -> IssueFile:
         position = front.lc.key(key) if key in front else None
         return position[0] + 2 if position else 2
 
+    for key in front:  # a misspelt key would be dropped on the way to readers: refused
+        _known(key, FRONT_KEYS, f"{path}:{line_of(str(key))}", "the front matter")
+
     def text_field(key: str, *, required: bool) -> str | None:
         value = front.get(key)
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -194,6 +198,24 @@ def parse_issue(text: str, path: Path) -> IssueFile:
         reply_to=_reply_to(text_field("reply_to", required=False), f"{path}:{line_of('reply_to')}"),
         greeting=_greeting(front.get("greeting"), f"{path}:{line_of('greeting')}"),
     )
+
+
+# Every key an issue file may hold, in its front matter and in each article entry.
+FRONT_KEYS = (
+    "newsletter", "slug", "subject", "preheader", "author", "week", "articles", "reply_to",
+    "greeting",
+)  # fmt: skip
+ARTICLE_KEYS = ("url", "note", "section")
+
+
+def _known(key: object, known: tuple[str, ...], where: str, what: str) -> None:
+    """Refuse a key the file may not hold, naming the nearest one it may."""
+    if key in known:
+        return
+    name = str(key)
+    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?" if close else f"{what} knows {', '.join(known)}"
+    raise IssueFileError(f"{where}: unknown key '{name}' in {what}: {hint}")
 
 
 def _greeting(value: object, where: str) -> str | bool | None:
@@ -233,6 +255,12 @@ def _article(item: Any, index: int, seq: Any, path: Path) -> IssueArticle:
         return IssueArticle(url=item.strip())
     if not isinstance(item, dict) or not isinstance(item.get("url"), str):
         raise IssueFileError(f"{path}:{line}: article {index + 1} needs 'url: https://...'")
+    for key in item:
+        try:
+            key_line = getattr(item, "lc").key(key)[0] + 2  # noqa: B009 - a plain dict has none
+        except (AttributeError, KeyError, TypeError):
+            key_line = line
+        _known(key, ARTICLE_KEYS, f"{path}:{key_line}", f"article {index + 1}")
     note, section = item.get("note"), item.get("section")
     for key, value in (("note", note), ("section", section)):
         if value is not None and not isinstance(value, str):
