@@ -271,3 +271,14 @@ def test_every_command_refuses_a_file_with_a_misspelt_key(collected: Project) ->
         result = collected.run("issue", command, "2022-W51")
         assert result.exit_code == 2, (command, result.output)
         assert "unknown key 'preheadr'" in result.stderr and "'preheader'" in result.stderr
+
+
+def test_issue_new_writes_the_greeting_the_theme_will_send(collected: Project) -> None:
+    """Commented, in the newsletter's language, so the editor sees it before a double
+    salutation goes out."""
+    path = new_issue(collected)
+    text = path.read_text()
+    assert '# greeting: "Hello, {name},"' in text
+    assert parse_issue(text, path).greeting is None  # a comment: the theme's, as before
+    path.write_text(text.replace('# greeting: "Hello, {name},"', "greeting: false"))
+    assert parse_issue(path.read_text(), path).greeting is False

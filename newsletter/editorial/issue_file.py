@@ -376,7 +376,11 @@ def new_issue(
     dates = week_dates(period, config)
     subject = f"{config.name}: {dates}"
     preheader = lead_preheader([article.title for article in found], config.language)
-    text = _starter(config.name, slug, subject, preheader, author, period.label, found)
+    # What the theme will say above the intro, so the editor sees the greeting they send.
+    theme_greeting = config.words.gettext("Hello, %(name)s,") % {"name": "{name}"}
+    text = _starter(
+        config.name, slug, subject, preheader, author, period.label, found, theme_greeting
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     issue = parse_issue(text, path)
     atomic_write(path, text)
@@ -391,6 +395,7 @@ def _starter(
     author: str | None,
     week: str,
     found: list[Article] | Any,
+    theme_greeting: str,
 ) -> str:
     def q(value: str) -> str:
         return json.dumps(value, ensure_ascii=False)
@@ -407,6 +412,9 @@ def _starter(
         lines.append(f"author: {q(author)}")
     lines += [
         f"week: {q(week)}",
+        "# Each reader's greeting above the intro ({name}: their name). The theme says the",
+        "# line below; write your own, or false for none (when the intro greets itself).",
+        f"# greeting: {q(theme_greeting)}",
         "# In the order readers see them. Each may have a 'note' (Markdown, shown under the",
         "# card) and a 'section' (a heading for it and the articles after it).",
         "articles:",
