@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from newsletter.dates import utc_now
+
 Encoding = Literal["full", "short"]
 _SHORT_BYTES = 10
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -137,7 +139,7 @@ def expired(expires_at: datetime | None, expiry: int) -> bool:
     """Whether a row token's signed expiry is not the row's own, or has passed."""
     if expires_at is None or int(expires_at.timestamp() * 1000) != expiry:
         return True
-    return datetime.now(UTC).timestamp() * 1000 >= expiry
+    return utc_now().timestamp() * 1000 >= expiry
 
 
 def base36(number: int) -> str:

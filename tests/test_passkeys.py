@@ -186,9 +186,8 @@ def test_an_approver_with_a_passkey_approves_only_with_it(
         assert answer.status_code == 403 and "Not approved" in answer.text, why
     assert _frozen(drafted) is None
 
-    # As the page's script posts it: the passkey's answer, the decision in a hidden field.
-    fields.pop("action")
-    answer = site.post(link, data=fields | {"passkey": key.get(good), "decision": "approve"})
+    # As the page's script posts it: the passkey's answer with the button's value.
+    answer = site.post(link, data=fields | {"passkey": key.get(good)})
     assert answer.status_code == 200 and "Approved" in answer.text
     (event,) = [e for e in _history(drafted)["events"] if e["decision"]]  # type: ignore[union-attr]
     assert event["proof"] == "passkey" and event["approver"] == OLHA

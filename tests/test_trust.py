@@ -18,11 +18,9 @@ from newsletter.audience import lifecycle, subscribers
 from newsletter.audience.tokens import load_key, make_token
 from newsletter.dates import utc_now
 from newsletter.db import Cursor
-from newsletter.delivery.transport import open_transport
 from newsletter.errors import UsageError
 from newsletter.models import Subscription, Suppression
 from newsletter.web import human
-from newsletter.web.app import create_app
 from newsletter.web.limits import Limits, RequestLimiter
 from tests.conftest import Project
 from tests.forms import confirm_form, press_confirm, served
@@ -308,15 +306,7 @@ def test_list_bombing_one_confirmation_a_day_and_no_strangers_words(
 
     limits = default_limits()
     limits.per_domain = RequestLimiter(3, 3600)
-    config = project.config
-    app = create_app(
-        config,
-        project.engine(),
-        load_key(config.signing_key_file),
-        transport=lambda: open_transport(smtp_server.url, project.root),
-        limits=limits,
-    )
-    with TestClient(app, base_url="https://news.example.org") as bot:
+    with site_client(project, smtp_server, limits) as bot:
         bot.get("/subscribe")
         fresh = bot.get("/subscribe").text.split('name="served" value="', 1)[1].split('"')[0]
         # Without the page's stamp, or posted as soon as the page came: nothing is sent.

@@ -287,6 +287,15 @@ def diagnose(
     return found
 
 
+def tls_off_finding(host: str) -> Finding:
+    return Finding(
+        "tls",
+        "fail",
+        f"TLS to the relay {host} is off (?tls=off)",
+        "remove ?tls=off unless the relay is on a trusted network",
+    )
+
+
 def _replaced(said: list[Finding], seen: list[Finding]) -> list[Finding]:
     checks = {finding.check for finding in seen}
     return [finding for finding in said if finding.check not in checks] + seen
@@ -315,14 +324,7 @@ def _relay(
             )
         )
     else:
-        found.append(
-            Finding(
-                "tls",
-                "fail",
-                f"TLS to the relay {host} is off (?tls=off)",
-                "remove ?tls=off unless the relay is on a trusted network",
-            )
-        )
+        found.append(tls_off_finding(host))
     try:
         address = ipaddress.ip_address(host)
         addresses = [str(address)]

@@ -18,7 +18,6 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import httpx
 import sqlalchemy as sa
@@ -30,8 +29,8 @@ from newsletter.audience import subscribers
 from newsletter.audience.tokens import signed_url
 from newsletter.config import Config
 from newsletter.db import session_scope
-from newsletter.delivery.doctor import Finding
-from newsletter.delivery.transport import is_loopback, tls_context
+from newsletter.delivery.doctor import Finding, tls_off_finding
+from newsletter.delivery.transport import SMTPTransport, is_loopback, open_transport, tls_context
 from newsletter.models import Subscriber, Subscription
 
 TIMEOUT = 10.0
@@ -40,10 +39,11 @@ TIMEOUT = 10.0
 def probe_relay(config: Config, ptr_names: list[str], timeout: float = TIMEOUT) -> list[Finding]:
     """Connect to the SMTP relay: its greeting, STARTTLS with the certificate checked, and
     the name it greets with (a relay's HELO is its host name, which receivers match to PTR)."""
-    parts = urlsplit(config.transport)
-    host, implicit = parts.hostname or "", parts.scheme == "smtps"
-    port = parts.port or (465 if implicit else 25)
-    tls_off = "tls=off" in parts.query
+    # The relay as the send reads its URL (host, port, TLS), never parsed a second way.
+    relay = open_transport(config.transport, config.root)
+    if not isinstance(relay, SMTPTransport):
+        return []
+    host, port, implicit, tls_off = relay.host, relay.port, relay.implicit_tls, not relay.tls
     found: list[Finding] = []
     try:
         if implicit:
@@ -77,14 +77,7 @@ def probe_relay(config: Config, ptr_names: list[str], timeout: float = TIMEOUT) 
                 smtp.starttls(context=tls_context())
                 found.append(_tls_ok(host, smtp, "STARTTLS"))
             elif tls_off:
-                found.append(
-                    Finding(
-                        "tls",
-                        "fail",
-                        f"TLS to the relay {host} is off (?tls=off)",
-                        "remove ?tls=off unless the relay is on a trusted network",
-                    )
-                )
+                found.append(tls_off_finding(host))
             elif is_loopback(host):
                 found.append(
                     Finding(

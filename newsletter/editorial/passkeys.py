@@ -200,10 +200,10 @@ def authentication_options(config: Config, keys: list[Passkey], chal: bytes) -> 
 
 
 def authenticate(
-    config: Config, session: Session, approver: str, chal: bytes, credential: str
+    config: Config, session: Session, keys: list[Passkey], chal: bytes, credential: str
 ) -> bool:
-    """Whether `credential` is a fresh signature of this page's challenge by one of the
-    approver's own passkeys (user verified). Updates its counter; does not commit."""
+    """Whether `credential` is a fresh signature of this page's challenge by one of `keys`,
+    the approver's own passkeys (user verified). Updates its counter; does not commit."""
     if not credential or len(credential) > MAX_CREDENTIAL_JSON:
         return False
     try:
@@ -211,8 +211,8 @@ def authenticate(
         credential_id = given["id"] if isinstance(given, dict) else None
     except ValueError:
         return False
-    keys = {k.credential_id: k for k in registered(session, config, approver)}
-    key = keys.get(credential_id) if isinstance(credential_id, str) else None
+    by_id = {k.credential_id: k for k in keys}
+    key = by_id.get(credential_id) if isinstance(credential_id, str) else None
     if key is None or key.public_key is None:
         return False
     found = party(config)

@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Literal
+from typing import Literal, get_args
 
 from flufl.bounce import all_failures
 
@@ -35,14 +35,7 @@ from newsletter.feedback.classify import Severity, normal_status, severity
 logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
 ReportKind = Literal["hard", "soft", "complaint", "unsubscribe", "auto-reply", "unrecognised"]
-KINDS: tuple[ReportKind, ...] = (
-    "hard",
-    "soft",
-    "complaint",
-    "unsubscribe",
-    "auto-reply",
-    "unrecognised",
-)
+KINDS: tuple[ReportKind, ...] = get_args(ReportKind)
 
 # Bounds on hostile input: bytes of one message read at all, of text judged, of parts.
 MAX_MESSAGE = 10_000_000

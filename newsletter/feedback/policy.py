@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sqlmodel import Session
 
@@ -35,14 +35,7 @@ from newsletter.feedback.parse import Parsed, Report, ReportKind
 from newsletter.untrusted import stored
 
 Action = Literal["bounced", "counted", "complained", "unsubscribed", "none", "unverified"]
-ACTIONS: tuple[Action, ...] = (
-    "bounced",
-    "counted",
-    "complained",
-    "unsubscribed",
-    "none",
-    "unverified",
-)
+ACTIONS: tuple[Action, ...] = get_args(Action)
 MAX_KEPT = 256_000  # bytes of an unrecognised message kept for a person
 MAX_DIAGNOSTIC = 2000
 

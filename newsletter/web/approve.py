@@ -75,8 +75,7 @@ async def approval_decision(
     data = await read_form(request)
     cookie = request.cookies.get(COOKIE, "")
     given = (data or {}).get("form", "")
-    # The passkey's script posts the form itself, so without the pressed button's value.
-    action = (data or {}).get("action") or (data or {}).get("decision", "")
+    action = (data or {}).get("action", "")
     if (
         data is None
         or action not in ("approve", "changes")
@@ -119,19 +118,14 @@ def _decide(
         row = signoff.pending(site.key, session, site.config, token)
         if row is None:
             return site.invalid_link()
-        proof: signoff.Proof = "link"
-        if decision == "approved" and _passkey_needed(site, session, row):
-            chal = passkeys.challenge(site.key, FORM, token, data.get("served", ""))
-            if not passkeys.authenticate(
-                site.config, session, row.approver, chal, data.get("passkey", "")
-            ):
-                return site.message(
-                    "Not approved",
-                    "Approving needs your own passkey: open the approval link from your email "
-                    "on the phone or computer that has it, and press Approve.",
-                    403,
-                )
-            proof = "passkey"
+        proof = _proof(site, session, row, token, data) if decision == "approved" else "link"
+        if proof is None:
+            return site.message(
+                "Not approved",
+                "Approving needs your own passkey: open the approval link from your email "
+                "on the phone or computer that has it, and press Approve.",
+                403,
+            )
         outcome = signoff.decide(
             site.config,
             session,
@@ -164,12 +158,18 @@ def _mail(site: Site, to: str, message: bytes) -> None:
         log.error("request for changes not mailed: %s: %s", type(error).__name__, error)
 
 
-def _passkey_needed(site: Site, session: Session, row: Approval) -> bool:
-    """An approver with a passkey approves with it; under `approval_proof = "passkey"`,
-    every approver does (one without a passkey cannot approve until they make one)."""
-    return site.config.approval_proof == "passkey" or bool(
-        passkeys.registered(session, site.config, row.approver)
-    )
+def _proof(
+    site: Site, session: Session, row: Approval, token: str, data: dict[str, str]
+) -> signoff.Proof | None:
+    """How an approval proves its approver: "passkey", a good signature of this page's
+    challenge; "link", when no passkey is asked of them; None, when one is asked (they have
+    one, or `approval_proof = "passkey"`) and the signature is missing or bad."""
+    keys = passkeys.registered(session, site.config, row.approver)
+    if not keys and site.config.approval_proof != "passkey":
+        return "link"
+    chal = passkeys.challenge(site.key, FORM, token, data.get("served", ""))
+    ok = passkeys.authenticate(site.config, session, keys, chal, data.get("passkey", ""))
+    return "passkey" if ok else None
 
 
 def _human_value(site: Site, token: str) -> str:

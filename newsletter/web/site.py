@@ -151,20 +151,22 @@ _CSP = (
 # The approval page's one script (web/approve.py): it fills in the form's `human` value a
 # moment after the page has loaded, a step a crawler that only fetches and posts forms does
 # not take; where the approver has a passkey, Approve first asks the browser for it
-# (editorial/passkeys.py) and posts its signature. Allowed by its hash, and no other script.
+# (editorial/passkeys.py) and posts its signature with the button's own value
+# (requestSubmit). Allowed by its hash, and no other script.
 APPROVE_SCRIPT = (
     "(function(){var h=document.getElementById('approve-human');"
     "function human(){h.value=h.getAttribute('data-value')}setTimeout(human,800);"
     "var o=document.getElementById('passkey-options');if(!o)return;"
-    "var f=h.form,s=document.getElementById('passkey-status');"
-    "document.getElementById('approve-button').addEventListener('click',function(e){"
+    "var f=h.form,s=document.getElementById('passkey-status'),"
+    "b=document.getElementById('approve-button');"
+    "b.addEventListener('click',function(e){"
     "e.preventDefault();var P=window.PublicKeyCredential;"
     "if(!P||!P.parseRequestOptionsFromJSON){s.textContent='This browser cannot use passkeys:"
     " open the link in a current browser.';return}"
     "navigator.credentials.get({publicKey:P.parseRequestOptionsFromJSON("
     "JSON.parse(o.textContent))}).then(function(c){human();"
-    "f.elements.passkey.value=JSON.stringify(c.toJSON());f.elements.decision.value='approve';"
-    "f.submit()},function(){s.textContent='The passkey was not used, so nothing was approved."
+    "f.elements.passkey.value=JSON.stringify(c.toJSON());f.requestSubmit(b)},"
+    "function(){s.textContent='The passkey was not used, so nothing was approved."
     " Press Approve to try again.'})})})();"
 )
 # The passkey page's one script (web/passkey.py): the browser makes the passkey and the
